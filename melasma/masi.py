@@ -1,0 +1,142 @@
+"""MASI and mMASI scoring (Kimbrough-Green 1994; Pandya 2011). Pure Python, no torch.
+
+A rater's scores are a mapping ``{region: {"area": A, "darkness": D, "homogeneity": H}}`` over the
+four facial regions. MASI = sum of weight * A * (D + H) (range 0-48); mMASI = sum of weight * A * D
+(range 0-24). Every invalid value raises ``ValueError`` naming the field and the allowed range.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from statistics import fmean
+from typing import Mapping, Sequence
+
+REGIONS: tuple[str, ...] = ("forehead", "right_malar", "left_malar", "chin")
+REGION_WEIGHTS: dict[str, float] = {"forehead": 0.3, "right_malar": 0.3, "left_malar": 0.3, "chin": 0.1}
+SEVERITIES: tuple[str, ...] = ("mild", "moderate", "severe")
+
+#: item -> (lowest, highest) integer score
+ITEM_RANGES: dict[str, tuple[int, int]] = {"area": (0, 6), "darkness": (0, 4), "homogeneity": (0, 4)}
+ITEMS: tuple[str, ...] = tuple(ITEM_RANGES)
+
+#: Area score -> share of the region affected, as shown to raters.
+AREA_BANDS: dict[int, str] = {
+    0: "none", 1: "<10 %", 2: "10-29 %", 3: "30-49 %", 4: "50-69 %", 5: "70-89 %", 6: "90-100 %",
+}
+INTENSITY_LABELS: dict[int, str] = {0: "absent", 1: "slight", 2: "mild", 3: "marked", 4: "maximum"}
+
+SCALE_MAX: dict[str, float] = {"masi": 48.0, "mmasi": 24.0}
+#: Default cut-offs (lower bounds of moderate and severe). MASI's are the study's thirds of 48; no
+#: validated published cut-offs exist for either scale, so callers may pass their own.
+DEFAULT_CUTOFFS: dict[str, tuple[float, float]] = {"masi": (16.0, 32.0), "mmasi": (8.0, 16.0)}
+
+Scores = Mapping[str, Mapping[str, int]]
+
+
+def _check_item(region: str, item: str, value: object) -> int:
+    low, high = ITEM_RANGES[item]
+    allowed = f"an integer {low}-{high}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{region}.{item} must be {allowed}, got {value!r}")
+    if isinstance(value, float) and (math.isnan(value) or not value.is_integer()):
+        raise ValueError(f"{region}.{item} must be {allowed}, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{region}.{item} must be {allowed}, got {value!r}")
+    return int(value)
+
+
+def validate(scores: Scores) -> dict[str, dict[str, int]]:
+    """Return a clean copy of one rater's scores, or raise ValueError naming the bad field."""
+    if not isinstance(scores, Mapping):
+        raise ValueError(f"scores must be a mapping of regions {REGIONS}, got {type(scores).__name__}")
+    unknown = sorted(set(scores) - set(REGIONS))
+    if unknown:
+        raise ValueError(f"unknown region {unknown[0]!r}; allowed regions are {', '.join(REGIONS)}")
+    clean: dict[str, dict[str, int]] = {}
+    for region in REGIONS:
+        if region not in scores:
+            raise ValueError(f"missing region {region!r}; all of {', '.join(REGIONS)} are required")
+        items = scores[region]
+        if not isinstance(items, Mapping):
+            raise ValueError(f"{region} must be a mapping of {', '.join(ITEMS)}")
+        extra = sorted(set(items) - set(ITEMS))
+        if extra:
+            raise ValueError(f"{region}: unknown item {extra[0]!r}; allowed items are {', '.join(ITEMS)}")
+        clean[region] = {}
+        for item in ITEMS:
+            if item not in items:
+                low, high = ITEM_RANGES[item]
+                raise ValueError(f"{region}.{item} is missing (an integer {low}-{high})")
+            clean[region][item] = _check_item(region, item, items[item])
+    return clean
+
+
+def masi(scores: Scores) -> float:
+    """MASI = sum over regions of weight * area * (darkness + homogeneity), range 0-48."""
+    clean = validate(scores)
+    total = sum(
+        REGION_WEIGHTS[r] * s["area"] * (s["darkness"] + s["homogeneity"]) for r, s in clean.items()
+    )
+    return round(total, 10)
+
+
+def mmasi(scores: Scores) -> float:
+    """Modified MASI = sum over regions of weight * area * darkness, range 0-24."""
+    clean = validate(scores)
+    return round(sum(REGION_WEIGHTS[r] * s["area"] * s["darkness"] for r, s in clean.items()), 10)
+
+
+def severity(
+    value: float, scale: str = "masi", cutoffs: tuple[float, float] | None = None
+) -> str:
+    """Bin a MASI (or mMASI) value: mild below the first cut-off, severe from the second."""
+    if scale not in SCALE_MAX:
+        raise ValueError(f"scale must be one of {', '.join(SCALE_MAX)}, got {scale!r}")
+    top = SCALE_MAX[scale]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"{scale} value must be a number 0-{top:g}, got {value!r}")
+    if not 0 <= value <= top:
+        raise ValueError(f"{scale} value must be within 0-{top:g}, got {value!r}")
+    moderate_from, severe_from = cutoffs if cutoffs is not None else DEFAULT_CUTOFFS[scale]
+    if not 0 < moderate_from < severe_from <= top:
+        raise ValueError(
+            f"cut-offs must satisfy 0 < moderate < severe <= {top:g}, got {(moderate_from, severe_from)}"
+        )
+    if value < moderate_from:
+        return "mild"
+    return "moderate" if value < severe_from else "severe"
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """The raters' mean MASI, its severity bin, each rater's MASI and their spread."""
+
+    masi: float
+    severity: str
+    per_rater: list[float]
+    spread: float
+    mmasi: float
+    region_means: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def consensus(
+    raters: Sequence[Scores], cutoffs: tuple[float, float] | None = None
+) -> Consensus:
+    """Average the raters' MASI values (the study's final score) and bin the mean."""
+    if isinstance(raters, Mapping) or not isinstance(raters, Sequence) or len(raters) == 0:
+        raise ValueError("raters must be a non-empty list of score mappings (one per rater)")
+    clean = [validate(s) for s in raters]
+    per_rater = [masi(s) for s in clean]
+    mean = round(fmean(per_rater), 10)
+    region_means = {
+        r: {item: fmean(s[r][item] for s in clean) for item in ITEMS} for r in REGIONS
+    }
+    return Consensus(
+        masi=mean,
+        severity=severity(mean, "masi", cutoffs),
+        per_rater=per_rater,
+        spread=round(max(per_rater) - min(per_rater), 10),
+        mmasi=round(fmean(mmasi(s) for s in clean), 10),
+        region_means=region_means,
+    )

@@ -1,0 +1,79 @@
+"""Run-time settings of the app, from environment variables (flags in app.py override them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_RATERS = ("rater1", "rater2", "rater3")
+
+
+def _split_names(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _parse_auth(value: str) -> tuple[tuple[str, str], ...]:
+    """`user:password,user2:password2` -> ((user, password), ...)."""
+    pairs = []
+    for item in _split_names(value):
+        user, sep, password = item.partition(":")
+        if not sep or not user or not password:
+            raise ValueError(f"MELASMA_AUTH entries must look like user:password, got {item!r}")
+        pairs.append((user, password))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where data lives and how rating works.
+
+    Environment: MELASMA_DATA_DIR, MELASMA_RATERS (comma list), MELASMA_RATINGS_PER_IMAGE,
+    MELASMA_SPREAD_THRESHOLD, MELASMA_AUTH (user:password,...), MELASMA_MAX_UPLOAD_MB.
+    """
+
+    data_dir: Path = Path("data")
+    raters: tuple[str, ...] = DEFAULT_RATERS
+    ratings_per_image: int = 3
+    spread_threshold: float = 8.0
+    auth: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    max_upload_mb: int = 50
+
+    def __post_init__(self) -> None:
+        if self.ratings_per_image < 2:
+            raise ValueError(f"ratings per image must be at least 2, got {self.ratings_per_image}")
+        if len(set(self.raters)) != len(self.raters):
+            raise ValueError("rater names must be unique")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        """Read the settings from environment variables, falling back to the defaults."""
+        env = dict(os.environ if env is None else env)
+        auth = _parse_auth(env.get("MELASMA_AUTH", ""))
+        raters = _split_names(env.get("MELASMA_RATERS", "")) or (
+            tuple(user for user, _ in auth) or DEFAULT_RATERS
+        )
+        return cls(
+            data_dir=Path(env.get("MELASMA_DATA_DIR", "data")),
+            raters=raters,
+            ratings_per_image=int(env.get("MELASMA_RATINGS_PER_IMAGE", "3")),
+            spread_threshold=float(env.get("MELASMA_SPREAD_THRESHOLD", "8.0")),
+            auth=auth,
+            max_upload_mb=int(env.get("MELASMA_MAX_UPLOAD_MB", "50")),
+        )
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.data_dir / "demo"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
