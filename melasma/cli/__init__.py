@@ -2,7 +2,7 @@
 
 A sub-command module defines::
 
-    HELP = "one line shown in `python -m melasma --help`"
+    HELP = "one line shown in `python -m melasma COMMAND --help`"
     def add_arguments(parser: argparse.ArgumentParser) -> None: ...
     def run(args: argparse.Namespace) -> int: ...   # the exit status
 """
@@ -14,33 +14,40 @@ import importlib
 import sys
 from typing import Sequence
 
-#: sub-command name -> module under melasma.cli
-COMMANDS: dict[str, str] = {
-    "synth": "synth",
-    "train": "train",
-    "evaluate": "evaluate",
-    "predict": "predict",
-    "explain": "explain",
-    "explain-report": "explain_report",
-    "serve": "serve",
+#: sub-command name -> (module under melasma.cli, one-line summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("synth", "generate the labelled synthetic demo data set"),
+    "train": ("train", "train one or more CNNs with the study's protocol"),
+    "evaluate": ("evaluate", "evaluate a checkpoint on a data set's test split"),
+    "predict": ("predict", "predict the severity of photos (one JSON line each)"),
+    "explain": ("explain", "write an LRP / Grad-CAM / gradient x input overlay for a photo"),
+    "explain-report": ("explain_report", "relevance, localisation and faithfulness report"),
+    "serve": ("serve", "start the Gradio app"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(prog="python -m melasma", description=__doc__.splitlines()[0])
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only the chosen sub-command's module is imported."""
+    parser = argparse.ArgumentParser(
+        prog="python -m melasma",
+        description="Melasma Severity Studio: MASI grading, CNN training and explained prediction.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(f"melasma.cli.{module_name}")
-        command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        module.add_arguments(command_parser)
-        command_parser.set_defaults(_run=module.run)
+    for name, (module_name, summary) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=summary, description=summary)
+        if name == command:
+            module = importlib.import_module(f"melasma.cli.{module_name}")
+            command_parser.description = module.HELP
+            module.add_arguments(command_parser)
+            command_parser.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` and run the chosen sub-command; user errors print one line, no traceback."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in argv if not word.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except (ValueError, FileNotFoundError) as error:

@@ -1,0 +1,205 @@
+"""Rater agreement: the six Shrout & Fleiss (1979) ICC forms with McGraw & Wong (1996) F-based
+confidence intervals, ordinal agreement on severity bins, and the dashboard numbers.
+
+`ratings` arrays are (n targets x k raters), complete (no NaN). Forms: "1,1" one-way random,
+"2,1" two-way random absolute agreement, "3,1" two-way mixed consistency, and their "k" forms for
+the mean of the k raters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Sequence
+
+import krippendorff
+import numpy as np
+from scipy.stats import f as f_dist
+from sklearn.metrics import cohen_kappa_score
+
+from annotation.workflow import ConsensusRow, consensus_rows, progress
+from annotation.store import RatingStore
+from melasma.masi import REGION_WEIGHTS, REGIONS, SEVERITIES, severity
+from melasma.settings import Settings
+
+FORMS: tuple[str, ...] = ("1,1", "2,1", "3,1", "1,k", "2,k", "3,k")
+
+
+@dataclass(frozen=True)
+class MeanSquares:
+    """Two-way ANOVA of an (n x k) ratings table."""
+
+    n: int
+    k: int
+    msr: float  # between targets (rows)
+    msc: float  # between raters (columns)
+    mse: float  # residual
+    msw: float  # within targets (one-way)
+
+
+def mean_squares(ratings: np.ndarray | Sequence[Sequence[float]]) -> MeanSquares:
+    """The ANOVA mean squares of a complete (n targets x k raters) table, n >= 2 and k >= 2."""
+    table = np.asarray(ratings, dtype=np.float64)
+    if table.ndim != 2 or table.shape[0] < 2 or table.shape[1] < 2:
+        raise ValueError(
+            f"ratings must be an (n targets x k raters) table with n, k >= 2, got shape {table.shape}"
+        )
+    if not np.isfinite(table).all():
+        raise ValueError("ratings must be complete: every target rated by every rater, no NaN")
+    n, k = table.shape
+    grand = table.mean()
+    ss_total = float(((table - grand) ** 2).sum())
+    ss_rows = float(k * ((table.mean(axis=1) - grand) ** 2).sum())
+    ss_cols = float(n * ((table.mean(axis=0) - grand) ** 2).sum())
+    ss_error = ss_total - ss_rows - ss_cols
+    return MeanSquares(
+        n=n, k=k, msr=ss_rows / (n - 1), msc=ss_cols / (k - 1),
+        mse=ss_error / ((n - 1) * (k - 1)), msw=(ss_total - ss_rows) / (n * (k - 1)),
+    )
+
+
+def _check_form(form: str) -> str:
+    if form not in FORMS:
+        raise ValueError(f"ICC form must be one of {', '.join(FORMS)}, got {form!r}")
+    return form
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator != 0 else math.nan
+
+
+def _icc(ms: MeanSquares, form: str) -> float:
+    n, k, msr, msc, mse, msw = ms.n, ms.k, ms.msr, ms.msc, ms.mse, ms.msw
+    return {
+        "1,1": lambda: _ratio(msr - msw, msr + (k - 1) * msw),
+        "2,1": lambda: _ratio(msr - mse, msr + (k - 1) * mse + k * (msc - mse) / n),
+        "3,1": lambda: _ratio(msr - mse, msr + (k - 1) * mse),
+        "1,k": lambda: _ratio(msr - msw, msr),
+        "2,k": lambda: _ratio(msr - mse, msr + (msc - mse) / n),
+        "3,k": lambda: _ratio(msr - mse, msr),
+    }[form]()
+
+
+def icc(ratings: np.ndarray | Sequence[Sequence[float]], form: str = "2,1") -> float:
+    """The intraclass correlation of one Shrout & Fleiss form (NaN when the table has no variance)."""
+    return _icc(mean_squares(ratings), _check_form(form))
+
+
+def icc_ci(
+    ratings: np.ndarray | Sequence[Sequence[float]], form: str = "2,1", alpha: float = 0.05
+) -> tuple[float, float]:
+    """The (1 - alpha) confidence interval of an ICC (Shrout & Fleiss 1979; McGraw & Wong 1996)."""
+    _check_form(form)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    ms = mean_squares(ratings)
+    n, k = ms.n, ms.k
+    q = 1 - alpha / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if form[0] in "13":
+            within = ms.msw if form[0] == "1" else ms.mse
+            df2 = n * (k - 1) if form[0] == "1" else (n - 1) * (k - 1)
+            f_obs = _ratio(ms.msr, within)
+            f_low = f_obs / f_dist.ppf(q, n - 1, df2)
+            f_high = f_obs * f_dist.ppf(q, df2, n - 1)
+            if form.endswith(",1"):
+                low, high = (f_low - 1) / (f_low + k - 1), (f_high - 1) / (f_high + k - 1)
+            else:
+                low, high = 1 - 1 / f_low, 1 - 1 / f_high
+            return float(low), float(high)
+        # Two-way random, absolute agreement: Satterthwaite degrees of freedom (McGraw & Wong).
+        rho = _icc(ms, "2,1")
+        f_cols = _ratio(ms.msc, ms.mse)
+        a = k * rho * f_cols + n * (1 + (k - 1) * rho) - k * rho
+        v = ((k - 1) * (n - 1) * a**2) / (
+            (n - 1) * k**2 * rho**2 * f_cols**2 + (n * (1 + (k - 1) * rho) - k * rho) ** 2
+        )
+        f_low = f_dist.ppf(q, n - 1, v)
+        f_high = f_dist.ppf(q, v, n - 1)
+        shared = k * ms.msc + (k * n - k - n) * ms.mse
+        low = n * (ms.msr - f_low * ms.mse) / (f_low * shared + n * ms.msr)
+        high = n * (f_high * ms.msr - ms.mse) / (shared + n * f_high * ms.msr)
+        if form == "2,k":
+            low, high = low * k / (1 + low * (k - 1)), high * k / (1 + high * (k - 1))
+    return float(low), float(high)
+
+
+def mean_weighted_kappa(bins: np.ndarray | Sequence[Sequence[int]]) -> float:
+    """Mean pairwise quadratic-weighted Cohen's kappa over the columns (raters) of a bin table."""
+    table = np.asarray(bins)
+    if table.ndim != 2 or table.shape[1] < 2:
+        raise ValueError("bins must be an (n targets x k raters) table with k >= 2")
+    labels = list(range(len(SEVERITIES)))
+    values = [
+        cohen_kappa_score(table[:, a], table[:, b], labels=labels, weights="quadratic")
+        for a, b in combinations(range(table.shape[1]), 2)
+    ]
+    return float(np.nanmean(values)) if not np.isnan(values).all() else math.nan
+
+
+def ordinal_alpha(bins: np.ndarray | Sequence[Sequence[float]]) -> float:
+    """Krippendorff's alpha (ordinal) of an (n targets x k raters) bin table; NaN = missing."""
+    table = np.asarray(bins, dtype=np.float64)
+    if len(np.unique(table[np.isfinite(table)])) < 2:
+        return math.nan
+    return float(krippendorff.alpha(reliability_data=table.T, level_of_measurement="ordinal"))
+
+
+def _region_score(scores: dict[str, dict[str, int]], region: str) -> float:
+    s = scores[region]
+    return float(s["area"] * (s["darkness"] + s["homogeneity"]))
+
+
+def rating_table(rows: Sequence[ConsensusRow], k: int) -> tuple[np.ndarray, list[str]]:
+    """(n x k) MASI table of fully rated images and its column names.
+
+    Columns are raters when every image was rated by the same k raters, else rating slots.
+    """
+    sets = {tuple(r.rater for r in row.ratings[:k]) for row in rows}
+    names = list(next(iter(sets))) if len(sets) == 1 else [f"slot {i + 1}" for i in range(k)]
+    table = np.array([[r.masi for r in row.ratings[:k]] for row in rows], dtype=np.float64)
+    return table.reshape(len(rows), k), names
+
+
+def _icc_entry(table: np.ndarray, form: str) -> dict[str, float | None]:
+    value = icc(table, form)
+    low, high = icc_ci(table, form)
+    clean = [None if not math.isfinite(x) else round(float(x), 4) for x in (value, low, high)]
+    return {"icc": clean[0], "ci_low": clean[1], "ci_high": clean[2]}
+
+
+def agreement_report(store: RatingStore, settings: Settings) -> dict[str, object]:
+    """The dashboard numbers as a JSON-able dict (only fully rated images are used)."""
+    k = settings.ratings_per_image
+    rows = consensus_rows(store, settings)
+    counts = store.rating_counts()
+    report: dict[str, object] = {
+        "images": len(counts),
+        "complete": len(rows),
+        "ratings_per_image": k,
+        "progress": progress(store, settings),
+        "adjudication_queue": [
+            {"image_id": row.image.id, "masi": row.consensus.masi, "spread": row.consensus.spread,
+             "reasons": list(row.reasons)}
+            for row in rows if row.flagged
+        ],
+    }
+    if len(rows) < 2:
+        report["note"] = "agreement needs at least 2 fully rated images"
+        return report
+    table, columns = rating_table(rows, k)
+    report["columns"] = columns
+    report["masi_icc"] = {form: _icc_entry(table, form) for form in ("2,1", "2,k")}
+    report["region_icc"] = {}
+    for region in REGIONS:
+        region_table = np.array([[_region_score(r.scores, region) for r in row.ratings[:k]] for row in rows])
+        report["region_icc"][region] = _icc_entry(region_table, "2,1") | {"weight": REGION_WEIGHTS[region]}
+    bins = np.vectorize(lambda v: SEVERITIES.index(severity(v)))(table)
+    kappa = mean_weighted_kappa(bins)
+    alpha = ordinal_alpha(bins)
+    report["bins"] = {
+        "weighted_kappa": round(kappa, 4) if math.isfinite(kappa) else None,
+        "krippendorff_alpha": round(alpha, 4) if math.isfinite(alpha) else None,
+    }
+    return report

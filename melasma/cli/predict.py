@@ -1,0 +1,40 @@
+"""`python -m melasma predict`: severity and class probabilities of photos, one JSON line each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "predict the severity of photos with a checkpoint (one JSON line per image)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMG", help="photos to grade")
+    parser.add_argument(
+        "--weights", metavar="RUN/ARCH", default=None,
+        help="checkpoint directory (model.safetensors + model.json); default: the demo weights",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from melasma.data.images import ImageLoadError
+    from melasma.inference import Predictor, default_checkpoint
+
+    predictor = Predictor.from_checkpoint(args.weights or default_checkpoint(), device=args.device)
+    failed = 0
+    for image in args.images:
+        try:
+            result = predictor.predict(image)
+        except ImageLoadError as error:
+            failed += 1
+            print(json.dumps({"image": image, "error": str(error)}), flush=True)
+            continue
+        line = {
+            "image": image,
+            "severity": result.severity,
+            "probabilities": {k: round(v, 4) for k, v in result.probabilities.items()},
+            "latency_ms": result.latency_ms,
+        }
+        print(json.dumps(line), flush=True)
+    return 1 if failed else 0

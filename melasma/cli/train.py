@@ -1,0 +1,98 @@
+"""`python -m melasma train`: train the study's CNNs on a data set and write RUN/<arch>/ + summary."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+HELP = "train CNNs (study protocol: Adam 1e-3, batch 32, 224 px, early stopping) and report Table 1"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="manifest CSV, or a folder with labels.csv or class folders")
+    parser.add_argument("--arch", default="resnet18",
+                        help="comma list: alexnet, googlenet, resnet18, vgg16, densenet121, mobilenetv2_100 "
+                             "or any timm name (default resnet18)")
+    parser.add_argument("--epochs", type=int, default=30, help="most epochs per architecture (default 30)")
+    parser.add_argument("--batch-size", type=int, default=32, help="default 32 (the study's)")
+    parser.add_argument("--image-size", type=int, default=224, help="input side in pixels (default 224)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--weight-decay", type=float, default=1e-4, help="default 1e-4")
+    parser.add_argument("--patience", type=int, default=3,
+                        help="stop after this many epochs without validation-loss improvement (default 3)")
+    parser.add_argument("--class-weighted", action="store_true", help="weight the loss by inverse class frequency")
+    parser.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
+    parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--pretrained", default="auto",
+                        help="auto (ImageNet from the hub, random init if offline), off, or a weights file")
+    parser.add_argument("--seed", type=int, default=0, help="seed for splits, init and augmentation")
+    parser.add_argument("--cache-dir", default=None, help="decoded-image cache (default $MELASMA_CACHE_DIR "
+                                                          "or ~/.cache/melasma)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+
+
+class ProgressBar:
+    """`on_event` for `train_many`: one tqdm bar per epoch, epoch lines and log lines above it."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        from tqdm import tqdm
+
+        kind = event["type"]
+        if kind == "batch":
+            if self.bar is None:
+                self.bar = tqdm(total=event["n_batches"], unit="batch", leave=False,
+                                desc=f"{event['arch']} epoch {event['epoch']}")
+            self.bar.set_postfix(loss=f"{event['loss']:.3f}", refresh=False)
+            self.bar.update(event["batch"] - self.bar.n)
+        elif kind == "epoch":
+            self._close()
+            tqdm.write(f"{event['arch']} epoch {event['epoch']}/{event['epochs']}: train loss "
+                       f"{event['train_loss']:.4f} acc {event['train_acc']:.3f} | val loss "
+                       f"{event['val_loss']:.4f} acc {event['val_acc']:.3f} | {event['seconds']:.1f} s"
+                       + (" *" if event.get("best") else ""))
+        elif kind == "arch_done":
+            metrics = event["metrics"]
+            tqdm.write(f"{event['arch']} test: accuracy {metrics['accuracy']:.3f}, F1 {metrics['f1_weighted']:.3f}, "
+                       f"macro AUC {metrics['auc_macro']:.3f}")
+        elif kind == "log":
+            self._close()
+            tqdm.write(str(event["message"]))
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    import sys
+    import warnings
+
+    import torch
+
+    from melasma.models.factory import PretrainedWeightsWarning
+    from melasma.training import TrainConfig, train_many
+
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    warnings.simplefilter("ignore", PretrainedWeightsWarning)  # logged once already
+    config = TrainConfig(
+        data=args.data, archs=args.arch, epochs=args.epochs, batch_size=args.batch_size,
+        image_size=args.image_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
+        device=args.device, pretrained=args.pretrained, seed=args.seed, out=args.out,
+        class_weighted=args.class_weighted, cache_dir=args.cache_dir, bootstrap=args.bootstrap,
+    )
+    try:
+        summary = train_many(config, on_event=ProgressBar())
+    except torch.OutOfMemoryError as error:
+        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 1
+    if len(summary) == 0:
+        print("no architecture finished", file=sys.stderr)
+        return 1
+    print((config.out / "summary.md").read_text(), end="")
+    print(f"checkpoints, metrics, history and figures: {config.out}/<arch>/; table: {config.out}/summary.csv")
+    return 0

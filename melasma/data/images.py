@@ -1,0 +1,158 @@
+"""Safe image decoding for real photos: size caps, EXIF orientation, every mode to 8-bit RGB.
+
+`load_image` checks the pixel count from the header before decoding (PIL's `Image.open` is lazy),
+applies the EXIF orientation, turns grayscale, alpha, palette, CMYK and 16-bit images into plain RGB,
+keeps only the first frame of animations and returns a fresh image without metadata. Any failure is
+an `ImageLoadError` (a `ValueError`) whose one-line message names the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+#: Largest accepted image, in pixels (width x height), checked before decoding.
+MAX_PIXELS = 40_000_000
+#: Largest accepted upload, in bytes.
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+
+_ORIENTATION_TAG = 0x0112
+_SWAPPED_ORIENTATIONS = {5, 6, 7, 8}
+
+
+class ImageLoadError(ValueError):
+    """An image could not be read: missing, empty, not an image, truncated or too large."""
+
+
+def check_upload_size(nbytes: int, name: str, limit: int = MAX_UPLOAD_BYTES) -> None:
+    """Raise ImageLoadError when an upload of `nbytes` exceeds `limit` bytes."""
+    if nbytes > limit:
+        raise ImageLoadError(
+            f"{name}: file is {nbytes / 1e6:.1f} MB, larger than the {limit / 1e6:.0f} MB limit"
+        )
+
+
+def _describe(source: ImageSource, name: str | None) -> str:
+    if name is not None:
+        return name
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return getattr(source, "name", None) or "<image bytes>"
+
+
+def _open(source: ImageSource, label: str) -> ImageFile.ImageFile:
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageLoadError(f"{label}: file not found")
+        if path.stat().st_size == 0:
+            raise ImageLoadError(f"{label}: file is empty")
+        fp: object = path
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageLoadError(f"{label}: file is empty")
+        fp = io.BytesIO(bytes(source))
+    else:
+        fp = source
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(fp)  # type: ignore[arg-type]
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB; transparency is composited on white."""
+    mode = img.mode
+    if mode.startswith("I") or mode == "F":
+        values = np.asarray(img, dtype=np.float64)
+        if mode.startswith("I;16") or (mode == "I" and values.max(initial=0) > 255):
+            values = values / 257.0
+        elif mode == "F" and values.max(initial=0) <= 1.0:
+            values = values * 255.0
+        gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "La", "RGBa", "PA") or "transparency" in img.info
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(
+    source: ImageSource,
+    *,
+    max_pixels: int | None = MAX_PIXELS,
+    draft: tuple[int, int] | None = None,
+    name: str | None = None,
+) -> Image.Image:
+    """Decode `source` (path, bytes or binary file) into a metadata-free, upright RGB image.
+
+    `draft=(w, h)` lets JPEGs decode at a DCT-reduced size no smaller than (w, h) after orientation.
+    `name` is used in error messages (useful for bytes sources).
+    """
+    label = _describe(source, name)
+    try:
+        img = _open(source, label)
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ImageLoadError(f"{label}: image is too large to decode safely ({error})") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{label}: not a recognised image file") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageLoadError(f"{label}: cannot open image ({error})") from None
+    with img:
+        width, height = img.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise ImageLoadError(
+                f"{label}: image is {width}x{height} = {width * height:,} pixels, "
+                f"more than the {max_pixels:,} pixel limit"
+            )
+        try:
+            if draft is not None and img.format == "JPEG":
+                orientation = img.getexif().get(_ORIENTATION_TAG, 1)
+                request = draft[::-1] if orientation in _SWAPPED_ORIENTATIONS else draft
+                img.draft("RGB", (int(request[0]), int(request[1])))
+            img.load()
+            upright = ImageOps.exif_transpose(img)
+            rgb = _to_rgb(upright)
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ImageLoadError(f"{label}: cannot decode image ({message})") from None
+    return Image.fromarray(np.asarray(rgb, dtype=np.uint8))
+
+
+def load_array(path: ImageSource, size: int, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+    """Decode an image and squash it to a (size, size, 3) uint8 array (bilinear, antialiased)."""
+    if size < 1:
+        raise ValueError(f"size must be a positive number of pixels, got {size}")
+    img = load_image(path, max_pixels=max_pixels, draft=(size, size))
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def to_jpeg_bytes(img: Image.Image, quality: int = 95) -> bytes:
+    """Re-encode an image as a JPEG without any metadata (no EXIF, ICC, comments)."""
+    clean = Image.fromarray(np.asarray(_to_rgb(img), dtype=np.uint8))
+    buffer = io.BytesIO()
+    clean.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,181 @@
+"""Dataset manifests: a CSV (`image` + `masi` or `severity`) or mild/moderate/severe folders -> table.
+
+`load_dataset` returns one row per image with columns `path` (absolute), `label` (index into
+`SEVERITIES`), `severity`, `masi` (NaN when unknown), `patient_id` (str or None), `split` and
+`sha256` (of the file bytes). Every problem is collected first and raised as one `DatasetError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+from melasma.data.images import file_sha256
+from melasma.data.splits import SPLITS, DatasetError, assign_splits
+from melasma.masi import SCALE_MAX, SEVERITIES, severity
+
+__all__ = ["DatasetError", "IMAGE_EXTENSIONS", "load_dataset", "manifest_hash"]
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+DEFAULT_CSV_NAMES = ("labels.csv", "manifest.csv")
+_MAX_LISTED = 20
+
+
+def _listing(items: list[str], sep: str = ", ") -> str:
+    shown = sep.join(items[:_MAX_LISTED])
+    more = len(items) - _MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _lines(rows: list[int]) -> str:
+    return "line" + ("s " if len(rows) > 1 else " ") + _listing([str(r) for r in rows])
+
+
+def _read_csv(csv_path: Path, cutoffs: tuple[float, float] | None, problems: list[str]) -> pd.DataFrame:
+    try:
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{csv_path}: not a readable CSV file ({error})") from None
+    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    if "image" not in raw:
+        raise DatasetError(f"{csv_path}: no 'image' column (columns: {', '.join(raw.columns)})")
+    if "masi" not in raw and "severity" not in raw:
+        raise DatasetError(f"{csv_path}: needs a 'masi' or a 'severity' column")
+    line = pd.Series(range(2, len(raw) + 2), index=raw.index)  # the header is line 1
+
+    image = raw["image"].str.strip()
+    blank = line[image == ""].tolist()
+    if blank:
+        problems.append(f"empty image path on {_lines(blank)}")
+
+    masi_text = raw["masi"].str.strip() if "masi" in raw else pd.Series("", index=raw.index)
+    masi = pd.to_numeric(masi_text, errors="coerce")
+    top = SCALE_MAX["masi"]
+    bad_masi = line[(masi_text != "") & ~masi.between(0, top)].tolist()
+    if bad_masi:
+        problems.append(f"masi must be a number 0-{top:g} on {_lines(bad_masi)}")
+    masi = masi.where(masi.between(0, top))
+
+    given = raw["severity"].str.strip().str.lower() if "severity" in raw else pd.Series("", index=raw.index)
+    labels = given.where(masi.isna(), masi.map(lambda m: severity(m, "masi", cutoffs) if m == m else ""))
+    unknown = line[(masi.isna()) & (masi_text == "") & ~given.isin(SEVERITIES)].tolist()
+    if unknown:
+        problems.append(
+            f"unknown or missing label on {_lines(unknown)} (severity must be one of "
+            f"{', '.join(SEVERITIES)}, or give masi)"
+        )
+
+    patient = raw["patient_id"].str.strip() if "patient_id" in raw else pd.Series("", index=raw.index)
+    split = raw["split"].str.strip().str.lower() if "split" in raw else pd.Series("", index=raw.index)
+    if (split != "").any():
+        bad_split = line[~split.isin(SPLITS)].tolist()
+        if bad_split:
+            problems.append(f"split must be one of {', '.join(SPLITS)} on {_lines(bad_split)}")
+    root = csv_path.parent
+    return pd.DataFrame({
+        "path": [os.path.abspath(root / p) if p else "" for p in image],
+        "severity": labels,
+        "masi": masi.astype(float),
+        "patient_id": [p if p else None for p in patient],
+        "split": [s if s else None for s in split],
+        "line": line,
+    })
+
+
+def _read_folders(root: Path) -> pd.DataFrame:
+    paths, labels = [], []
+    for name in SEVERITIES:
+        folder = root / name
+        if folder.is_dir():
+            for file in sorted(folder.rglob("*")):
+                if file.is_file() and file.suffix.lower() in IMAGE_EXTENSIONS:
+                    paths.append(os.path.abspath(file))
+                    labels.append(name)
+    return pd.DataFrame({
+        "path": paths, "severity": labels, "masi": math.nan, "patient_id": None, "split": None,
+        "line": None,
+    })
+
+
+def _describe(row: pd.Series) -> str:
+    return f"line {row['line']}" if row["line"] is not None and row["line"] == row["line"] else row["path"]
+
+
+def load_dataset(
+    path: str | os.PathLike, *, seed: int = 0, cutoffs: tuple[float, float] | None = None
+) -> pd.DataFrame:
+    """Read a CSV manifest or class-folder data set, check it and assign splits (see module doc)."""
+    source = Path(path)
+    problems: list[str] = []
+    if source.is_dir():
+        has_class_folders = any((source / name).is_dir() for name in SEVERITIES)
+        csv_path = next((source / n for n in DEFAULT_CSV_NAMES if (source / n).is_file()), None)
+        if has_class_folders or csv_path is None:
+            if not has_class_folders:
+                raise DatasetError(
+                    f"{source}: no labels.csv and no {'/, '.join(SEVERITIES)}/ class folders"
+                )
+            table = _read_folders(source)
+        else:
+            table = _read_csv(csv_path, cutoffs, problems)
+    elif source.is_file():
+        table = _read_csv(source, cutoffs, problems)
+    else:
+        raise DatasetError(f"{source}: no such file or folder")
+
+    present = table[table["path"] != ""]
+    missing = present[~present["path"].map(os.path.isfile)]
+    if len(missing):
+        problems.append(f"{len(missing)} image file(s) missing: {_listing(missing['path'].tolist())}")
+    odd = present[~present["path"].map(lambda p: Path(p).suffix.lower() in IMAGE_EXTENSIONS)]
+    if len(odd):
+        problems.append(
+            f"not an image file extension ({', '.join(sorted(IMAGE_EXTENSIONS))}): "
+            f"{_listing(odd['path'].tolist())}"
+        )
+
+    found = present.drop(missing.index)
+    hashes = {i: file_sha256(p) for i, p in found["path"].items()}
+    table["sha256"] = pd.Series(hashes, dtype=object).reindex(table.index)
+    by_hash: dict[str, list[str]] = defaultdict(list)
+    for i, digest in hashes.items():
+        by_hash[digest].append(_describe(table.loc[i]))
+    duplicates = [" and ".join(rows) for rows in by_hash.values() if len(rows) > 1]
+    if duplicates:
+        problems.append(f"same image content listed more than once: {_listing(duplicates, sep='; ')}")
+
+    counts = table["severity"].value_counts()
+    empty = [name for name in SEVERITIES if counts.get(name, 0) == 0]
+    if empty:
+        problems.append(f"no images for class(es): {', '.join(empty)}")
+
+    given = table["split"].notna()
+    if given.any() and not given.all():
+        problems.append(f"split is empty on {_lines(table.loc[~given, 'line'].tolist())}")
+    elif given.all() and len(table):
+        for name in SPLITS:
+            if not (table["split"] == name).any():
+                problems.append(f"the split column has no {name} images")
+
+    if problems:
+        raise DatasetError(f"{source}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
+
+    table = table.drop(columns="line").reset_index(drop=True)
+    table["label"] = table["severity"].map({s: i for i, s in enumerate(SEVERITIES)}).astype(int)
+    table["split"] = assign_splits(table, seed=seed)
+    return table[["path", "label", "severity", "masi", "patient_id", "split", "sha256"]]
+
+
+def manifest_hash(df: pd.DataFrame) -> str:
+    """sha256 over (content hash, label, split, masi) rows in a stable order; paths do not matter."""
+    digests = df["sha256"] if "sha256" in df else df["path"].map(file_sha256)
+    rows = sorted(
+        f"{d}\t{label}\t{split}\t{'' if m != m else round(float(m), 6)}"
+        for d, label, split, m in zip(digests, df["label"], df["split"], df["masi"])
+    )
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()

@@ -1,0 +1,92 @@
+"""Explanations: LRP (zennit + our canonizers), Grad-CAM, gradient x input, views and metrics.
+
+`explain(model, x, method, target)` is what the Predict tab, the CLI and the report call. It leaves
+the model as it found it: canonizers and hooks are removed on exit, the train/eval flag and the
+parameters' `requires_grad` flags are restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from melasma.explain.cam import gradcam_map
+from melasma.explain.gxi import gxi_map
+from melasma.explain.lrp import IMAGENET_MEAN, IMAGENET_STD, ExplainError, check_input, lrp_map
+
+#: Whether LRP excludes biases for display, per composite. EpsilonPlusFlat: yes, so the map holds
+#: the whole one-hot start (conserved); zennit's Gamma picks signs from the biased output, which
+#: with zeroed biases divides by near-zero sums, so EpsilonGammaBox keeps them.
+LRP_ZERO_BIAS: dict[str, bool] = {"epsilon_plus_flat": True, "epsilon_gamma_box": False}
+
+
+@contextlib.contextmanager
+def inference_state(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and frozen parameters (no weight gradients: faster, no `.grad` left behind)."""
+    training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    try:
+        for parameter, _ in flags:
+            parameter.requires_grad_(False)
+        yield model
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+        model.train(training)
+
+
+def _lrp(model, x, target, spec, composite, mean, std) -> torch.Tensor:
+    if composite not in LRP_ZERO_BIAS:
+        raise ExplainError(f"composite must be one of {', '.join(LRP_ZERO_BIAS)}, got {composite!r}")
+    return lrp_map(
+        model, x, target, canonizer=spec.lrp_canonizer, composite=composite,
+        zero_bias=LRP_ZERO_BIAS[composite], mean=mean, std=std,
+    )
+
+
+def _gradcam(model, x, target, spec, composite, mean, std) -> torch.Tensor:
+    from melasma.models.registry import resolve_module
+
+    return gradcam_map(model, x, resolve_module(model, spec.cam_layer), target)
+
+
+def _gxi(model, x, target, spec, composite, mean, std) -> torch.Tensor:
+    return gxi_map(model, x, target)
+
+
+#: method name -> implementation(model, x, target, spec, composite, mean, std) -> (H, W).
+METHODS: dict[str, Callable[..., torch.Tensor]] = {"lrp": _lrp, "gradcam": _gradcam, "gxi": _gxi}
+
+
+def explain(
+    model: nn.Module,
+    x: torch.Tensor,
+    method: str = "lrp",
+    target: int | None = None,
+    composite: str = "epsilon_plus_flat",
+    *,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """An (H, W) float map on the CPU explaining `target` (None: the predicted class) for x (1, 3, H, W).
+
+    "lrp": signed relevance (sums to ~1 with EpsilonPlusFlat); "gradcam": [0, 1] heat; "gxi":
+    gradient x input. `mean`/`std` (the input normalisation) bound EpsilonGammaBox's first layer.
+    The model must come from `melasma.models.create` / `load_checkpoint` (it has `arch_name`).
+    """
+    from melasma.models.registry import get_spec
+
+    if method not in METHODS:
+        raise ExplainError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    check_input(x)
+    spec = get_spec(model)
+    with inference_state(model):
+        relevance = METHODS[method](model, x, target, spec, composite, mean, std)
+    return relevance.detach().float().cpu()
+
+
+__all__ = ["METHODS", "ExplainError", "explain", "inference_state"]

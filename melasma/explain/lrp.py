@@ -1,0 +1,167 @@
+"""Layer-wise relevance propagation through zennit, with the canonizers of `canonizers.py`.
+
+Composites: EpsilonPlusFlat (default: flat rule on the first layer, z+ on convolutions, epsilon on
+dense layers) and EpsilonGammaBox (z-box on the first layer, bounded by the pixel range after
+normalisation; gamma on convolutions). Relevance starts as the one-hot target logit, so with
+biases excluded (`zero_bias=True`) the input relevance sums to ~1.
+
+Depthwise convolutions (MobileNetV2) get `ZPlusFlatFallback`: a 3x3 depthwise filter sees only 9
+inputs, so often none contributes positively while the neuron is still active through its (merged
+batch-norm) bias; plain z+ then drops that neuron's relevance (about 45 % of the total over
+MobileNetV2's 17 blocks). The fallback spreads it uniformly over the receptive field instead.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from zennit.attribution import Gradient
+from zennit.composites import EpsilonGammaBox, EpsilonPlusFlat
+from zennit.core import BasicHook, Composite, ParamMod, Stabilizer
+from zennit.rules import ClampMod, zero_bias
+
+from melasma.explain.canonizers import canonizers_for
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+class ExplainError(ValueError):
+    """Bad input to an explanation method (shape, method, target, composite)."""
+
+
+def box_bounds(
+    x: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lowest and highest normalised pixel values, (0 - mean) / std and (1 - mean) / std, like x."""
+    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return ((0 - mean_t) / std_t).expand_as(x), ((1 - mean_t) / std_t).expand_as(x)
+
+
+class ZPlusFlatFallback(BasicHook):
+    """z+ rule; where a neuron has no positive contribution (z+ = 0), the flat rule instead."""
+
+    def __init__(self, stabilizer: float = 1e-6, zero_params: str | list[str] | None = None) -> None:
+        stabilize = Stabilizer.ensure(stabilizer)
+
+        def gradient_mapper(out_grad: torch.Tensor, outputs: list[torch.Tensor]) -> list[torch.Tensor]:
+            z_plus = outputs[0] + outputs[1]
+            positive = z_plus > 0
+            zero = torch.zeros_like(out_grad)
+            through_z = torch.where(positive, out_grad / stabilize(z_plus), zero)
+            flat = torch.where(positive, zero, out_grad / stabilize(outputs[2]))
+            return [through_z, through_z, flat]
+
+        super().__init__(
+            input_modifiers=[lambda x: x.clamp(min=0), lambda x: x.clamp(max=0), torch.ones_like],
+            param_modifiers=[
+                ClampMod(min=0.0, zero_params=zero_params),
+                ClampMod(max=0.0, zero_params=zero_bias(zero_params)),
+                ParamMod(
+                    lambda param, name: torch.ones_like(param),
+                    zero_params=zero_bias(zero_params), require_params=False,
+                ),
+            ],
+            output_modifiers=[lambda output: output] * 3,
+            gradient_mapper=gradient_mapper,
+            reducer=lambda inputs, grads: inputs[0] * grads[0] + inputs[1] * grads[1] + grads[2],
+        )
+
+
+class _DepthwiseMeta(type):
+    def __instancecheck__(cls, module: object) -> bool:
+        return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
+
+
+class DepthwiseConv2d(metaclass=_DepthwiseMeta):
+    """Matches depthwise `nn.Conv2d` instances in zennit layer maps (`isinstance` only)."""
+
+
+def _depthwise_map(zero_params: str | None) -> list[tuple[tuple[type, ...], BasicHook]]:
+    return [((DepthwiseConv2d,), ZPlusFlatFallback(zero_params=zero_params))]
+
+
+def _epsilon_plus_flat(model, x, canonizers, zero_params, mean, std) -> Composite:
+    return EpsilonPlusFlat(
+        zero_params=zero_params, canonizers=canonizers, layer_map=_depthwise_map(zero_params)
+    )
+
+
+def _epsilon_gamma_box(model, x, canonizers, zero_params, mean, std) -> Composite:
+    low, high = box_bounds(x, mean, std)
+    if getattr(model, "transform_input", False):  # GoogLeNet: the first conv sees re-normalised input
+        low, high = model._transform_input(low), model._transform_input(high)
+    return EpsilonGammaBox(
+        low=low, high=high, zero_params=zero_params, canonizers=canonizers,
+        layer_map=_depthwise_map(zero_params),
+    )
+
+
+#: composite name -> builder(model, x, canonizers, zero_params, mean, std).
+COMPOSITES: dict[str, Callable[..., Composite]] = {
+    "epsilon_plus_flat": _epsilon_plus_flat,
+    "epsilon_gamma_box": _epsilon_gamma_box,
+}
+
+
+def check_input(x: torch.Tensor) -> None:
+    """Raise ExplainError unless x is a (1, 3, H, W) floating-point tensor."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[:2] != (1, 3) or not x.is_floating_point():
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ExplainError(f"expected a float (1, 3, H, W) input tensor, got {shape}")
+
+
+def check_target(target: int | None, num_classes: int) -> None:
+    """Raise ExplainError unless target is None or a class index below num_classes."""
+    if target is not None and not 0 <= int(target) < num_classes:
+        raise ExplainError(f"target must be a class index in 0..{num_classes - 1}, got {target}")
+
+
+def one_hot_start(target: int | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A zennit output-relevance function: one-hot at target (None: the predicted class)."""
+
+    def start(output: torch.Tensor) -> torch.Tensor:
+        check_target(target, output.shape[1])
+        index = output.argmax(1) if target is None else torch.full_like(output[:, 0], int(target)).long()
+        return F.one_hot(index, output.shape[1]).to(output.dtype)
+
+    return start
+
+
+def lrp_attribution(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: int | None = None,
+    *,
+    canonizer: str = "generic",
+    composite: str = "epsilon_plus_flat",
+    zero_bias: bool = False,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model output and the input relevance (same shape as x) for one-hot `target`.
+
+    `canonizer` is an ArchSpec `lrp_canonizer` key; `zero_bias` excludes biases from the rules
+    (zennit `zero_params="bias"`), which makes relevance conserve exactly. The model must be in
+    eval mode; hooks and canonizer changes are removed before this returns.
+    """
+    check_input(x)
+    if composite not in COMPOSITES:
+        raise ExplainError(f"composite must be one of {', '.join(COMPOSITES)}, got {composite!r}")
+    if model.training:
+        raise ExplainError("LRP needs the model in eval mode (batch norms are merged with running stats)")
+    zero_params = "bias" if zero_bias else None
+    built = COMPOSITES[composite](model, x, canonizers_for(canonizer), zero_params, mean, std)
+    with torch.enable_grad(), Gradient(model, built, attr_output=one_hot_start(target)) as attributor:
+        output, relevance = attributor(x.detach().clone())
+    return output.detach(), relevance.detach()
+
+
+def lrp_map(model: nn.Module, x: torch.Tensor, target: int | None = None, **options) -> torch.Tensor:
+    """Signed LRP relevance summed over colour channels: (H, W). Options as `lrp_attribution`."""
+    _, relevance = lrp_attribution(model, x, target, **options)
+    return relevance[0].sum(0)

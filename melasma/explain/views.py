@@ -1,0 +1,123 @@
+"""Views: relevance maps over the photo at its own aspect ratio, one method or side by side.
+
+Maps are computed on the square model input; `resize_map` stretches them back to the photo's
+W x H (the inverse of the squash applied before the model). Signed maps (LRP, gradient x input)
+use a diverging colour map with symmetric limits, so white means zero relevance; Grad-CAM, which is
+non-negative and min-max scaled, uses a sequential one. Figures use matplotlib's object API
+(no pyplot, no global backend state), so they are safe in the app's worker threads.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize, TwoSlopeNorm
+from matplotlib.figure import Figure
+from PIL import Image
+
+#: Colour map per method; signed methods get symmetric limits around zero.
+CMAPS: dict[str, str] = {"lrp": "bwr", "gxi": "bwr", "gradcam": "inferno"}
+SIGNED: frozenset[str] = frozenset({"lrp", "gxi"})
+TITLES: dict[str, str] = {"lrp": "LRP (signed)", "gxi": "gradient x input", "gradcam": "Grad-CAM"}
+#: Percentile of |relevance| used as the colour limit, so a few extreme pixels do not wash out the map.
+CLIP_PERCENTILE = 99.5
+
+
+class ViewError(ValueError):
+    """A map or method the views cannot draw."""
+
+
+def _as_array(relevance: np.ndarray | torch.Tensor) -> np.ndarray:
+    array = relevance.detach().float().cpu().numpy() if isinstance(relevance, torch.Tensor) else relevance
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim != 2:
+        raise ViewError(f"expected an (H, W) relevance map, got shape {array.shape}")
+    return np.nan_to_num(array)
+
+
+def resize_map(relevance: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """An (H, W) map resized (bilinear) to `size` = (width, height), e.g. a PIL image's `.size`."""
+    array = _as_array(relevance)
+    width, height = size
+    if array.shape == (height, width):
+        return array
+    tensor = torch.from_numpy(array)[None, None]
+    return F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def _check_method(method: str) -> None:
+    if method not in CMAPS:
+        raise ViewError(f"method must be one of {', '.join(CMAPS)}, got {method!r}")
+
+
+def color_norm(relevance: np.ndarray, method: str) -> Normalize:
+    """Symmetric limits around zero for signed methods, [0, max] for Grad-CAM."""
+    limit = float(np.percentile(np.abs(relevance), CLIP_PERCENTILE)) or 1e-12
+    if method in SIGNED:
+        return TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
+    return Normalize(vmin=0.0, vmax=max(float(relevance.max()), 1e-12))
+
+
+def heatmap_rgba(relevance: np.ndarray, method: str) -> np.ndarray:
+    """(H, W, 4) float RGBA colours; alpha grows with |relevance| so near-zero shows the photo."""
+    _check_method(method)
+    norm = color_norm(relevance, method)
+    rgba = colormaps[CMAPS[method]](norm(relevance))
+    if method in SIGNED:
+        strength = np.clip(np.abs(relevance) / norm.vmax, 0.0, 1.0)
+    else:
+        strength = np.clip(norm(relevance), 0.0, 1.0)
+    rgba[..., 3] = np.sqrt(strength)
+    return rgba
+
+
+def overlay(
+    photo: Image.Image, relevance: np.ndarray | torch.Tensor, method: str = "lrp", alpha: float = 0.65
+) -> Image.Image:
+    """The photo with the map (any size; resized to the photo) blended over it, as an RGB image."""
+    base = np.asarray(photo.convert("RGB"), dtype=np.float32) / 255.0
+    rgba = heatmap_rgba(resize_map(relevance, photo.size), method)
+    weight = alpha * rgba[..., 3:4]
+    blended = base * (1.0 - weight) + rgba[..., :3] * weight
+    return Image.fromarray(np.round(blended * 255.0).astype(np.uint8), mode="RGB")
+
+
+def side_by_side(
+    photo: Image.Image, maps: Mapping[str, np.ndarray | torch.Tensor], title: str | None = None
+) -> Figure:
+    """The photo, then each method's overlay with a colour bar legend, at the photo's aspect ratio."""
+    for method in maps:
+        _check_method(method)
+    aspect = photo.height / photo.width
+    panels = 1 + len(maps)
+    figure = Figure(figsize=(3.2 * panels, 3.2 * aspect + 0.9), layout="constrained")
+    axes = figure.subplots(1, panels, squeeze=False)[0]
+    axes[0].imshow(photo)
+    axes[0].set_title("photo")
+    for axis, (method, relevance) in zip(axes[1:], maps.items()):
+        resized = resize_map(relevance, photo.size)
+        axis.imshow(overlay(photo, resized, method))
+        axis.set_title(TITLES[method])
+        mappable = ScalarMappable(norm=color_norm(resized, method), cmap=CMAPS[method])
+        label = "relevance (red +, blue -)" if method in SIGNED else "activation (scaled 0-1)"
+        figure.colorbar(mappable, ax=axis, orientation="horizontal", fraction=0.05, pad=0.02, label=label)
+    for axis in axes:
+        axis.set_axis_off()
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def figure_to_array(figure: Figure, dpi: int = 100) -> np.ndarray:
+    """A matplotlib figure rendered to an (H, W, 3) uint8 RGB array."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    figure.set_dpi(dpi)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -1,0 +1,228 @@
+"""Inference: a checkpoint loaded once, predictions and explanations with per-step latencies.
+
+`Predictor` preprocesses exactly like training (decode through `melasma.data.images`, squash to the
+checkpoint's square input size, normalise with its mean and std), runs fp32 on the chosen device and
+times each step. Explanations attach hooks (and LRP canonizers) to the shared model, so every use
+of the model holds the predictor's lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from melasma.data.images import ImageLoadError, ImageSource, load_image
+from melasma.masi import SEVERITIES
+
+#: Explanation methods understood by `melasma.explain.explain`.
+METHODS: tuple[str, ...] = ("lrp", "gradcam", "gxi")
+#: Longest side, in pixels, of the photo that maps and overlays are drawn at.
+DISPLAY_MAX = 512
+
+ImageInput = Union[ImageSource, Image.Image, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A severity, the class probabilities (mild/moderate/severe) and each step's latency in ms."""
+
+    severity: str
+    probabilities: dict[str, float]
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A relevance map at the photo's size, its overlay on the photo, the photo, and latencies."""
+
+    method: str
+    target: str
+    map: np.ndarray
+    overlay: Image.Image
+    photo: Image.Image
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+    def figure(self) -> Image.Image:
+        """The photo beside the overlay, with a colour-bar legend (signed for LRP and gxi)."""
+        from melasma.explain import views
+
+        drawing = views.side_by_side(self.photo, {self.method: self.map}, title=f"explaining: {self.target}")
+        return Image.fromarray(views.figure_to_array(drawing))
+
+
+class _Timer:
+    """Collects named step durations in milliseconds."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.steps[name] = (time.perf_counter() - start) * 1000.0
+
+    def result(self) -> dict[str, float]:
+        total = (time.perf_counter() - self._start) * 1000.0
+        return {**{k: round(v, 2) for k, v in self.steps.items()}, "total": round(total, 2)}
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    """A uint8 (H, W), (H, W, 3) or (H, W, 4) array as an RGB image."""
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (
+        array.ndim == 3 and array.shape[2] not in (3, 4)
+    ):
+        raise ImageLoadError(
+            f"<array>: expected a uint8 array of shape (H, W), (H, W, 3) or (H, W, 4), "
+            f"got {array.dtype} {array.shape}"
+        )
+    image = Image.fromarray(np.ascontiguousarray(array))
+    if image.mode == "RGBA":
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image)
+    return image.convert("RGB")
+
+
+class Predictor:
+    """One checkpoint, loaded once: `predict(image)` and `explain(image, method)`."""
+
+    def __init__(self, model: torch.nn.Module, meta: dict, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).float().eval()
+        self.meta = meta
+        self.arch: str = str(meta["arch"])
+        self.classes: tuple[str, ...] = tuple(meta.get("classes", SEVERITIES))
+        self.image_size = int(meta["image_size"])
+        self._mean = torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_checkpoint(cls, directory: str | Path, device: str = "cpu") -> "Predictor":
+        """Load `directory` (model.safetensors + model.json) once; raises CheckpointError."""
+        from melasma.models.checkpoint import load_checkpoint
+
+        model, meta = load_checkpoint(directory, device=device)
+        return cls(model, meta, device=device)
+
+    def decode(self, image: ImageInput, draft: int | None = None) -> Image.Image:
+        """Any accepted input as an upright RGB image; large JPEGs decode at a reduced size that
+        stays at least `draft` (default: the input size, as training's decoding) on each side."""
+        if isinstance(image, Image.Image):
+            return image.convert("RGB")
+        if isinstance(image, np.ndarray):
+            return _from_array(image)
+        size = draft or self.image_size
+        return load_image(image, draft=(size, size))
+
+    def preprocess(self, photo: Image.Image) -> torch.Tensor:
+        """Squash to the square input size (as training does) and normalise: (1, 3, S, S)."""
+        size = self.image_size
+        square = photo if photo.size == (size, size) else photo.resize(
+            (size, size), Image.Resampling.BILINEAR
+        )
+        x = torch.from_numpy(np.asarray(square, dtype=np.uint8).copy()).permute(2, 0, 1)
+        x = x.unsqueeze(0).float().div_(255.0)
+        return ((x - self._mean) / self._std).to(self.device)
+
+    def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.softmax(self.model(x).float(), dim=1)[0].cpu()
+
+    def predict(self, image: ImageInput) -> Prediction:
+        """Severity and class probabilities of one photo; raises ImageLoadError for a bad file."""
+        timer = _Timer()
+        with timer.step("decode"):
+            photo = self.decode(image)
+        with timer.step("preprocess"):
+            x = self.preprocess(photo)
+        with self._lock, timer.step("forward"):
+            probs = self._probabilities(x)
+        probabilities = {name: float(p) for name, p in zip(self.classes, probs.tolist())}
+        return Prediction(self.classes[int(probs.argmax())], probabilities, timer.result())
+
+    def explain(self, image: ImageInput, method: str = "lrp", target: str | None = None) -> Explanation:
+        """A relevance map for `target` (a class name; None: the predicted class) and its overlay."""
+        from melasma.explain import explain as relevance_of
+        from melasma.explain import views
+
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        if target is not None and target not in self.classes:
+            raise ValueError(f"target must be one of {', '.join(self.classes)}, got {target!r}")
+        timer = _Timer()
+        with timer.step("decode"):
+            photo = _fit(self.decode(image, draft=DISPLAY_MAX), DISPLAY_MAX)
+        with timer.step("preprocess"):
+            x = self.preprocess(photo)
+        with self._lock:
+            if target is None:
+                with timer.step("forward"):
+                    index = int(self._probabilities(x).argmax())
+            else:
+                index = self.classes.index(target)
+            with timer.step(method):
+                relevance = relevance_of(
+                    self.model, x, method=method, target=index, mean=self.meta["mean"], std=self.meta["std"],
+                )
+        with timer.step("overlay"):
+            resized = views.resize_map(relevance, photo.size)
+            overlay = views.overlay(photo, resized, method=method)
+        return Explanation(method, self.classes[index], resized, overlay, photo, timer.result())
+
+
+def _fit(photo: Image.Image, longest: int) -> Image.Image:
+    """Shrink `photo` so its longest side is at most `longest` pixels, keeping its aspect ratio."""
+    if max(photo.size) <= longest:
+        return photo
+    scale = longest / max(photo.size)
+    size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
+    return photo.resize(size, Image.Resampling.BILINEAR)
+
+
+def default_checkpoint() -> Path:
+    """The demo checkpoint shipped with the project (`weights/demo`)."""
+    return Path(__file__).resolve().parents[1] / "weights" / "demo"
+
+
+def _run_checkpoints(runs_dir: Path) -> Iterator[tuple[str, Path]]:
+    for meta in sorted(Path(runs_dir).glob("*/*/model.json")):
+        directory = meta.parent
+        if (directory / "model.safetensors").is_file():
+            yield f"{directory.parent.name}/{directory.name}", directory
+
+
+def list_checkpoints(runs_dir: str | Path | None = None) -> dict[str, Path]:
+    """Label -> checkpoint directory: the demo weights first, then every RUN/<arch> in runs_dir."""
+    found: dict[str, Path] = {}
+    demo = default_checkpoint()
+    if (demo / "model.json").is_file():
+        found["demo"] = demo
+    if runs_dir is not None:
+        found.update(_run_checkpoints(Path(runs_dir)))
+    return found
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(directory: str, mtime_ns: int, device: str) -> Predictor:
+    return Predictor.from_checkpoint(directory, device=device)
+
+
+def get_predictor(directory: str | Path, device: str = "cpu") -> Predictor:
+    """A shared Predictor per checkpoint directory, reloaded when its weights file changes."""
+    path = Path(directory).resolve()
+    weights = path / "model.safetensors"
+    mtime = weights.stat().st_mtime_ns if weights.is_file() else 0
+    return _cached(str(path), mtime, device)

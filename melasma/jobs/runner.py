@@ -1,0 +1,180 @@
+"""`JobRunner`: a queue of training jobs with one worker, persisted in ``DATA/jobs.sqlite``.
+
+Thread, not subprocess: training spends its time inside torch kernels, which release the GIL, so a
+worker thread keeps the web app responsive while sharing its decode cache and CUDA context, and a
+failed run is one caught exception. The queue itself lives in SQLite: a job is claimed only while no
+job of this data folder is running, so two Start presses (or the app and a CLI process) get two
+queued jobs, never two trainings on one GPU. On a ZeroGPU Space the training call runs under
+`spaces.GPU`, which forks a GPU process; progress and the cancel flag travel through SQLite either way.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from melasma.jobs.execute import config_to_dict, run_job
+from melasma.jobs.store import FINAL_STATES, JobStore, owner_is_dead, owner_string
+
+LOG_TAIL = 60
+#: Seconds the idle worker waits before looking for jobs queued by another process.
+POLL_S = 1.0
+#: Cap on the GPU time asked of ZeroGPU for one job (seconds); `MELASMA_GPU_SECONDS` overrides.
+GPU_SECONDS_MAX = 600
+
+#: Tokens of the runners alive in this process (a running job owned by another token of this pid
+#: belongs to a process that was replaced, e.g. a container restart that reused the pid).
+_LIVE_TOKENS: set[str] = set()
+_SHARED: dict[Path, "JobRunner"] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def gpu_seconds(db_path: str, job_id: str) -> int:
+    """GPU time to request for a job: a minute plus 5 s per architecture-epoch, capped."""
+    config = JobStore(db_path).get(job_id)["config"]
+    cap = int(os.environ.get("MELASMA_GPU_SECONDS", GPU_SECONDS_MAX))
+    return min(cap, 60 + 5 * len(config.get("archs", [])) * int(config.get("epochs", 1)))
+
+
+def _gpu_task(task: Callable[[str, str], None]) -> Callable[[str, str], None]:
+    """`task` under `spaces.GPU` on a ZeroGPU Space (`SPACES_ZERO_GPU` set); unchanged elsewhere,
+    where `spaces.GPU` would be a no-op anyway. Decorated at import, as ZeroGPU requires."""
+    if not os.environ.get("SPACES_ZERO_GPU"):
+        return task
+    import spaces
+
+    return spaces.GPU(duration=gpu_seconds)(task)
+
+
+train_job = _gpu_task(run_job)
+
+
+def new_job_id() -> str:
+    """A sortable, readable id: UTC time plus 4 random hex digits."""
+    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+class JobRunner:
+    """Submit, watch and cancel training jobs of one data folder; runs them one at a time.
+
+    Runs are written to ``data_dir/runs/<job_id>/``. On start, jobs left "running" by a process
+    that is gone are marked failed ("interrupted by restart"); jobs still queued run in order.
+    """
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.runs_dir = self.data_dir / "runs"
+        self.store = JobStore(self.data_dir / "jobs.sqlite")
+        self._token = secrets.token_hex(8)
+        self._owner = owner_string(self._token)
+        _LIVE_TOKENS.add(self._token)
+        self.store.fail_orphans(self._is_orphan)
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._work, name=f"melasma-jobs-{self._token[:4]}",
+                                        daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def shared(cls, data_dir: str | Path) -> "JobRunner":
+        """The one runner of this process for `data_dir` (the app's tabs and rebuilds share it)."""
+        key = Path(data_dir).resolve()
+        with _SHARED_LOCK:
+            runner = _SHARED.get(key)
+            if runner is None or runner._closed.is_set():
+                runner = _SHARED[key] = cls(key)
+            return runner
+
+    def _is_orphan(self, owner: str) -> bool:
+        return owner_is_dead(owner, frozenset(_LIVE_TOKENS))
+
+    # -- the queue -----------------------------------------------------------------------------
+    def submit(self, config: Any) -> str:
+        """Queue a training (`melasma.training.TrainConfig`); its `out` becomes runs/<job_id> and its
+        decode cache, unless set, the data folder's cache/."""
+        job_id = new_job_id()
+        run_dir = self.runs_dir / job_id
+        values = config_to_dict(config)
+        values["out"] = str(run_dir)
+        values["cache_dir"] = values.get("cache_dir") or str(self.data_dir / "cache")
+        self.store.add(job_id, values, run_dir)
+        self.store.add_event(job_id, "log", f"queued {job_id}")
+        self._wake.set()
+        return job_id
+
+    def cancel(self, job_id: str) -> str:
+        """Stop a job: a queued one at once, a running one after its current batch. Returns the
+        state now (a running job stays "running" until the training notices)."""
+        state = self.store.cancel(job_id)
+        if state in ("cancelled", "running"):
+            self.store.add_event(job_id, "log", "cancel requested")
+        return state
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        """Everything the UI shows about one job, JSON-able."""
+        job = self.store.get(job_id)
+        config, run_dir = job["config"], Path(job["run_dir"])
+        figures = sorted(str(path) for path in run_dir.rglob("*.png")) if job["state"] in FINAL_STATES else []
+        return {
+            "job_id": job["id"],
+            "state": job["state"],
+            "progress": round(float(job["progress"]), 4),
+            "arch": job["arch"],
+            "epoch": job["epoch"],
+            "archs": config.get("archs", []),
+            "epochs": config.get("epochs"),
+            "cancel_requested": job["cancel_requested"],
+            "error": job["error"],
+            "log": self.store.events(job_id, "log", limit=LOG_TAIL),
+            "history": self.store.events(job_id, "epoch"),
+            "summary": job["summary"],
+            "run_dir": str(run_dir),
+            "figures": figures,
+            "config": config,
+            "created": job["created"],
+            "started": job["started"],
+            "finished": job["finished"],
+        }
+
+    def list_jobs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest jobs first (id, state, progress, archs, created, finished)."""
+        return self.store.list(limit)
+
+    def wait(self, job_id: str, timeout: float, interval: float = 0.2) -> dict[str, Any]:
+        """Poll until the job reaches a final state; return its status (TimeoutError after `timeout` s)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(job_id)
+            if status["state"] in FINAL_STATES:
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {status['state']} after {timeout:.0f} s")
+            time.sleep(interval)
+
+    # -- the worker ----------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._closed.is_set():
+            self._wake.clear()
+            job_id = self.store.claim(self._owner, self._is_orphan)
+            if job_id is None:
+                self._wake.wait(POLL_S)
+                continue
+            try:
+                train_job(str(self.store.path), job_id)
+            except Exception as error:  # noqa: BLE001 - e.g. ZeroGPU refused a GPU; keep serving
+                message = str(error).splitlines()[0] if str(error) else type(error).__name__
+                self.store.add_event(job_id, "log", f"failed: {message}")
+                self.store.finish(job_id, "failed", error=message)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the worker after its current job (cancel that first for a quick close)."""
+        self._closed.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        _LIVE_TOKENS.discard(self._token)

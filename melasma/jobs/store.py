@@ -1,0 +1,283 @@
+"""The job table: one SQLite file (WAL) in the data folder, shared by every process that trains.
+
+SQLite is both the record (a restarted app shows past runs) and the channel between the worker and
+the training code: progress, log lines and epoch rows are written here as they happen, the cancel
+flag is read from here every batch, so the training may run in this thread or in a forked ZeroGPU
+process alike. Each call opens its own short connection, which keeps the store thread- and fork-safe.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+STATES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled")
+FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+INTERRUPTED = "interrupted by restart: the process running this job stopped"
+
+#: owner string -> whether the process that wrote it is gone
+OrphanTest = Callable[[str], bool]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL,
+    config TEXT NOT NULL,
+    run_dir TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    progress REAL NOT NULL DEFAULT 0,
+    arch TEXT,
+    epoch INTEGER,
+    error TEXT,
+    summary TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    owner TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
+CREATE TABLE IF NOT EXISTS job_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    time REAL NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_events_job ON job_events (job_id, kind, seq);
+"""
+
+
+class JobNotFoundError(ValueError):
+    """An id that names no job in this data folder."""
+
+
+def _clean(value: Any) -> Any:
+    """JSON-able copy: NaN/inf become None, numpy scalars and paths become plain values."""
+    if isinstance(value, dict):
+        return {str(key): _clean(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(item) for item in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return _clean(value.item())
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    """Strict JSON (no NaN) of `value` after `_clean`."""
+    return json.dumps(_clean(value), allow_nan=False)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobStore:
+    """Typed access to ``jobs.sqlite``; every method is one short transaction."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute("PRAGMA synchronous=NORMAL")
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # -- writing -------------------------------------------------------------------------------
+    def add(self, job_id: str, config: dict[str, Any], run_dir: str | Path) -> None:
+        """Queue a new job."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO jobs (id, state, config, run_dir, created) VALUES (?, 'queued', ?, ?, ?)",
+                (job_id, dumps(config), str(run_dir), time.time()),
+            )
+
+    def claim(self, owner: str, is_orphan: OrphanTest) -> str | None:
+        """Start the oldest queued job unless one is running (one GPU, one job); return its id.
+
+        Running jobs whose owner process is gone (`is_orphan(owner)`) are failed first.
+        """
+        with self._transaction() as db:
+            self._fail_orphans(db, is_orphan)
+            if db.execute("SELECT 1 FROM jobs WHERE state = 'running' LIMIT 1").fetchone():
+                return None
+            row = db.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT 1").fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET state = 'running', owner = ?, started = ? WHERE id = ?",
+                (owner, time.time(), row["id"]),
+            )
+            return str(row["id"])
+
+    def fail_orphans(self, is_orphan: OrphanTest) -> list[str]:
+        """Mark running jobs of dead processes failed; return their ids."""
+        with self._transaction() as db:
+            return self._fail_orphans(db, is_orphan)
+
+    @staticmethod
+    def _fail_orphans(db: sqlite3.Connection, is_orphan: OrphanTest) -> list[str]:
+        rows = db.execute("SELECT id, owner FROM jobs WHERE state = 'running'").fetchall()
+        orphans = [row["id"] for row in rows if is_orphan(row["owner"] or "")]
+        now = time.time()
+        for job_id in orphans:
+            db.execute(
+                "UPDATE jobs SET state = 'failed', error = ?, finished = ? WHERE id = ?",
+                (INTERRUPTED, now, job_id),
+            )
+            db.execute(
+                "INSERT INTO job_events (job_id, kind, time, payload) VALUES (?, 'log', ?, ?)",
+                (job_id, now, dumps(f"failed: {INTERRUPTED}")),
+            )
+        return orphans
+
+    def update(self, job_id: str, *, progress: float | None = None, arch: str | None = None,
+               epoch: int | None = None) -> None:
+        """Record where a running job is."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE jobs SET progress = COALESCE(?, progress), arch = COALESCE(?, arch),"
+                " epoch = COALESCE(?, epoch) WHERE id = ? AND state = 'running'",
+                (progress, arch, epoch, job_id),
+            )
+
+    def add_event(self, job_id: str, kind: str, payload: Any) -> None:
+        """Append a log line (`kind="log"`, a str) or a history row (`kind="epoch"`, a dict)."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO job_events (job_id, kind, time, payload) VALUES (?, ?, ?, ?)",
+                (job_id, kind, time.time(), dumps(payload)),
+            )
+
+    def finish(self, job_id: str, state: str, *, summary: list[dict[str, Any]] | None = None,
+               error: str | None = None) -> bool:
+        """Move a running job to a final state; False when it was no longer running."""
+        if state not in FINAL_STATES:
+            raise ValueError(f"a job finishes as one of {sorted(FINAL_STATES)}, got {state!r}")
+        with self._connect() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET state = ?, summary = ?, error = ?, finished = ?,"
+                " progress = CASE WHEN ? = 'done' THEN 1.0 ELSE progress END"
+                " WHERE id = ? AND state = 'running'",
+                (state, None if summary is None else dumps(summary), error, time.time(), state, job_id),
+            )
+            return cursor.rowcount == 1
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel a queued job at once, flag a running one (its training stops at the next batch)."""
+        with self._transaction() as db:
+            state = self._state(db, job_id)
+            if state == "queued":
+                db.execute("UPDATE jobs SET state = 'cancelled', finished = ? WHERE id = ?",
+                           (time.time(), job_id))
+                return "cancelled"
+            if state == "running":
+                db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+            return state
+
+    # -- reading -------------------------------------------------------------------------------
+    @staticmethod
+    def _state(db: sqlite3.Connection, job_id: str) -> str:
+        row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFoundError(f"no training job {job_id!r}")
+        return str(row["state"])
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Whether someone asked this job to stop."""
+        with self._connect() as db:
+            row = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return bool(row and row["cancel_requested"])
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        """The job's row with config and summary decoded."""
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFoundError(f"no training job {job_id!r}")
+        job = dict(row)
+        job["config"] = json.loads(job["config"])
+        job["summary"] = json.loads(job["summary"]) if job["summary"] else []
+        job["cancel_requested"] = bool(job["cancel_requested"])
+        return job
+
+    def events(self, job_id: str, kind: str, limit: int | None = None) -> list[Any]:
+        """The job's events of one kind, oldest first (the last `limit` when given)."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT payload FROM job_events WHERE job_id = ? AND kind = ? ORDER BY seq DESC"
+                + (" LIMIT ?" if limit is not None else ""),
+                (job_id, kind) + ((limit,) if limit is not None else ()),
+            ).fetchall()
+        return [json.loads(row["payload"]) for row in reversed(rows)]
+
+    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest jobs first: id, state, progress, archs, created, finished."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT id, state, progress, config, created, finished FROM jobs ORDER BY seq DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            {"job_id": row["id"], "state": row["state"], "progress": row["progress"],
+             "archs": json.loads(row["config"]).get("archs", []), "created": row["created"],
+             "finished": row["finished"]}
+            for row in rows
+        ]
+
+
+def owner_string(token: str) -> str:
+    """`host|pid|token`: who is running a job."""
+    return f"{socket.gethostname()}|{os.getpid()}|{token}"
+
+
+def owner_is_dead(owner: str, live_tokens: set[str] | frozenset[str]) -> bool:
+    """Whether the process named by `owner` is gone: another host (this folder has one), a pid that
+    no longer exists, or this very process without a live runner of that token (a restart that
+    reused the pid, e.g. pid 1 in a container)."""
+    host, _, rest = owner.partition("|")
+    pid_text, _, token = rest.partition("|")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return token not in live_tokens
+    return not _pid_alive(pid)

@@ -1,0 +1,63 @@
+"""`TrainConfig`: one training run's settings, defaulting to the study's protocol, checked up front."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from melasma.models import get_spec
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of `train_many`. Defaults follow the study: Adam lr 1e-3, weight decay 1e-4, batch 32,
+    224 px, early stopping after 3 epochs without validation-loss improvement.
+
+    `archs` may be given as a comma list; `data`, `out` and `cache_dir` as strings; `pretrained` is
+    "auto", "off" or a weights file. `bootstrap` is the number of resamples behind the 95% CIs.
+    """
+
+    data: Path
+    archs: tuple[str, ...] = ("resnet18",)
+    epochs: int = 30
+    batch_size: int = 32
+    image_size: int = 224
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 3
+    device: str = "auto"
+    pretrained: str = "auto"
+    seed: int = 0
+    out: Path = field(default_factory=lambda: Path("runs") / "latest")
+    class_weighted: bool = False
+    cache_dir: Path | None = None
+    bootstrap: int = 1000
+
+    def __post_init__(self) -> None:
+        self.data = Path(self.data).expanduser()
+        self.out = Path(self.out).expanduser()
+        self.cache_dir = Path(self.cache_dir).expanduser() if self.cache_dir else None
+        names = self.archs.split(",") if isinstance(self.archs, str) else list(self.archs)
+        self.archs = tuple(dict.fromkeys(name.strip() for name in names if name.strip()))
+        if not self.archs:
+            raise ValueError("choose at least one architecture")
+        specs = [get_spec(name) for name in self.archs]  # ValueError naming an unknown one
+        for name, low in (("epochs", 1), ("batch size", 2), ("patience", 1), ("bootstrap", 0)):
+            value = getattr(self, name.replace(" ", "_"))
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        smallest = max(specs, key=lambda spec: spec.min_size)
+        if not isinstance(self.image_size, int) or self.image_size < smallest.min_size:
+            raise ValueError(f"image size must be at least {smallest.min_size} px for {smallest.name}, "
+                             f"got {self.image_size!r}")
+        if not self.lr > 0:
+            raise ValueError(f"learning rate must be positive, got {self.lr!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight decay must be >= 0, got {self.weight_decay!r}")
+        if self.device.split(":")[0] not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {self.device!r}")
+        self.pretrained = str(self.pretrained)
+        if self.pretrained not in ("auto", "off") and not Path(self.pretrained).expanduser().is_file():
+            raise ValueError(f"pretrained must be auto, off or a weights file; {self.pretrained} not found")

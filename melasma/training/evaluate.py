@@ -1,0 +1,57 @@
+"""Evaluate a saved checkpoint on a data set's test split (or all of it) with the study's metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from melasma.models import load_checkpoint
+from melasma.training.device import resolve_device
+from melasma.training.loop import load_splits, predict_probs
+from melasma.training.metrics import evaluate_predictions
+from melasma.training.report import TABLE_COLUMNS
+
+SPLIT_CHOICES = ("test", "val", "train", "all")
+
+
+def evaluate_checkpoint(weights: str | Path, data: str | Path, *, split: str = "test", device: str = "auto",
+                        batch_size: int = 64, cache_dir: Path | None = None, bootstrap: int = 1000) -> dict[str, Any]:
+    """Metrics of the checkpoint in `weights` on `data`. The split is re-derived with the training
+    seed, so "test" is the same held-out set the training run reported on."""
+    from melasma.data.manifest import load_dataset, manifest_hash
+
+    if split not in SPLIT_CHOICES:
+        raise ValueError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
+    torch_device = resolve_device(device)
+    model, meta = load_checkpoint(weights, torch_device)
+    seed = int((meta.get("data") or {}).get("seed", (meta.get("config") or {}).get("seed", 0)))
+    full = load_dataset(data, seed=seed, cutoffs=tuple(meta["cutoffs"]))
+    table = full if split == "all" else full[full["split"] == split].reset_index(drop=True)
+    loaded = load_splits(table.assign(split="test"), int(meta["image_size"]), torch_device, cache_dir)["test"]
+    probs = predict_probs(model, loaded, batch_size, tuple(meta["mean"]), tuple(meta["std"]))
+    result = evaluate_predictions(loaded.labels.cpu().numpy(), probs, meta["classes"], bootstrap, seed)
+    trained_on = (meta.get("data") or {}).get("manifest_hash")
+    if trained_on and manifest_hash(full) != trained_on:
+        result["notes"].append("this data set differs from the one the checkpoint was trained on: "
+                     "its test split is not the training run's held-out set")
+    return {"weights": str(weights), "arch": meta["arch"], "data": str(data), "split": split,
+            **result, "predictions": [
+                {"path": path, "label": int(label), "probabilities": [round(float(p), 6) for p in row]}
+                for path, label, row in zip(table["path"], table["label"], probs)]}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The metrics with 95% CIs as aligned text lines."""
+    names = {**TABLE_COLUMNS, **{f"auc_{c}": f"AUC {c}" for c in result["classes"]}, "auc_macro": "AUC macro",
+             "precision_macro": "Precision macro", "recall_macro": "Recall macro"}
+    lines = [f"{result['arch']} on {result['split']} split: {result['n']} images "
+             f"({', '.join(f'{k} {v}' for k, v in result['support'].items())})",
+             f"{'metric':<16} {'value':>7}   95% CI"]
+    for key, title in names.items():
+        value = result["metrics"][key]
+        low, high = result["ci95"].get(key, (float("nan"), float("nan")))
+        lines.append(f"{title:<16} {value:>7.3f}   {low:.3f}-{high:.3f}" if value == value
+                     else f"{title:<16} {'n/a':>7}")
+    lines.append("confusion (rows true, columns predicted): " + " ".join(map(str, result["confusion_matrix"])))
+    lines += [f"note: {note}" for note in result["notes"]]
+    return "\n".join(lines)

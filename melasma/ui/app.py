@@ -1,0 +1,148 @@
+"""The app shell: the three tabs in one ``gr.Blocks``, first-start demo data, and launching.
+
+``build_app`` composes the tabs (Annotate -> Train -> Predict); ``serve`` is the one code path
+that ``python app.py``, ``python -m melasma serve`` and the live-server tests all launch through.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import fastapi
+import gradio as gr
+
+from melasma.settings import Settings
+from melasma.ui.annotate import build_annotate_tab
+from melasma.ui.predict import build_predict_tab
+from melasma.ui.theme import CSS, build_theme
+from melasma.ui.train import build_train_tab
+
+log = logging.getLogger(__name__)
+
+TITLE = "Melasma Severity Studio"
+#: Size of the synthetic demo set written on first start (small: it must not delay start-up).
+DEMO_IMAGES = 60
+DEMO_SIZE = 256
+#: Who a visitor is before signing in with Hugging Face (never a rater name, so they cannot rate).
+GUEST = "guest"
+
+HEADER = f"""
+# {TITLE}
+Grade melasma (MASI) from facial photos: **Annotate** photos with three blinded raters,
+**Train** the study's CNNs on the consensus labels, **Predict** a severity and see why (LRP, Grad-CAM).
+"""
+FOOTER = (
+    "Research software, not a medical device: predictions are not a diagnosis. "
+    "The demo model has seen only synthetic faces."
+)
+
+
+def ensure_demo_data(settings: Settings) -> Path:
+    """Generate the synthetic demo set into ``settings.demo_dir`` unless its labels.csv exists."""
+    labels = settings.demo_dir / "labels.csv"
+    if labels.is_file():
+        return labels
+    from melasma.data.synthetic import generate
+
+    log.info("first start: writing %d synthetic demo images to %s", DEMO_IMAGES, settings.demo_dir)
+    return generate(settings.demo_dir, n=DEMO_IMAGES, seed=0, size=DEMO_SIZE)
+
+
+def oauth_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """Whether raters sign in with Hugging Face: ``MELASMA_OAUTH=1`` on a Space (``hf_oauth: true``)."""
+    env = os.environ if env is None else env
+    if env.get("MELASMA_OAUTH", "").strip().lower() not in {"1", "true", "yes", "on"}:
+        return False
+    if not env.get("SPACE_ID"):
+        raise ValueError("MELASMA_OAUTH=1 works only on a Hugging Face Space with hf_oauth: true")
+    return True
+
+
+def hf_username(request: fastapi.Request) -> str:
+    """``launch(auth_dependency=...)`` under OAuth: the signed-in Hugging Face user, else GUEST."""
+    if "session" not in request.scope:
+        return GUEST
+    info = request.session.get("oauth_info") or {}
+    return str((info.get("userinfo") or {}).get("preferred_username") or GUEST)
+
+
+def build_app(settings: Settings, *, oauth: bool | None = None) -> gr.Blocks:
+    """The whole app: header, the Annotate / Train / Predict tabs, footer. Writes demo data once."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_demo_data(settings)
+    oauth = oauth_enabled() if oauth is None else oauth
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        with gr.Row(equal_height=True):
+            gr.Markdown(HEADER, elem_classes="melasma-header")
+            if oauth:
+                gr.LoginButton(scale=0, min_width=220)
+        with gr.Tabs():
+            with gr.Tab("Annotate", id="annotate"):
+                annotate = build_annotate_tab(settings)
+            with gr.Tab("Train", id="train"):
+                train = build_train_tab(settings, export_path=annotate.export_path)
+            with gr.Tab("Predict", id="predict"):
+                predict = build_predict_tab(settings)
+        gr.Markdown(FOOTER, elem_classes="melasma-footer")
+        # A finished training run's checkpoints become selectable in Predict without a reload.
+        train.finished_run.change(
+            predict.refresh_choices, None, predict.checkpoint, api_visibility="private",
+            show_progress="hidden",
+        )
+    return demo
+
+
+def private_files(settings: Settings) -> list[Path]:
+    """Files in the data folder the web server must refuse to serve (SQLite stores + journals)."""
+    root = settings.data_dir.resolve()
+    return [root / f"{db}{suffix}" for db in ("annotations.sqlite", "jobs.sqlite")
+            for suffix in ("", "-wal", "-shm", "-journal")]
+
+
+def launch_options(settings: Settings, *, oauth: bool | None = None) -> dict[str, Any]:
+    """The ``launch()`` keyword arguments every entry point shares (auth, upload cap, theme)."""
+    oauth = oauth_enabled() if oauth is None else oauth
+    if oauth and settings.auth:
+        raise ValueError("choose one sign-in: MELASMA_AUTH (passwords) or MELASMA_OAUTH (Hugging Face)")
+    options: dict[str, Any] = {
+        "max_file_size": settings.max_upload_mb * 1024 * 1024,
+        "theme": build_theme(),
+        "css": CSS,
+        # Tabs return photos, heatmaps, figures and exports from the data folder; the databases
+        # (every rater's blind scores, the job log) must never be downloadable by URL.
+        "allowed_paths": [str(settings.data_dir.resolve())],
+        "blocked_paths": [str(path) for path in private_files(settings)],
+    }
+    if settings.auth:
+        options["auth"] = [tuple(pair) for pair in settings.auth]
+        options["auth_message"] = "Sign in with your rater name and password."
+    if oauth:
+        options["auth_dependency"] = hf_username
+    return options
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    share: bool = False,
+    **launch_kwargs: Any,
+) -> gr.Blocks:
+    """Build, queue and launch the app. Host/port go to Gradio only when given, so that
+    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT keep working; on a Space the host is 0.0.0.0."""
+    options = launch_options(settings)
+    demo = build_app(settings)
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    if host is None and os.environ.get("SPACE_ID") and not os.environ.get("GRADIO_SERVER_NAME"):
+        host = "0.0.0.0"
+    if host is not None:
+        options["server_name"] = host
+    if port is not None:
+        options["server_port"] = port
+    demo.launch(share=share, **options, **launch_kwargs)
+    return demo

@@ -1,0 +1,23 @@
+"""The app's look: one Gradio theme and a little CSS, passed to ``launch()`` (Gradio 6)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+CSS = """
+.melasma-header h1 { margin-bottom: 0.1em; }
+.melasma-header p { margin-top: 0; opacity: 0.8; }
+.melasma-footer { font-size: 0.85em; opacity: 0.7; }
+"""
+
+
+def build_theme() -> gr.themes.Base:
+    """A calm, clinical theme: soft surfaces, amber accents (the colour of melasma patches)."""
+    return gr.themes.Soft(
+        primary_hue=gr.themes.colors.amber,
+        secondary_hue=gr.themes.colors.stone,
+        neutral_hue=gr.themes.colors.stone,
+        # System fonts only: no request to a font CDN (offline clinics, headless tests).
+        font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],
+        font_mono=["ui-monospace", "SFMono-Regular", "Consolas", "monospace"],
+    )

@@ -1,0 +1,115 @@
+"""A real browser (Playwright + Debian chromium) walks the journey: add a photo, rate it, train a tiny
+model, predict with it and see the heatmaps. Screenshots of each tab go to the test's tmp folder;
+a failure prints the page's console errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect, sync_playwright
+
+from live_app import live_app
+from melasma.data.synthetic import generate
+
+pytestmark = pytest.mark.timeout(300)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+RATERS = ("rater1", "rater2", "rater3")
+TRAIN_WAIT_MS = 180_000
+#: the form's choice labels for area 2, darkness 2, homogeneity 1 (MASI = 1.0 x 2 x (2 + 1) = 6)
+FORM = {"area": "2 · 10-29 %", "darkness": "2 · mild", "homogeneity": "1 · slight"}
+REGIONS = ("forehead", "right_malar", "left_malar", "chin")
+SEVERITY = re.compile(r"^\s*(mild|moderate|severe)\s*$")
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Page]:
+    """A chromium page; its console errors are printed at teardown (pytest shows them on failure)."""
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    messages: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: messages.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda error: messages.append(f"pageerror: {error}"))
+        try:
+            yield page
+        finally:
+            print("browser console errors:\n" + ("\n".join(messages) or "(none)"))
+            browser.close()
+
+
+def _choose(page: Page, label: str, option: str) -> None:
+    """Pick `option` in the gr.Dropdown labelled `label`."""
+    page.get_by_label(label, exact=True).click()
+    page.get_by_role("option", name=option).click()
+
+
+def _shot(page: Page, folder: Path, name: str) -> None:
+    page.screenshot(path=str(folder / f"tab_{name}.png"), full_page=True)
+
+
+def test_journey_in_a_real_browser(page: Page, tmp_path: Path) -> None:
+    generate(tmp_path / "clinic", n=3, size=96, seed=1)
+    photo = tmp_path / "clinic" / "images" / "synth_0000.jpg"
+    wide = tmp_path / "wide_face.jpg"
+    Image.open(photo).resize((144, 96)).save(wide)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    with live_app(tmp_path / "data", raters=RATERS) as (url, _):
+        page.goto(url)
+        top = {name: page.get_by_role("tab", name=name, exact=True) for name in ("Annotate", "Train", "Predict")}
+        expect(top["Annotate"]).to_be_visible()
+
+        # Annotate: add a photo
+        page.get_by_role("tab", name="Add photos").click()
+        page.locator("input[type=file]").set_input_files(str(photo))
+        expect(page.get_by_role("cell", name="synth_0000.jpg")).to_be_visible()
+        page.get_by_role("button", name="Add photos").click()
+        expect(page.get_by_text("added_ids")).to_be_visible()
+
+        # Annotate: rate it (MASI updates live, submit stores it)
+        page.get_by_role("tab", name="Rate").click()
+        _choose(page, "Rater", "rater1")
+        expect(page.get_by_text("rater1: photo")).to_be_visible()
+        for region in REGIONS:
+            for item, choice in FORM.items():
+                page.locator(f"#annotate-{region}-{item}").get_by_text(choice, exact=True).click()
+        expect(page.get_by_text("MASI 6.0 (mild)")).to_be_visible()
+        _shot(page, shots, "annotate")
+        page.get_by_role("button", name="Submit rating").click()
+        expect(page.get_by_text("no photos left to rate (1 rated)")).to_be_visible()
+
+        # Train: one epoch of ResNet-18 at 32 px on the demo set
+        top["Train"].click()
+        page.get_by_label("MobileNetV2").uncheck()
+        for label, value in (("Epochs", "1"), ("Batch size", "16"), ("Image size (px)", "32")):
+            page.get_by_label(label, exact=True).fill(value)
+        _choose(page, "Device", "cpu")
+        _choose(page, "ImageNet weights", "off")
+        page.get_by_role("button", name="Start", exact=True).click()
+        expect(page.get_by_label("State", exact=True)).to_have_value("done", timeout=TRAIN_WAIT_MS)
+        expect(page.get_by_text("Results (test set)")).to_be_visible()
+        _shot(page, shots, "train")
+
+        # Predict: the new checkpoint, a photo, a severity and three heatmaps
+        top["Predict"].click()
+        page.get_by_label("Checkpoint", exact=True).click()
+        page.get_by_role("option", name=re.compile(r"/resnet18$")).click()
+        page.locator("input[type=file]").set_input_files(str(wide))
+        expect(page.get_by_test_id("label-output-value")).to_have_text(SEVERITY, timeout=60_000)
+        for method in ("LRP (signed relevance)", "Grad-CAM", "Gradient x input"):
+            expect(page.get_by_label(method).locator("img")).to_be_visible(timeout=60_000)
+        _shot(page, shots, "predict")
+
+    assert sorted(p.name for p in shots.iterdir()) == ["tab_annotate.png", "tab_predict.png", "tab_train.png"]

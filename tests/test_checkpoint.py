@@ -1,0 +1,104 @@
+"""Checkpoints: a safetensors + JSON round trip gives identical outputs; damage gives CheckpointError."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from safetensors.torch import save_file
+
+from melasma.models import CheckpointError, create, load_checkpoint, save_checkpoint
+
+pytestmark = pytest.mark.timeout(60)
+
+META = {"classes": ["mild", "moderate", "severe"], "cutoffs": [16.0, 32.0], "image_size": 32,
+        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "metrics": {"auc": float("nan")}}
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    model = create("mobilenetv2_100").eval()
+    return save_checkpoint(tmp_path / "run" / "mobilenetv2_100", model, META), model
+
+
+def test_round_trip_gives_identical_outputs(saved) -> None:
+    directory, model = saved
+    loaded, meta = load_checkpoint(directory)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert not loaded.training and loaded.arch_name == "mobilenetv2_100"
+    assert meta["arch"] == "mobilenetv2_100" and meta["classes"] == META["classes"]
+    assert meta["metrics"]["auc"] is None  # NaN is stored as JSON null
+    assert {"torch", "torchvision", "timm", "melasma"} <= set(meta["versions"]) and meta["created"]
+
+
+def test_builder_options_survive(tmp_path: Path) -> None:
+    imagenet = torchvision.models.googlenet(num_classes=1000, aux_logits=True, init_weights=True)
+    save_file({k: v.contiguous() for k, v in imagenet.state_dict().items()}, str(tmp_path / "g.safetensors"))
+    model = create("googlenet", pretrained=tmp_path / "g.safetensors").eval()
+    loaded, meta = load_checkpoint(save_checkpoint(tmp_path / "ck", model, META))
+    assert loaded.transform_input and meta["arch_kwargs"] == {"transform_input": True}
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+
+
+def test_missing_files(saved) -> None:
+    directory, _ = saved
+    (directory / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model.safetensors is missing"):
+        load_checkpoint(directory)
+    (directory / "model.json").unlink()
+    with pytest.raises(CheckpointError, match="model.json is missing"):
+        load_checkpoint(directory)
+
+
+def test_damaged_json(saved) -> None:
+    directory, _ = saved
+    (directory / "model.json").write_text('{"arch": "mobilenetv2_100", ')
+    with pytest.raises(CheckpointError, match="model.json is damaged"):
+        load_checkpoint(directory)
+    (directory / "model.json").write_text('{"arch": "mobilenetv2_100"}')
+    with pytest.raises(CheckpointError, match="lacks classes"):
+        load_checkpoint(directory)
+
+
+def test_damaged_weights(saved) -> None:
+    directory, _ = saved
+    weights = directory / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="model.safetensors is damaged"):
+        load_checkpoint(directory)
+
+
+def _edit_meta(directory: Path, **changes: object) -> None:
+    meta = json.loads((directory / "model.json").read_text())
+    (directory / "model.json").write_text(json.dumps({**meta, **changes}))
+
+
+def test_wrong_arch(saved) -> None:
+    directory, _ = saved
+    _edit_meta(directory, arch="resnet18")
+    with pytest.raises(CheckpointError, match="does not fit resnet18"):
+        load_checkpoint(directory)
+    _edit_meta(directory, arch="no_such_net")
+    with pytest.raises(CheckpointError, match="unknown architecture 'no_such_net'"):
+        load_checkpoint(directory)
+
+
+def test_shape_mismatch(saved) -> None:
+    directory, _ = saved
+    _edit_meta(directory, classes=["a", "b", "c", "d"])
+    with pytest.raises(CheckpointError, match="does not fit mobilenetv2_100 with 4 classes: .*size mismatch"):
+        load_checkpoint(directory)
+
+
+def test_checkpoint_error_is_a_value_error() -> None:
+    assert issubclass(CheckpointError, ValueError)
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        load_checkpoint("/nonexistent/run/resnet18")

@@ -1,0 +1,141 @@
+"""Dataset manifests (CSV and class folders), their error report, and the 6:3:1 splits."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from melasma.data.manifest import DatasetError, load_dataset, manifest_hash
+from melasma.data.splits import assign_splits
+from melasma.masi import SEVERITIES
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _write_images(folder: Path, names: list[str], shade: int = 0) -> None:
+    """Distinct tiny PNGs (distinct content: duplicates are an error)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        Image.new("RGB", (8, 8), (i, shade, 99)).save(folder / name)
+
+
+def test_synthetic_csv_loads_with_contract_columns(synth_dir: Path) -> None:
+    df = load_dataset(synth_dir / "labels.csv")
+    assert list(df.columns[:6]) == ["path", "label", "severity", "masi", "patient_id", "split"]
+    assert len(df) == 60 and all(Path(p).is_absolute() and Path(p).is_file() for p in df["path"])
+    assert (df["label"] == df["severity"].map(SEVERITIES.index)).all()
+    labels = pd.read_csv(synth_dir / "labels.csv")
+    assert np.allclose(df["masi"], labels["masi"])
+    assert set(df["split"]) == {"train", "val", "test"}
+    # the folder itself resolves to its labels.csv
+    assert manifest_hash(load_dataset(synth_dir)) == manifest_hash(df)
+
+
+def test_cutoffs_change_the_bins(synth_dir: Path) -> None:
+    df = load_dataset(synth_dir / "labels.csv", cutoffs=(10.0, 40.0))
+    expected = np.where(df["masi"] < 10, "mild", np.where(df["masi"] < 40, "moderate", "severe"))
+    assert (df["severity"] == expected).all()
+
+
+def test_class_folders(tmp_path: Path) -> None:
+    for k, name in enumerate(SEVERITIES):
+        _write_images(tmp_path / name, [f"{name}{i}.png" for i in range(4 + k)], shade=k)
+    (tmp_path / "mild" / "readme.txt").write_text("not an image")
+    df = load_dataset(tmp_path)
+    assert df["severity"].value_counts().to_dict() == {"severe": 6, "moderate": 5, "mild": 4}
+    assert df["masi"].isna().all() and df["patient_id"].isna().all()
+    assert set(df["split"]) == {"train", "val", "test"}
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    _write_images(tmp_path, ["a.jpg", "b.jpg"])
+    shutil.copy(tmp_path / "a.jpg", tmp_path / "a_copy.jpg")
+    (tmp_path / "data.csv").write_text(
+        "image,masi,severity,split\n"
+        "a.jpg,3,,train\n"  # line 2
+        "a_copy.jpg,5,,val\n"  # line 3: same content as line 2
+        "b.jpg,49,,val\n"  # line 4: masi out of range
+        "gone.jpg,20,,test\n"  # line 5: missing file
+        "b.jpg,,awful,sometimes\n"  # line 6: unknown label, bad split (and b.jpg twice)
+    )
+    with pytest.raises(DatasetError) as info:
+        load_dataset(tmp_path / "data.csv")
+    message = str(info.value)
+    assert "masi must be a number 0-48 on line 4" in message
+    assert "unknown or missing label on line 6" in message
+    assert "split must be one of train, val, test on line 6" in message
+    assert "1 image file(s) missing: " in message and "gone.jpg" in message
+    assert "line 2 and line 3" in message and "line 4 and line 6" in message
+    assert "no images for class(es): severe" in message
+
+
+def test_missing_columns_and_empty_class_folder(tmp_path: Path) -> None:
+    (tmp_path / "x.csv").write_text("file,masi\na.jpg,3\n")
+    with pytest.raises(DatasetError, match="no 'image' column"):
+        load_dataset(tmp_path / "x.csv")
+    (tmp_path / "y.csv").write_text("image,score\na.jpg,3\n")
+    with pytest.raises(DatasetError, match="needs a 'masi' or a 'severity' column"):
+        load_dataset(tmp_path / "y.csv")
+    _write_images(tmp_path / "mild", ["m.png"])
+    (tmp_path / "severe").mkdir()
+    with pytest.raises(DatasetError, match="no images for class\\(es\\): moderate, severe"):
+        load_dataset(tmp_path)
+
+
+def test_given_split_column_wins(tmp_path: Path) -> None:
+    names = [f"i{i}.png" for i in range(6)]
+    _write_images(tmp_path, names)
+    splits = ["test", "test", "val", "train", "train", "val"]
+    severities = ["mild", "moderate", "severe"] * 2
+    pd.DataFrame({"image": names, "severity": severities, "split": splits}).to_csv(
+        tmp_path / "m.csv", index=False
+    )
+    assert load_dataset(tmp_path / "m.csv")["split"].tolist() == splits
+
+
+def _table(n_patients: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_patients):
+        for _ in range(int(rng.integers(1, 4))):
+            rows.append({"patient_id": f"P{p}", "severity": SEVERITIES[int(rng.integers(0, 3))]})
+    return pd.DataFrame(rows)
+
+
+def test_splits_grouped_stratified_deterministic() -> None:
+    df = _table(300)
+    first, again, other = assign_splits(df, seed=1), assign_splits(df, seed=1), assign_splits(df, seed=2)
+    assert first.equals(again) and not first.equals(other)
+    assert (df.assign(split=first).groupby("patient_id")["split"].nunique() == 1).all()
+    shares = first.value_counts(normalize=True)
+    for name, ratio in zip(("train", "val", "test"), (0.6, 0.3, 0.1)):
+        assert abs(shares[name] - ratio) < 0.03
+    per_class = pd.crosstab(df["severity"], first, normalize="index")
+    assert (abs(per_class["train"] - 0.6) < 0.06).all() and (abs(per_class["test"] - 0.1) < 0.05).all()
+
+
+def test_too_few_images_for_three_splits() -> None:
+    df = pd.DataFrame({"severity": ["mild", "moderate", "severe"] * 3})
+    with pytest.raises(DatasetError, match="need at least 10, got 9"):
+        assign_splits(df, seed=0)
+    small = pd.DataFrame({"severity": ["mild", "moderate", "severe"] * 4})
+    split = assign_splits(small, seed=0)
+    assert set(split) == {"train", "val", "test"}
+    assert set(small.loc[split == "train", "severity"]) == set(SEVERITIES)
+
+
+def test_manifest_hash_tracks_content_labels_and_splits(synth_dir: Path, tmp_path: Path) -> None:
+    df = load_dataset(synth_dir / "labels.csv")
+    moved = tmp_path / "moved"
+    shutil.copytree(synth_dir, moved)
+    assert manifest_hash(load_dataset(moved / "labels.csv")) == manifest_hash(df)
+    assert manifest_hash(df.drop(columns="sha256")) == manifest_hash(df)
+    relabelled = df.copy()
+    relabelled.loc[0, "label"] = (relabelled.loc[0, "label"] + 1) % 3
+    assert manifest_hash(relabelled) != manifest_hash(df)
+    assert manifest_hash(load_dataset(synth_dir / "labels.csv", seed=5)) != manifest_hash(df)

@@ -1,0 +1,122 @@
+"""Predictor: real photos, every accepted input type, explanations at the photo's aspect, checkpoints."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from melasma.data.images import ImageLoadError, load_array
+from melasma.inference import (
+    METHODS, Predictor, default_checkpoint, get_predictor, list_checkpoints,
+)
+from melasma.masi import DEFAULT_CUTOFFS, SEVERITIES
+from melasma.models import create, save_checkpoint
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def demo() -> Predictor:
+    return Predictor.from_checkpoint(default_checkpoint())
+
+
+@pytest.fixture(scope="module")
+def photos(roboflow_dir: Path) -> list[Path]:
+    found = sorted(roboflow_dir.glob("*/*.jpg"))
+    assert len(found) == 94, f"expected the 94 real photos, found {len(found)}"
+    return found
+
+
+def test_predicts_every_real_photo(demo: Predictor, photos: list[Path]) -> None:
+    seen = set()
+    for photo in photos:
+        result = demo.predict(photo)
+        assert result.severity in SEVERITIES
+        assert list(result.probabilities) == list(SEVERITIES)
+        assert math.isclose(sum(result.probabilities.values()), 1.0, abs_tol=1e-5)
+        assert result.severity == max(result.probabilities, key=result.probabilities.get)
+        assert {"decode", "preprocess", "forward", "total"} <= set(result.latency_ms)
+        assert result.latency_ms["total"] >= result.latency_ms["forward"] > 0
+        seen.add(result.severity)
+    assert seen, "no prediction made"
+
+
+def test_path_bytes_pil_and_array_give_the_same_prediction(demo: Predictor, photos: list[Path]) -> None:
+    path = photos[0]
+    by_path = demo.predict(path).probabilities
+    image = Image.open(path).convert("RGB")
+    for source in (str(path), path.read_bytes(), image, np.asarray(image)):
+        probabilities = demo.predict(source).probabilities
+        for name in SEVERITIES:
+            assert probabilities[name] == pytest.approx(by_path[name], abs=1e-6)
+
+
+def test_preprocessing_matches_training(demo: Predictor, photos: list[Path]) -> None:
+    size = demo.image_size
+    x = demo.preprocess(demo.decode(photos[1]))
+    pixels = torch.from_numpy(load_array(photos[1], size)).permute(2, 0, 1)[None].float() / 255
+    mean = torch.tensor(demo.meta["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(demo.meta["std"]).view(1, 3, 1, 1)
+    assert x.shape == (1, 3, size, size)
+    torch.testing.assert_close(x, (pixels - mean) / std)
+
+
+def test_bad_inputs_raise_clear_errors(demo: Predictor, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageLoadError, match="empty.jpg"):
+        demo.predict(empty)
+    with pytest.raises(ImageLoadError, match="uint8"):
+        demo.predict(np.zeros((8, 8, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="method must be one of"):
+        demo.explain(np.zeros((40, 40, 3), dtype=np.uint8), "saliency")
+    with pytest.raises(ValueError, match="target must be one of"):
+        demo.explain(np.zeros((40, 40, 3), dtype=np.uint8), "gxi", target="extreme")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_explanations_keep_the_photo_aspect(demo: Predictor, photos: list[Path], method: str) -> None:
+    wide = Image.open(photos[2]).convert("RGB").crop((0, 60, 416, 300))  # 416 x 240
+    buffer = io.BytesIO()
+    wide.save(buffer, format="PNG")
+    result = demo.explain(buffer.getvalue(), method)
+    assert result.map.shape == (240, 416)
+    assert np.isfinite(result.map).all() and np.abs(result.map).max() > 0
+    assert result.target in SEVERITIES
+    ratio = result.overlay.width / result.overlay.height
+    assert ratio == pytest.approx(416 / 240, rel=0.05)
+    assert result.latency_ms[method] > 0 and result.latency_ms["total"] >= result.latency_ms[method]
+    if method == "gradcam":
+        assert result.map.min() >= 0
+
+
+def test_explaining_a_chosen_class(demo: Predictor, photos: list[Path]) -> None:
+    result = demo.explain(photos[3], "gxi", target="severe")
+    assert result.target == "severe"
+
+
+def test_checkpoint_listing_and_cache(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    meta = {"classes": list(SEVERITIES), "cutoffs": list(DEFAULT_CUTOFFS["masi"]), "image_size": 48,
+            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    trained = save_checkpoint(runs / "run1" / "mobilenetv2_100", create("mobilenetv2_100"), meta)
+    (runs / "run2" / "resnet18").mkdir(parents=True)
+    (runs / "run2" / "resnet18" / "model.json").write_text("{}")  # interrupted: no weights file
+
+    found = list_checkpoints(runs)
+    assert list(found) == ["demo", "run1/mobilenetv2_100"]
+    assert found["demo"] == default_checkpoint()
+    assert found["run1/mobilenetv2_100"] == trained
+
+    first = get_predictor(trained)
+    assert get_predictor(str(trained)) is first
+    prediction = first.predict(np.full((60, 80, 3), 128, dtype=np.uint8))
+    assert prediction.severity in SEVERITIES
+    save_checkpoint(trained, create("mobilenetv2_100"), meta)  # retrained in place: reloaded
+    assert get_predictor(trained) is not first

@@ -1,0 +1,138 @@
+"""JobRunner on a tiny synthetic set: done, cancelled, failed, queued in order, restart persistence."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from melasma.jobs import JobNotFoundError, JobRunner
+from melasma.jobs.execute import config_to_dict, describe_error
+from melasma.jobs.store import INTERRUPTED, JobStore, owner_string
+from melasma.training import TrainConfig
+
+pytestmark = pytest.mark.timeout(150)
+
+WAIT_S = 90
+
+
+#: timm's smallest CNN (0.4 M parameters): real training in a fraction of resnet18's time.
+TINY = "test_resnet"
+
+
+def tiny(data: Path, archs: tuple[str, ...] = (TINY,), epochs: int = 1, batch_size: int = 64) -> TrainConfig:
+    """A run of a few seconds on a 2-core CPU (one batch per epoch by default)."""
+    return TrainConfig(data=data, archs=archs, epochs=epochs, batch_size=batch_size, image_size=32,
+                       device="cpu", pretrained="off", seed=0, patience=epochs, bootstrap=20)
+
+
+@pytest.fixture
+def runner(tmp_path: Path):
+    runner = JobRunner(tmp_path / "data")
+    yield runner
+    for job in runner.list_jobs():
+        if job["state"] in ("queued", "running"):
+            runner.cancel(job["job_id"])
+    runner.close()
+
+
+def dead_owner() -> str:
+    """The owner string of a process that has exited."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    host, _, _ = owner_string("x").partition("|")
+    return f"{host}|{process.pid}|gone"
+
+
+def test_presses_queue_in_order_one_at_a_time_and_finish(runner: JobRunner, tmp_path: Path,
+                                                         synth_dir: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,severity\nnowhere.png,mild\n")
+    failed = runner.submit(tiny(bad))
+    config = tiny(synth_dir / "labels.csv")
+    ids: list[str] = []
+    presses = [threading.Thread(target=lambda: ids.append(runner.submit(config))) for _ in range(2)]
+    for press in presses:
+        press.start()
+    for press in presses:
+        press.join()
+    assert len(set(ids)) == 2
+    deadline = time.monotonic() + 2 * WAIT_S
+    while True:
+        states = [runner.status(job_id)["state"] for job_id in ids]
+        assert states.count("running") <= 1, states
+        if all(state == "done" for state in states):
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.05)
+
+    status = runner.status(failed)  # a bad data set fails with the DatasetError message ...
+    assert status["state"] == "failed" and "nowhere.png" in status["error"]
+    assert status["log"][-1] == f"failed: {status['error']}"
+    first, second = sorted((runner.status(job_id) for job_id in ids), key=lambda s: s["started"])
+    assert first["started"] >= status["finished"]  # ... and the queue moves on, in order, one at a time
+    assert second["started"] >= first["finished"]
+
+    assert first["progress"] == 1.0
+    assert [row["arch"] for row in first["summary"]] == [TINY]
+    assert 0.0 <= first["summary"][0]["accuracy"] <= 1.0
+    assert [(row["arch"], row["epoch"]) for row in first["history"]] == [(TINY, 1)]
+    run_dir = Path(first["run_dir"])
+    assert run_dir == runner.runs_dir / first["job_id"]
+    assert (run_dir / TINY / "model.json").is_file() and (run_dir / "summary.csv").is_file()
+    assert first["figures"] and all(Path(path).is_file() for path in first["figures"])
+    assert first["log"][0].startswith("queued") and first["log"][-1].startswith("done")
+
+
+def test_cancel_stops_within_a_batch_and_keeps_finished_archs(runner: JobRunner, synth_dir: Path) -> None:
+    second = "test_efficientnet"
+    job_id = runner.submit(tiny(synth_dir / "labels.csv", archs=(TINY, second), batch_size=8))
+    deadline = time.monotonic() + WAIT_S
+    while runner.status(job_id)["arch"] != second:
+        assert time.monotonic() < deadline, "second architecture never started"
+        time.sleep(0.05)
+    assert runner.cancel(job_id) == "running"
+    status = runner.wait(job_id, WAIT_S)
+    assert status["state"] == "cancelled"
+    assert [row["arch"] for row in status["history"]] == [TINY], "cancel must act within a batch, not an epoch"
+    assert [row["arch"] for row in status["summary"]] == [TINY]
+    assert (Path(status["run_dir"]) / TINY / "model.json").is_file()
+    assert not (Path(status["run_dir"]) / second / "model.json").exists()
+
+
+def test_restart_shows_past_jobs_and_fails_interrupted_ones(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    store = JobStore(data_dir / "jobs.sqlite")
+    store.add("old-running", {"archs": ["resnet18"], "epochs": 1}, data_dir / "runs" / "old-running")
+    queued = config_to_dict(tiny(tmp_path / "missing.csv"))
+    store.add("old-queued", queued, data_dir / "runs" / "old-queued")
+    assert store.claim(dead_owner(), lambda owner: False) == "old-running"
+
+    runner = JobRunner(data_dir)  # the "restarted app"
+    try:
+        crashed = runner.status("old-running")
+        assert crashed["state"] == "failed" and crashed["error"] == INTERRUPTED
+        assert [job["job_id"] for job in runner.list_jobs()] == ["old-queued", "old-running"]
+        picked_up = runner.wait("old-queued", WAIT_S)  # the queue survives the restart too
+        assert picked_up["state"] == "failed" and "missing.csv" in picked_up["error"]
+        with pytest.raises(JobNotFoundError, match="no training job 'nope'"):
+            runner.status("nope")
+    finally:
+        runner.close()
+    again = JobRunner(data_dir)
+    try:
+        assert {job["job_id"]: job["state"] for job in again.list_jobs()} == {
+            "old-queued": "failed", "old-running": "failed"}
+    finally:
+        again.close()
+
+
+def test_out_of_memory_reads_as_advice() -> None:
+    message = describe_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), "vgg16")
+    assert message.startswith("out of memory while training vgg16")
+    assert "batch size" in message
+    assert describe_error(RuntimeError("boom\ntrace"), "resnet18") == "RuntimeError while training resnet18: boom"

@@ -1,0 +1,127 @@
+"""Model registry and factory: every study network builds and runs; local ImageNet-style weights load."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import timm
+import torch
+import torchvision
+from safetensors.torch import save_file
+
+from melasma.models import ARCHITECTURES, create, get_spec, resolve_module
+from melasma.models.factory import _reachable, load_backbone
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_every_study_arch_builds_and_runs(arch: str) -> None:
+    torch.manual_seed(0)
+    model = create(arch).eval()
+    assert model.arch_name == arch
+    assert get_spec(model) is ARCHITECTURES[arch]
+    assert isinstance(resolve_module(model, get_spec(arch).cam_layer), torch.nn.Module)
+    with torch.no_grad():
+        for size in sorted({get_spec(arch).min_size, 64}):
+            logits = model(torch.rand(2, 3, size, size))
+            assert logits.shape == (2, 3)
+            assert torch.isfinite(logits).all()
+
+
+def test_sources_follow_the_study() -> None:
+    assert {a: s.source for a, s in ARCHITECTURES.items()} == {
+        "alexnet": "torchvision", "googlenet": "torchvision", "resnet18": "timm", "vgg16": "timm",
+        "densenet121": "timm", "mobilenetv2_100": "timm",
+    }
+    assert isinstance(create("alexnet"), torchvision.models.AlexNet)
+
+
+def test_any_timm_name_gets_a_generic_spec() -> None:
+    spec = get_spec("efficientnet_b0")
+    assert (spec.source, spec.lrp_canonizer, spec.head) == ("timm", "generic", "classifier")
+    model = create("efficientnet_b0", num_classes=4).eval()
+    assert isinstance(resolve_module(model, spec.cam_layer), torch.nn.Module)
+    assert model(torch.rand(1, 3, 32, 32)).shape == (1, 4)
+
+
+def test_unknown_name_lists_the_six() -> None:
+    with pytest.raises(ValueError, match="alexnet, googlenet, resnet18.*any timm model name"):
+        get_spec("not_a_model_at_all")
+
+
+def test_resolve_module_errors_clearly() -> None:
+    model = create("resnet18")
+    assert resolve_module(model, "layer4.-1") is model.layer4[-1]
+    with pytest.raises(ValueError, match="layer9"):
+        resolve_module(model, "layer9.0")
+
+
+def _backbone_equal(model: torch.nn.Module, state: dict, head: str) -> None:
+    own = model.state_dict()
+    for key, value in state.items():
+        if key in own and not key.startswith(head):
+            assert torch.equal(own[key], value), key
+
+
+def test_local_safetensors_weights_drop_the_imagenet_head(tmp_path) -> None:
+    torch.manual_seed(1)
+    imagenet = timm.create_model("resnet18", num_classes=1000)
+    state = {k: v.contiguous() for k, v in imagenet.state_dict().items()}
+    path = tmp_path / "resnet18.safetensors"
+    save_file(state, str(path))
+    model = create("resnet18", pretrained=path)
+    assert model.fc.out_features == 3
+    _backbone_equal(model, state, "fc.")
+    assert sum(k.startswith("fc.") for k in model.state_dict()) == 2
+
+
+def test_local_pth_weights_torchvision_googlenet(tmp_path) -> None:
+    torch.manual_seed(2)
+    imagenet = torchvision.models.googlenet(num_classes=1000, aux_logits=True, init_weights=True)
+    state = imagenet.state_dict()
+    path = tmp_path / "googlenet.pth"
+    torch.save({"state_dict": state}, path)
+    model = create("googlenet", pretrained=str(path))
+    assert model.fc.out_features == 3 and model.transform_input
+    _backbone_equal(model, state, "fc.")
+
+
+def test_weights_of_another_arch_are_refused(tmp_path) -> None:
+    path = tmp_path / "mobilenet.safetensors"
+    save_file(timm.create_model("mobilenetv2_100").state_dict(), str(path))
+    with pytest.raises(ValueError, match="do not fit resnet18: .*missing"):
+        create("resnet18", pretrained=path)
+    with pytest.raises(ValueError, match="not found"):
+        create("resnet18", pretrained=tmp_path / "absent.safetensors")
+
+
+def test_pickled_objects_are_never_loaded(tmp_path) -> None:
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": object()}, path)
+    with pytest.raises(ValueError, match="cannot read weights file evil.pth"):
+        create("resnet18", pretrained=path)
+
+
+def test_auto_falls_back_with_one_warning(monkeypatch) -> None:
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr("socket.create_connection", offline)
+    _reachable.cache_clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = create("mobilenetv2_100", pretrained="auto")
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "mobilenetv2_100" in messages[0] and "--pretrained" in messages[0]
+    assert model.classifier.out_features == 3
+    _reachable.cache_clear()
+
+
+def test_load_backbone_reports_shape_mismatch() -> None:
+    model = create("resnet18")
+    state = dict(model.state_dict())
+    state["conv1.weight"] = torch.zeros(1, 1, 1, 1)
+    with pytest.raises(ValueError, match="wrong shape .*conv1.weight"):
+        load_backbone(model, state)
