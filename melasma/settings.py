@@ -40,6 +40,7 @@ class Settings:
     max_upload_mb: int = 50
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
         if self.ratings_per_image < 2:
             raise ValueError(f"ratings per image must be at least 2, got {self.ratings_per_image}")
         if len(set(self.raters)) != len(self.raters):

@@ -6,12 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "explain one photo's prediction (LRP, Grad-CAM or gradient x input) as an overlay PNG"
+HELP = "explain one photo's prediction (LRP, Grad-CAM or gradient x input): photo, overlay, legend as PNG"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMG", help="the photo to explain")
-    parser.add_argument("--out", metavar="PNG", required=True, help="where to write the overlay")
+    parser.add_argument("--out", metavar="PNG", required=True, help="where to write the figure (PNG)")
     parser.add_argument("--method", choices=("lrp", "gradcam", "gxi"), default="lrp", help="default: lrp")
     parser.add_argument(
         "--weights", metavar="RUN/ARCH", default=None,
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     explanation = predictor.explain(args.image, method=args.method, target=args.target)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    explanation.overlay.save(out, format="PNG")
+    explanation.figure().save(out, format="PNG")
     line = {
         "image": args.image,
         "method": explanation.method,

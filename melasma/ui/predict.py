@@ -1,8 +1,9 @@
 """The Predict tab: a photo in, a severity with class probabilities and three heatmaps out.
 
 API (gradio_client): ``/predict`` (image, checkpoint) -> (label, latency ms) and ``/explain``
-(image, checkpoint, method) -> heatmap overlay. Checkpoints are chosen by label (``demo`` or
-``RUN/<arch>``), never by a path the client sends; each is loaded once and shared.
+(image, checkpoint, method) -> the photo beside the heatmap overlay, with a legend. Checkpoints are
+chosen by label (``demo`` or ``RUN/<arch>``), never by a path the client sends; each is loaded once
+and shared.
 """
 
 from __future__ import annotations
@@ -96,13 +97,13 @@ class PredictTab:
         return result.probabilities, result.latency_ms
 
     def explain(self, image: str | None, checkpoint: str | None, method: str) -> Image.Image:
-        """The overlay of one method's heatmap on the photo."""
+        """One method's heatmap: the photo beside its overlay, with a colour-bar legend."""
         image = _require_photo(image)
         if method not in METHODS:
             raise gr.Error(f"Method must be one of {', '.join(METHODS)}, got {method!r}.")
         predictor = self.predictor(checkpoint)
         try:
-            return predictor.explain(image, method).overlay
+            return predictor.explain(image, method).figure()
         except ImageLoadError as error:
             raise _load_error(error, image) from None
 
@@ -163,7 +164,7 @@ def build_predict_tab(settings: Settings) -> PredictTab:
             choices=[(METHOD_LABELS[m], m) for m in METHODS], value="lrp", label="Method",
         )
         show = gr.Button("Show")
-        detail = gr.Image(label="Heatmap overlay", type="pil", format="png", interactive=False)
+        detail = gr.Image(label="Photo and heatmap with legend", type="pil", format="png", interactive=False)
     tab = PredictTab(runs_dir, image, checkpoint, severity, latency, heatmaps, method, detail)
 
     refresh.click(tab.refresh_choices, None, checkpoint, api_visibility="private")
