@@ -164,9 +164,10 @@ class Predictor:
             raise ValueError(f"target must be one of {', '.join(self.classes)}, got {target!r}")
         timer = _Timer()
         with timer.step("decode"):
-            photo = _fit(self.decode(image, draft=DISPLAY_MAX), DISPLAY_MAX)
+            decoded = self.decode(image, draft=DISPLAY_MAX)
         with timer.step("preprocess"):
-            x = self.preprocess(photo)
+            x = self.preprocess(decoded)
+            photo = _fit(decoded, DISPLAY_MAX)
         with self._lock:
             if target is None:
                 with timer.step("forward"):

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from live_app import free_port, live_app
 from melasma.cli import serve as serve_cli
 from melasma.settings import Settings
-from melasma.ui.app import GUEST, build_app, ensure_demo_data, hf_username, launch_options, oauth_enabled
+from melasma.ui.app import GUEST, ensure_demo_data, hf_username, launch_options, oauth_enabled
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -61,14 +61,16 @@ def test_flags_override_environment() -> None:
         launch_options(settings, oauth=True)
 
 
-def test_cli_rejects_bad_auth_in_one_line(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "melasma", "serve", "--auth", "nopassword",
-                          "--data-dir", str(tmp_path)], cwd=REPO, env=_env(), capture_output=True,
-                         text=True, timeout=60)
-    assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == [
-        "error: MELASMA_AUTH entries must look like user:password, got 'nopassword'"
-    ]
+@pytest.mark.parametrize(("command", "flags", "message"), [
+    (["-m", "melasma", "serve"], ["--auth", "nopassword"],
+     "error: MELASMA_AUTH entries must look like user:password, got 'nopassword'"),
+    (["app.py"], ["--port", "70000"], "error: --port must be 1-65535, got 70000"),
+], ids=["serve-auth", "app-port"])
+def test_bad_settings_fail_in_one_line(tmp_path: Path, command: list[str], flags: list[str], message: str) -> None:
+    out = subprocess.run([sys.executable, *command, *flags, "--data-dir", str(tmp_path)], cwd=REPO,
+                         env=_env(), capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stderr.strip().splitlines()) == (2, [message])
+    assert list(tmp_path.iterdir()) == []  # failed before anything was written
 
 
 def test_python_app_py_first_start(tmp_path: Path) -> None:
@@ -112,13 +114,6 @@ def test_demo_data_is_generated_once(tmp_path: Path) -> None:
     assert ensure_demo_data(settings).stat().st_mtime_ns == first
 
 
-def test_layout_has_the_three_tabs_in_order(tmp_path: Path) -> None:
-    config = build_app(Settings(data_dir=tmp_path), oauth=False).config
-    labels = [c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"]
-    assert [name for name in labels if name in ("Annotate", "Train", "Predict")] == ["Annotate", "Train", "Predict"]
-    assert "loginbutton" not in {c["type"] for c in config["components"]}
-
-
 def test_oauth_is_a_spaces_option() -> None:
     assert oauth_enabled({}) is False
     assert oauth_enabled({"SPACE_ID": "me/studio"}) is False
@@ -134,8 +129,12 @@ def test_oauth_username_from_session() -> None:
     assert hf_username(Request({"type": "http"})) == GUEST
 
 
-def test_live_app_api_and_private_files(tmp_path: Path) -> None:
+def test_live_app_layout_api_and_private_files(tmp_path: Path) -> None:
     with live_app(tmp_path) as (url, client):
+        config = httpx.get(f"{url}config").json()
+        labels = [c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"]
+        assert [name for name in labels if name in ("Annotate", "Train", "Predict")] == ["Annotate", "Train", "Predict"]
+        assert "loginbutton" not in {c["type"] for c in config["components"]}  # no OAuth by default
         endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
         assert API_NAMES <= set(endpoints)
         photo = next((tmp_path / "demo" / "images").glob("*.jpg")).resolve()

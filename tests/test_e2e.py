@@ -86,7 +86,6 @@ def test_photos_to_explained_prediction(tmp_path: Path) -> None:
         # 4. train a tiny model on the export (server-side manifest path from the Annotate tab)
         job_id = client.predict(manifest, [ARCH], "", 1, 8, 32, 1e-3, 1, 0, "cpu", "off",
                                 api_name="/start_training")
-        job_id = job_id["value"] if isinstance(job_id, dict) else job_id  # TEMP until train tab returns the id
         status = _wait_done(client, job_id)
         assert status["state"] == "done", status["error"]
         assert [row["arch"] for row in status["summary"]] == [ARCH]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -136,3 +138,16 @@ def test_out_of_memory_reads_as_advice() -> None:
     assert message.startswith("out of memory while training vgg16")
     assert "batch size" in message
     assert describe_error(RuntimeError("boom\ntrace"), "resnet18") == "RuntimeError while training resnet18: boom"
+
+
+def test_training_runs_under_spaces_gpu_only_on_zerogpu() -> None:
+    from melasma.jobs import runner as runner_module
+    from melasma.jobs.execute import run_job
+
+    assert runner_module.train_job is run_job  # no ZeroGPU here: called directly, spaces not imported
+    probe = ("import sys, melasma.jobs.runner as r; "
+             "print(hasattr(r.train_job, 'zerogpu'), r.train_job.__wrapped__ is r.run_job, 'spaces' in sys.modules)")
+    env = {**os.environ, "SPACES_ZERO_GPU": "true", "SPACES_ZERO_DEVICE_API_URL": "http://127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.split() == ["True", "True", "True"], result.stderr[-2000:]

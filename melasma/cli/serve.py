@@ -33,10 +33,10 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
 
 
 def run(args: argparse.Namespace) -> int:
-    from melasma.ui.app import serve
-
-    settings = settings_from_args(args)
+    settings = settings_from_args(args)  # bad settings fail fast, before torch and Gradio load
     if args.port is not None and not 0 < args.port < 65536:
         raise ValueError(f"--port must be 1-65535, got {args.port}")
+    from melasma.ui.app import serve
+
     serve(settings, host=args.host, port=args.port, share=args.share)
     return 0

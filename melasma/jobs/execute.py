@@ -11,9 +11,14 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from melasma.jobs.store import JobStore
+
+if TYPE_CHECKING:  # torch and the training code load only when a job runs
+    import pandas as pd
+
+    from melasma.training import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +26,13 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5
 
 
-def config_to_dict(config: Any) -> dict[str, Any]:
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
     """A TrainConfig as JSON-able values (paths as strings, tuples as lists)."""
     return {key: str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple)
             else value for key, value in dataclasses.asdict(config).items()}
 
 
-def config_from_dict(values: dict[str, Any]) -> Any:
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     """The TrainConfig stored by `config_to_dict` (string paths and lists are accepted back)."""
     from melasma.training import TrainConfig
 
@@ -37,29 +42,15 @@ def config_from_dict(values: dict[str, Any]) -> Any:
 
 def describe_error(error: BaseException, arch: str | None) -> str:
     """A readable message for a failed run: input errors as raised, others in one line."""
-    where = f" while training {arch}" if arch else ""
-    try:
-        import torch
+    import torch
 
-        if isinstance(error, torch.OutOfMemoryError):
-            return (f"out of memory{where}: lower the batch size or the image size, "
-                    "or train fewer architectures at once")
-    except ImportError:  # pragma: no cover - torch is a requirement
-        pass
+    where = f" while training {arch}" if arch else ""
+    if isinstance(error, torch.OutOfMemoryError):
+        return f"out of memory{where}: lower the batch size or the image size"
     if isinstance(error, (ValueError, FileNotFoundError)) and str(error):
         return str(error)  # our input errors (DatasetError lists every problem): shown as written
     first = str(error).splitlines()[0] if str(error) else ""
     return f"{type(error).__name__}{where}: {first}" if first else f"{type(error).__name__}{where}"
-
-
-def _free_gpu_memory() -> None:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001 - best effort after a failure; the failure is what we report
-        log.debug("could not free CUDA memory", exc_info=True)
 
 
 #: epoch-event fields shown in the log line
@@ -85,7 +76,7 @@ class EventRecorder:
     def _progress(self, arch: str | None, epoch_done: float) -> float:
         index = self.archs.index(arch) if arch in self.archs else 0
         within = min(max(epoch_done / self.epochs, 0.0), 1.0)
-        return min((index + within) / max(len(self.archs), 1), 1.0)
+        return min((index + within) / max(len(self.archs), 1), 0.99)  # 1.0 once the job is done
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind, arch, epoch = event.get("type"), event.get("arch"), event.get("epoch")
@@ -122,10 +113,8 @@ class EventRecorder:
         return self.stopped
 
 
-def summary_rows(summary: Any) -> list[dict[str, Any]]:
+def summary_rows(summary: pd.DataFrame) -> list[dict[str, Any]]:
     """The summary DataFrame as a list of row dicts."""
-    if summary is None:
-        return []
     return [dict(row) for row in summary.to_dict(orient="records")]
 
 
@@ -136,7 +125,7 @@ def run_job(db_path: str, job_id: str) -> None:
     config_values = job["config"]
     recorder = EventRecorder(store, job_id, config_values.get("archs", []), config_values.get("epochs", 1))
     store.add_event(job_id, "log", f"started {job_id}: {', '.join(recorder.archs)}, "
-                                   f"{recorder.epochs} epochs, data {config_values.get('data')}")
+                                   f"up to {recorder.epochs} epochs, data {config_values.get('data')}")
     try:
         from melasma.training import train_many
 
@@ -146,7 +135,9 @@ def run_job(db_path: str, job_id: str) -> None:
     except Exception as error:  # noqa: BLE001 - any training error fails the job, the app keeps serving
         message = describe_error(error, recorder.arch)
         log.warning("training job %s failed: %s", job_id, message, exc_info=not isinstance(error, ValueError))
-        _free_gpu_memory()
+        import torch
+
+        torch.cuda.empty_cache()  # after an OOM, give the next job the memory back (no-op without CUDA)
         store.add_event(job_id, "log", f"failed: {message}")
         store.finish(job_id, "failed", error=message)
         return

@@ -10,17 +10,24 @@ queued jobs, never two trainings on one GPU. On a ZeroGPU Space the training cal
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from melasma.jobs.execute import config_to_dict, run_job
 from melasma.jobs.store import FINAL_STATES, JobStore, owner_is_dead, owner_string
+
+if TYPE_CHECKING:
+    from melasma.training import TrainConfig
+
+log = logging.getLogger(__name__)
 
 LOG_TAIL = 60
 #: Seconds the idle worker waits before looking for jobs queued by another process.
@@ -56,8 +63,8 @@ train_job = _gpu_task(run_job)
 
 
 def new_job_id() -> str:
-    """A sortable, readable id: UTC time plus 4 random hex digits."""
-    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    """A sortable, readable id: UTC time plus 6 random hex digits."""
+    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
 class JobRunner:
@@ -68,7 +75,7 @@ class JobRunner:
     """
 
     def __init__(self, data_dir: str | Path) -> None:
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).expanduser().resolve()
         self.runs_dir = self.data_dir / "runs"
         self.store = JobStore(self.data_dir / "jobs.sqlite")
         self._token = secrets.token_hex(8)
@@ -84,7 +91,7 @@ class JobRunner:
     @classmethod
     def shared(cls, data_dir: str | Path) -> "JobRunner":
         """The one runner of this process for `data_dir` (the app's tabs and rebuilds share it)."""
-        key = Path(data_dir).resolve()
+        key = Path(data_dir).expanduser().resolve()
         with _SHARED_LOCK:
             runner = _SHARED.get(key)
             if runner is None or runner._closed.is_set():
@@ -95,26 +102,23 @@ class JobRunner:
         return owner_is_dead(owner, frozenset(_LIVE_TOKENS))
 
     # -- the queue -----------------------------------------------------------------------------
-    def submit(self, config: Any) -> str:
+    def submit(self, config: TrainConfig) -> str:
         """Queue a training (`melasma.training.TrainConfig`); its `out` becomes runs/<job_id> and its
         decode cache, unless set, the data folder's cache/."""
         job_id = new_job_id()
         run_dir = self.runs_dir / job_id
         values = config_to_dict(config)
+        values["data"] = str(Path(values["data"]).resolve())  # the job may run from another cwd
         values["out"] = str(run_dir)
         values["cache_dir"] = values.get("cache_dir") or str(self.data_dir / "cache")
         self.store.add(job_id, values, run_dir)
-        self.store.add_event(job_id, "log", f"queued {job_id}")
         self._wake.set()
         return job_id
 
     def cancel(self, job_id: str) -> str:
         """Stop a job: a queued one at once, a running one after its current batch. Returns the
         state now (a running job stays "running" until the training notices)."""
-        state = self.store.cancel(job_id)
-        if state in ("cancelled", "running"):
-            self.store.add_event(job_id, "log", "cancel requested")
-        return state
+        return self.store.cancel(job_id)
 
     def status(self, job_id: str) -> dict[str, Any]:
         """Everything the UI shows about one job, JSON-able."""
@@ -161,7 +165,11 @@ class JobRunner:
     def _work(self) -> None:
         while not self._closed.is_set():
             self._wake.clear()
-            job_id = self.store.claim(self._owner, self._is_orphan)
+            try:
+                job_id = self.store.claim(self._owner, self._is_orphan)
+            except sqlite3.Error:  # e.g. the folder's disk is full or the file locked too long: retry
+                log.exception("could not read the job queue in %s", self.store.path)
+                job_id = None
             if job_id is None:
                 self._wake.wait(POLL_S)
                 continue

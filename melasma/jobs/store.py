@@ -123,12 +123,15 @@ class JobStore:
 
     # -- writing -------------------------------------------------------------------------------
     def add(self, job_id: str, config: dict[str, Any], run_dir: str | Path) -> None:
-        """Queue a new job."""
-        with self._connect() as db:
+        """Queue a new job (its first log line: "queued <id>")."""
+        now = time.time()
+        with self._transaction() as db:
             db.execute(
                 "INSERT INTO jobs (id, state, config, run_dir, created) VALUES (?, 'queued', ?, ?, ?)",
-                (job_id, dumps(config), str(run_dir), time.time()),
+                (job_id, dumps(config), str(run_dir), now),
             )
+            db.execute("INSERT INTO job_events (job_id, kind, time, payload) VALUES (?, 'log', ?, ?)",
+                       (job_id, now, dumps(f"queued {job_id}")))
 
     def claim(self, owner: str, is_orphan: OrphanTest) -> str | None:
         """Start the oldest queued job unless one is running (one GPU, one job); return its id.
@@ -206,8 +209,10 @@ class JobStore:
         with self._transaction() as db:
             state = self._state(db, job_id)
             if state == "queued":
-                db.execute("UPDATE jobs SET state = 'cancelled', finished = ? WHERE id = ?",
-                           (time.time(), job_id))
+                now = time.time()
+                db.execute("UPDATE jobs SET state = 'cancelled', finished = ? WHERE id = ?", (now, job_id))
+                db.execute("INSERT INTO job_events (job_id, kind, time, payload) VALUES (?, 'log', ?, ?)",
+                           (job_id, now, dumps("cancelled before it started")))
                 return "cancelled"
             if state == "running":
                 db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))

@@ -23,7 +23,9 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: in
 
 
 def _bins(confidence: np.ndarray, n_bins: int) -> np.ndarray:
-    return np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    """Bin i holds confidences in (i / n, (i + 1) / n], as Guo et al. 2017."""
+    edges = np.linspace(0, 1, n_bins + 1)
+    return np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
 
 
 def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:

@@ -14,7 +14,6 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from melasma.data.images import ImageLoadError
 from melasma.inference import DISPLAY_MAX, METHODS, Predictor, get_predictor, list_checkpoints
 from melasma.settings import Settings
 
@@ -49,8 +48,8 @@ def _require_photo(image: str | None) -> str:
     return image
 
 
-def _load_error(error: ImageLoadError, image: str) -> gr.Error:
-    """The data layer's message with the upload's file name instead of its server path."""
+def _user_error(error: ValueError, image: str) -> gr.Error:
+    """A clear message (e.g. the data layer's) naming the upload's file, not its server path."""
     return gr.Error(str(error).replace(image, Path(image).name))
 
 
@@ -72,9 +71,9 @@ class PredictTab:
         return list_checkpoints(self.runs_dir)
 
     def refresh_choices(self) -> gr.Dropdown:
-        """A dropdown update listing every checkpoint now on disk (e.g. after a training run)."""
-        labels = list(self.choices())
-        return gr.Dropdown(choices=labels, value=labels[0] if labels else None)
+        """A dropdown update listing every checkpoint now on disk (e.g. after a training run);
+        the current selection stays."""
+        return gr.Dropdown(choices=list(self.choices()))
 
     def predictor(self, checkpoint: str | None) -> Predictor:
         """The shared Predictor for a checkpoint label; gr.Error for an unknown or broken one."""
@@ -92,8 +91,8 @@ class PredictTab:
         predictor = self.predictor(checkpoint)
         try:
             result = predictor.predict(image)
-        except ImageLoadError as error:
-            raise _load_error(error, image) from None
+        except ValueError as error:
+            raise _user_error(error, image) from None
         return result.probabilities, result.latency_ms
 
     def explain(self, image: str | None, checkpoint: str | None, method: str) -> Image.Image:
@@ -104,8 +103,8 @@ class PredictTab:
         predictor = self.predictor(checkpoint)
         try:
             return predictor.explain(image, method).figure()
-        except ImageLoadError as error:
-            raise _load_error(error, image) from None
+        except ValueError as error:
+            raise _user_error(error, image) from None
 
     def explain_all(
         self,
@@ -119,8 +118,8 @@ class PredictTab:
         predictor = self.predictor(checkpoint)
         try:
             photo = predictor.decode(image, draft=DISPLAY_MAX)
-        except ImageLoadError as error:
-            raise _load_error(error, image) from None
+        except ValueError as error:
+            raise _user_error(error, image) from None
         target = max(probabilities, key=probabilities.get) if probabilities else None
         timings = dict(latency or {})
         overlays, drawing = [], 0.0

@@ -9,7 +9,7 @@ API (gradio_client): ``/start_training`` (data, archs, ...) -> job id, ``/traini
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,17 @@ import pandas as pd
 from PIL import Image
 
 from melasma.jobs import FINAL_STATES, JobNotFoundError, JobRunner
+from melasma.masi import SEVERITIES
 from melasma.models.registry import ARCHITECTURES
 from melasma.settings import Settings
+from melasma.training import TrainConfig
+from melasma.training.report import TABLE_COLUMNS
 
 SOURCES = {"demo": "Demo set", "export": "Annotate export", "path": "Path"}
 DEFAULT_ARCHS = ("resnet18", "mobilenetv2_100")
 REFRESH_S = 1.0
+#: The form starts at TrainConfig's defaults (the study's protocol).
+DEFAULTS = {spec.name: spec.default for spec in fields(TrainConfig)}
 CURVE_COLUMNS = ("epoch", "value", "series")
 
 INTRO = """
@@ -67,10 +72,8 @@ def _number(value: float | None, name: str, *, integer: bool = True) -> Any:
 def make_config(
     data: str, archs: list[str], epochs: float, batch_size: float, image_size: float, lr: float,
     patience: float, seed: float, device: str, pretrained: str,
-) -> Any:
+) -> TrainConfig:
     """A TrainConfig from the form's values; ValueError for a missing or invalid one."""
-    from melasma.training import TrainConfig
-
     if not (data or "").strip():
         raise ValueError("choose a data set: the demo set, the Annotate export or a path")
     return TrainConfig(
@@ -96,6 +99,17 @@ def _curves(history: list[dict[str, Any]], word: str) -> pd.DataFrame:
         if word in key and isinstance(value, (int, float)) and not isinstance(value, bool)
     ]
     return pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+
+
+def results_table(summary: list[dict[str, Any]]) -> pd.DataFrame | None:
+    """The summary rows as Table 1 point estimates (3 decimals) plus epochs and training time."""
+    if not summary:
+        return None
+    columns = {"arch": "Model", **TABLE_COLUMNS, **{f"auc_{name}": f"AUC {name}" for name in SEVERITIES},
+               "epochs_run": "Epochs", "train_seconds": "Train s"}
+    table = pd.DataFrame(summary)
+    table = table[[column for column in columns if column in table]].rename(columns=columns)
+    return table.round(3)
 
 
 def _headline(status: dict[str, Any]) -> str:
@@ -142,17 +156,17 @@ def build_train_tab(settings: Settings, *, export_path: gr.components.Component 
             )
             extra = gr.Textbox(label="Other timm models (comma-separated)", placeholder="efficientnet_b0")
             with gr.Row():
-                epochs = gr.Number(10, label="Epochs", precision=0, minimum=1)
-                batch_size = gr.Number(32, label="Batch size", precision=0, minimum=1)
-                image_size = gr.Number(224, label="Image size (px)", precision=0, minimum=8)
+                epochs = gr.Number(DEFAULTS["epochs"], label="Epochs", precision=0, minimum=1)
+                batch_size = gr.Number(DEFAULTS["batch_size"], label="Batch size", precision=0, minimum=1)
+                image_size = gr.Number(DEFAULTS["image_size"], label="Image size (px)", precision=0, minimum=8)
             with gr.Row():
-                lr = gr.Number(1e-3, label="Learning rate", minimum=0)
-                patience = gr.Number(3, label="Early-stopping patience", precision=0, minimum=1)
-                seed = gr.Number(0, label="Seed", precision=0)
+                lr = gr.Number(DEFAULTS["lr"], label="Learning rate", minimum=0)
+                patience = gr.Number(DEFAULTS["patience"], label="Early-stopping patience", precision=0, minimum=1)
+                seed = gr.Number(DEFAULTS["seed"], label="Seed", precision=0)
             with gr.Row():
-                device = gr.Dropdown(["auto", "cpu", "cuda"], value="auto", label="Device")
+                device = gr.Dropdown(["auto", "cpu", "cuda", "mps"], value=DEFAULTS["device"], label="Device")
                 pretrained = gr.Dropdown(
-                    ["auto", "off"], value="auto", allow_custom_value=True,
+                    ["auto", "off"], value=DEFAULTS["pretrained"], allow_custom_value=True,
                     label="ImageNet weights", info="auto: download if reachable · off · or a file path",
                 )
             with gr.Row():
@@ -168,8 +182,8 @@ def build_train_tab(settings: Settings, *, export_path: gr.components.Component 
                 acc_plot = gr.LinePlot(x="epoch", y="value", color="series", title="Accuracy",
                                        height=260, y_lim=[0, 1])
             log_box = gr.Textbox(label="Log", lines=10, max_lines=10, autoscroll=True, interactive=False)
-    results = gr.DataFrame(label="Results (test set)", interactive=False)
-    figures = gr.Gallery(label="Figures", columns=3, height="auto")
+    results = gr.DataFrame(label="Results (test set)", interactive=False, visible=False)
+    figures = gr.Gallery(label="Figures", columns=3, height="auto", visible=False)
     finished_run = gr.Textbox(visible=False)
     timer = gr.Timer(REFRESH_S, active=False)
 
@@ -183,15 +197,14 @@ def build_train_tab(settings: Settings, *, export_path: gr.components.Component 
     def start_training(
         data: str, archs: list[str], extra_archs: str, epochs: float, batch_size: float,
         image_size: float, lr: float, patience: float, seed: float, device: str, pretrained: str,
-    ) -> gr.Dropdown:
+    ) -> str:
         """Queue a training job; returns its id."""
         try:
             config = make_config(data, parse_archs(archs, extra_archs), epochs, batch_size,
                                  image_size, lr, patience, seed, device, pretrained)
         except ValueError as error:
             raise gr.Error(str(error)) from error
-        job_id = runner.submit(config)
-        return gr.Dropdown(choices=_job_choices(runner), value=job_id)
+        return runner.submit(config)
 
     def training_status(job_id: str) -> dict:
         """State, progress, log tail, history rows and summary rows of a training job."""
@@ -212,28 +225,32 @@ def build_train_tab(settings: Settings, *, export_path: gr.components.Component 
     def show(job_id: str | None) -> tuple[Any, ...]:
         """Everything shown for one job (or nothing when there is none yet)."""
         empty = pd.DataFrame(columns=list(CURVE_COLUMNS))
+        nothing = (gr.DataFrame(visible=False), gr.Gallery(visible=False), gr.skip(), gr.Timer(active=False))
         if not job_id:
-            return "", "No training job yet.", empty, empty, "", None, [], gr.skip(), gr.Timer(active=False)
+            return ("", "No training job yet.", empty, empty, "") + nothing
         try:
             status = runner.status(job_id)
         except JobNotFoundError as error:
-            return "", str(error), empty, empty, "", None, [], gr.skip(), gr.Timer(active=False)
+            return ("", str(error), empty, empty, "") + nothing
         ended = status["state"] in FINAL_STATES
+        table = results_table(status["summary"])
+        pictures = _figures(status) if ended else []
         return (
             status["state"],
             _headline(status),
             _curves(status["history"], "loss"),
             _curves(status["history"], "acc"),
             "\n".join(status["log"]),
-            pd.DataFrame(status["summary"]) if status["summary"] else None,
-            _figures(status) if ended else [],
+            gr.DataFrame(table, visible=table is not None),
+            gr.Gallery(pictures, visible=bool(pictures)),
             status["run_dir"] if ended and status["summary"] else gr.skip(),
             gr.Timer(active=not ended),
         )
 
-    def latest() -> gr.Dropdown:
+    def select(job_id: str | None = None) -> gr.Dropdown:
+        """The job list now, showing `job_id` (default: the latest job)."""
         choices = _job_choices(runner)
-        return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+        return gr.Dropdown(choices=choices, value=job_id or (choices[0][1] if choices else None))
 
     view = [state, headline, loss_plot, acc_plot, log_box, results, figures, finished_run, timer]
     quiet = {"api_visibility": "private", "show_progress": "hidden", "concurrency_limit": None}
@@ -247,12 +264,12 @@ def build_train_tab(settings: Settings, *, export_path: gr.components.Component 
         start_training,
         [data, archs, extra, epochs, batch_size, image_size, lr, patience, seed, device, pretrained],
         job, api_name="start_training", concurrency_limit=None,
-    ).success(show, job, view, **quiet)
+    ).success(select, job, job, **quiet).then(show, job, view, **quiet)
     cancel.click(cancel_training, job, state, api_name="cancel_training", concurrency_limit=None
                  ).success(show, job, view, **quiet)
     gr.api(training_status, api_name="training_status", concurrency_limit=None)
     job.input(show, job, view, **quiet)
     timer.tick(show, job, view, **quiet)
-    gr.on(None, latest, None, job, **quiet).then(show, job, view, **quiet)
+    gr.on(None, select, None, job, **quiet).then(show, job, view, **quiet)
     return TrainTab(runner=runner, data=data, archs=archs, start=start, cancel=cancel, job=job,
                     state=state, results=results, finished_run=finished_run, timer=timer)

@@ -1,0 +1,108 @@
+"""Study metrics: checked against scikit-learn, ECE by hand, bootstrap CIs, absent classes, Table 1."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from melasma.masi import SEVERITIES
+from melasma.training.metrics import _weighted, evaluate_predictions, expected_calibration_error
+from melasma.training.report import summary_row, write_summary
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def predictions() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 120)
+    logits = rng.normal(size=(120, 3)) + 1.5 * np.eye(3)[y]  # informative but imperfect
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    probs[:10] = np.round(probs[:10], 1)  # ties in the scores
+    return y, probs / probs.sum(1, keepdims=True)
+
+
+def test_point_metrics_match_sklearn(predictions) -> None:
+    y, probs = predictions
+    result = evaluate_predictions(y, probs, SEVERITIES, n_resamples=0)
+    m, pred = result["metrics"], probs.argmax(1)
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    for average in ("weighted", "macro"):
+        assert m[f"precision_{average}"] == pytest.approx(skm.precision_score(y, pred, average=average))
+        assert m[f"recall_{average}"] == pytest.approx(skm.recall_score(y, pred, average=average))
+        assert m[f"f1_{average}"] == pytest.approx(skm.f1_score(y, pred, average=average))
+    assert m["recall_weighted"] == pytest.approx(m["accuracy"])  # why the study's recall equals accuracy
+    for c, name in enumerate(SEVERITIES):
+        assert m[f"auc_{name}"] == pytest.approx(skm.roc_auc_score(y == c, probs[:, c]))
+    assert m["auc_macro"] == pytest.approx(skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+    assert m["kappa_quadratic"] == pytest.approx(skm.cohen_kappa_score(y, pred, weights="quadratic"))
+    assert result["confusion_matrix"] == skm.confusion_matrix(y, pred).tolist()
+    assert result["support"] == {name: int((y == c).sum()) for c, name in enumerate(SEVERITIES)}
+
+
+def test_vectorised_bootstrap_path_equals_sklearn_with_unit_weights(predictions) -> None:
+    y, probs = predictions
+    point = evaluate_predictions(y, probs, SEVERITIES, n_resamples=0)["metrics"]
+    weighted = _weighted(np.ones((1, len(y))), y, probs)
+    renamed = {f"auc_{name}": weighted[f"auc_{c}"][0] for c, name in enumerate(SEVERITIES)}
+    for name, value in point.items():
+        assert renamed.get(name, weighted.get(name, [math.nan])[0]) == pytest.approx(value), name
+
+
+def test_ece_hand_computed() -> None:
+    y = np.array([0, 1, 1, 2])
+    probs = np.array([[0.9, 0.05, 0.05],  # conf 0.90, correct   -> bin (0.867, 0.933]
+                      [0.6, 0.3, 0.1],    # conf 0.60, wrong     -> bin (0.533, 0.600]
+                      [0.2, 0.7, 0.1],    # conf 0.70, correct   -> bin (0.667, 0.733]
+                      [0.1, 0.2, 0.7]])   # conf 0.70, correct   -> same bin
+    # |1 - 0.9| * 1/4 + |0 - 0.6| * 1/4 + |1 - 0.7| * 2/4 = 0.025 + 0.15 + 0.15
+    assert expected_calibration_error(y, probs) == pytest.approx(0.325)
+    assert expected_calibration_error(np.array([0, 1]), np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])) == 0
+
+
+def test_bootstrap_ci_contains_point_and_is_seeded(predictions) -> None:
+    y, probs = predictions
+    result = evaluate_predictions(y, probs, SEVERITIES, n_resamples=1000, seed=3)
+    assert set(result["ci95"]) == set(result["metrics"])
+    for name, value in result["metrics"].items():
+        low, high = result["ci95"][name]
+        assert low <= value <= high, name
+        assert high - low < 0.4, name
+    assert evaluate_predictions(y, probs, SEVERITIES, n_resamples=1000, seed=3)["ci95"] == result["ci95"]
+    assert evaluate_predictions(y, probs, SEVERITIES, n_resamples=1000, seed=4)["ci95"] != result["ci95"]
+
+
+def test_absent_class_gives_nan_auc_with_a_note() -> None:
+    y = np.array([0, 0, 1, 1, 0, 1])
+    probs = np.array([[0.7, 0.2, 0.1], [0.5, 0.4, 0.1], [0.3, 0.6, 0.1],
+                      [0.2, 0.3, 0.5], [0.6, 0.3, 0.1], [0.4, 0.5, 0.1]])
+    result = evaluate_predictions(y, probs, SEVERITIES, n_resamples=200)
+    assert math.isnan(result["metrics"]["auc_severe"])
+    assert result["metrics"]["auc_mild"] == pytest.approx(skm.roc_auc_score(y == 0, probs[:, 0]))
+    assert any("severe" in note for note in result["notes"])
+    assert all(math.isnan(v) for v in result["ci95"]["auc_severe"])
+
+
+def test_bad_input_is_a_clear_value_error() -> None:
+    with pytest.raises(ValueError, match="probabilities shaped"):
+        evaluate_predictions([0, 1], np.ones((2, 2)) / 2, SEVERITIES)
+    with pytest.raises(ValueError, match="labels must lie in 0..2"):
+        evaluate_predictions([0, 3], np.ones((2, 3)) / 3, SEVERITIES)
+
+
+def test_summary_table_csv_and_markdown(tmp_path, predictions) -> None:
+    y, probs = predictions
+    evaluation = evaluate_predictions(y, probs, SEVERITIES, n_resamples=200)
+    rows = [summary_row("resnet18", evaluation), summary_row("googlenet", evaluation)]
+    summary = write_summary(rows, tmp_path, SEVERITIES)
+    assert list(pd.read_csv(tmp_path / "summary.csv")["arch"]) == ["resnet18", "googlenet"]
+    assert {"accuracy", "accuracy_lo", "accuracy_hi", "auc_severe", "kappa_quadratic", "ece"} <= set(summary)
+    text = (tmp_path / "summary.md").read_text()
+    accuracy = evaluation["metrics"]["accuracy"]
+    low, high = evaluation["ci95"]["accuracy"]
+    assert f"| resnet18 | {accuracy:.3f} ({low:.2f}-{high:.2f}) |" in text
+    assert "AUC moderate" in text
