@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 import pytest
+
+# Tests run offline: no Gradio analytics, no model-hub look-ups.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROBOFLOW_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "roboflow-melasma"
 
