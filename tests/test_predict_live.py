@@ -16,7 +16,7 @@ from melasma.models import create, save_checkpoint
 from melasma.settings import Settings
 from melasma.ui.predict import PredictTab, build_predict_tab
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")

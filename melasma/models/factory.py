@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from melasma.models.registry import ArchSpec, get_spec, resolve_module
+from melasma.models.registry import ArchSpec, get_spec
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from gradio.data_classes import ImageData
 from PIL import Image
 
 from melasma.inference import DISPLAY_MAX, METHODS, Predictor, get_predictor, list_checkpoints
@@ -32,6 +33,19 @@ probabilities, and three heatmaps of what drove it: **LRP** (red supports the pr
 blue speaks against it), **Grad-CAM** and **gradient x input**. Research software, not a
 diagnosis; the demo weights have seen only synthetic faces.
 """
+
+
+class PhotoInput(gr.Image):
+    """A gr.Image whose uploads reach the handler as an unopened file path, so the data layer
+    decodes them (EXIF, every mode, pixel cap) and names the file in a clear error. gr.Image's own
+    preprocessing opens every upload, fully decodes non-RGB ones and fails with a generic error."""
+
+    is_template = True  # rendered by the frontend's Image component
+
+    def preprocess(self, payload: ImageData | None) -> str | None:
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return str(payload.path)
+        return super().preprocess(payload)
 
 
 def _example_photos(demo_dir: Path) -> list[list[str]]:
@@ -140,12 +154,15 @@ def build_predict_tab(settings: Settings) -> PredictTab:
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.Image(
+            image = PhotoInput(
                 label="Facial photo", type="filepath", sources=["upload", "webcam"], height=360,
             )
             with gr.Row():
+                # Custom values: an API client may name a run trained after this session began;
+                # `predictor()` accepts only checkpoints on disk.
                 checkpoint = gr.Dropdown(
                     choices=labels, value=labels[0] if labels else None, label="Checkpoint", scale=4,
+                    allow_custom_value=True,
                 )
                 refresh = gr.Button("Refresh", scale=1, min_width=80)
             run = gr.Button("Predict", variant="primary")

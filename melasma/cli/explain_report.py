@@ -1,0 +1,50 @@
+"""`python -m melasma explain-report`: relevance per model and severity, localisation, faithfulness."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "relevance report: the study's mean relevance, mass in lesion masks, pointing game, deletion AUC"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weights", metavar="RUN/ARCH[,RUN/ARCH...]", required=True,
+        help="checkpoint directories (model.safetensors + model.json), comma-separated",
+    )
+    parser.add_argument(
+        "--data", metavar="PATH", required=True,
+        help="labels.csv / class folders (severity = label) or any folder of photos (severity = predicted)",
+    )
+    parser.add_argument("--out", metavar="DIR", required=True, help="folder for the CSV files and plots")
+    parser.add_argument("--methods", default="lrp,gradcam,gxi", help="comma list (default: lrp,gradcam,gxi)")
+    parser.add_argument("--max-images", type=int, default=None, metavar="N", help="at most N images per model")
+    parser.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
+                        help="for labelled data: which split (default: all)")
+    parser.add_argument("--deletion-steps", type=int, default=16, metavar="K",
+                        help="points on the deletion curve (default: 16)")
+    parser.add_argument("--baseline", default="mean", choices=("mean", "blur"),
+                        help="what deleted patches become (default: the image mean)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from melasma.explain.report import explain_report
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r{done}/{total} images", end="", file=sys.stderr, flush=True)
+
+    summary = explain_report(
+        [w.strip() for w in args.weights.split(",") if w.strip()], args.data, args.out,
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        max_images=args.max_images, split=args.split, device=args.device,
+        deletion_steps=args.deletion_steps, baseline=args.baseline, progress=progress,
+    )
+    print(file=sys.stderr)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(summary.round(4).to_string(index=False))
+    print(f"wrote per_image.csv, summary.csv, study_table2.csv and plots to {args.out}")
+    return 0

@@ -1,0 +1,118 @@
+"""LRP on the six study networks: relevance conserved, canonized model equal to the original."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from zennit.core import Composite
+
+from melasma.explain import ExplainError, explain
+from melasma.explain.canonizers import CANONIZERS, UnknownCanonizerError, canonizers_for
+from melasma.explain.lrp import lrp_attribution
+from melasma.models import create, get_spec
+from melasma.models.factory import build
+
+pytestmark = pytest.mark.timeout(150)
+
+ARCHS = ("alexnet", "googlenet", "resnet18", "vgg16", "densenet121", "mobilenetv2_100")
+SIZE = 64  # alexnet needs >= 63 px
+
+
+def _hook_count(model: nn.Module) -> int:
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
+    )
+
+
+def trained_stats(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random affine batch-norm parameters and running statistics from a few train-mode passes,
+    so merging batch norms into convolutions changes real numbers."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+        model.train()
+        for _ in range(3):
+            model(torch.randn(4, 3, SIZE, SIZE, generator=generator) * 1.5 + 0.2)
+    return model.eval()
+
+
+@pytest.fixture(params=ARCHS)
+def arch_model(request) -> tuple[str, nn.Module]:
+    torch.manual_seed(0)
+    return request.param, trained_stats(create(request.param))
+
+
+def test_relevance_is_conserved_and_canonizers_keep_outputs(arch_model) -> None:
+    arch, model = arch_model
+    key = get_spec(model).lrp_canonizer
+    x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        reference = model(x)
+    composite = Composite(canonizers=canonizers_for(key))
+    composite.register(model)
+    try:
+        with torch.no_grad():
+            canonized = model(x)
+    finally:
+        composite.remove()
+    assert ((canonized - reference).norm() / reference.norm()).item() <= 1e-4, arch
+
+    for target in (None, 2):
+        output, relevance = lrp_attribution(model, x, target, canonizer=key, zero_bias=True)
+        assert relevance.shape == x.shape
+        assert relevance.sum().item() == pytest.approx(1.0, abs=0.05), (arch, target)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference), f"{arch}: canonizers were not reverted"
+    assert _hook_count(model) == 0
+
+
+def test_without_our_canonizers_residual_networks_inflate_relevance() -> None:
+    model = trained_stats(create("resnet18"))
+    x = torch.randn(1, 3, SIZE, SIZE)
+    _, plain = lrp_attribution(model, x, canonizer="generic", zero_bias=True)
+    _, canonized = lrp_attribution(model, x, canonizer="timm_resnet", zero_bias=True)
+    assert plain.sum().item() > 100  # 8 residual additions copy relevance to both branches: 2**8
+    assert canonized.sum().item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_googlenet_with_imagenet_input_transform_conserves() -> None:
+    torch.manual_seed(0)
+    model = trained_stats(build(get_spec("googlenet"), 3, {"transform_input": True}))
+    x = torch.randn(1, 3, SIZE, SIZE)
+    _, generic = lrp_attribution(model, x, canonizer="generic", zero_bias=True)
+    _, ours = lrp_attribution(model, x, canonizer="googlenet", zero_bias=True)
+    assert generic.sum().item() < 0.6  # the functional re-normalisation scales relevance by std / 0.5
+    assert ours.sum().item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_epsilon_gamma_box_gives_finite_relevance() -> None:
+    model = trained_stats(create("resnet18"))
+    x = torch.randn(1, 3, SIZE, SIZE)
+    relevance = explain(model, x, "lrp", composite="epsilon_gamma_box")
+    assert relevance.shape == (SIZE, SIZE)
+    assert torch.isfinite(relevance).all() and relevance.abs().sum() > 0
+    assert _hook_count(model) == 0
+
+
+def test_every_registry_key_has_canonizers() -> None:
+    from melasma.models import ARCHITECTURES
+
+    assert {spec.lrp_canonizer for spec in ARCHITECTURES.values()} | {"generic"} <= set(CANONIZERS)
+    with pytest.raises(UnknownCanonizerError, match="unknown LRP canonizer"):
+        canonizers_for("nope")
+
+
+def test_bad_input_is_a_one_line_error() -> None:
+    model = create("resnet18").eval()
+    with pytest.raises(ExplainError, match=r"\(1, 3, H, W\)"):
+        explain(model, torch.randn(3, SIZE, SIZE))
+    with pytest.raises(ExplainError, match="method must be one of"):
+        explain(model, torch.randn(1, 3, SIZE, SIZE), method="shap")
+    with pytest.raises(ExplainError, match="composite must be one of"):
+        explain(model, torch.randn(1, 3, SIZE, SIZE), composite="alpha_beta")
+    with pytest.raises(ExplainError, match="target must be a class index"):
+        explain(model, torch.randn(1, 3, SIZE, SIZE), target=3)
