@@ -81,9 +81,17 @@ def _member_parts(member: zipfile.ZipInfo) -> tuple[str, ...]:
 
 
 def _is_hidden(member: zipfile.ZipInfo) -> bool:
-    """Nameless members, dot files, `..` components and macOS resource forks are skipped."""
+    """Nameless members, dot files and macOS resource forks are skipped silently."""
     parts = _member_parts(member)
-    return not parts or any(part.startswith(".") or part == "__MACOSX" for part in parts)
+    return not parts or any(
+        (part.startswith(".") and part != "..") or part == "__MACOSX" for part in parts
+    )
+
+
+def _is_unsafe(member: zipfile.ZipInfo) -> bool:
+    """Members that climb out of the archive (`..`) or are absolute are refused and reported."""
+    name = member.filename.replace("\\", "/")
+    return name.startswith("/") or ".." in PurePosixPath(name).parts
 
 
 def _zip_members(path: Path, max_bytes: int, errors: list[str]) -> Iterator[tuple[str, bytes]]:
@@ -97,6 +105,9 @@ def _zip_members(path: Path, max_bytes: int, errors: list[str]) -> Iterator[tupl
         raise AnnotationError(f"{path.name}: not a readable zip archive ({error})") from None
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir() and not _is_hidden(m)]
+        for member in [m for m in members if _is_unsafe(m)]:
+            errors.append(f"{path.name}: {member.filename!r} has an unsafe path, skipped")
+        members = [m for m in members if not _is_unsafe(m)]
         if len(members) > MAX_ZIP_MEMBERS:
             raise AnnotationError(
                 f"{path.name}: {len(members)} files, more than the {MAX_ZIP_MEMBERS} allowed in one zip"

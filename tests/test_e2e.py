@@ -93,15 +93,21 @@ def test_photos_to_explained_prediction(tmp_path: Path) -> None:
         assert (Path(status["run_dir"]) / ARCH / "model.safetensors").is_file()
 
         # 5. predict and explain a 3:2 photo with the new checkpoint
-        wide = tmp_path / "wide.jpg"
+        wide, tall = tmp_path / "wide.jpg", tmp_path / "tall.jpg"
         Image.open(photos[0]).resize((96, 64)).save(wide)
+        Image.open(photos[0]).resize((64, 96)).save(tall)
         label, latency = client.predict(handle_file(str(wide)), checkpoint, api_name="/predict")
         confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
         assert set(confidences) == set(SEVERITIES) and label["label"] in SEVERITIES
         assert sum(confidences.values()) == pytest.approx(1.0, abs=1e-4)
         assert latency["total"] > 0
-        for method in ("lrp", "gradcam"):
-            heatmap = Path(client.predict(handle_file(str(wide)), checkpoint, method, api_name="/explain"))
-            assert heatmap.is_file()
-            with Image.open(heatmap) as overlay:
-                assert overlay.width / overlay.height == pytest.approx(1.5, rel=0.03)
+        sizes = {}
+        for photo, method in ((wide, "lrp"), (wide, "gradcam"), (tall, "lrp")):
+            figure = Path(client.predict(handle_file(str(photo)), checkpoint, method, api_name="/explain"))
+            with Image.open(figure) as drawn:
+                assert drawn.format == "PNG"
+                sizes[photo.stem, method] = drawn.size
+        # the figure is the photo beside its heatmap: both panels keep the photo's aspect ratio
+        (width, wide_height), (tall_width, tall_height) = sizes["wide", "lrp"], sizes["tall", "lrp"]
+        assert width == tall_width and sizes["wide", "gradcam"] == sizes["wide", "lrp"]
+        assert (tall_height - wide_height) / (width / 2) == pytest.approx(96 / 64 - 64 / 96, rel=0.05)

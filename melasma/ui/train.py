@@ -98,7 +98,9 @@ def _curves(history: list[dict[str, Any]], word: str) -> pd.DataFrame:
         for key, value in row.items()
         if word in key and isinstance(value, (int, float)) and not isinstance(value, bool)
     ]
-    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+    # numeric dtypes, also when empty: the plot picks quantitative axes from them
+    return table.astype({"epoch": "int64", "value": "float64", "series": "str"})
 
 
 def results_table(summary: list[dict[str, Any]]) -> pd.DataFrame | None:
@@ -224,7 +226,7 @@ def build_train_tab(settings: Settings, *, export_path: gr.components.Component 
 
     def show(job_id: str | None) -> tuple[Any, ...]:
         """Everything shown for one job (or nothing when there is none yet)."""
-        empty = pd.DataFrame(columns=list(CURVE_COLUMNS))
+        empty = _curves([], "")
         nothing = (gr.DataFrame(visible=False), gr.Gallery(visible=False), gr.skip(), gr.Timer(active=False))
         if not job_id:
             return ("", "No training job yet.", empty, empty, "") + nothing
