@@ -111,11 +111,21 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path, device: str = "cpu") -> "Predictor":
-        """Load `directory` (model.safetensors + model.json) once; raises CheckpointError."""
+        """Load `directory` (model.safetensors + model.json) once and warm it up; raises
+        CheckpointError."""
         from melasma.models.checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(directory, device=device)
-        return cls(model, meta, device=device)
+        predictor = cls(model, meta, device=device)
+        predictor.warm_up()
+        return predictor
+
+    def warm_up(self) -> None:
+        """One forward on a blank input, so that one-time kernel set-up does not count as the
+        first photo's latency."""
+        blank = torch.zeros(1, 3, self.image_size, self.image_size, device=self.device)
+        with self._lock:
+            self._probabilities(blank)
 
     def decode(self, image: ImageInput, draft: int | None = None) -> Image.Image:
         """Any accepted input as an upright RGB image; large JPEGs decode at a reduced size that

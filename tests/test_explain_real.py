@@ -12,7 +12,7 @@ import torch
 from melasma.explain.report import explain_report
 from melasma.models import create, save_checkpoint
 
-pytestmark = pytest.mark.timeout(200)
+pytestmark = pytest.mark.timeout(300)
 
 SIZE = 64
 

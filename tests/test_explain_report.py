@@ -59,3 +59,4 @@ def test_report_input_errors(trained_run: Path, synth_dir: Path, tmp_path: Path,
     (tmp_path / "empty").mkdir()
     with pytest.raises(ReportError, match="no images found"):
         list_images(tmp_path / "empty")
+

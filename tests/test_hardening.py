@@ -127,8 +127,7 @@ def test_unusual_format_is_converted(app, tmp_path: Path, good_photo: Path, name
     _, client, data_dir = app
     path = _write(tmp_path, name, ACCEPTED[name]())
     summary = _ingest(client, path)
-    assert summary["added"] == 1
-    assert summary["errors"] == ["trip.zip: '../../etc/passwd.jpg' has an unsafe path, skipped"]
+    assert summary["added"] == 1 and summary["errors"] == []
     with Image.open(data_dir / "photos" / f"{summary['added_ids'][0]}.jpg") as stored:
         assert (stored.mode, stored.size) == ("RGB", (72, 48))
     assert _predict(client, path)["label"] in SEVERITIES
