@@ -8,7 +8,11 @@ GRADIO_SERVER_NAME / GRADIO_SERVER_PORT keep working when --host / --port are no
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+if os.environ.get("SPACES_ZERO_GPU"):
+    import spaces  # noqa: F401  ZeroGPU must patch torch before anything imports it
 
 from melasma.cli import serve
 

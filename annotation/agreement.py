@@ -9,6 +9,7 @@ the mean of the k raters.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Sequence
@@ -16,6 +17,7 @@ from typing import Sequence
 import krippendorff
 import numpy as np
 from scipy.stats import f as f_dist
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import cohen_kappa_score
 
 from annotation.workflow import ConsensusRow, consensus_rows, progress
@@ -131,10 +133,12 @@ def mean_weighted_kappa(bins: np.ndarray | Sequence[Sequence[int]]) -> float:
     if table.ndim != 2 or table.shape[1] < 2:
         raise ValueError("bins must be an (n targets x k raters) table with k >= 2")
     labels = list(range(len(SEVERITIES)))
-    values = [
-        cohen_kappa_score(table[:, a], table[:, b], labels=labels, weights="quadratic")
-        for a, b in combinations(range(table.shape[1]), 2)
-    ]
+    with warnings.catch_warnings():  # kappa is undefined (NaN) when a pair used one bin only
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        values = [
+            cohen_kappa_score(table[:, a], table[:, b], labels=labels, weights="quadratic")
+            for a, b in combinations(range(table.shape[1]), 2)
+        ]
     return float(np.nanmean(values)) if not np.isnan(values).all() else math.nan
 
 

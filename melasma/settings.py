@@ -72,6 +72,10 @@ class Settings:
         return self.data_dir / "demo"
 
     @property
+    def photos_dir(self) -> Path:
+        return self.data_dir / "photos"
+
+    @property
     def exports_dir(self) -> Path:
         return self.data_dir / "exports"
 

@@ -17,6 +17,10 @@ from typing import Sequence
 #: sub-command name -> (module under melasma.cli, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "generate the labelled synthetic demo data set"),
+    "ingest": ("ingest", "add photos or zips to the data folder for rating"),
+    "rate": ("rate", "store one rater's MASI scores for a photo (or show the next photo)"),
+    "agreement": ("agreement", "rater agreement statistics as JSON (and a scatter plot)"),
+    "export": ("export", "export the consensus training manifest and the ratings table"),
     "train": ("train", "train one or more CNNs with the study's protocol"),
     "evaluate": ("evaluate", "evaluate a checkpoint on a data set's test split"),
     "predict": ("predict", "predict the severity of photos (one JSON line each)"),

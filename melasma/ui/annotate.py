@@ -258,7 +258,7 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
             downloads = gr.File(label="CSV files", file_count="multiple", interactive=False)
             export_path = gr.Textbox(label="Manifest handed to the Train tab", interactive=False)
 
-    tab = AnnotateTab(settings, store, settings.data_dir / "photos", rater, image_id, image, scores,
+    tab = AnnotateTab(settings, store, settings.photos_dir, rater, image_id, image, scores,
                       export_path)
     quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
 

@@ -1,0 +1,36 @@
+"""`python -m melasma agreement`: the rater-agreement dashboard's numbers as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from melasma.cli.store_args import add_store_arguments, open_store
+
+HELP = "rater agreement on fully rated photos: ICC(2,1), ICC(2,k), per-region ICC, kappa, alpha, queue"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plot", metavar="PNG", help="also write the rater-vs-rater scatter plot here")
+    add_store_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from annotation.agreement import agreement_report, rating_table
+    from annotation.workflow import consensus_rows
+
+    settings, store = open_store(args)
+    report = agreement_report(store, settings)
+    print(json.dumps(report, indent=2))
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from annotation.plots import rater_scatter
+
+        rows = consensus_rows(store, settings)
+        if len(rows) < 2:
+            raise ValueError("the plot needs at least 2 fully rated photos")
+        table, names = rating_table(rows, settings.ratings_per_image)
+        rater_scatter(table, names).savefig(args.plot, dpi=120, bbox_inches="tight")
+    return 0

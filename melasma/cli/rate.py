@@ -1,0 +1,43 @@
+"""`python -m melasma rate`: store one rater's MASI scores for one photo (a second call revises)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from melasma.cli.store_args import add_store_arguments, open_store
+
+HELP = ("store one rater's 12 MASI scores for a photo: area, darkness, homogeneity for forehead, "
+        "right malar, left malar, chin; without --image, print the rater's next photo")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rater", required=True, help="a configured rater name")
+    parser.add_argument("--image", help="photo id (from ingest); omit to get this rater's next photo")
+    parser.add_argument("--scores", help="12 comma-separated integers, e.g. 3,2,2,2,2,1,2,2,1,1,1,1")
+    add_store_arguments(parser)
+
+
+def _parse_scores(text: str) -> list[int]:
+    try:
+        return [int(value) for value in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--scores must be 12 comma-separated integers, got {text!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from annotation import workflow
+
+    settings, store = open_store(args)
+    if args.image is None:
+        record = workflow.next_image(store, settings, args.rater)
+        print(json.dumps({"rater": args.rater, "next_image": record.id if record else None,
+                          "photo": str(settings.photos_dir / f"{record.id}.jpg") if record else None}))
+        return 0
+    if not args.scores:
+        raise ValueError("--scores is required with --image")
+    scores = workflow.scores_from_values(_parse_scores(args.scores))
+    entry = workflow.submit(store, settings, args.rater, args.image, scores)
+    print(json.dumps({"image_id": entry.image_id, "rater": entry.rater, "masi": entry.masi,
+                      "mmasi": entry.mmasi, "revision": entry.revision}))
+    return 0
