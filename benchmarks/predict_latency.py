@@ -1,7 +1,9 @@
-"""Batch-1 latency of predict, LRP and Grad-CAM per architecture, on CPU and (when present) CUDA.
+"""Batch-1 latency of predict, LRP, Grad-CAM and gradient x input per architecture, CPU and CUDA.
 
 Random-init models from `melasma.models.create`, one 224 px input, fp32, eager; prints the median
-of `--repeats` timed runs after warm-up, as a markdown table, and checks the issue's targets:
+of `--repeats` timed runs after warm-up, as a markdown table, with each explanation's cost as a
+multiple of the forward pass it cannot be faster than (the ceiling), our forward against the naive
+one (a contiguous eager model; ours is channels-last), and checks the issue's targets:
 2-core CPU: googlenet predict <= 60 ms and predict + LRP + Grad-CAM <= 500 ms; GPU: each <= 15 ms.
 
     python benchmarks/predict_latency.py --archs googlenet,mobilenetv2_100 --repeats 10
@@ -10,6 +12,7 @@ of `--repeats` timed runs after warm-up, as a markdown table, and checks the iss
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -23,6 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
 from melasma.explain import explain  # noqa: E402
+from melasma.explain.lrp import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from melasma.inference import Predictor  # noqa: E402
 from melasma.models import create  # noqa: E402
 
 ARCHS = ("alexnet", "googlenet", "resnet18", "vgg16", "densenet121", "mobilenetv2_100")
@@ -47,18 +52,26 @@ def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warm
 
 
 def measure(arch: str, device: torch.device, size: int, repeats: int) -> dict[str, float]:
-    """Predict, LRP and Grad-CAM median latencies (ms) for one random-init architecture."""
+    """Median latencies (ms) for one random-init architecture: the naive forward (contiguous
+    eager model) and, as the Predict tab runs it (a `Predictor`'s model and input layout),
+    predict, LRP, Grad-CAM and gxi."""
     torch.manual_seed(0)
-    model = create(arch, num_classes=3, pretrained="off").to(device).eval()
+    naive = create(arch, num_classes=3, pretrained="off").to(device).eval()
+    ours = Predictor(copy.deepcopy(naive), {"arch": arch, "image_size": size, "mean": IMAGENET_MEAN,
+                                            "std": IMAGENET_STD}, device=device)
     x = torch.randn(1, 3, size, size, device=device)
+    x_ours = x.contiguous(memory_format=torch.channels_last)
 
-    def predict() -> torch.Tensor:
-        with torch.inference_mode():
-            return torch.softmax(model(x), dim=1).cpu()
+    def forward(model: torch.nn.Module, inputs: torch.Tensor) -> Callable[[], torch.Tensor]:
+        def run() -> torch.Tensor:
+            with torch.inference_mode():
+                return torch.softmax(model(inputs), dim=1).cpu()
+        return run
 
-    row = {"predict": median_ms(predict, device, repeats)}
-    for method in ("lrp", "gradcam"):
-        row[method] = median_ms(lambda: explain(model, x, method=method).cpu(), device, repeats)
+    row = {"naive": median_ms(forward(naive, x), device, repeats),
+           "predict": median_ms(forward(ours.model, x_ours), device, repeats)}
+    for method in ("lrp", "gradcam", "gxi"):
+        row[method] = median_ms(lambda: explain(ours.model, x_ours, method=method).cpu(), device, repeats)
     row["total"] = row["predict"] + row["lrp"] + row["gradcam"]
     return row
 
@@ -88,15 +101,18 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, batch 1, fp32, "
           f"{args.size} px, median of {args.repeats}")
     print()
-    print("| device | arch | predict ms | LRP ms | Grad-CAM ms | total ms | targets |")
-    print("|---|---|---|---|---|---|---|")
+    print("| device | arch | naive predict ms | predict ms | naive / ours | LRP ms | Grad-CAM ms | gxi ms "
+          "| total ms | LRP / predict | Grad-CAM / predict | targets |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for device in devices:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         for arch in args.archs.split(","):
             row = measure(arch, device, args.size, args.repeats)
-            print(f"| {name} | {arch} | {row['predict']:.1f} | {row['lrp']:.1f} | "
-                  f"{row['gradcam']:.1f} | {row['total']:.1f} | {verdicts(device, arch, row)} |",
-                  flush=True)
+            print(f"| {name} | {arch} | {row['naive']:.1f} | {row['predict']:.1f} | "
+                  f"{row['naive'] / row['predict']:.2f} | {row['lrp']:.1f} | "
+                  f"{row['gradcam']:.1f} | {row['gxi']:.1f} | {row['total']:.1f} | "
+                  f"{row['lrp'] / row['predict']:.1f} | {row['gradcam'] / row['predict']:.1f} | "
+                  f"{verdicts(device, arch, row)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from melasma.training.loop import _evaluate_loss, batch_indices, load_splits
 pytestmark = pytest.mark.timeout(240)
 
 #: Measured 0.677 (21 of 31 test images), macro AUC 0.85: timm resnet10t from scratch, 48 px, 300
-#: synthetic images (seed 0), 12 epochs, patience 4 (docs/readme/training.md). Floors sit safely below.
+#: synthetic images (seed 0), 12 epochs, patience 4 (README: Learnability of the synthetic set). Floors sit safely below.
 LEARNABILITY_FLOOR = 0.55
 AUC_FLOOR = 0.7
 

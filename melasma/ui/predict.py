@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-from gradio.data_classes import ImageData
 from PIL import Image
 
 from melasma.inference import DISPLAY_MAX, METHODS, Predictor, get_predictor, list_checkpoints
 from melasma.settings import Settings
+from melasma.ui.components import PhotoInput
 
 METHOD_LABELS: dict[str, str] = {
     "lrp": "LRP (signed relevance)",
@@ -33,19 +33,6 @@ probabilities, and three heatmaps of what drove it: **LRP** (red supports the pr
 blue speaks against it), **Grad-CAM** and **gradient x input**. Research software, not a
 diagnosis; the demo weights have seen only synthetic faces.
 """
-
-
-class PhotoInput(gr.Image):
-    """A gr.Image whose uploads reach the handler as an unopened file path, so the data layer
-    decodes them (EXIF, every mode, pixel cap) and names the file in a clear error. gr.Image's own
-    preprocessing opens every upload, fully decodes non-RGB ones and fails with a generic error."""
-
-    is_template = True  # rendered by the frontend's Image component
-
-    def preprocess(self, payload: ImageData | None) -> str | None:
-        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
-            return str(payload.path)
-        return super().preprocess(payload)
 
 
 def _example_photos(demo_dir: Path) -> list[list[str]]:
