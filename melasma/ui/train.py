@@ -185,7 +185,7 @@ def build_train_tab(settings: Settings, *, export_path: gr.components.Component 
                                        height=260, y_lim=[0, 1])
             log_box = gr.Textbox(label="Log", lines=10, max_lines=10, autoscroll=True, interactive=False)
     results = gr.DataFrame(label="Results (test set)", interactive=False, visible=False)
-    figures = gr.Gallery(label="Figures", columns=3, height="auto", visible=False)
+    figures = gr.Gallery(label="Figures", columns=3, height="auto", object_fit="contain", visible=False)
     finished_run = gr.Textbox(visible=False)
     timer = gr.Timer(REFRESH_S, active=False)
 
