@@ -20,8 +20,8 @@ from scipy.stats import f as f_dist
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import cohen_kappa_score
 
-from annotation.workflow import ConsensusRow, consensus_rows, progress
 from annotation.store import RatingStore
+from annotation.workflow import ConsensusRow, consensus_rows, progress
 from melasma.masi import REGION_WEIGHTS, REGIONS, SEVERITIES, severity
 from melasma.settings import Settings
 

@@ -71,7 +71,7 @@ def measure(arch: str, device: torch.device, size: int, repeats: int) -> dict[st
     row = {"naive": median_ms(forward(naive, x), device, repeats),
            "predict": median_ms(forward(ours.model, x_ours), device, repeats)}
     for method in ("lrp", "gradcam", "gxi"):
-        row[method] = median_ms(lambda: explain(ours.model, x_ours, method=method).cpu(), device, repeats)
+        row[method] = median_ms(lambda m=method: explain(ours.model, x_ours, method=m).cpu(), device, repeats)
     row["total"] = row["predict"] + row["lrp"] + row["gradcam"]
     return row
 

@@ -73,7 +73,7 @@ def _weighted(weights: np.ndarray, y: np.ndarray, probs: np.ndarray, n_bins: int
     confidence = probs.max(1)
     bins = np.zeros((len(y), n_bins))
     bins[np.arange(len(y)), _bins(confidence, n_bins)] = 1
-    count, conf_sum = weights @ bins, weights @ (bins * confidence[:, None])
+    conf_sum = weights @ (bins * confidence[:, None])
     correct = weights @ (bins * (pred == y)[:, None])
     out["ece"] = np.abs(correct - conf_sum).sum(1) / n
     aucs = [_weighted_auc(weights, probs[:, c], y == c) for c in range(k)]
