@@ -102,10 +102,6 @@ class ConsensusRow:
     def flagged(self) -> bool:
         return bool(self.reasons)
 
-    @property
-    def rater_bins(self) -> dict[str, str]:
-        return {r.rater: masi_scale.severity(r.masi) for r in self.ratings}
-
 
 def _disagreements(ratings: Sequence[Rating], spread: float, threshold: float) -> tuple[str, ...]:
     reasons = []
