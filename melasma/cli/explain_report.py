@@ -31,11 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
+    from tqdm import tqdm
 
     from melasma.explain.report import explain_report
 
+    bar = tqdm(unit="image", desc="explaining", file=sys.stderr)
+
     def progress(done: int, total: int) -> None:
-        print(f"\r{done}/{total} images", end="", file=sys.stderr, flush=True)
+        bar.total = total
+        bar.update(done - bar.n)
 
     summary = explain_report(
         [w.strip() for w in args.weights.split(",") if w.strip()], args.data, args.out,
@@ -43,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         max_images=args.max_images, split=args.split, device=args.device,
         deletion_steps=args.deletion_steps, baseline=args.baseline, progress=progress,
     )
-    print(file=sys.stderr)
+    bar.close()
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(summary.round(4).to_string(index=False))
     print(f"wrote per_image.csv, summary.csv, study_table2.csv and plots to {args.out}")
