@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agreement": ("agreement", "rater agreement statistics as JSON (and a scatter plot)"),
     "export": ("export", "export the consensus training manifest and the ratings table"),
     "train": ("train", "train one or more CNNs with the study's protocol"),
+    "jobs": ("jobs", "the training queue shared with the Train tab: submit, list, status, cancel, work"),
     "evaluate": ("evaluate", "evaluate a checkpoint on a data set's test split"),
     "predict": ("predict", "predict the severity of photos (one JSON line each)"),
     "explain": ("explain", "write an LRP / Grad-CAM / gradient x input overlay for a photo"),

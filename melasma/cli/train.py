@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from melasma.training import TrainConfig
 
 HELP = "train CNNs (study protocol: Adam 1e-3, batch 32, 224 px, early stopping) and report Table 1"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, *, with_out: bool = True) -> None:
+    """The training flags; `with_out=False` leaves out --out (queued jobs write to DATA/runs/<id>)."""
     parser.add_argument("--data", required=True, help="manifest CSV, or a folder with labels.csv or class folders")
     parser.add_argument("--arch", default="resnet18",
                         help="comma list: alexnet, googlenet, resnet18, vgg16, densenet121, mobilenetv2_100 "
@@ -21,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=3,
                         help="stop after this many epochs without validation-loss improvement (default 3)")
     parser.add_argument("--class-weighted", action="store_true", help="weight the loss by inverse class frequency")
-    parser.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
+    if with_out:
+        parser.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--pretrained", default="auto",
                         help="auto (ImageNet from the hub, random init if offline), off, or a weights file")
@@ -29,6 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, help="decoded-image cache (default $MELASMA_CACHE_DIR "
                                                           "or ~/.cache/melasma)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+
+
+def config_from_args(args: argparse.Namespace) -> "TrainConfig":
+    """The TrainConfig the flags of `add_arguments` describe."""
+    from melasma.training import TrainConfig
+
+    return TrainConfig(
+        data=args.data, archs=args.arch, epochs=args.epochs, batch_size=args.batch_size,
+        image_size=args.image_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
+        device=args.device, pretrained=args.pretrained, seed=args.seed, out=getattr(args, "out", "runs/latest"),
+        class_weighted=args.class_weighted, cache_dir=args.cache_dir, bootstrap=args.bootstrap,
+    )
 
 
 class ProgressBar:
@@ -75,16 +92,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from melasma.models.factory import PretrainedWeightsWarning
-    from melasma.training import TrainConfig, train_many
+    from melasma.training import train_many
 
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     warnings.simplefilter("ignore", PretrainedWeightsWarning)  # logged once already
-    config = TrainConfig(
-        data=args.data, archs=args.arch, epochs=args.epochs, batch_size=args.batch_size,
-        image_size=args.image_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
-        device=args.device, pretrained=args.pretrained, seed=args.seed, out=args.out,
-        class_weighted=args.class_weighted, cache_dir=args.cache_dir, bootstrap=args.bootstrap,
-    )
+    config = config_from_args(args)
     try:
         summary = train_many(config, on_event=ProgressBar())
     except torch.OutOfMemoryError as error:

@@ -1,6 +1,6 @@
 """Background training jobs shared by the CLI and the Train tab, persisted in ``DATA/jobs.sqlite``."""
 
-from melasma.jobs.runner import JobRunner
+from melasma.jobs.runner import JobRunner, enqueue, job_status
 from melasma.jobs.store import FINAL_STATES, STATES, JobNotFoundError
 
-__all__ = ["FINAL_STATES", "STATES", "JobNotFoundError", "JobRunner"]
+__all__ = ["FINAL_STATES", "STATES", "JobNotFoundError", "JobRunner", "enqueue", "job_status"]

@@ -67,6 +67,48 @@ def new_job_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
+def job_status(store: JobStore, job_id: str) -> dict[str, Any]:
+    """Everything the UI shows about one job, JSON-able."""
+    job = store.get(job_id)
+    config, run_dir = job["config"], Path(job["run_dir"])
+    figures = sorted(str(path) for path in run_dir.rglob("*.png")) if job["state"] in FINAL_STATES else []
+    return {
+        "job_id": job["id"],
+        "state": job["state"],
+        "progress": round(float(job["progress"]), 4),
+        "arch": job["arch"],
+        "epoch": job["epoch"],
+        "archs": config.get("archs", []),
+        "epochs": config.get("epochs"),
+        "cancel_requested": job["cancel_requested"],
+        "error": job["error"],
+        "log": store.events(job_id, "log", limit=LOG_TAIL),
+        "history": store.events(job_id, "epoch"),
+        "summary": job["summary"],
+        "run_dir": str(run_dir),
+        "figures": figures,
+        "config": config,
+        "created": job["created"],
+        "started": job["started"],
+        "finished": job["finished"],
+    }
+
+
+def enqueue(data_dir: str | Path, config: TrainConfig) -> str:
+    """Queue a training (`melasma.training.TrainConfig`) in `data_dir` without running it: a
+    `JobRunner` of that folder (the app's, or `python -m melasma jobs work`) picks it up. Its `out`
+    becomes runs/<job_id> and its decode cache, unless set, the data folder's cache/."""
+    data_dir = Path(data_dir).expanduser().resolve()
+    job_id = new_job_id()
+    run_dir = data_dir / "runs" / job_id
+    values = config_to_dict(config)
+    values["data"] = str(Path(values["data"]).resolve())  # the job may run from another cwd
+    values["out"] = str(run_dir)
+    values["cache_dir"] = values.get("cache_dir") or str(data_dir / "cache")
+    JobStore(data_dir / "jobs.sqlite").add(job_id, values, run_dir)
+    return job_id
+
+
 class JobRunner:
     """Submit, watch and cancel training jobs of one data folder; runs them one at a time.
 
@@ -103,15 +145,8 @@ class JobRunner:
 
     # -- the queue -----------------------------------------------------------------------------
     def submit(self, config: TrainConfig) -> str:
-        """Queue a training (`melasma.training.TrainConfig`); its `out` becomes runs/<job_id> and its
-        decode cache, unless set, the data folder's cache/."""
-        job_id = new_job_id()
-        run_dir = self.runs_dir / job_id
-        values = config_to_dict(config)
-        values["data"] = str(Path(values["data"]).resolve())  # the job may run from another cwd
-        values["out"] = str(run_dir)
-        values["cache_dir"] = values.get("cache_dir") or str(self.data_dir / "cache")
-        self.store.add(job_id, values, run_dir)
+        """Queue a training (see `enqueue`) and wake this runner's worker."""
+        job_id = enqueue(self.data_dir, config)
         self._wake.set()
         return job_id
 
@@ -121,30 +156,8 @@ class JobRunner:
         return self.store.cancel(job_id)
 
     def status(self, job_id: str) -> dict[str, Any]:
-        """Everything the UI shows about one job, JSON-able."""
-        job = self.store.get(job_id)
-        config, run_dir = job["config"], Path(job["run_dir"])
-        figures = sorted(str(path) for path in run_dir.rglob("*.png")) if job["state"] in FINAL_STATES else []
-        return {
-            "job_id": job["id"],
-            "state": job["state"],
-            "progress": round(float(job["progress"]), 4),
-            "arch": job["arch"],
-            "epoch": job["epoch"],
-            "archs": config.get("archs", []),
-            "epochs": config.get("epochs"),
-            "cancel_requested": job["cancel_requested"],
-            "error": job["error"],
-            "log": self.store.events(job_id, "log", limit=LOG_TAIL),
-            "history": self.store.events(job_id, "epoch"),
-            "summary": job["summary"],
-            "run_dir": str(run_dir),
-            "figures": figures,
-            "config": config,
-            "created": job["created"],
-            "started": job["started"],
-            "finished": job["finished"],
-        }
+        """Everything the UI shows about one job, JSON-able (see `job_status`)."""
+        return job_status(self.store, job_id)
 
     def list_jobs(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest jobs first (id, state, progress, archs, created, finished)."""
