@@ -121,3 +121,15 @@ def test_checkpoint_listing_and_cache(tmp_path: Path) -> None:
     assert prediction.severity in SEVERITIES
     save_checkpoint(trained, create("mobilenetv2_100"), meta)  # retrained in place: reloaded
     assert get_predictor(trained) is not first
+
+
+def test_background_warm_up_loads_the_shared_predictor_before_the_first_visitor() -> None:
+    from melasma.inference import _cached, warm_up_in_background
+
+    _cached.cache_clear()
+    warm_up_in_background(default_checkpoint()).join(timeout=120)
+    info = _cached.cache_info()
+    assert (info.currsize, info.misses) == (1, 1)
+    predictor = get_predictor(default_checkpoint())
+    assert _cached.cache_info().hits == info.hits + 1  # the visitor's call reuses the warmed model
+    assert predictor.predict(np.zeros((40, 40, 3), np.uint8)).severity in predictor.classes

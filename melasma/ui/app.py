@@ -15,6 +15,7 @@ from typing import Any
 import fastapi
 import gradio as gr
 
+from melasma.inference import default_checkpoint, warm_up_in_background
 from melasma.settings import Settings
 from melasma.ui.annotate import build_annotate_tab
 from melasma.ui.predict import build_predict_tab
@@ -144,5 +145,6 @@ def serve(
         options["server_name"] = host
     if port is not None:
         options["server_port"] = port
+    warm_up_in_background(default_checkpoint())
     demo.launch(share=share, **options, **launch_kwargs)
     return demo
