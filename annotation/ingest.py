@@ -104,10 +104,14 @@ def _zip_members(path: Path, max_bytes: int, errors: list[str]) -> Iterator[tupl
     except (zipfile.BadZipFile, OSError) as error:
         raise AnnotationError(f"{path.name}: not a readable zip archive ({error})") from None
     with archive:
-        members = [m for m in archive.infolist() if not m.is_dir() and not _is_hidden(m)]
-        for member in [m for m in members if _is_unsafe(m)]:
-            errors.append(f"{path.name}: {member.filename!r} has an unsafe path, skipped")
-        members = [m for m in members if not _is_unsafe(m)]
+        members = []
+        for member in archive.infolist():
+            if member.is_dir() or _is_hidden(member):
+                continue
+            if _is_unsafe(member):
+                errors.append(f"{path.name}: {member.filename!r} has an unsafe path, skipped")
+            else:
+                members.append(member)
         if len(members) > MAX_ZIP_MEMBERS:
             raise AnnotationError(
                 f"{path.name}: {len(members)} files, more than the {MAX_ZIP_MEMBERS} allowed in one zip"

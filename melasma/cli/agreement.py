@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from melasma.cli.store_args import add_store_arguments, open_store
+from melasma.cli.settings_flags import add_store_arguments, open_store
 
 HELP = "rater agreement on fully rated photos: ICC(2,1), ICC(2,k), per-region ICC, kappa, alpha, queue"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from melasma.cli.store_args import add_store_arguments, open_store
+from melasma.cli.settings_flags import add_store_arguments, open_store
 
 HELP = "export fully rated photos: manifest.csv (consensus MASI, for train), ratings.csv, images/"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from melasma.cli.store_args import add_store_arguments, open_store
+from melasma.cli.settings_flags import add_store_arguments, open_store
 
 HELP = "add photos (or zips of photos) to the data folder for rating; metadata is stripped"
 

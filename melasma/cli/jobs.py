@@ -51,13 +51,13 @@ def _work(data_dir: Path) -> int:
     from melasma.jobs import FINAL_STATES, JobRunner
 
     runner = JobRunner(data_dir)
-    printed: dict[str, int] = {}
+    printed: dict[str, int] = {}  # job id -> log lines printed, for the jobs still followed
     outcomes: dict[str, str] = {}
     try:
         while True:
             oldest_first = reversed(runner.list_jobs(limit=1000))
-            active = [job for job in oldest_first if job["state"] not in FINAL_STATES]
-            for job_id in [*printed, *(job["job_id"] for job in active)]:
+            active = [job["job_id"] for job in oldest_first if job["state"] not in FINAL_STATES]
+            for job_id in dict.fromkeys([*printed, *active]):  # ended since the last look: flush them
                 lines = runner.store.events(job_id, "log")
                 for line in lines[printed.get(job_id, 0):]:
                     print(f"[{job_id}] {line}", flush=True)
@@ -65,7 +65,8 @@ def _work(data_dir: Path) -> int:
                 state = runner.store.get(job_id)["state"]
                 if state in FINAL_STATES:
                     outcomes[job_id] = state
-            if not active:
+                    del printed[job_id]
+            if not active and not printed:
                 break
             time.sleep(POLL_S)
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from melasma.cli.store_args import add_store_arguments, open_store
+from melasma.cli.settings_flags import add_store_arguments, open_store
 
 HELP = ("store one rater's 12 MASI scores for a photo: area, darkness, homogeneity for forehead, "
         "right malar, left malar, chin; without --image, print the rater's next photo")

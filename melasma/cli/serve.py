@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from melasma.settings import Settings
+from melasma.cli.settings_flags import settings_from_args
 
 HELP = "start the web app (Annotate, Train, Predict tabs)"
-
-#: flag -> the environment variable it overrides
-FLAG_ENV = {"data_dir": "MELASMA_DATA_DIR", "raters": "MELASMA_RATERS", "auth": "MELASMA_AUTH"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,16 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raters", help="comma-separated rater names (default: MELASMA_RATERS)")
     parser.add_argument("--auth", help="user:password,... sign-in (default: MELASMA_AUTH)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-
-
-def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> Settings:
-    """Settings from the environment with the flags that were given laid over it."""
-    merged = dict(os.environ if env is None else env)
-    for attr, variable in FLAG_ENV.items():
-        value = getattr(args, attr, None)
-        if value is not None:
-            merged[variable] = value
-    return Settings.from_env(merged)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from melasma.training import TrainConfig
 
+#: Where `train` writes its run unless --out says otherwise.
+DEFAULT_OUT = "runs/latest"
+
 HELP = "train CNNs (study protocol: Adam 1e-3, batch 32, 224 px, early stopping) and report Table 1"
 
 
@@ -26,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_out: bool = True) -> 
                         help="stop after this many epochs without validation-loss improvement (default 3)")
     parser.add_argument("--class-weighted", action="store_true", help="weight the loss by inverse class frequency")
     if with_out:
-        parser.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
+        parser.add_argument("--out", default=DEFAULT_OUT, help=f"run folder (default {DEFAULT_OUT})")
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--pretrained", default="auto",
                         help="auto (ImageNet from the hub, random init if offline), off, or a weights file")
@@ -43,7 +46,7 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":
     return TrainConfig(
         data=args.data, archs=args.arch, epochs=args.epochs, batch_size=args.batch_size,
         image_size=args.image_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
-        device=args.device, pretrained=args.pretrained, seed=args.seed, out=getattr(args, "out", "runs/latest"),
+        device=args.device, pretrained=args.pretrained, seed=args.seed, out=getattr(args, "out", DEFAULT_OUT),
         class_weighted=args.class_weighted, cache_dir=args.cache_dir, bootstrap=args.bootstrap,
     )
 
