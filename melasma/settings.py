@@ -13,6 +13,10 @@ def _split_names(value: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
+def _flag(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
 def _parse_auth(value: str) -> tuple[tuple[str, str], ...]:
     """`user:password,user2:password2` -> ((user, password), ...)."""
     pairs = []
@@ -29,7 +33,9 @@ class Settings:
     """Where data lives and how rating works.
 
     Environment: MELASMA_DATA_DIR, MELASMA_RATERS (comma list), MELASMA_RATINGS_PER_IMAGE,
-    MELASMA_SPREAD_THRESHOLD, MELASMA_AUTH (user:password,...), MELASMA_MAX_UPLOAD_MB.
+    MELASMA_SPREAD_THRESHOLD, MELASMA_AUTH (user:password,...), MELASMA_MAX_UPLOAD_MB,
+    MELASMA_COORDINATORS (comma list), MELASMA_VISITORS_CAN_TRAIN (1/0), MELASMA_OAUTH (1/0:
+    Hugging Face sign-in on a Space). Roles: see melasma.access.
     """
 
     data_dir: Path = Path("data")
@@ -38,6 +44,9 @@ class Settings:
     spread_threshold: float = 8.0
     auth: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     max_upload_mb: int = 50
+    coordinators: tuple[str, ...] = ()
+    visitors_can_train: bool = False
+    oauth: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -45,14 +54,17 @@ class Settings:
             raise ValueError(f"ratings per image must be at least 2, got {self.ratings_per_image}")
         if len(set(self.raters)) != len(self.raters):
             raise ValueError("rater names must be unique")
+        if self.auth and self.oauth:
+            raise ValueError("choose one sign-in: MELASMA_AUTH (passwords) or MELASMA_OAUTH (Hugging Face)")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         """Read the settings from environment variables, falling back to the defaults."""
         env = dict(os.environ if env is None else env)
         auth = _parse_auth(env.get("MELASMA_AUTH", ""))
+        coordinators = _split_names(env.get("MELASMA_COORDINATORS", ""))
         raters = _split_names(env.get("MELASMA_RATERS", "")) or (
-            tuple(user for user, _ in auth) or DEFAULT_RATERS
+            tuple(user for user, _ in auth if user not in coordinators) or DEFAULT_RATERS
         )
         return cls(
             data_dir=Path(env.get("MELASMA_DATA_DIR", "data")),
@@ -61,6 +73,9 @@ class Settings:
             spread_threshold=float(env.get("MELASMA_SPREAD_THRESHOLD", "8.0")),
             auth=auth,
             max_upload_mb=int(env.get("MELASMA_MAX_UPLOAD_MB", "50")),
+            coordinators=coordinators,
+            visitors_can_train=_flag(env.get("MELASMA_VISITORS_CAN_TRAIN", "")),
+            oauth=_flag(env.get("MELASMA_OAUTH", "")),
         )
 
     @property
