@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from melasma.cli.settings_flags import add_store_arguments, open_store
 
-HELP = "add photos (or zips of photos) to the data folder for rating; metadata is stripped"
+HELP = ("add photos (or zips of photos) to the data folder for rating; metadata is stripped; "
+        "one line per file on stderr (added, duplicate, refused and why), a JSON summary on stdout")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,5 +27,7 @@ def run(args: argparse.Namespace) -> int:
         store, settings.photos_dir, args.files, patient_id=args.patient_id, visit_date=args.visit_date,
         max_bytes=settings.max_upload_mb * 1024 * 1024,
     )
+    for outcome in summary.files:
+        print(outcome.line(), file=sys.stderr)
     print(json.dumps(summary.as_dict()))
     return 1 if summary.errors else 0

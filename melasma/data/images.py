@@ -1,9 +1,12 @@
 """Safe image decoding for real photos: size caps, EXIF orientation, every mode to 8-bit RGB.
 
-`load_image` checks the pixel count from the header before decoding (PIL's `Image.open` is lazy),
-applies the EXIF orientation, turns grayscale, alpha, palette, CMYK and 16-bit images into plain RGB,
-keeps only the first frame of animations and returns a fresh image without metadata. Any failure is
-an `ImageLoadError` (a `ValueError`) whose one-line message names the file.
+Every image is opened with an explicit allow-list of formats (`ALLOWED_FORMATS`): an EPS, PDF, DDS
+or IM file, whatever its name, is refused before any other Pillow plugin (Ghostscript included)
+sees it. `decode_image` checks the pixel count from the header before decoding (PIL's `Image.open`
+is lazy), applies the EXIF orientation (skipped with a note when the EXIF block is corrupt), turns
+grayscale, alpha, palette, CMYK and 16-bit images into plain RGB, keeps only the first frame of
+animations and returns a fresh image without metadata. `read_header` gives format and size without
+decoding. Any failure is an `ImageLoadError` (a `ValueError`) whose one-line message names the file.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import io
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -23,6 +27,23 @@ MAX_PIXELS = 40_000_000
 #: Largest accepted upload, in bytes.
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
+#: Formats Pillow may open: what cameras and phones write, plus HEIF when the pillow-heif plugin is
+#: installed. Pillow's JPEG opener also returns phones' multi-picture JPEGs (format "MPO").
+#: Everything else (EPS, PDF, DDS, IM, ...) is refused.
+BASE_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
+
+
+def _allowed_formats() -> tuple[str, ...]:
+    try:
+        from pillow_heif import register_heif_opener  # type: ignore[import-not-found]
+    except ImportError:
+        return BASE_FORMATS
+    register_heif_opener()
+    return (*BASE_FORMATS, "HEIF")
+
+
+ALLOWED_FORMATS = _allowed_formats()
+
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
 _ORIENTATION_TAG = 0x0112
@@ -31,6 +52,27 @@ _SWAPPED_ORIENTATIONS = {5, 6, 7, 8}
 
 class ImageLoadError(ValueError):
     """An image could not be read: missing, empty, not an image, truncated or too large."""
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the header says, read without decoding any pixels."""
+
+    format: str
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An upright, metadata-free RGB image and notes on what decoding had to skip."""
+
+    image: Image.Image
+    notes: tuple[str, ...] = ()
 
 
 def check_upload_size(nbytes: int, name: str, limit: int = MAX_UPLOAD_BYTES) -> None:
@@ -65,7 +107,48 @@ def _open(source: ImageSource, label: str) -> ImageFile.ImageFile:
         fp = source
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(fp)  # type: ignore[arg-type]
+        return Image.open(fp, formats=ALLOWED_FORMATS)  # type: ignore[arg-type]
+
+
+def _open_checked(source: ImageSource, label: str) -> ImageFile.ImageFile:
+    """`_open` with every Pillow failure turned into a one-line ImageLoadError."""
+    try:
+        return _open(source, label)
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ImageLoadError(f"{label}: image is too large to decode safely ({error})") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{label}: not a recognised image file") from None
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, NotImplementedError) as error:
+        raise ImageLoadError(f"{label}: cannot open image ({_first_line(error)})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def read_header(source: ImageSource, *, name: str | None = None) -> ImageHeader:
+    """Format and size from the file's header; no pixels are decoded. Raises ImageLoadError."""
+    label = _describe(source, name)
+    with _open_checked(source, label) as img:
+        return ImageHeader(format=str(img.format), width=img.width, height=img.height)
+
+
+def _upright(img: Image.Image) -> tuple[Image.Image, tuple[str, ...]]:
+    """Apply the EXIF orientation; a corrupt EXIF block is skipped with a note, never raised."""
+    try:
+        return ImageOps.exif_transpose(img), ()
+    except Exception as error:  # noqa: BLE001 - Pillow's EXIF parser raises many types on bad data
+        return img, (f"EXIF data is corrupt ({type(error).__name__}): orientation not applied",)
+
+
+def _exif_orientation(img: Image.Image) -> int:
+    try:
+        value = img.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - same parser as in _upright
+        return 1
+    return value if isinstance(value, int) else 1
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -87,29 +170,20 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(
+def decode_image(
     source: ImageSource,
     *,
     max_pixels: int | None = MAX_PIXELS,
     draft: tuple[int, int] | None = None,
     name: str | None = None,
-) -> Image.Image:
+) -> DecodedImage:
     """Decode `source` (path, bytes or binary file) into a metadata-free, upright RGB image.
 
     `draft=(w, h)` lets JPEGs decode at a DCT-reduced size no smaller than (w, h) after orientation.
     `name` is used in error messages (useful for bytes sources).
     """
     label = _describe(source, name)
-    try:
-        img = _open(source, label)
-    except ImageLoadError:
-        raise
-    except Image.DecompressionBombError as error:
-        raise ImageLoadError(f"{label}: image is too large to decode safely ({error})") from None
-    except UnidentifiedImageError:
-        raise ImageLoadError(f"{label}: not a recognised image file") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageLoadError(f"{label}: cannot open image ({error})") from None
+    img = _open_checked(source, label)
     with img:
         width, height = img.size
         if max_pixels is not None and width * height > max_pixels:
@@ -118,17 +192,27 @@ def load_image(
                 f"more than the {max_pixels:,} pixel limit"
             )
         try:
-            if draft is not None and img.format == "JPEG":
-                orientation = img.getexif().get(_ORIENTATION_TAG, 1)
+            if draft is not None and img.format in ("JPEG", "MPO"):
+                orientation = _exif_orientation(img)
                 request = draft[::-1] if orientation in _SWAPPED_ORIENTATIONS else draft
                 img.draft("RGB", (int(request[0]), int(request[1])))
             img.load()
-            upright = ImageOps.exif_transpose(img)
+            upright, notes = _upright(img)
             rgb = _to_rgb(upright)
-        except (OSError, SyntaxError, ValueError, EOFError) as error:
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ImageLoadError(f"{label}: cannot decode image ({message})") from None
-    return Image.fromarray(np.asarray(rgb, dtype=np.uint8))
+        except (OSError, SyntaxError, ValueError, EOFError, TypeError, NotImplementedError) as error:
+            raise ImageLoadError(f"{label}: cannot decode image ({_first_line(error)})") from None
+    return DecodedImage(Image.fromarray(np.asarray(rgb, dtype=np.uint8)), notes)
+
+
+def load_image(
+    source: ImageSource,
+    *,
+    max_pixels: int | None = MAX_PIXELS,
+    draft: tuple[int, int] | None = None,
+    name: str | None = None,
+) -> Image.Image:
+    """`decode_image(...).image`: the upright RGB image, without the decoding notes."""
+    return decode_image(source, max_pixels=max_pixels, draft=draft, name=name).image
 
 
 def load_array(path: ImageSource, size: int, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
