@@ -21,10 +21,12 @@ import pandas as pd
 from annotation.ingest import photo_path
 from annotation.store import AnnotationError, RatingStore
 from annotation.workflow import ConsensusRow, consensus_rows
-from melasma.masi import REGION_WEIGHTS, REGIONS
+from melasma.masi import REGION_WEIGHTS, REGIONS, severity
 from melasma.settings import Settings
 
-MANIFEST_COLUMNS: tuple[str, ...] = ("image", "masi", "severity", "patient_id")
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "image", "masi", "severity", "patient_id", "status", "consensus_masi", "adjudicated",
+)
 RATINGS_COLUMNS: tuple[str, ...] = (
     "image_id", "patient_id", "visit_date", "rater", "region", "weight", "area", "darkness",
     "homogeneity", "region_score", "rater_masi", "rater_mmasi", "revision", "rated_at",
@@ -56,11 +58,16 @@ class ExportResult:
 
 
 def manifest_frame(rows: list[ConsensusRow]) -> pd.DataFrame:
-    """The training manifest: one row per fully rated image, `image` relative to the CSV."""
+    """The training manifest: one row per fully rated image, `image` relative to the CSV.
+
+    `masi` / `severity` are the label: the coordinator's adjudicated MASI when there is one, else
+    the raters' mean (`consensus_masi`); `status` is agreed, disputed, adjudicated or re-rating."""
     return pd.DataFrame(
         [
-            {"image": f"images/{row.image.id}.jpg", "masi": row.consensus.masi,
-             "severity": row.consensus.severity, "patient_id": row.image.patient_id}
+            {"image": f"images/{row.image.id}.jpg", "masi": row.label_masi,
+             "severity": severity(row.label_masi), "patient_id": row.image.patient_id,
+             "status": row.status, "consensus_masi": row.consensus.masi,
+             "adjudicated": row.adjudicated}
             for row in rows
         ],
         columns=list(MANIFEST_COLUMNS),

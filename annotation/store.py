@@ -17,7 +17,7 @@ from typing import Iterator, Mapping
 
 from melasma.masi import ITEM_RANGES, ITEMS, REGIONS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 #: (region, item) in the order of the 12 score columns and of every 12-value score list.
 SCORE_FIELDS: tuple[tuple[str, str], ...] = tuple((r, i) for r in REGIONS for i in ITEMS)
@@ -38,6 +38,10 @@ class UnknownRaterError(AnnotationError):
 
 class ImageCompleteError(AnnotationError):
     """The image already has all the ratings it needs."""
+
+
+class ImageClosedError(AnnotationError):
+    """The image has all its ratings: raters can no longer change theirs (a coordinator adjudicates)."""
 
 
 def _score_column(region: str, item: str) -> str:
@@ -85,6 +89,22 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS rating_audit_no_delete BEFORE DELETE ON rating_audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE INDEX IF NOT EXISTS ratings_by_rater ON ratings (rater);
+CREATE TABLE IF NOT EXISTS adjudications (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE RESTRICT,
+    coordinator TEXT NOT NULL CHECK (length(coordinator) BETWEEN 1 AND 64),
+    decided_at TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('adjudicate', 'rerate')),
+    rater TEXT CHECK ((action = 'rerate') = (rater IS NOT NULL)),
+    old_masi REAL CHECK (old_masi IS NULL OR old_masi BETWEEN 0 AND 48),
+    new_masi REAL CHECK ((action = 'adjudicate') = (new_masi IS NOT NULL) AND
+                         (new_masi IS NULL OR new_masi BETWEEN 0 AND 48)),
+    reason TEXT NOT NULL CHECK (length(trim(reason)) BETWEEN 1 AND 500)
+);
+CREATE TRIGGER IF NOT EXISTS adjudications_no_update BEFORE UPDATE ON adjudications
+BEGIN SELECT RAISE(ABORT, 'the adjudication log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS adjudications_no_delete BEFORE DELETE ON adjudications
+BEGIN SELECT RAISE(ABORT, 'the adjudication log is append-only'); END;
 """
 
 
@@ -135,6 +155,24 @@ class AuditEntry:
     new_masi: float
 
 
+@dataclass(frozen=True)
+class Adjudication:
+    """A coordinator's decision on a closed image: an adjudicated MASI, or a re-rating request.
+
+    `old_masi` is the consensus MASI when the decision was made; `new_masi` the adjudicated one
+    (None for a re-rating request, which names the `rater` asked to rate again)."""
+
+    id: int
+    image_id: str
+    coordinator: str
+    decided_at: str
+    action: str
+    rater: str | None
+    old_masi: float | None
+    new_masi: float | None
+    reason: str
+
+
 def _image(row: sqlite3.Row) -> ImageRecord:
     return ImageRecord(**{key: row[key] for key in ImageRecord.__dataclass_fields__})
 
@@ -157,6 +195,14 @@ def _audit(row: sqlite3.Row) -> AuditEntry:
         revision=row["revision"], old_scores=json.loads(old) if old is not None else None,
         new_scores=json.loads(row["new_scores"]), old_masi=row["old_masi"], new_masi=row["new_masi"],
     )
+
+
+def _rerate_pending(conn: sqlite3.Connection, rating: sqlite3.Row) -> bool:
+    """Whether a coordinator asked this rater to rate this image again after their last change."""
+    return conn.execute(
+        "SELECT 1 FROM adjudications WHERE image_id = ? AND rater = ? AND action = 'rerate'"
+        " AND decided_at > ?", (rating["image_id"], rating["rater"], rating["updated_at"]),
+    ).fetchone() is not None
 
 
 class RatingStore:
@@ -253,8 +299,10 @@ class RatingStore:
     ) -> Rating:
         """Store or revise `rater`'s rating of `image_id` and append the change to the audit trail.
 
-        A new rating is refused when the image already has `max_ratings` ratings. The check, the
-        write and the audit row happen in one transaction.
+        A new rating is refused when the image already has `max_ratings` ratings; a revision is
+        refused then too (the image is closed: blinding is over, only a coordinator's re-rating
+        request reopens it for the one rater named). The check, the write and the audit row happen
+        in one transaction.
         """
         values = [scores[region][item] for region, item in SCORE_FIELDS]
         now = utc_now()
@@ -264,10 +312,15 @@ class RatingStore:
             row = conn.execute(
                 "SELECT * FROM ratings WHERE image_id = ? AND rater = ?", (image_id, rater)
             ).fetchone()
+            count = conn.execute(
+                "SELECT COUNT(*) FROM ratings WHERE image_id = ?", (image_id,)
+            ).fetchone()[0]
+            if row is not None and count >= max_ratings and not _rerate_pending(conn, row):
+                raise ImageClosedError(
+                    f"photo {image_id} has all its {max_ratings} ratings and is closed; "
+                    "a coordinator can adjudicate it or ask you to rate it again"
+                )
             if row is None:
-                count = conn.execute(
-                    "SELECT COUNT(*) FROM ratings WHERE image_id = ?", (image_id,)
-                ).fetchone()[0]
                 if count >= max_ratings:
                     raise ImageCompleteError(
                         f"image {image_id} already has its {max_ratings} ratings"
@@ -297,6 +350,57 @@ class RatingStore:
                  old.masi if old is not None else None, masi),
             )
         return Rating(image_id, rater, new_scores, masi, mmasi, revision, created, now)
+
+    # adjudication --------------------------------------------------------------------------
+    def add_adjudication(
+        self,
+        image_id: str,
+        coordinator: str,
+        action: str,
+        reason: str,
+        *,
+        old_masi: float | None,
+        new_masi: float | None = None,
+        rater: str | None = None,
+    ) -> Adjudication:
+        """Append a coordinator's decision on `image_id` to the (append-only) adjudication log."""
+        now = utc_now()
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
+                raise UnknownImageError(f"unknown image id {image_id!r}")
+            if rater is not None and conn.execute(
+                "SELECT 1 FROM ratings WHERE image_id = ? AND rater = ?", (image_id, rater)
+            ).fetchone() is None:
+                raise AnnotationError(f"{rater} has not rated photo {image_id}")
+            try:
+                cursor = conn.execute(
+                    "INSERT INTO adjudications (image_id, coordinator, decided_at, action, rater,"
+                    " old_masi, new_masi, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (image_id, coordinator, now, action, rater, old_masi, new_masi, reason.strip()),
+                )
+            except sqlite3.IntegrityError as error:
+                raise AnnotationError(f"adjudication refused: {error}") from None
+            return Adjudication(cursor.lastrowid or 0, image_id, coordinator, now, action, rater,
+                                old_masi, new_masi, reason.strip())
+
+    def adjudications(self, image_id: str | None = None) -> list[Adjudication]:
+        """The adjudication log, oldest first, optionally for one image."""
+        query, params = "SELECT * FROM adjudications", []
+        if image_id is not None:
+            query, params = query + " WHERE image_id = ?", [image_id]
+        with self.connect() as conn:
+            return [Adjudication(**dict(row)) for row in conn.execute(query + " ORDER BY id", params)]
+
+    def rerate_requests(self, rater: str) -> list[str]:
+        """Ids of closed images a coordinator asked `rater` to rate again (still pending)."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT a.image_id FROM adjudications a JOIN ratings r"
+                " ON r.image_id = a.image_id AND r.rater = a.rater"
+                " WHERE a.rater = ? AND a.action = 'rerate' AND a.decided_at > r.updated_at"
+                " ORDER BY a.id", (rater,),
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def get_rating(self, image_id: str, rater: str) -> Rating | None:
         """`rater`'s current rating of `image_id`, or None."""

@@ -3,7 +3,8 @@ consensus and the adjudication queue.
 
 Blindness: nothing here returns another rater's scores for an image that still lacks ratings. Only
 images with all k ratings (`Settings.ratings_per_image`) reach consensus, agreement and export, and
-by then no one else can rate them.
+by then no one else can rate them. A closed image's ratings are final for raters: only a coordinator
+changes the outcome, by adjudicating a MASI or asking one rater to rate again (both logged).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Sequence
 
 from annotation.store import (
     SCORE_FIELDS,
+    Adjudication,
     AnnotationError,
     ImageRecord,
     Rating,
@@ -45,8 +47,12 @@ def scores_from_values(values: Sequence[object]) -> dict[str, dict[str, object]]
 
 
 def next_image(store: RatingStore, settings: Settings, rater: str) -> ImageRecord | None:
-    """The next image `rater` has not rated that still needs ratings, or None when done."""
-    return store.next_unrated(check_rater(rater, settings), settings.ratings_per_image)
+    """The next image for `rater`: a coordinator's re-rating request first, else one they have not
+    rated that still needs ratings; None when done."""
+    check_rater(rater, settings)
+    for image_id in store.rerate_requests(rater):
+        return store.get_image(image_id)
+    return store.next_unrated(rater, settings.ratings_per_image)
 
 
 @dataclass(frozen=True)
@@ -97,10 +103,40 @@ class ConsensusRow:
     ratings: tuple[Rating, ...]
     consensus: masi_scale.Consensus
     reasons: tuple[str, ...]
+    decisions: tuple[Adjudication, ...] = ()
 
     @property
     def flagged(self) -> bool:
         return bool(self.reasons)
+
+    @property
+    def rerating(self) -> tuple[str, ...]:
+        """Raters a coordinator asked to rate again who have not done so yet."""
+        changed = {r.rater: r.updated_at for r in self.ratings}
+        return tuple(sorted({d.rater for d in self.decisions if d.action == "rerate" and d.rater
+                             and d.decided_at > changed.get(d.rater, "")}))
+
+    @property
+    def adjudicated(self) -> float | None:
+        """The coordinator's MASI when their latest word came after the last rating change."""
+        last_change = max(r.updated_at for r in self.ratings)
+        verdicts = [d for d in self.decisions if d.action == "adjudicate" and d.decided_at > last_change]
+        return verdicts[-1].new_masi if verdicts else None
+
+    @property
+    def status(self) -> str:
+        """`re-rating`, `adjudicated`, `disputed` (in the adjudication queue) or `agreed`."""
+        if self.rerating:
+            return "re-rating"
+        if self.adjudicated is not None:
+            return "adjudicated"
+        return "disputed" if self.flagged else "agreed"
+
+    @property
+    def label_masi(self) -> float:
+        """The MASI training uses: the adjudicated one if any, else the consensus mean."""
+        adjudicated = self.adjudicated
+        return self.consensus.masi if adjudicated is None else adjudicated
 
 
 def _disagreements(ratings: Sequence[Rating], spread: float, threshold: float) -> tuple[str, ...]:
@@ -118,6 +154,9 @@ def consensus_rows(store: RatingStore, settings: Settings) -> list[ConsensusRow]
     by_image: dict[str, list[Rating]] = {}
     for rating in store.ratings():
         by_image.setdefault(rating.image_id, []).append(rating)
+    decisions: dict[str, list[Adjudication]] = {}
+    for decision in store.adjudications():
+        decisions.setdefault(decision.image_id, []).append(decision)
     rows = []
     for image in store.images():
         ratings = by_image.get(image.id, [])
@@ -125,13 +164,50 @@ def consensus_rows(store: RatingStore, settings: Settings) -> list[ConsensusRow]
             continue
         result = masi_scale.consensus([r.scores for r in ratings])
         reasons = _disagreements(ratings, result.spread, settings.spread_threshold)
-        rows.append(ConsensusRow(image, tuple(ratings), result, reasons))
+        rows.append(ConsensusRow(image, tuple(ratings), result, reasons,
+                                 tuple(decisions.get(image.id, ()))))
     return rows
 
 
 def adjudication_queue(store: RatingStore, settings: Settings) -> list[ConsensusRow]:
-    """Fully rated images whose raters disagree on the bin or spread more than the threshold."""
-    return [row for row in consensus_rows(store, settings) if row.flagged]
+    """Fully rated images whose raters disagree (bin or spread) and no coordinator has resolved."""
+    return [row for row in consensus_rows(store, settings) if row.status == "disputed"]
+
+
+def closed_row(store: RatingStore, settings: Settings, image_id: str) -> ConsensusRow:
+    """The consensus row of a closed (fully rated) image, or AnnotationError."""
+    for row in consensus_rows(store, settings):
+        if row.image.id == image_id:
+            return row
+    if store.get_image(image_id) is None:
+        raise UnknownImageError(f"unknown image id {image_id!r}")
+    raise AnnotationError(f"photo {image_id} does not have all {settings.ratings_per_image} ratings yet")
+
+
+def adjudicate(
+    store: RatingStore, settings: Settings, coordinator: str, image_id: str, masi: float, reason: str
+) -> Adjudication:
+    """Record a coordinator's MASI for a closed photo (logged: who, when, old consensus, new, why)."""
+    row = closed_row(store, settings, image_id)
+    top = masi_scale.SCALE_MAX["masi"]
+    if not 0 <= masi <= top:
+        raise AnnotationError(f"the adjudicated MASI must be between 0 and {top:g}")
+    if not reason.strip():
+        raise AnnotationError("say why (the reason is kept in the audit log)")
+    return store.add_adjudication(image_id, coordinator, "adjudicate", reason,
+                                  old_masi=row.label_masi, new_masi=float(masi))
+
+
+def request_rerate(
+    store: RatingStore, settings: Settings, coordinator: str, image_id: str, rater: str, reason: str
+) -> Adjudication:
+    """Ask one rater to rate a closed photo again: it comes first in their queue, blank (logged)."""
+    row = closed_row(store, settings, image_id)
+    check_rater(rater, settings)
+    if not reason.strip():
+        raise AnnotationError("say why (the reason is kept in the audit log)")
+    return store.add_adjudication(image_id, coordinator, "rerate", reason,
+                                  old_masi=row.label_masi, rater=rater)
 
 
 def progress(store: RatingStore, settings: Settings) -> dict[str, dict[str, int]]:
