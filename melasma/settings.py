@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from melasma.jobs.limits import TrainingLimits
+
 DEFAULT_RATERS = ("rater1", "rater2", "rater3")
 
 
@@ -47,6 +49,7 @@ class Settings:
     coordinators: tuple[str, ...] = ()
     visitors_can_train: bool = False
     oauth: bool = False
+    training: TrainingLimits = field(default_factory=TrainingLimits)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -76,6 +79,7 @@ class Settings:
             coordinators=coordinators,
             visitors_can_train=_flag(env.get("MELASMA_VISITORS_CAN_TRAIN", "")),
             oauth=_flag(env.get("MELASMA_OAUTH", "")),
+            training=TrainingLimits.from_env(env),
         )
 
     @property
