@@ -1,0 +1,215 @@
+"""Bad input files at the library level: format allow-list, corrupt EXIF, per-file ingest outcomes,
+JPEG-with-zip polyglots and the per-upload pixel budget (issue 11, input half)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import EpsImagePlugin, Image
+
+from annotation.ingest import FileOutcome, IngestSummary, ingest
+from annotation.store import RatingStore
+from melasma.data.images import ALLOWED_FORMATS, ImageLoadError, decode_image, load_image, read_header
+
+TINY_EPS = b"""%!PS-Adobe-3.0 EPSF-3.0
+%%BoundingBox: 0 0 8 8
+%%EndComments
+newpath 0 0 moveto 8 0 lineto 8 8 lineto closepath fill
+showpage
+%%EOF
+"""
+
+
+def _jpeg(seed: int = 0, size: tuple[int, int] = (48, 32)) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _saved(fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def _jpeg_with_corrupt_exif(seed: int = 0) -> bytes:
+    """Orientation 6 plus an XResolution stored as ASCII: Pillow's exif_transpose raises TypeError."""
+    entries = [(0x0112, 3, 1, struct.pack("<HH", 6, 0)), (0x011A, 2, 4, b"ab\0\0")]
+    tiff = b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", len(entries))
+    tiff += b"".join(struct.pack("<HHI4s", *entry) for entry in entries) + struct.pack("<I", 0)
+    segment = b"Exif\0\0" + tiff
+    data = _jpeg(seed)
+    return data[:2] + b"\xff\xe1" + struct.pack(">H", len(segment) + 2) + segment + data[2:]
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _big_flat_png(side: int, grey: int = 128) -> bytes:
+    """A real side x side grey PNG, a few kB on disk (every row is the same zero-filter row)."""
+    row = b"\0" + bytes([grey]) * side
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat)
+            + _png_chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> RatingStore:
+    return RatingStore(tmp_path / "annotations.sqlite")
+
+
+def _write(folder: Path, name: str, data: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+# -- 1. format allow-list ----------------------------------------------------------------------
+def test_eps_renamed_jpg_never_reaches_ghostscript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    for attribute in ("_open", "load"):
+        original = getattr(EpsImagePlugin.EpsImageFile, attribute)
+
+        def spy(self, *args, _name=attribute, _original=original, **kwargs):
+            asked.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(EpsImagePlugin.EpsImageFile, attribute, spy)
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *a, **k: asked.append("gs"))
+    path = _write(tmp_path, "holiday.jpg", TINY_EPS)
+    with pytest.raises(ImageLoadError, match=r"^.*holiday\.jpg: not a recognised image file$"):
+        load_image(path)
+    summary = ingest(RatingStore(tmp_path / "a.sqlite"), tmp_path / "photos", [path])
+    assert summary.files == [FileOutcome("holiday.jpg", "refused", "not a recognised image file")]
+    assert asked == []  # Pillow's EPS plugin was never asked to open or load it
+    Image.open(io.BytesIO(TINY_EPS))  # the spy works: an unrestricted open does reach the plugin
+    assert asked == ["_open"]
+
+
+@pytest.mark.parametrize("fmt", ["DDS", "IM", "PCX", "TGA"])
+def test_formats_outside_the_allow_list_are_refused_in_one_line(tmp_path: Path, fmt: str) -> None:
+    data = _saved(fmt)
+    assert Image.open(io.BytesIO(data)).format == fmt  # Pillow alone would open it
+    with pytest.raises(ImageLoadError, match=rf"^scan\.jpg: not a recognised image file$"):
+        load_image(data, name="scan.jpg")
+
+
+def test_allow_list_is_what_cameras_write() -> None:
+    assert {"JPEG", "PNG", "WEBP", "TIFF", "BMP"} <= set(ALLOWED_FORMATS)
+    assert not {"EPS", "PDF", "DDS", "IM"} & set(ALLOWED_FORMATS)
+
+
+def test_multi_picture_jpeg_from_phones_is_accepted() -> None:
+    frames = [Image.new("RGB", (40, 30), (200, 90, 60)), Image.new("RGB", (40, 30), (10, 10, 10))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "MPO", save_all=True, append_images=frames[1:])
+    assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
+    image = load_image(buffer.getvalue(), name="phone.jpg")
+    assert image.size == (40, 30) and image.getpixel((5, 5))[0] > 150  # the first picture
+
+
+# -- 2. corrupt EXIF -----------------------------------------------------------------------------
+def test_corrupt_exif_is_decoded_with_a_note() -> None:
+    from PIL import ImageOps
+
+    data = _jpeg_with_corrupt_exif()
+    with pytest.raises(TypeError):  # what the old code hit
+        ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    decoded = decode_image(data, name="cheek.jpg")
+    assert decoded.image.size == (48, 32)
+    assert decoded.notes == ("EXIF data is corrupt (TypeError): orientation not applied",)
+    assert decode_image(data, name="cheek.jpg", draft=(16, 16)).image.size[0] >= 16
+
+
+def test_batch_ingest_goes_on_after_a_corrupt_exif_photo(tmp_path: Path, store: RatingStore) -> None:
+    files = [_write(tmp_path / "in", f"p{i}.jpg", _jpeg(i)) for i in range(4)]
+    files[1].write_bytes(_jpeg_with_corrupt_exif(seed=1))
+    summary = ingest(store, tmp_path / "photos", files)
+    assert [f.outcome for f in summary.files] == ["added"] * 4
+    assert summary.files[1].reason == "EXIF data is corrupt (TypeError): orientation not applied"
+    assert len(store.images()) == 4
+
+
+# -- 3. per-file summary ------------------------------------------------------------------------
+def test_summary_has_one_typed_outcome_per_file(tmp_path: Path, store: RatingStore) -> None:
+    good = _write(tmp_path / "in", "good.jpg", _jpeg(1))
+    again = _write(tmp_path / "in", "again.jpg", _jpeg(1))
+    bad = _write(tmp_path / "in", "notes.jpg", b"not a photo")
+    summary = ingest(store, tmp_path / "photos", [good, again, bad])
+    assert isinstance(summary, IngestSummary)
+    photo_id = summary.files[0].photo_id
+    assert summary.files == [
+        FileOutcome("good.jpg", "added", "", photo_id),
+        FileOutcome("again.jpg", "duplicate", "", photo_id),
+        FileOutcome("notes.jpg", "refused", "not a recognised image file"),
+    ]
+    assert summary.errors == ["notes.jpg: not a recognised image file"]
+    assert [f.line() for f in summary.files] == [
+        f"good.jpg: added {photo_id}", f"again.jpg: duplicate {photo_id}",
+        "notes.jpg: refused (not a recognised image file)",
+    ]
+    assert summary.as_dict()["files"][2] == {
+        "file": "notes.jpg", "outcome": "refused", "reason": "not a recognised image file", "photo_id": None,
+    }
+
+
+# -- 4. JPEG with a zip appended -----------------------------------------------------------------
+def test_jpeg_with_a_zip_appended_is_one_jpeg(tmp_path: Path, store: RatingStore) -> None:
+    payload = io.BytesIO()
+    with zipfile.ZipFile(payload, "w") as archive:
+        archive.writestr("inner1.jpg", _jpeg(5))
+        archive.writestr("inner2.jpg", _jpeg(6))
+    polyglot = _write(tmp_path / "in", "face.jpg", _jpeg(4) + payload.getvalue())
+    assert zipfile.is_zipfile(polyglot)  # what the old code tested: a zip's tail anywhere
+    summary = ingest(store, tmp_path / "photos", [polyglot])
+    assert [(f.file, f.outcome) for f in summary.files] == [("face.jpg", "added")]
+    assert summary.files[0].reason == "data appended after the image (e.g. a zip) was ignored"
+    assert store.get_image(summary.added[0]).width == 48
+
+
+def test_a_real_zip_is_a_zip_and_unsafe_members_stay_reported(tmp_path: Path, store: RatingStore) -> None:
+    archive = tmp_path / "batch.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("a.jpg", _jpeg(7))
+        zf.writestr("../evil.jpg", _jpeg(8))
+    summary = ingest(store, tmp_path / "photos", [archive])
+    assert [(f.file, f.outcome) for f in summary.files] == [
+        ("batch.zip", "refused"), ("batch.zip:a.jpg", "added")]
+    assert summary.errors == ["batch.zip: '../evil.jpg' has an unsafe path, skipped"]
+
+
+# -- 5. pixel budget per upload -------------------------------------------------------------------
+def test_pixel_budget_refuses_the_rest_of_a_zip_from_the_headers(tmp_path: Path, store: RatingStore) -> None:
+    side = 6000  # 36 MP each, under the 40 MP per-image cap
+    big = [_big_flat_png(side, grey=100 + i) for i in range(6)]
+    assert len(big[0]) < 100_000 and read_header(big[0]).pixels == side * side
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("small.jpg", _jpeg(9))
+        for i in range(6):
+            zf.writestr(f"big{i}.png", big[i])
+    summary = ingest(store, tmp_path / "photos", [archive], max_batch_pixels=80_000_000)
+    outcomes = [(f.file, f.outcome) for f in summary.files]
+    assert outcomes == [("bomb.zip:small.jpg", "added"), ("bomb.zip:big0.png", "added"),
+                        ("bomb.zip:big1.png", "added")] + [(f"bomb.zip:big{i}.png", "refused") for i in range(2, 6)]
+    assert summary.files[3].reason == ("6000x6000 pixels would pass this upload's 80,000,000 pixel "
+                                       "budget, not decoded")
+    assert all("budget is spent" in f.reason for f in summary.files[4:])
+
+
+def test_one_image_over_the_per_image_cap_is_refused_before_decoding(tmp_path: Path, store: RatingStore) -> None:
+    path = _write(tmp_path / "in", "huge.png", _big_flat_png(7000))
+    summary = ingest(store, tmp_path / "photos", [path], max_pixels=40_000_000)
+    assert summary.errors == ["huge.png: image is 7000x7000 = 49,000,000 pixels, more than the "
+                              "40,000,000 pixel limit"]
