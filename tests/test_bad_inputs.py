@@ -4,6 +4,7 @@ JPEG-with-zip polyglots and the per-upload pixel budget (issue 11, input half)."
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zipfile
 import zlib
@@ -213,3 +214,107 @@ def test_one_image_over_the_per_image_cap_is_refused_before_decoding(tmp_path: P
     summary = ingest(store, tmp_path / "photos", [path], max_pixels=40_000_000)
     assert summary.errors == ["huge.png: image is 7000x7000 = 49,000,000 pixels, more than the "
                               "40,000,000 pixel limit"]
+
+
+# -- 6. tampered checkpoints -----------------------------------------------------------------------
+CHECKPOINT_META = {"classes": ["mild", "moderate", "severe"], "cutoffs": [16.0, 32.0], "image_size": 32,
+                   "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+TAMPERED = {  # id -> (changes to model.json, what the one-line error says)
+    "std-zeros": ({"std": [0, 0, 0]}, "std must be 3 numbers above 0"),
+    "std-negative": ({"std": [0.2, -0.2, 0.2]}, "std must be 3 numbers above 0"),
+    "std-nan": ({"std": [float("nan"), 0.2, 0.2]}, "std must be 3 finite numbers"),
+    "std-inf": ({"std": [float("inf"), 0.2, 0.2]}, "std must be 3 finite numbers"),
+    "std-two": ({"std": [0.2, 0.2]}, "std must be 3 finite numbers"),
+    "std-strings": ({"std": ["a", "b", "c"]}, "std must be 3 finite numbers"),
+    "std-bools": ({"std": [True, True, True]}, "std must be 3 finite numbers"),
+    "mean-nan": ({"mean": [float("nan"), 0.4, 0.4]}, "mean must be 3 finite numbers"),
+    "mean-four": ({"mean": [0.4] * 4}, "mean must be 3 finite numbers"),
+    "mean-object": ({"mean": {"r": 0.4}}, "mean must be 3 finite numbers"),
+    "size-zero": ({"image_size": 0}, "image_size must be an integer from 16 to 1024"),
+    "size-huge": ({"image_size": 100000}, "image_size must be an integer from 16 to 1024"),
+    "size-string": ({"image_size": "224"}, "image_size must be an integer from 16 to 1024"),
+    "size-float": ({"image_size": 224.5}, "image_size must be an integer from 16 to 1024"),
+    "size-bool": ({"image_size": True}, "image_size must be an integer from 16 to 1024"),
+    "classes-two": ({"classes": ["mild", "severe"]}, "classes must be"),
+    "classes-four": ({"classes": ["a", "b", "c", "d"]}, "classes must be"),
+    "classes-order": ({"classes": ["severe", "moderate", "mild"]}, "classes must be"),
+    "classes-string": ({"classes": "mild"}, "classes must be"),
+    "cutoffs-decreasing": ({"cutoffs": [32, 16]}, "cutoffs must be 2 increasing numbers between 0 and 48"),
+    "cutoffs-over-48": ({"cutoffs": [16, 60]}, "cutoffs must be 2 increasing"),
+    "cutoffs-negative": ({"cutoffs": [-1, 16]}, "cutoffs must be 2 increasing"),
+    "cutoffs-three": ({"cutoffs": [8, 16, 32]}, "cutoffs must be 2 increasing"),
+    "cutoffs-null": ({"cutoffs": None}, "cutoffs must be 2 increasing"),
+    "arch-number": ({"arch": 18}, "arch must be a name"),
+    "arch-unknown": ({"arch": "no_such_net"}, "unknown architecture 'no_such_net'"),
+    "arch-other": ({"arch": "resnet18"}, "does not fit resnet18"),
+    "kwargs-checkpoint-path": ({"arch_kwargs": {"checkpoint_path": "/etc/passwd"}},
+                               "arch_kwargs: 'checkpoint_path' is not an option of mobilenetv2_100"),
+    "kwargs-list": ({"arch_kwargs": [1, 2]}, "arch_kwargs must be an object"),
+    "kwargs-transform": ({"arch_kwargs": {"transform_input": True}}, "'transform_input' is not an option"),
+    "missing-std": ({"std": None, "_drop": "std"}, "lacks std"),
+}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    from melasma.models import create, save_checkpoint
+
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("ck") / "mobilenetv2_100", create("mobilenetv2_100"),
+                           CHECKPOINT_META)
+
+
+def _tampered_copy(checkpoint: Path, tmp_path: Path, changes: dict) -> Path:
+    import json
+    import shutil
+
+    target = tmp_path / "ck"
+    shutil.copytree(checkpoint, target)
+    meta = {**json.loads((target / "model.json").read_text()), **changes}
+    meta.pop(changes.get("_drop", "_drop"), None)
+    meta.pop("_drop", None)
+    (target / "model.json").write_text(json.dumps(meta))  # json.dumps writes NaN / Infinity literals
+    return target
+
+
+@pytest.mark.parametrize("case", list(TAMPERED))
+def test_tampered_model_json_is_refused_in_one_line(checkpoint: Path, tmp_path: Path, case: str) -> None:
+    from melasma.models import CheckpointError, load_checkpoint
+
+    changes, message = TAMPERED[case]
+    target = _tampered_copy(checkpoint, tmp_path, changes)
+    with pytest.raises(CheckpointError, match=re.escape(message)) as info:
+        load_checkpoint(target)
+    assert "\n" not in str(info.value) and str(target) in str(info.value)
+
+
+def test_model_json_that_is_not_an_object_or_too_deep(checkpoint: Path, tmp_path: Path) -> None:
+    from melasma.models import CheckpointError, load_checkpoint
+
+    target = _tampered_copy(checkpoint, tmp_path, {})
+    for text, message in [("[1, 2]", "expected a JSON object"), ("[" * 100_000 + "]" * 100_000, "damaged")]:
+        (target / "model.json").write_text(text)
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(target)
+
+
+def test_unknown_keys_are_kept_and_nan_weights_refused(checkpoint: Path, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from melasma.models import CheckpointError, load_checkpoint
+    from melasma.models.checkpoint import read_checkpoint_meta
+
+    target = _tampered_copy(checkpoint, tmp_path, {"seed": 7, "head": "classes", "future_key": [1]})
+    _, meta = load_checkpoint(target)
+    assert (meta["seed"], meta["future_key"]) == (7, [1])
+    assert read_checkpoint_meta(target).extra["head"] == "classes"
+    state = load_file(str(target / "model.safetensors"))
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = torch.full_like(state[key], float("nan"))
+    save_file(state, str(target / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=f"{re.escape(key)} holds NaN or infinite values"):
+        load_checkpoint(target)

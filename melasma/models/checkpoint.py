@@ -1,10 +1,20 @@
-"""Checkpoints as `model.safetensors` + `model.json`: weights and metadata, never a pickle."""
+"""Checkpoints as `model.safetensors` + `model.json`: weights and metadata, never a pickle.
+
+`model.json` is checked against `CheckpointMeta` before any weights are read: the required keys
+(arch, classes, cutoffs, image_size, mean, std) must have the right types and ranges, and
+`arch_kwargs` may only hold the builder options the architecture's spec names. The schema is open:
+any other key (versions, created, metrics, config, data, and keys other modules add such as
+`pretrained`, `seed`, `manifest_hash`, `head`) is kept unchecked in `CheckpointMeta.extra` and
+returned in the metadata dict; a module that needs one of them validates it where it reads it.
+Every problem is one `CheckpointError` line naming the file and the key.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import platform
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -13,12 +23,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from melasma.masi import SCALE_MAX, SEVERITIES
 from melasma.models.factory import build
-from melasma.models.registry import get_spec
+from melasma.models.registry import ArchSpec, get_spec
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 REQUIRED_META = ("arch", "classes", "cutoffs", "image_size", "mean", "std")
+#: Accepted model input sizes, in pixels.
+IMAGE_SIZE_RANGE = (16, 1024)
 
 
 class CheckpointError(ValueError):
@@ -77,23 +90,116 @@ def save_checkpoint(directory: str | Path, model: nn.Module, meta: Mapping[str, 
     return directory
 
 
-def read_meta(directory: str | Path) -> dict[str, Any]:
-    """The metadata of a checkpoint folder, checked for the required keys."""
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """The validated metadata of a checkpoint; `extra` holds every other key, unchecked."""
+
+    arch: str
+    classes: tuple[str, ...]
+    cutoffs: tuple[float, float]
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> ArchSpec:
+        return get_spec(self.arch)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The metadata as stored in model.json (lists, not tuples)."""
+        return {**self.extra, "arch": self.arch, "classes": list(self.classes),
+                "cutoffs": list(self.cutoffs), "image_size": self.image_size, "mean": list(self.mean),
+                "std": list(self.std), "arch_kwargs": dict(self.arch_kwargs)}
+
+
+def _number(value: Any) -> float | None:
+    """A finite float from a JSON number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _triple(raw: dict[str, Any], key: str, positive: bool) -> tuple[float, float, float]:
+    value = raw[key]
+    numbers = [_number(v) for v in value] if isinstance(value, list) else []
+    if len(numbers) != 3 or any(n is None for n in numbers):
+        raise ValueError(f"{key} must be 3 finite numbers, got {value!r:.80}")
+    if positive and any(n <= 0 for n in numbers):  # type: ignore[operator]
+        raise ValueError(f"{key} must be 3 numbers above 0, got {value!r:.80}")
+    return numbers[0], numbers[1], numbers[2]  # type: ignore[return-value]
+
+
+def _arch_kwargs(value: Any, spec: ArchSpec) -> dict[str, Any]:
+    """Only the builder options the spec names, with the spec's value types (no free kwargs)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"arch_kwargs must be an object, got {type(value).__name__}")
+    allowed = dict(spec.pretrained_kwargs)
+    for key, item in value.items():
+        if key not in allowed:
+            raise ValueError(f"arch_kwargs: {key!r} is not an option of {spec.name} "
+                             f"(allowed: {', '.join(allowed) or 'none'})")
+        if type(item) is not type(allowed[key]):
+            raise ValueError(f"arch_kwargs: {key} must be {type(allowed[key]).__name__}, got {item!r:.40}")
+    return dict(value)
+
+
+def parse_meta(raw: Any) -> CheckpointMeta:
+    """Check a decoded model.json against the schema; raises ValueError naming the key."""
+    if not isinstance(raw, dict):
+        raise ValueError("expected a JSON object")
+    missing = [key for key in REQUIRED_META if key not in raw]
+    if missing:
+        raise ValueError(f"lacks {', '.join(missing)}")
+    if not isinstance(raw["arch"], str):
+        raise ValueError(f"arch must be a name, got {raw['arch']!r:.40}")
+    spec = get_spec(raw["arch"])
+    if raw["classes"] != list(SEVERITIES):
+        raise ValueError(f"classes must be {list(SEVERITIES)}, got {raw['classes']!r:.80}")
+    cutoffs = [_number(v) for v in raw["cutoffs"]] if isinstance(raw["cutoffs"], list) else []
+    top = SCALE_MAX["masi"]
+    if len(cutoffs) != 2 or None in cutoffs or not 0 < cutoffs[0] < cutoffs[1] < top:  # type: ignore[operator]
+        raise ValueError(f"cutoffs must be 2 increasing numbers between 0 and {top:g}, "
+                         f"got {raw['cutoffs']!r:.80}")
+    size = raw["image_size"]
+    low, high = IMAGE_SIZE_RANGE
+    if isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high:
+        raise ValueError(f"image_size must be an integer from {low} to {high}, got {size!r:.40}")
+    if size < spec.min_size:
+        raise ValueError(f"image_size {size} is below {spec.name}'s minimum of {spec.min_size}")
+    known = {*REQUIRED_META, "arch_kwargs"}
+    return CheckpointMeta(
+        arch=spec.name, classes=tuple(raw["classes"]), cutoffs=(cutoffs[0], cutoffs[1]),  # type: ignore[arg-type]
+        image_size=size, mean=_triple(raw, "mean", positive=False), std=_triple(raw, "std", positive=True),
+        arch_kwargs=_arch_kwargs(raw.get("arch_kwargs"), spec),
+        extra={key: value for key, value in raw.items() if key not in known},
+    )
+
+
+def read_checkpoint_meta(directory: str | Path) -> CheckpointMeta:
+    """The validated metadata of a checkpoint folder; raises CheckpointError (one line)."""
     path = Path(directory) / META_FILE
     if not path.is_file():
         raise CheckpointError(f"{directory} is not a checkpoint: {META_FILE} is missing")
     try:
-        meta = json.loads(path.read_text())
+        raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path} is damaged: {error}") from error
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path} is damaged: expected a JSON object")
-    missing = [key for key in REQUIRED_META if key not in meta]
-    if missing:
-        raise CheckpointError(f"{path} lacks {', '.join(missing)}")
-    if not isinstance(meta["classes"], list) or len(meta["classes"]) < 2:
-        raise CheckpointError(f"{path}: classes must be a list of at least two names")
-    return meta
+        raise CheckpointError(f"{path} is damaged: {error}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is damaged: nested too deeply") from None
+    try:
+        return parse_meta(raw)
+    except ValueError as error:
+        message = str(error).splitlines()[0] if str(error) else "invalid"
+        raise CheckpointError(f"{path}: {message}") from None
+
+
+def read_meta(directory: str | Path) -> dict[str, Any]:
+    """The metadata of a checkpoint folder as a dict, validated by `read_checkpoint_meta`."""
+    return read_checkpoint_meta(directory).as_dict()
 
 
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -101,24 +207,28 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    meta = read_meta(directory)
+    checked = read_checkpoint_meta(directory)
     weights = Path(directory) / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{directory} is not a checkpoint: {WEIGHTS_FILE} is missing")
-    try:
-        spec = get_spec(str(meta["arch"]))
-    except ValueError as error:
-        raise CheckpointError(f"{weights.parent}: {error}") from error
+    spec = checked.spec
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{weights} is damaged: {error}") from error
-    model = build(spec, len(meta["classes"]), meta.get("arch_kwargs") or {})
+        raise CheckpointError(f"{weights} is damaged: {error}") from None
+    try:
+        model = build(spec, len(checked.classes), checked.arch_kwargs)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{weights.parent}: cannot build {spec.name}: {error}") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         first = str(error).splitlines()
         detail = " ".join(line.strip() for line in first[1:3]) or first[0]
-        raise CheckpointError(f"{weights} does not fit {spec.name} with {len(meta['classes'])} "
-                              f"classes: {detail}") from error
-    return model.to(device).eval(), meta
+        raise CheckpointError(f"{weights} does not fit {spec.name} with {len(checked.classes)} "
+                              f"classes: {detail}") from None
+    bad = next((key for key, tensor in state.items()
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
+    if bad is not None:
+        raise CheckpointError(f"{weights} is damaged: {bad} holds NaN or infinite values")
+    return model.to(device).eval(), checked.as_dict()
