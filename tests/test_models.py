@@ -11,7 +11,7 @@ import torchvision
 from safetensors.torch import save_file
 
 from melasma.models import ARCHITECTURES, create, get_spec, resolve_module
-from melasma.models.factory import _reachable, load_backbone
+from melasma.models.factory import OFFLINE_FALLBACK, RANDOM_INIT, load_backbone, torchvision_cache_file
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -91,7 +91,7 @@ def test_local_pth_weights_torchvision_googlenet(tmp_path) -> None:
 def test_weights_of_another_arch_are_refused(tmp_path) -> None:
     path = tmp_path / "mobilenet.safetensors"
     save_file(timm.create_model("mobilenetv2_100").state_dict(), str(path))
-    with pytest.raises(ValueError, match="do not fit resnet18: .*missing"):
+    with pytest.raises(ValueError, match="do not fit resnet18: neither its own keys nor torchvision's"):
         create("resnet18", pretrained=path)
     with pytest.raises(ValueError, match="not found"):
         create("resnet18", pretrained=tmp_path / "absent.safetensors")
@@ -104,19 +104,90 @@ def test_pickled_objects_are_never_loaded(tmp_path) -> None:
         create("resnet18", pretrained=path)
 
 
-def test_auto_falls_back_with_one_warning(monkeypatch) -> None:
-    def offline(*args, **kwargs):
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network, empty torchvision and Hugging Face caches under tmp_path."""
+    def refuse(*args, **kwargs):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr("socket.create_connection", offline)
-    _reachable.cache_clear()
+    monkeypatch.setattr("socket.create_connection", refuse)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+    return tmp_path
+
+
+def _torchvision_twin(arch: str, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    extra = {"aux_logits": True, "init_weights": True} if arch == "googlenet" else {}
+    return getattr(torchvision.models, get_spec(arch).torchvision_weights)(weights=None, **extra).eval()
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_torchvision_weight_files_give_torchvision_logits(arch: str, tmp_path) -> None:
+    twin = _torchvision_twin(arch, 3)
+    if arch == "googlenet":
+        twin.transform_input = True  # torchvision turns it on with ImageNet weights, as we do
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = twin(x)
+    state = {k: v.contiguous() for k, v in twin.state_dict().items()}
+    torch.save(state, tmp_path / f"{arch}.pth")
+    save_file(state, str(tmp_path / f"{arch}.safetensors"))
+    for path in (tmp_path / f"{arch}.pth", tmp_path / f"{arch}.safetensors"):
+        model = create(arch, num_classes=1000, pretrained=path).eval()  # ImageNet head kept: comparable
+        with torch.no_grad():
+            assert torch.allclose(model(x), expected, atol=1e-5, rtol=0), path.name
+        assert model.pretrained_source.startswith(f"file {path} sha256:")
+    assert create(arch, pretrained=tmp_path / f"{arch}.pth").pretrained_source.startswith("file ")
+
+
+def test_auto_loads_torchvision_weights_from_the_local_cache_offline(offline) -> None:
+    twin = _torchvision_twin("densenet121", 4)
+    state = twin.state_dict()
+    old_style = {k.replace("norm1.", "norm.1.").replace("conv1.", "conv.1.") if "denselayer" in k else k: v
+                 for k, v in state.items()}  # the key names of torchvision's published file
+    cached = torchvision_cache_file(get_spec("densenet121"))
+    assert cached == offline / "torch" / "hub" / "checkpoints" / "densenet121-a639ec97.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save(old_style, cached)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback warning
+        model = create("densenet121", pretrained="auto")
+    assert model.pretrained_source == "torchvision IMAGENET1K_V1"
+    _backbone_equal(model, state, "classifier")
+
+
+def test_auto_falls_back_with_one_warning_when_nothing_is_cached(offline) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = create("mobilenetv2_100", pretrained="auto")
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and "mobilenetv2_100" in messages[0] and "--pretrained" in messages[0]
-    assert model.classifier.out_features == 3
-    _reachable.cache_clear()
+    assert model.pretrained_source == OFFLINE_FALLBACK and model.classifier.out_features == 3
+    assert create("mobilenetv2_100", pretrained="off").pretrained_source == RANDOM_INIT
+
+
+def test_a_cached_file_that_does_not_fit_is_an_error_not_a_fallback(offline) -> None:
+    cached = torchvision_cache_file(get_spec("resnet18"))
+    cached.parent.mkdir(parents=True)
+    state = dict(_torchvision_twin("resnet18", 5).state_dict())
+    state["conv1.weight"] = torch.zeros(64, 3, 3, 3)
+    torch.save(state, cached)
+    with pytest.raises(ValueError, match="wrong shape .*conv1.weight"):
+        create("resnet18", pretrained="auto")
+
+
+def test_timm_recipe_from_the_hugging_face_cache_offline(offline) -> None:
+    snapshot = offline / "hf" / "models--timm--mobilenetv2_100.ra_in1k" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    torch.manual_seed(6)
+    state = {k: v.contiguous() for k, v in timm.create_model("mobilenetv2_100").state_dict().items()}
+    save_file(state, str(snapshot / "model.safetensors"))
+    model = create("mobilenetv2_100", pretrained="timm")
+    assert model.pretrained_source == "timm mobilenetv2_100.ra_in1k"
+    _backbone_equal(model, state, "classifier")
 
 
 def test_load_backbone_reports_shape_mismatch() -> None:

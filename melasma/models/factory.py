@@ -1,18 +1,27 @@
 """`create(arch, num_classes, pretrained)`: a study network with a fresh classification head.
 
-`pretrained` is "off" (random init), "auto" (ImageNet weights from the hub; one warning and random
-init when the hub cannot be reached) or the path of a local weights file (.safetensors, or .pth/.pt
-read with ``torch.load(weights_only=True)``). ImageNet heads are dropped: the new head stays random.
+`pretrained` is one of
+- "auto": the study's ImageNet weights, torchvision's IMAGENET1K_V1 (timm's recipe for timm models
+  outside the six), from the local cache first (`$TORCH_HOME/hub/checkpoints/`, the Hugging Face
+  cache), then the network; when neither has them, random init with one warning, never silently;
+- "timm": timm's own ImageNet recipe (e.g. resnet18.a1_in1k) where timm has one, same fallback;
+- "off": random init;
+- the path of a weights file (.safetensors, or .pth/.pt/.bin read with ``torch.load(weights_only=True)``)
+  in timm or torchvision layout.
+ImageNet heads are dropped: the new head stays random. The model carries `pretrained_source`, a
+one-line provenance ("torchvision IMAGENET1K_V1", "timm resnet18.a1_in1k", "file PATH sha256:...",
+"random init (offline fallback)" or "random init").
 """
 
 from __future__ import annotations
 
 import logging
-import socket
+import os
+import re
 import warnings
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -21,23 +30,22 @@ from melasma.models.registry import ArchSpec, get_spec
 
 log = logging.getLogger(__name__)
 
-#: Hosts that serve the ImageNet weights of each source.
-HUB_HOSTS: dict[str, str] = {"timm": "huggingface.co", "torchvision": "download.pytorch.org"}
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+#: The torchvision weights of the study's era (PyTorch's ImageNet weights before the V2 recipes).
+STUDY_WEIGHTS = "IMAGENET1K_V1"
+PRETRAINED_SOURCES = ("auto", "timm", "off")
+RANDOM_INIT = "random init"
+OFFLINE_FALLBACK = "random init (offline fallback)"
+#: torchvision's DenseNet files predate its module names ("norm.1" for "norm1"); torchvision renames them.
+_OLD_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 
 
 class PretrainedWeightsWarning(RuntimeWarning):
-    """ImageNet weights were asked for but could not be downloaded: the model is randomly initialised."""
+    """ImageNet weights were asked for but are neither cached nor downloadable: random init."""
 
 
-@lru_cache(maxsize=None)
-def _reachable(host: str, timeout: float = 3.0) -> bool:
-    """Whether `host` accepts a TCP connection on 443 (checked once per process)."""
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+class WeightsUnavailable(LookupError):
+    """The asked-for weights are not in the local cache and downloading is switched off."""
 
 
 def build(spec: ArchSpec, num_classes: int, extra_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
@@ -76,21 +84,59 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path.name} does not hold a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    return {_OLD_DENSENET_KEY.sub(r"\1\2", k.removeprefix("module.")): v for k, v in state.items()}
+
+
+def _torchvision_keys(spec: ArchSpec) -> list[str]:
+    """The state-dict keys of `spec`'s torchvision twin in module order (built on the meta device)."""
+    import torchvision
+
+    with torch.device("meta"):  # structure only
+        twin = getattr(torchvision.models, spec.torchvision_weights)(weights=None)
+    return [k for k in twin.state_dict() if not k.endswith("num_batches_tracked")]
+
+
+def torchvision_to_timm(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "weights") -> dict[str, torch.Tensor]:
+    """`state` of the torchvision twin of `model` (a timm study network) renamed and reshaped to
+    `model`'s keys. Both list the same layers in the same module order, so tensors pair up by
+    position; each pair must agree in kind (weight, bias, running stats) and size. VGG16's classifier
+    Linear layers become timm's 7x7 and 1x1 ConvMlp convolutions. A head of another size is left out."""
+    spec = get_spec(model)
+    own = [(k, v) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")]
+    theirs = _torchvision_keys(spec)
+    absent = [k for k in theirs if k not in state]
+    if absent or len(own) != len(theirs):
+        raise ValueError(f"{source} do not fit {spec.name}: neither its own keys nor torchvision's layout "
+                         f"({len(absent)} of torchvision's {len(theirs)} keys missing, e.g. {', '.join(absent[:3])})")
+    converted = {}
+    for (key, target), their_key in zip(own, theirs):
+        value = state[their_key]
+        same_kind = key.rsplit(".", 1)[-1] == their_key.rsplit(".", 1)[-1]
+        if not same_kind or (value.numel() != target.numel() and not key.startswith(f"{spec.head}.")):
+            raise ValueError(f"{source} do not fit {spec.name}: torchvision's {their_key} "
+                             f"{tuple(value.shape)} does not map to {key} {tuple(target.shape)}")
+        if value.numel() == target.numel():
+            converted[key] = value.reshape(target.shape)
+    return converted
 
 
 def load_backbone(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "weights") -> None:
-    """Load `state` into `model`, dropping the classifier head; other mismatches raise ValueError."""
+    """Load `state` (timm/own or torchvision layout) into `model`, dropping the classifier head;
+    other mismatches raise ValueError."""
     spec = get_spec(model)
     own = model.state_dict()
     head = f"{spec.head}."
+    if spec.source == "timm" and spec.torchvision_weights and any(
+            k not in state and not k.startswith(head) and not k.endswith("num_batches_tracked") for k in own):
+        state = torchvision_to_timm(model, state, source)
     state = {
         k: v for k, v in state.items()
         if not any(k.startswith(prefix) for prefix in spec.extra_weight_keys)
         and not (k.startswith(head) and (k not in own or own[k].shape != v.shape))
     }
     wrong_shape = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
-    missing = sorted(k for k in own if k not in state and not k.startswith(head))
+    missing = sorted(k for k in own if k not in state and not k.startswith(head)
+                     and not k.endswith("num_batches_tracked"))
     unexpected = sorted(k for k in state if k not in own)
     if wrong_shape or missing or unexpected:
         problems = []
@@ -101,47 +147,81 @@ def load_backbone(model: nn.Module, state: Mapping[str, torch.Tensor], source: s
     model.load_state_dict(state, strict=False)
 
 
-def _hub_weights(spec: ArchSpec, num_classes: int) -> nn.Module:
-    """A model with ImageNet weights from the hub; raises on any download problem."""
-    if not _reachable(HUB_HOSTS[spec.source]):
-        raise ConnectionError(f"{HUB_HOSTS[spec.source]} is not reachable")
-    if spec.source == "timm":
-        import timm
-
-        model = timm.create_model(spec.builder, pretrained=True, num_classes=num_classes,
-                                  **dict(spec.builder_kwargs))
-        model.arch_name = spec.name
-        model.arch_kwargs = {}
-        return model
+def torchvision_cache_file(spec: ArchSpec) -> Path:
+    """Where torchvision keeps the study weights of `spec`: `$TORCH_HOME/hub/checkpoints/<its file name>`."""
     import torchvision
 
-    weights = torchvision.models.get_model_weights(spec.builder).DEFAULT
-    model = build(spec, num_classes, dict(spec.pretrained_kwargs))
-    load_backbone(model, weights.get_state_dict(progress=False), f"ImageNet weights {weights}")
-    return model
+    url = torchvision.models.get_model_weights(spec.torchvision_weights)[STUDY_WEIGHTS].url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def _torchvision_state(spec: ArchSpec) -> dict[str, torch.Tensor]:
+    """torchvision's IMAGENET1K_V1 state dict from its cache, else downloaded into it (OSError offline)."""
+    import torchvision
+
+    path = torchvision_cache_file(spec)
+    if not path.is_file():
+        url = torchvision.models.get_model_weights(spec.torchvision_weights)[STUDY_WEIGHTS].url
+        log.info("downloading %s", url)
+        torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True, weights_only=True)
+    return _read_weights(path)
+
+
+def _timm_state(spec: ArchSpec) -> tuple[dict[str, torch.Tensor], str]:
+    """timm's default ImageNet recipe from the Hugging Face cache, else the hub (unless HF_HUB_OFFLINE)."""
+    import timm
+    from huggingface_hub import hf_hub_download, is_offline_mode, try_to_load_from_cache
+
+    repo = timm.models.get_pretrained_cfg(spec.builder).hf_hub_id
+    if not repo:
+        raise WeightsUnavailable(f"timm has no Hugging Face weights for {spec.builder}")
+    tag = f"timm {repo.removeprefix('timm/')}"
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        cached = try_to_load_from_cache(repo, filename)
+        if isinstance(cached, str):
+            return _read_weights(Path(cached)), tag
+    if is_offline_mode():
+        raise WeightsUnavailable(f"{repo} is not in the Hugging Face cache and HF_HUB_OFFLINE is set")
+    return _read_weights(Path(hf_hub_download(repo, "model.safetensors"))), tag
+
+
+def _file_provenance(path: Path) -> str:
+    from melasma.data.images import file_sha256
+
+    return f"file {path} sha256:{file_sha256(path)}"
 
 
 def create(arch: str, num_classes: int = 3, pretrained: str | Path = "off") -> nn.Module:
-    """Build `arch` with a `num_classes` head; the model carries `arch_name` (and `arch_kwargs`)."""
+    """Build `arch` with a `num_classes` head; the model carries `arch_name`, `arch_kwargs` and
+    `pretrained_source` (what its weights started from, see the module doc)."""
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     spec = get_spec(arch)
-    if pretrained == "off":
-        return build(spec, num_classes)
-    if pretrained == "auto":
+    if str(pretrained) == "off":
+        model = build(spec, num_classes)
+        model.pretrained_source = RANDOM_INIT
+        return model
+    if str(pretrained) in ("auto", "timm"):
+        use_torchvision = spec.source == "torchvision" or (pretrained == "auto" and bool(spec.torchvision_weights))
         try:
-            return _hub_weights(spec, num_classes)
-        except Exception as error:  # noqa: BLE001 - any hub failure falls back to random init
-            message = (
-                f"{spec.name}: ImageNet weights could not be downloaded ({type(error).__name__}: "
-                f"{str(error).splitlines()[0] if str(error) else ''}); using random initialisation. "
-                f"Pass a local weights file instead (--pretrained PATH.safetensors or .pth)."
-            )
+            if use_torchvision:
+                state, provenance = _torchvision_state(spec), f"torchvision {STUDY_WEIGHTS}"
+            else:
+                state, provenance = _timm_state(spec)
+        except (OSError, WeightsUnavailable) as error:
+            where = "torchvision" if use_torchvision else "timm"
+            message = (f"{spec.name}: {where} ImageNet weights are not in the local cache and could not be "
+                       f"downloaded ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                       f"using random initialisation. Pass a weights file instead (--pretrained PATH).")
             log.warning(message)
             warnings.warn(message, PretrainedWeightsWarning, stacklevel=2)
-            return build(spec, num_classes)
-    path = Path(pretrained)
-    state = _read_weights(path)
+            model = build(spec, num_classes)
+            model.pretrained_source = OFFLINE_FALLBACK
+            return model
+    else:
+        path = Path(pretrained).expanduser()
+        state, provenance = _read_weights(path), _file_provenance(path)
     model = build(spec, num_classes, dict(spec.pretrained_kwargs))
-    load_backbone(model, state, f"weights in {path.name}")
+    load_backbone(model, state, provenance)
+    model.pretrained_source = provenance
     return model

@@ -22,7 +22,9 @@ class ArchSpec:
 
     `head` is the dotted path of the classifier layer (dropped when ImageNet weights are loaded);
     `builder_kwargs` go to the builder on every build, `pretrained_kwargs` only with ImageNet weights;
-    `extra_weight_keys` are key prefixes an ImageNet weights file may hold that this model lacks.
+    `extra_weight_keys` are key prefixes an ImageNet weights file may hold that this model lacks;
+    `torchvision_weights` names the torchvision model whose ImageNet weights the study used (empty:
+    none, the timm recipe is the only ImageNet source).
     """
 
     name: str
@@ -36,23 +38,26 @@ class ArchSpec:
     builder_kwargs: KwargPairs = ()
     pretrained_kwargs: KwargPairs = ()
     extra_weight_keys: tuple[str, ...] = ()
+    torchvision_weights: str = ""
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     spec.name: spec
     for spec in (
         ArchSpec("alexnet", "torchvision", "alexnet", "features.11", "alexnet", 63, "AlexNet",
-                 head="classifier.6"),
+                 head="classifier.6", torchvision_weights="alexnet"),
         ArchSpec("googlenet", "torchvision", "googlenet", "inception5b", "googlenet", 15, "GoogLeNet",
                  head="fc", builder_kwargs=(("aux_logits", False), ("init_weights", True)),
-                 pretrained_kwargs=(("transform_input", True),), extra_weight_keys=("aux1.", "aux2.")),
+                 pretrained_kwargs=(("transform_input", True),), extra_weight_keys=("aux1.", "aux2."),
+                 torchvision_weights="googlenet"),
         ArchSpec("resnet18", "timm", "resnet18", "layer4.-1", "timm_resnet", 8, "ResNet-18",
-                 head="fc"),
-        ArchSpec("vgg16", "timm", "vgg16", "features.29", "timm_vgg", 32, "VGG16", head="head.fc"),
+                 head="fc", torchvision_weights="resnet18"),
+        ArchSpec("vgg16", "timm", "vgg16", "features.29", "timm_vgg", 32, "VGG16", head="head.fc",
+                 torchvision_weights="vgg16"),
         ArchSpec("densenet121", "timm", "densenet121", "features.norm5", "timm_densenet", 29,
-                 "DenseNet121", head="classifier"),
+                 "DenseNet121", head="classifier", torchvision_weights="densenet121"),
         ArchSpec("mobilenetv2_100", "timm", "mobilenetv2_100", "bn2", "timm_mobilenetv2", 8,
-                 "MobileNetV2", head="classifier"),
+                 "MobileNetV2", head="classifier", torchvision_weights="mobilenet_v2"),
     )
 }
 
