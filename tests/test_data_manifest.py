@@ -139,3 +139,37 @@ def test_manifest_hash_tracks_content_labels_and_splits(synth_dir: Path, tmp_pat
     relabelled.loc[0, "label"] = (relabelled.loc[0, "label"] + 1) % 3
     assert manifest_hash(relabelled) != manifest_hash(df)
     assert manifest_hash(load_dataset(synth_dir / "labels.csv", seed=5)) != manifest_hash(df)
+
+
+def test_a_patient_in_two_given_splits_is_refused_unless_allowed(tmp_path: Path) -> None:
+    names = [f"i{i}.png" for i in range(6)]
+    _write_images(tmp_path, names)
+    pd.DataFrame({"image": names, "severity": ["mild", "moderate", "severe"] * 2,
+                  "patient_id": ["A", "A", "B", "C", "D", "D"],
+                  "split": ["train", "test", "val", "train", "val", "val"]}).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(DatasetError, match=r"1 patient\(s\) in more than one split .*allow-patient-overlap.*: A \(test/train\)"):
+        load_dataset(tmp_path / "m.csv")
+    table = load_dataset(tmp_path / "m.csv", allow_patient_overlap=True)
+    assert table["split"].tolist() == ["train", "test", "val", "train", "val", "val"]
+
+
+def test_automatic_split_does_not_depend_on_row_order(synth_dir: Path, tmp_path: Path) -> None:
+    rows = pd.read_csv(synth_dir / "labels.csv")
+    rows["image"] = [str(synth_dir / name) for name in rows["image"]]
+    for with_patients in (True, False):
+        table = rows if with_patients else rows.drop(columns="patient_id")
+        table.to_csv(tmp_path / "ordered.csv", index=False)
+        table.sample(frac=1, random_state=3).to_csv(tmp_path / "shuffled.csv", index=False)
+        ordered, shuffled = (load_dataset(tmp_path / f"{name}.csv").set_index("path")["split"]
+                             for name in ("ordered", "shuffled"))
+        assert shuffled.reindex(ordered.index).equals(ordered), with_patients
+
+
+def test_skin_type_comes_from_the_manifest_or_the_synthetic_fitzpatrick_column(synth_dir: Path, tmp_path: Path) -> None:
+    table = load_dataset(synth_dir / "labels.csv")
+    assert table["skin_type"].tolist() == pd.read_csv(synth_dir / "labels.csv", dtype=str)["fitzpatrick"].tolist()
+    names = [f"i{i}.png" for i in range(10)]
+    _write_images(tmp_path, names)
+    pd.DataFrame({"image": names, "severity": ["mild", "moderate", "severe", "mild", "mild"] * 2,
+                  "skin_type": ["I-II", "V-VI"] * 5}).to_csv(tmp_path / "m.csv", index=False)
+    assert load_dataset(tmp_path / "m.csv")["skin_type"].tolist() == ["I-II", "V-VI"] * 5

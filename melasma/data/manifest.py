@@ -1,8 +1,11 @@
 """Dataset manifests: a CSV (`image` + `masi` or `severity`) or mild/moderate/severe folders -> table.
 
 `load_dataset` returns one row per image with columns `path` (absolute), `label` (index into
-`SEVERITIES`), `severity`, `masi` (NaN when unknown), `patient_id` (str or None), `split` and
-`sha256` (of the file bytes). Every problem is collected first and raised as one `DatasetError`.
+`SEVERITIES`), `severity`, `masi` (NaN when unknown), `patient_id` (str or None), `split`, `sha256`
+(of the file bytes) and `skin_type` (the CSV's `skin_type` column, else its `fitzpatrick` column as
+the synthetic set writes it, else None). Every problem is collected first and raised as one
+`DatasetError`; a user `split` column that puts one patient in two splits is one, unless
+`allow_patient_overlap`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from melasma.data.images import file_sha256
-from melasma.data.splits import SPLITS, DatasetError, assign_splits
+from melasma.data.splits import SPLITS, DatasetError, assign_splits, patients_in_several_splits
 from melasma.masi import SCALE_MAX, SEVERITIES, severity
 
 __all__ = ["DatasetError", "IMAGE_EXTENSIONS", "load_dataset", "manifest_hash"]
@@ -76,6 +79,8 @@ def _read_csv(csv_path: Path, cutoffs: tuple[float, float] | None, problems: lis
         bad_split = line[~split.isin(SPLITS)].tolist()
         if bad_split:
             problems.append(f"split must be one of {', '.join(SPLITS)} on {_lines(bad_split)}")
+    skin_column = next((c for c in ("skin_type", "fitzpatrick") if c in raw), None)
+    skin = raw[skin_column].str.strip() if skin_column else pd.Series("", index=raw.index)
     root = csv_path.parent
     return pd.DataFrame({
         "path": [os.path.abspath(root / p) if p else "" for p in image],
@@ -83,6 +88,7 @@ def _read_csv(csv_path: Path, cutoffs: tuple[float, float] | None, problems: lis
         "masi": masi.astype(float),
         "patient_id": [p if p else None for p in patient],
         "split": [s if s else None for s in split],
+        "skin_type": [t if t else None for t in skin],
         "line": line,
     })
 
@@ -98,7 +104,7 @@ def _read_folders(root: Path) -> pd.DataFrame:
                     labels.append(name)
     return pd.DataFrame({
         "path": paths, "severity": labels, "masi": math.nan, "patient_id": None, "split": None,
-        "line": None,
+        "skin_type": None, "line": None,
     })
 
 
@@ -107,7 +113,8 @@ def _describe(row: pd.Series) -> str:
 
 
 def load_dataset(
-    path: str | os.PathLike, *, seed: int = 0, cutoffs: tuple[float, float] | None = None
+    path: str | os.PathLike, *, seed: int = 0, cutoffs: tuple[float, float] | None = None,
+    allow_patient_overlap: bool = False,
 ) -> pd.DataFrame:
     """Read a CSV manifest or class-folder data set, check it and assign splits (see module doc)."""
     source = Path(path)
@@ -161,6 +168,13 @@ def load_dataset(
         for name in SPLITS:
             if not (table["split"] == name).any():
                 problems.append(f"the split column has no {name} images")
+        overlap = patients_in_several_splits(table)
+        if overlap and not allow_patient_overlap:
+            problems.append(
+                f"{len(overlap)} patient(s) in more than one split (their images would leak between "
+                f"training and evaluation; pass --allow-patient-overlap to accept): "
+                + _listing([f"{p} ({'/'.join(s)})" for p, s in overlap.items()])
+            )
 
     if problems:
         raise DatasetError(f"{source}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
@@ -168,7 +182,7 @@ def load_dataset(
     table = table.drop(columns="line").reset_index(drop=True)
     table["label"] = table["severity"].map({s: i for i, s in enumerate(SEVERITIES)}).astype(int)
     table["split"] = assign_splits(table, seed=seed)
-    return table[["path", "label", "severity", "masi", "patient_id", "split", "sha256"]]
+    return table[["path", "label", "severity", "masi", "patient_id", "split", "sha256", "skin_type"]]
 
 
 def manifest_hash(df: pd.DataFrame) -> str:

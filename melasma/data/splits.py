@@ -18,8 +18,11 @@ class DatasetError(ValueError):
 
 
 def _groups(df: pd.DataFrame) -> pd.Series:
-    """One group key per row: the patient when known, else the row itself."""
+    """One group key per row: the patient when known, else the image (its content hash when known,
+    so the key does not depend on the row order)."""
     rows = pd.Series([f"\0row{i}" for i in range(len(df))], index=df.index)
+    if "sha256" in df:
+        rows = rows.where(df["sha256"].isna(), "image:" + df["sha256"].astype(str))
     if "patient_id" not in df:
         return rows
     patients = df["patient_id"].astype("object")
@@ -27,12 +30,22 @@ def _groups(df: pd.DataFrame) -> pd.Series:
     return rows.where(~known, "patient:" + patients.astype(str))
 
 
+def patients_in_several_splits(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Patient id -> the splits it appears in, for every patient found in more than one split."""
+    if "patient_id" not in df or "split" not in df:
+        return {}
+    known = df[df["patient_id"].notna() & df["split"].notna()]
+    spread = known.groupby(known["patient_id"].astype(str))["split"].unique()
+    return {patient: sorted(splits) for patient, splits in spread.items() if len(splits) > 1}
+
+
 def assign_splits(
     df: pd.DataFrame, seed: int = 0, ratios: tuple[float, float, float] = DEFAULT_RATIOS
 ) -> pd.Series:
     """Return a train/val/test label per row of `df` (needs a `severity` column).
 
-    A filled `split` column wins. Otherwise patients (or single images without a patient id) are
+    A filled `split` column wins. Otherwise patients (or single images without a patient id, keyed
+    by their `sha256` when the column exists) are sorted by key, so the row order does not matter,
     shuffled with `seed` and placed greedily, largest first, where their classes are most lacking
     relative to the target ratios; every class ends up in train. Raises DatasetError when there are
     too few images or patients to fill three splits.
@@ -55,7 +68,8 @@ def assign_splits(
     classes = df["severity"].map({s: i for i, s in enumerate(SEVERITIES)}).to_numpy()
     members: dict[str, np.ndarray] = {k: np.flatnonzero(groups.to_numpy() == k) for k in groups.unique()}
     rng = np.random.default_rng(seed)
-    keys = [list(members)[i] for i in rng.permutation(n_groups)]
+    ordered = sorted(members)  # a function of the content, not of the row order
+    keys = [ordered[i] for i in rng.permutation(n_groups)]
     keys.sort(key=lambda k: -len(members[k]))  # stable: equal sizes keep the shuffled order
 
     totals = np.bincount(classes, minlength=len(SEVERITIES)).astype(float)
