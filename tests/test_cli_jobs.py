@@ -11,8 +11,6 @@ from melasma.cli import main
 from melasma.data.synthetic import generate
 from melasma.jobs import JobRunner
 
-pytestmark = pytest.mark.timeout(180)
-
 TINY = ("--arch", "resnet10t", "--epochs", "2", "--image-size", "32", "--batch-size", "8",
         "--pretrained", "off", "--device", "cpu")
 
@@ -57,8 +55,8 @@ def test_a_queued_job_is_run_by_the_apps_runner(tmp_path: Path, capsys) -> None:
     generate(tmp_path / "faces", n=30, seed=3, size=64)
     data_dir = tmp_path / "data"
     _, out, _ = _run(capsys, "jobs", "submit", "--data", str(tmp_path / "faces"), *TINY, "--data-dir", str(data_dir))
-    runner = JobRunner(data_dir)  # what the app holds: its worker polls the queue
+    runner = JobRunner(data_dir).start()  # what the app holds: its worker polls the queue
     try:
-        assert runner.wait(out.strip(), timeout=120)["state"] == "done"
+        assert runner.wait(out.strip())["state"] == "done"
     finally:
         runner.close()

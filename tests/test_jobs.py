@@ -1,4 +1,6 @@
-"""JobRunner on a tiny synthetic set: done, cancelled, failed, queued in order, restart persistence."""
+"""JobRunner on a tiny synthetic set: done, cancelled, failed, queued in order, restart persistence.
+
+No wall-clock limits: every wait is on a job state, so a loaded machine is slower, never red."""
 
 from __future__ import annotations
 
@@ -16,10 +18,6 @@ from melasma.jobs import JobNotFoundError, JobRunner
 from melasma.jobs.execute import config_to_dict, describe_error
 from melasma.jobs.store import INTERRUPTED, JobStore, owner_string
 from melasma.training import TrainConfig
-
-pytestmark = pytest.mark.timeout(150)
-
-WAIT_S = 90
 
 
 #: timm's smallest CNN (0.4 M parameters): real training in a fraction of resnet18's time.
@@ -63,14 +61,13 @@ def test_presses_queue_in_order_one_at_a_time_and_finish(runner: JobRunner, tmp_
     for press in presses:
         press.join()
     assert len(set(ids)) == 2
-    deadline = time.monotonic() + 2 * WAIT_S
-    while True:
-        states = [runner.status(job_id)["state"] for job_id in ids]
+    while True:  # one snapshot of all states per look (reading job by job can straddle a hand-over)
+        states = [job["state"] for job in runner.list_jobs()]
         assert states.count("running") <= 1, states
-        if all(state == "done" for state in states):
+        if all(state in ("done", "failed") for state in states):
             break
-        assert time.monotonic() < deadline, states
         time.sleep(0.05)
+    assert [runner.status(job_id)["state"] for job_id in ids] == ["done", "done"]
 
     status = runner.status(failed)  # a bad data set fails with the DatasetError message ...
     assert status["state"] == "failed" and "nowhere.png" in status["error"]
@@ -93,12 +90,10 @@ def test_presses_queue_in_order_one_at_a_time_and_finish(runner: JobRunner, tmp_
 def test_cancel_stops_within_a_batch_and_keeps_finished_archs(runner: JobRunner, synth_dir: Path) -> None:
     second = "test_efficientnet"
     job_id = runner.submit(tiny(synth_dir / "labels.csv", archs=(TINY, second), batch_size=8))
-    deadline = time.monotonic() + WAIT_S
     while runner.status(job_id)["arch"] != second:
-        assert time.monotonic() < deadline, "second architecture never started"
         time.sleep(0.05)
     assert runner.cancel(job_id) == "running"
-    status = runner.wait(job_id, WAIT_S)
+    status = runner.wait(job_id)
     assert status["state"] == "cancelled"
     assert [row["arch"] for row in status["history"]] == [TINY], "cancel must act within a batch, not an epoch"
     assert [row["arch"] for row in status["summary"]] == [TINY]
@@ -114,12 +109,12 @@ def test_restart_shows_past_jobs_and_fails_interrupted_ones(tmp_path: Path) -> N
     store.add("old-queued", queued, data_dir / "runs" / "old-queued")
     assert store.claim(dead_owner(), lambda owner: False) == "old-running"
 
-    runner = JobRunner(data_dir)  # the "restarted app"
+    runner = JobRunner(data_dir).start()  # the "restarted app"
     try:
         crashed = runner.status("old-running")
         assert crashed["state"] == "failed" and crashed["error"] == INTERRUPTED
         assert [job["job_id"] for job in runner.list_jobs()] == ["old-queued", "old-running"]
-        picked_up = runner.wait("old-queued", WAIT_S)  # the queue survives the restart too
+        picked_up = runner.wait("old-queued")  # the queue survives the restart too
         assert picked_up["state"] == "failed" and "missing.csv" in picked_up["error"]
         with pytest.raises(JobNotFoundError, match="no training job 'nope'"):
             runner.status("nope")
@@ -148,6 +143,6 @@ def test_training_runs_under_spaces_gpu_only_on_zerogpu() -> None:
     probe = ("import sys, melasma.jobs.runner as r; "
              "print(hasattr(r.train_job, 'zerogpu'), r.train_job.__wrapped__ is r.run_job, 'spaces' in sys.modules)")
     env = {**os.environ, "SPACES_ZERO_GPU": "true", "SPACES_ZERO_DEVICE_API_URL": "http://127.0.0.1:9"}
-    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60,
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[1])
     assert result.stdout.split() == ["True", "True", "True"], result.stderr[-2000:]

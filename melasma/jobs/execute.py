@@ -1,7 +1,8 @@
 """One job's training: `train_many` with its events written to the job store as they happen.
 
 `run_job(db_path, job_id)` takes only plain arguments and opens its own store, so it runs the same
-in the runner's thread and in the process ZeroGPU forks for a `spaces.GPU` function. It never
+in the worker process (`melasma.jobs.worker`) and in the process ZeroGPU forks for a `spaces.GPU`
+function. Before training it checks the job's memory estimate against the memory free now. It never
 raises: every way a run can end is recorded in the store (done, cancelled, failed + message).
 """
 
@@ -45,7 +46,7 @@ def describe_error(error: BaseException, arch: str | None) -> str:
     import torch
 
     where = f" while training {arch}" if arch else ""
-    if isinstance(error, torch.OutOfMemoryError):
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
         return f"out of memory{where}: lower the batch size or the image size"
     if isinstance(error, (ValueError, FileNotFoundError)) and str(error):
         return str(error)  # our input errors (DatasetError lists every problem): shown as written
@@ -127,10 +128,12 @@ def run_job(db_path: str, job_id: str) -> None:
     store.add_event(job_id, "log", f"started {job_id}: {', '.join(recorder.archs)}, "
                                    f"up to {recorder.epochs} epochs, data {config_values.get('data')}")
     try:
+        from melasma.jobs.memory import require_memory
         from melasma.training import train_many
 
-        summary = train_many(config_from_dict(config_values), on_event=recorder,
-                             should_stop=recorder.should_stop)
+        config = config_from_dict(config_values)
+        require_memory(config)  # memory may have shrunk since the job was queued
+        summary = train_many(config, on_event=recorder, should_stop=recorder.should_stop)
         rows = summary_rows(summary)
     except Exception as error:  # noqa: BLE001 - any training error fails the job, the app keeps serving
         message = describe_error(error, recorder.arch)

@@ -1,11 +1,15 @@
 """`JobRunner`: a queue of training jobs with one worker, persisted in ``DATA/jobs.sqlite``.
 
-Thread, not subprocess: training spends its time inside torch kernels, which release the GIL, so a
-worker thread keeps the web app responsive while sharing its decode cache and CUDA context, and a
-failed run is one caught exception. The queue itself lives in SQLite: a job is claimed only while no
-job of this data folder is running, so two Start presses (or the app and a CLI process) get two
-queued jobs, never two trainings on one GPU. On a ZeroGPU Space the training call runs under
-`spaces.GPU`, which forks a GPU process; progress and the cancel flag travel through SQLite either way.
+Each job trains in its own process (`melasma.jobs.worker`), started and watched by the runner's
+thread: a job that runs out of memory or crashes takes only that process down, and the runner
+records why ("out of memory", the signal) instead of losing the app. The queue itself lives in
+SQLite: a job is claimed only while no job of this data folder is running, so two Start presses (or
+the app and a CLI process) get two queued jobs, never two trainings on one GPU. On a ZeroGPU Space
+the training call runs under `spaces.GPU` instead, which forks its own GPU process. Progress, log
+lines and the cancel flag travel through SQLite either way.
+
+No thread starts at import or construction: `start()` (called by the app once it is serving, by
+`submit`, and by `jobs work`) starts the worker thread.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from melasma.jobs import worker
 from melasma.jobs.execute import config_to_dict, run_job
+from melasma.jobs.limits import TrainingLimits
 from melasma.jobs.store import FINAL_STATES, JobStore, owner_is_dead, owner_string
 
 if TYPE_CHECKING:
@@ -62,6 +68,31 @@ def _gpu_task(task: Callable[[str, str], None]) -> Callable[[str, str], None]:
 train_job = _gpu_task(run_job)
 
 
+def run_isolated(db_path: str, job_id: str) -> int:
+    """Train `job_id` in a worker process and wait for it; if the worker ended without recording an
+    end (killed, crashed), fail the job with the reason. Returns the worker's exit status."""
+    store = JobStore(db_path)
+    log_path = Path(store.get(job_id)["run_dir"]) / "worker.log"
+    process = worker.spawn(db_path, job_id, log_path)
+    store.set_worker(job_id, process.pid)
+    returncode = process.wait()
+    if store.get(job_id)["state"] == "running":
+        tail = log_path.read_text(errors="replace")[-2000:] if log_path.is_file() else ""
+        message = worker.describe_exit(returncode, tail)
+        log.warning("training job %s: %s", job_id, message)
+        store.add_event(job_id, "log", f"failed: {message}")
+        store.finish(job_id, "failed", error=message)
+    return returncode
+
+
+def _run_claimed(db_path: str, job_id: str) -> None:
+    """A claimed job: under `spaces.GPU` on ZeroGPU (its own forked process), else in a worker process."""
+    if os.environ.get("SPACES_ZERO_GPU"):
+        train_job(db_path, job_id)
+    else:
+        run_isolated(db_path, job_id)
+
+
 def new_job_id() -> str:
     """A sortable, readable id: UTC time plus 6 random hex digits."""
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
@@ -94,10 +125,14 @@ def job_status(store: JobStore, job_id: str) -> dict[str, Any]:
     }
 
 
-def enqueue(data_dir: str | Path, config: TrainConfig) -> str:
+def enqueue(data_dir: str | Path, config: TrainConfig, *, user: str | None = None,
+            limits: TrainingLimits | None = None) -> str:
     """Queue a training (`melasma.training.TrainConfig`) in `data_dir` without running it: a
     `JobRunner` of that folder (the app's, or `python -m melasma jobs work`) picks it up. Its `out`
-    becomes runs/<job_id> and its decode cache, unless set, the data folder's cache/."""
+    becomes runs/<job_id> and its decode cache, unless set, the data folder's cache/. With `limits`,
+    a request beyond them raises LimitError and a full queue QueueFullError, before anything is stored."""
+    if limits is not None:
+        limits.check(config)
     data_dir = Path(data_dir).expanduser().resolve()
     job_id = new_job_id()
     run_dir = data_dir / "runs" / job_id
@@ -105,15 +140,19 @@ def enqueue(data_dir: str | Path, config: TrainConfig) -> str:
     values["data"] = str(Path(values["data"]).resolve())  # the job may run from another cwd
     values["out"] = str(run_dir)
     values["cache_dir"] = values.get("cache_dir") or str(data_dir / "cache")
-    JobStore(data_dir / "jobs.sqlite").add(job_id, values, run_dir)
+    JobStore(data_dir / "jobs.sqlite").add(
+        job_id, values, run_dir, submitted_by=user,
+        max_jobs=limits.max_jobs if limits else None,
+        max_jobs_per_user=limits.max_jobs_per_user if limits else None)
     return job_id
 
 
 class JobRunner:
     """Submit, watch and cancel training jobs of one data folder; runs them one at a time.
 
-    Runs are written to ``data_dir/runs/<job_id>/``. On start, jobs left "running" by a process
-    that is gone are marked failed ("interrupted by restart"); jobs still queued run in order.
+    Runs are written to ``data_dir/runs/<job_id>/``. On construction, jobs left "running" by a process
+    that is gone are marked failed ("interrupted by restart", never rerun); jobs still queued run in
+    order once the worker thread is started (`start`).
     """
 
     def __init__(self, data_dir: str | Path) -> None:
@@ -126,13 +165,22 @@ class JobRunner:
         self.store.fail_orphans(self._is_orphan)
         self._wake = threading.Event()
         self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._work, name=f"melasma-jobs-{self._token[:4]}",
-                                        daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def start(self) -> "JobRunner":
+        """Start the worker thread (once; later calls do nothing). Returns the runner."""
+        with self._start_lock:
+            if self._thread is None and not self._closed.is_set():
+                self._thread = threading.Thread(target=self._work, name=f"melasma-jobs-{self._token[:4]}",
+                                                daemon=True)
+                self._thread.start()
+        return self
 
     @classmethod
     def shared(cls, data_dir: str | Path) -> "JobRunner":
-        """The one runner of this process for `data_dir` (the app's tabs and rebuilds share it)."""
+        """The one runner of this process for `data_dir` (the app's tabs and rebuilds share it);
+        not started (see `start`)."""
         key = Path(data_dir).expanduser().resolve()
         with _SHARED_LOCK:
             runner = _SHARED.get(key)
@@ -144,9 +192,11 @@ class JobRunner:
         return owner_is_dead(owner, frozenset(_LIVE_TOKENS))
 
     # -- the queue -----------------------------------------------------------------------------
-    def submit(self, config: TrainConfig) -> str:
-        """Queue a training (see `enqueue`) and wake this runner's worker."""
-        job_id = enqueue(self.data_dir, config)
+    def submit(self, config: TrainConfig, *, user: str | None = None,
+               limits: TrainingLimits | None = None) -> str:
+        """Queue a training (see `enqueue`), start this runner's worker if needed and wake it."""
+        job_id = enqueue(self.data_dir, config, user=user, limits=limits)
+        self.start()
         self._wake.set()
         return job_id
 
@@ -163,14 +213,15 @@ class JobRunner:
         """The newest jobs first (id, state, progress, archs, created, finished)."""
         return self.store.list(limit)
 
-    def wait(self, job_id: str, timeout: float, interval: float = 0.2) -> dict[str, Any]:
-        """Poll until the job reaches a final state; return its status (TimeoutError after `timeout` s)."""
-        deadline = time.monotonic() + timeout
+    def wait(self, job_id: str, timeout: float | None = None, interval: float = 0.2) -> dict[str, Any]:
+        """Poll until the job reaches a final state; return its status (TimeoutError after `timeout` s,
+        when given)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             status = self.status(job_id)
             if status["state"] in FINAL_STATES:
                 return status
-            if time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {status['state']} after {timeout:.0f} s")
             time.sleep(interval)
 
@@ -187,8 +238,8 @@ class JobRunner:
                 self._wake.wait(POLL_S)
                 continue
             try:
-                train_job(str(self.store.path), job_id)
-            except Exception as error:  # noqa: BLE001 - e.g. ZeroGPU refused a GPU; keep serving
+                _run_claimed(str(self.store.path), job_id)
+            except Exception as error:  # noqa: BLE001 - e.g. ZeroGPU refused a GPU, no fork possible; keep serving
                 message = str(error).splitlines()[0] if str(error) else type(error).__name__
                 self.store.add_event(job_id, "log", f"failed: {message}")
                 self.store.finish(job_id, "failed", error=message)
@@ -197,5 +248,6 @@ class JobRunner:
         """Stop the worker after its current job (cancel that first for a quick close)."""
         self._closed.set()
         self._wake.set()
-        self._thread.join(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
         _LIVE_TOKENS.discard(self._token)

@@ -21,7 +21,8 @@ from typing import Any
 
 STATES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
-INTERRUPTED = "interrupted by restart: the process running this job stopped"
+INTERRUPTED = ("interrupted by restart: the app running this job stopped; the job is not restarted "
+               "by itself, submit it again if needed")
 
 #: owner string -> whether the process that wrote it is gone
 OrphanTest = Callable[[str], bool]
@@ -42,7 +43,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     summary TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    owner TEXT
+    owner TEXT,
+    submitted_by TEXT,
+    worker_pid INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
 CREATE TABLE IF NOT EXISTS job_events (
@@ -56,8 +59,16 @@ CREATE INDEX IF NOT EXISTS job_events_job ON job_events (job_id, kind, seq);
 """
 
 
+#: columns added after the first release: (name, SQL type), added to older files on open
+ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("submitted_by", "TEXT"), ("worker_pid", "INTEGER"))
+
+
 class JobNotFoundError(ValueError):
     """An id that names no job in this data folder."""
+
+
+class QueueFullError(ValueError):
+    """Too many jobs waiting or running (for this user, or in total); the message says which."""
 
 
 def _clean(value: Any) -> Any:
@@ -99,6 +110,10 @@ class JobStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            present = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            for name, kind in ADDED_COLUMNS:
+                if name not in present:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -122,13 +137,26 @@ class JobStore:
             db.execute("COMMIT")
 
     # -- writing -------------------------------------------------------------------------------
-    def add(self, job_id: str, config: dict[str, Any], run_dir: str | Path) -> None:
-        """Queue a new job (its first log line: "queued <id>")."""
+    def add(self, job_id: str, config: dict[str, Any], run_dir: str | Path, *, submitted_by: str | None = None,
+            max_jobs: int | None = None, max_jobs_per_user: int | None = None) -> None:
+        """Queue a new job (its first log line: "queued <id>"); QueueFullError when `max_jobs` jobs
+        (or `max_jobs_per_user` of `submitted_by`) are already queued or running."""
         now = time.time()
         with self._transaction() as db:
+            active = "state IN ('queued', 'running')"
+            total = db.execute(f"SELECT COUNT(*) FROM jobs WHERE {active}").fetchone()[0]
+            if max_jobs is not None and total >= max_jobs:
+                raise QueueFullError(f"{total} training jobs are already waiting or running (the limit is "
+                                     f"{max_jobs}): try again when one has finished")
+            mine = db.execute(f"SELECT COUNT(*) FROM jobs WHERE {active} AND submitted_by IS ?",
+                              (submitted_by,)).fetchone()[0]
+            if max_jobs_per_user is not None and mine >= max_jobs_per_user:
+                raise QueueFullError(f"you already have {mine} training job(s) waiting or running (the limit "
+                                     f"is {max_jobs_per_user}): cancel one or wait until one has finished")
             db.execute(
-                "INSERT INTO jobs (id, state, config, run_dir, created) VALUES (?, 'queued', ?, ?, ?)",
-                (job_id, dumps(config), str(run_dir), now),
+                "INSERT INTO jobs (id, state, config, run_dir, created, submitted_by)"
+                " VALUES (?, 'queued', ?, ?, ?, ?)",
+                (job_id, dumps(config), str(run_dir), now, submitted_by),
             )
             db.execute("INSERT INTO job_events (job_id, kind, time, payload) VALUES (?, 'log', ?, ?)",
                        (job_id, now, dumps(f"queued {job_id}")))
@@ -181,6 +209,11 @@ class JobStore:
                 " epoch = COALESCE(?, epoch) WHERE id = ? AND state = 'running'",
                 (progress, arch, epoch, job_id),
             )
+
+    def set_worker(self, job_id: str, pid: int | None) -> None:
+        """Record the process id of the worker process training `job_id`."""
+        with self._connect() as db:
+            db.execute("UPDATE jobs SET worker_pid = ? WHERE id = ?", (pid, job_id))
 
     def add_event(self, job_id: str, kind: str, payload: Any) -> None:
         """Append a log line (`kind="log"`, a str) or a history row (`kind="epoch"`, a dict)."""

@@ -1,0 +1,153 @@
+"""Memory a training job needs, estimated before it starts, against the memory that is free.
+
+The estimate for one architecture (jobs train one at a time, so a job needs its largest one):
+
+    bytes = BASE_BYTES + 16 x parameters + ACTIVATION_FACTOR x 4 x batch x activations(size)
+
+16 bytes per parameter hold the fp32 weights, their gradients and Adam's two moments.
+activations(size) is the number of values the model's leaf modules output for one image, counted
+with forward hooks on the "meta" device (shapes only: no memory, milliseconds) at PROBE_SIZE px and
+scaled by (size / PROBE_SIZE)^2, as convolution outputs grow with the pixel count. ACTIVATION_FACTOR
+covers what autograd keeps for the backward pass plus the gradients alive at its peak; BASE_BYTES the
+worker process (Python, torch, the decode cache of a small set). Both were measured against the peak
+RSS of training workers on the CPU (see docs/training-jobs.md).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from melasma.training import TrainConfig
+
+PROBE_SIZE = 64
+ACTIVATION_FACTOR = 1.0
+BASE_BYTES = 900 * 2**20
+GB = 1e9
+
+
+class MemoryLimitError(ValueError):
+    """A job that needs more memory than is free; the message gives both numbers."""
+
+
+@dataclass(frozen=True)
+class MemoryCheck:
+    """The estimate for a job and the memory free where it would run."""
+
+    needed: int
+    free: int
+    where: str  # "RAM" or "GPU memory"
+
+    @property
+    def fits(self) -> bool:
+        return self.needed <= self.free
+
+    def message(self) -> str:
+        return (f"this training needs about {self.needed / GB:.1f} GB of {self.where}, "
+                f"{self.free / GB:.1f} GB free: lower the image size or the batch size")
+
+
+@lru_cache(maxsize=64)
+def _probe(arch: str) -> tuple[int, int]:
+    """(parameters, leaf-module output values for one PROBE_SIZE px image) of `arch`."""
+    import torch
+
+    from melasma.models import create, get_spec
+
+    size = max(PROBE_SIZE, get_spec(arch).min_size)
+    with torch.device("meta"):
+        model = create(arch, pretrained="off")
+    counted = [0]
+
+    def count(_module: torch.nn.Module, _inputs: object, output: object) -> None:
+        if isinstance(output, torch.Tensor):
+            counted[0] += output.numel()
+
+    hooks = [module.register_forward_hook(count) for module in model.modules() if not any(module.children())]
+    model.train()
+    model(torch.empty(2, 3, size, size, device="meta"))
+    for hook in hooks:
+        hook.remove()
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    per_image = counted[0] / 2 * (PROBE_SIZE / size) ** 2
+    return parameters, int(per_image)
+
+
+def estimate_bytes(arch: str, image_size: int, batch_size: int) -> int:
+    """Peak memory of training `arch` at `image_size` px with `batch_size` images a step."""
+    parameters, activations = _probe(arch)
+    scaled = activations * (image_size / PROBE_SIZE) ** 2
+    return int(BASE_BYTES + 16 * parameters + ACTIVATION_FACTOR * 4 * batch_size * scaled)
+
+
+def estimate_job_bytes(config: TrainConfig) -> int:
+    """The largest estimate over the job's architectures (they train one after another)."""
+    return max(estimate_bytes(arch, config.image_size, config.batch_size) for arch in config.archs)
+
+
+def _cgroup_free() -> int | None:
+    """Bytes left under this container's cgroup (v2 or v1) memory limit, None without a limit."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit_text = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit_text.isdigit() and int(limit_text) < 2**60:
+            return max(int(limit_text) - usage, 0)
+    return None
+
+
+def free_ram() -> int:
+    """Bytes of RAM a new process can use: MemAvailable, capped by a container's limit."""
+    free = math.inf
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if free == math.inf:  # no /proc (macOS, Windows): what sysconf reports as free pages
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            free = 2**62
+    cgroup = _cgroup_free()
+    return int(min(free, cgroup if cgroup is not None else math.inf))
+
+
+def check_memory(config: TrainConfig, *, device: str | None = None, free: int | None = None) -> MemoryCheck:
+    """The job's estimate against the free memory of `device` ("cpu" or "cuda..."; default: the
+    config's device as resolved here). `free` overrides the measured free bytes (tests)."""
+    needed = estimate_job_bytes(config)
+    name = device or _resolved(config.device)
+    if name.startswith("cuda"):
+        if free is None:
+            import torch
+
+            free = int(torch.cuda.mem_get_info(torch.device(name))[0])
+        return MemoryCheck(needed - BASE_BYTES, free, "GPU memory")
+    return MemoryCheck(needed, free_ram() if free is None else free, "RAM")
+
+
+def _resolved(device: str) -> str:
+    if device == "cpu":
+        return "cpu"
+    from melasma.training.device import resolve_device
+
+    return str(resolve_device(device))
+
+
+def require_memory(config: TrainConfig, *, device: str | None = None, free: int | None = None) -> MemoryCheck:
+    """`check_memory`, raising MemoryLimitError with both numbers when the job does not fit."""
+    check = check_memory(config, device=device, free=free)
+    if not check.fits:
+        raise MemoryLimitError(check.message())
+    return check

@@ -1,0 +1,84 @@
+"""One training job in its own process: ``python -m melasma.jobs.worker DB_PATH JOB_ID``.
+
+The app's `JobRunner` starts this process for each job and waits for it, so a job that runs out of
+memory (the kernel's SIGKILL) or crashes takes only this process down; the runner then records why
+(`describe_exit`). Progress, log lines and the cancel flag travel through the job store (SQLite), as
+they do for a job run in-process. The worker dies with its parent (Linux: PR_SET_PDEATHSIG), so a
+restarted app never finds an old worker still training.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+#: the message for a worker killed by SIGKILL: on a training job that is the out-of-memory killer
+#: (or someone's kill -9); both leave nothing to resume
+KILLED = ("out of memory: the training process was killed (SIGKILL), most likely by the system's "
+          "out-of-memory killer; lower the image size, the batch size or the number of architectures "
+          "and submit it again")
+
+
+def describe_exit(returncode: int, stderr_tail: str = "") -> str:
+    """Why a worker that did not record an end of its own stopped, in one line."""
+    if returncode == -signal.SIGKILL:
+        return KILLED
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"the training process was stopped by {name}; submit the job again if needed"
+    last = stderr_tail.strip().splitlines()[-1] if stderr_tail.strip() else ""
+    return f"the training process exited with status {returncode}" + (f": {last}" if last else "")
+
+
+def command(db_path: str | Path, job_id: str) -> list[str]:
+    """The command line that runs `job_id` in a worker process."""
+    return [sys.executable, "-m", "melasma.jobs.worker", str(db_path), job_id]
+
+
+def spawn(db_path: str | Path, job_id: str, log_path: Path) -> subprocess.Popen:
+    """Start the worker of `job_id`, its output appended to `log_path`; the package's folder is put on
+    PYTHONPATH, so the worker imports this same code whatever the app's working folder."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(command(db_path, job_id), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=env, close_fds=True)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent exits; exit now if it already has."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        raise SystemExit("the app that started this training is gone")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one claimed job to its end (recorded in the store); 0 unless the arguments are wrong."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m melasma.jobs.worker DB_PATH JOB_ID", file=sys.stderr)
+        return 2
+    _die_with_parent()
+    from melasma.jobs.execute import run_job
+
+    run_job(args[0], args[1])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
