@@ -186,7 +186,7 @@ def agreement_report(store: RatingStore, settings: Settings) -> dict[str, object
         "adjudication_queue": [
             {"image_id": row.image.id, "masi": row.consensus.masi, "spread": row.consensus.spread,
              "reasons": list(row.reasons)}
-            for row in rows if row.flagged
+            for row in rows if row.status == "disputed"
         ],
     }
     if len(rows) < 2:

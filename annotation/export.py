@@ -21,7 +21,7 @@ import pandas as pd
 from annotation.ingest import photo_path
 from annotation.store import AnnotationError, RatingStore
 from annotation.workflow import ConsensusRow, consensus_rows
-from melasma.masi import REGION_WEIGHTS, REGIONS, severity
+from melasma.masi import REGION_WEIGHTS, REGIONS, SEVERITIES, severity
 from melasma.settings import Settings
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -31,6 +31,8 @@ RATINGS_COLUMNS: tuple[str, ...] = (
     "image_id", "patient_id", "visit_date", "rater", "region", "weight", "area", "darkness",
     "homogeneity", "region_score", "rater_masi", "rater_mmasi", "revision", "rated_at",
 )
+#: Fewest photos per severity class for a set that can train (a 6:3:1 split needs one in each part).
+MIN_PER_CLASS = 10
 #: A cell starting with one of these is a formula to Excel / LibreOffice / Sheets.
 FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 
@@ -90,6 +92,23 @@ def ratings_frame(rows: list[ConsensusRow]) -> pd.DataFrame:
                     "revision": rating.revision, "rated_at": rating.updated_at,
                 })
     return pd.DataFrame(records, columns=list(RATINGS_COLUMNS))
+
+
+def class_counts(rows: list[ConsensusRow]) -> dict[str, int]:
+    """Photos per severity class (of the label the manifest carries), every class listed."""
+    counts = dict.fromkeys(SEVERITIES, 0)
+    for row in rows:
+        counts[severity(row.label_masi)] += 1
+    return counts
+
+
+def training_warnings(counts: dict[str, int]) -> list[str]:
+    """Why a set with these class counts cannot train well (empty when it can)."""
+    warnings = [f"no {name} photos: the model cannot learn a class it never sees"
+                for name, n in counts.items() if n == 0]
+    warnings += [f"only {n} {name} photo(s): fewer than {MIN_PER_CLASS}, too few to split into "
+                 "training, validation and test" for name, n in counts.items() if 0 < n < MIN_PER_CLASS]
+    return warnings
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

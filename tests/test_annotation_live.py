@@ -25,7 +25,8 @@ from melasma.ui.annotate import AnnotateTab, build_annotate_tab
 pytestmark = pytest.mark.timeout(120)
 
 N_IMAGES = 50
-API_NAMES = {"/ingest", "/next_image", "/submit_rating", "/agreement", "/export"}
+API_NAMES = {"/ingest", "/next_image", "/submit_rating", "/agreement", "/export", "/photos", "/adjudicate",
+             "/request_rerate"}
 
 
 @contextmanager
@@ -130,19 +131,20 @@ def test_three_raters_in_parallel_through_the_live_app(tmp_path: Path) -> None:
 
 
 def test_signed_in_rater_is_the_login(tmp_path: Path) -> None:
-    auth = [("rater1", "pw-1"), ("rater2", "pw-2"), ("intruder", "pw-3")]
-    settings = Settings(data_dir=tmp_path / "data", auth=(("rater1", "pw-1"), ("rater2", "pw-2")),
+    auth = [("rater1", "pw-1"), ("rater2", "pw-2"), ("intruder", "pw-3"), ("boss", "pw-4")]
+    settings = Settings(data_dir=tmp_path / "data", auth=tuple(auth), coordinators=("boss",),
                         raters=("rater1", "rater2"), ratings_per_image=2)
     with served(settings, auth=auth) as (tab, url):
+        boss = Client(url, auth=("boss", "pw-4"), verbose=False, download_files=str(tmp_path / "dl"))
+        boss.predict([handle_file(str(photo_zip(tmp_path / "one.zip", 1)))], "", "", api_name="/ingest")
         rater2 = Client(url, auth=("rater2", "pw-2"), verbose=False, download_files=str(tmp_path / "dl"))
-        rater2.predict([handle_file(str(photo_zip(tmp_path / "one.zip", 1)))], "", "", api_name="/ingest")
         image_id, _, status = rater2.predict(None, api_name="/next_image")
         assert "rater2" in status
         entry, *_ = rater2.predict(None, image_id, *[2] * 12, api_name="/submit_rating")
         assert entry["rater"] == "rater2"
-        with pytest.raises(AppError, match="signed in as 'rater2'; cannot act as rater 'rater1'"):
+        with pytest.raises(AppError, match="signed in as 'rater2'; cannot rate as 'rater1'"):
             rater2.predict("rater1", image_id, *[1] * 12, api_name="/submit_rating")
         intruder = Client(url, auth=("intruder", "pw-3"), verbose=False, download_files=str(tmp_path / "dl"))
-        with pytest.raises(AppError, match="unknown rater 'intruder'"):
+        with pytest.raises(AppError, match="'intruder' is not one of the raters of this study"):
             intruder.predict(None, image_id, *[1] * 12, api_name="/submit_rating")
         assert [(r.rater, r.revision) for r in tab.store.ratings()] == [("rater2", 1)]

@@ -1,96 +1,85 @@
-"""The Annotate tab: add photos, blinded MASI rating by k raters, agreement dashboard, export.
+"""The Annotate tab: rate photos blind (raters), add photos, follow every photo, read agreement,
+adjudicate and export (coordinators). Every handler checks the user's role (``melasma.access``).
 
 API (gradio_client): ``/ingest`` (files, patient id, visit date) -> summary; ``/next_image``
 (rater) -> (image id, photo, status); ``/submit_rating`` (rater, image id, 12 scores) -> (entry,
 next image id, next photo, status); ``/agreement`` -> (numbers, scatter plot); ``/export`` ->
-(the two CSV paths, manifest path). Scores are area, darkness, homogeneity for forehead, right
-malar, left malar and chin, in that order. When sign-in is configured the rater is the signed-in
-user; otherwise the rater name must be one of the configured raters.
+(the two CSV files, manifest path); ``/photos`` -> per-photo table; ``/adjudicate`` (image id,
+MASI, reason) and ``/request_rerate`` (image id, rater, reason) -> message. Scores are area,
+darkness, homogeneity for forehead, patient's right cheek, patient's left cheek and chin, in that
+order. When sign-in is configured the rater is the signed-in user; in the local mode the rater name
+must be one of the configured raters.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import gradio as gr
+import pandas as pd
 
 from annotation import workflow
 from annotation.agreement import agreement_report, rating_table
+from annotation.export import class_counts, training_warnings
 from annotation.export import export as write_export
 from annotation.ingest import ingest, photo_path
 from annotation.plots import rater_scatter
 from annotation.store import SCORE_FIELDS, AnnotationError, RatingStore
-from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, REGIONS, masi, mmasi, severity
+from melasma.access import AccessDenied, Role, local_mode, require, require_rater, role_of
+from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, masi, mmasi, severity
 from melasma.settings import Settings
+from melasma.ui import annotate_text as text
+from melasma.ui.components import PhotoStage, delete_uploads
+from melasma.ui.lanes import RATING_LANE
 
 INTRO = """
 Rate each photo with the **MASI** form: for every facial region the **area** involved (0-6, with
-its % band), the **darkness** and the **homogeneity** of the pigment (0-4). Raters are blind to
-each other: no one sees another rater's scores for a photo before submitting their own. When a
-photo has all its ratings, the consensus (mean MASI) and the agreement statistics appear under
-*Agreement*; *Export* hands the consensus labels to the **Train** tab.
+its % band), the **darkness** and the **homogeneity** of the pigment (0-4). Regions are named from
+the patient's side: the patient's right cheek is on your left, as in the photo. Raters are blind to
+each other; once a photo has all its ratings it is closed, and only a coordinator can change the
+outcome (adjudicate or ask for a re-rating).
 """
-REGION_LABELS: dict[str, str] = {
-    "forehead": "Forehead", "right_malar": "Right malar", "left_malar": "Left malar", "chin": "Chin",
-}
+RATER_HELP = "The raters of this study, as the coordinator set them up. Pick your own name."
 AREA_CHOICES = [(f"{score} · {band}", score) for score, band in AREA_BANDS.items()]
 INTENSITY_CHOICES = [(f"{score} · {label}", score) for score, label in INTENSITY_LABELS.items()]
+#: Form layout mirrored to the photo: patient's right cheek on the viewer's left.
+FORM_COLUMNS: tuple[tuple[str, ...], ...] = (("right_malar",), ("forehead", "chin"), ("left_malar",))
+LOCAL_COORDINATOR = "local coordinator"
+COORDINATOR_TABS = ("annotate-ingest", "annotate-photos", "annotate-agreement", "annotate-adjudicate",
+                    "annotate-export")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(fn: F) -> F:
-    """Turn the one-line ValueErrors of the annotation layer into gr.Error pop-ups."""
+    """Turn the one-line refusals of the annotation layer and the role checks into gr.Error pop-ups."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ValueError as error:
+        except (ValueError, PermissionError) as error:
             raise gr.Error(str(error), print_exception=False) from None
 
     return wrapper  # type: ignore[return-value]
 
 
 def live_scores(*values: int | None) -> str:
-    """The entry's MASI and mMASI as the form is filled in (Markdown)."""
-    missing = sum(value is None for value in values)
+    """The entry's MASI and mMASI as the form is filled in (Markdown); area 0 counts D and H as 0."""
+    filled = text.fill_zero_areas(values)
+    missing = sum(value is None for value in filled)
     if missing:
-        return f"MASI - · mMASI - ({missing} of {len(values)} scores still to choose)"
-    scores = workflow.scores_from_values(values)
+        return f"MASI - · mMASI - ({missing} of {len(filled)} scores still to choose)"
+    scores = workflow.scores_from_values(filled)
     value = masi(scores)
     return f"**MASI {value:.1f}** ({severity(value)}) · **mMASI {mmasi(scores):.1f}**"
 
 
-def _report_markdown(report: dict[str, Any]) -> str:
-    lines = [f"**{report['complete']} of {report['images']} photos fully rated** "
-             f"({report['ratings_per_image']} ratings each)."]
-    if "masi_icc" in report:
-        def fmt(entry: dict[str, float | None]) -> str:
-            if entry["icc"] is None:
-                return "n/a (no variance)"
-            return f"{entry['icc']:.3f} (95% CI {entry['ci_low']:.3f} to {entry['ci_high']:.3f})"
-
-        lines += ["", "| statistic | value |", "|---|---|",
-                  f"| MASI ICC(2,1), single rater | {fmt(report['masi_icc']['2,1'])} |",
-                  f"| MASI ICC(2,k), mean of raters | {fmt(report['masi_icc']['2,k'])} |"]
-        lines += [f"| {REGION_LABELS[r]} ICC(2,1) of A x (D + H) | {fmt(e)} |"
-                  for r, e in report["region_icc"].items()]
-        bins = report["bins"]
-        lines += [f"| severity bins: mean quadratic-weighted kappa | {bins['weighted_kappa']} |",
-                  f"| severity bins: Krippendorff's alpha (ordinal) | {bins['krippendorff_alpha']} |"]
-    else:
-        lines.append(report["note"])
-    lines += ["", "| rater | rated | still open |", "|---|---|---|"]
-    lines += [f"| {name} | {p['rated']} | {p['remaining']} |" for name, p in report["progress"].items()]
-    queue = report["adjudication_queue"]
-    lines += ["", f"**Adjudication queue: {len(queue)} photo(s)**"]
-    lines += [f"- `{item['image_id']}` MASI {item['masi']:.1f}: {'; '.join(item['reasons'])}"
-              for item in queue]
-    return "\n".join(lines)
+def _username(request: gr.Request | None) -> str | None:
+    return getattr(request, "username", None) if request is not None else None
 
 
 @dataclass
@@ -100,86 +89,174 @@ class AnnotateTab:
     settings: Settings
     store: RatingStore
     photos_dir: Path
-    rater: gr.Dropdown
-    image_id: gr.Textbox
-    image: gr.Image
-    scores: list[gr.Radio]
     export_path: gr.Textbox
+    banner: gr.Markdown
+    tabs: dict[str, gr.Tab] = field(default_factory=dict)
+    stage: PhotoStage = field(default_factory=PhotoStage)
 
     # identity -------------------------------------------------------------------------------
-    def resolve_rater(self, chosen: str | None, request: gr.Request | None) -> str:
-        """The signed-in user when sign-in is on, else the chosen name; must be a configured rater."""
-        username = getattr(request, "username", None) if request is not None else None
-        if username is not None:
-            if chosen and chosen != username:
-                raise AnnotationError(f"signed in as {username!r}; cannot act as rater {chosen!r}")
-            chosen = username
-        elif self.settings.auth:
-            raise AnnotationError("sign in first: rating needs a signed-in rater")
-        return workflow.check_rater(chosen, self.settings)
+    def rater_for(self, chosen: str | None, request: gr.Request | None) -> str:
+        """The rater this user rates as (their login when signed in; the chosen name locally)."""
+        return require_rater(_username(request), chosen, self.settings)
 
-    # actions --------------------------------------------------------------------------------
+    def coordinator(self, request: gr.Request | None) -> str:
+        """The coordinator's name for the audit log, or AccessDenied."""
+        username = _username(request)
+        require(Role.COORDINATOR, username, self.settings)
+        return username or LOCAL_COORDINATOR
+
+    def welcome(self, request: gr.Request) -> tuple[Any, ...]:
+        """The banner naming the user's role, and only the sub-tabs that role may use."""
+        username = _username(request)
+        role = role_of(username, self.settings)
+        if local_mode(self.settings):
+            banner = ("**Local single-user mode:** nobody signs in, so you are the coordinator and may "
+                      "rate as any rater of this study (pick the name under *Rate*).")
+        else:
+            who = username or "not signed in"
+            banner = f"Signed in as **{who}** · role: **{role}**."
+        rate_visible = username in self.settings.raters or local_mode(self.settings)
+        updates = [gr.Tab(visible=rate_visible)]
+        updates += [gr.Tab(visible=role is Role.COORDINATOR) for _ in COORDINATOR_TABS]
+        return (banner, *updates)
+
+    # photos for the screen ------------------------------------------------------------------
+    def view(self, image_id: str) -> str:
+        """A copy of the stored photo that Gradio may serve (stored photos are never served)."""
+        return self.stage(photo_path(self.photos_dir, image_id))
+
+    # coordinator: ingest -------------------------------------------------------------------
     def add_photos(
-        self, files: list[str] | None, patient_id: str | None, visit_date: str | None
+        self, files: list[str] | None, patient_id: str | None, visit_date: str | None,
+        request: gr.Request,
     ) -> dict[str, object]:
-        """Ingest uploaded photos and zips; the summary lists new, duplicate and refused files."""
+        """Ingest uploaded photos and zips; the summary has one outcome per file. The raw uploads
+        (with their GPS and camera metadata) are deleted once the clean copies are stored."""
+        self.coordinator(request)
         if not files:
             raise AnnotationError("add at least one photo or zip of photos")
-        summary = ingest(
-            self.store, self.photos_dir, files, patient_id=patient_id, visit_date=visit_date,
-            max_bytes=self.settings.max_upload_mb * 1024 * 1024,
-        )
+        try:
+            summary = ingest(
+                self.store, self.photos_dir, files, patient_id=patient_id, visit_date=visit_date,
+                max_bytes=self.settings.max_upload_mb * 1024 * 1024,
+            )
+        finally:
+            delete_uploads(files)
         return summary.as_dict()
 
+    # rater: next / submit / revise ----------------------------------------------------------
     def next_for(self, rater: str) -> tuple[str, str | None, str]:
-        """(image id, photo path, status) of the rater's next photo; ("", None, status) when done."""
+        """(image id, photo, status) of the rater's next photo; ("", None, status) when done."""
         record = workflow.next_image(self.store, self.settings, rater)
         done = len(self.store.rated_by(rater))
         if record is None:
             return "", None, f"**{rater}**: no photos left to rate ({done} rated). Thank you!"
-        path = str(photo_path(self.photos_dir, record.id))
-        return record.id, path, f"**{rater}**: photo `{record.id}` · {done} rated so far"
+        again = record.id in self.store.rerate_requests(rater)
+        note = " · a coordinator asked you to rate this photo again" if again else ""
+        return record.id, self.view(record.id), f"**{rater}**: {done} rated so far{note}"
 
     def next_image(self, rater: str | None, request: gr.Request) -> tuple[str, str | None, str]:
-        """The next photo this rater has not rated."""
-        return self.next_for(self.resolve_rater(rater, request))
+        """API: the next photo this rater has not rated."""
+        return self.next_for(self.rater_for(rater, request))
 
-    def submit_rating(
-        self, request: gr.Request, rater: str | None, image_id: str | None, *values: int | None
-    ) -> tuple[dict[str, object], str, str | None, str]:
-        """Store (or revise) the rater's 12 scores; returns the entry and the next photo."""
-        name = self.resolve_rater(rater, request)
+    def submit(self, name: str, image_id: str | None, values: list[int | None]) -> workflow.Submission:
+        """Store (or revise, while the photo is open) the rater's 12 scores."""
         if not image_id:
             raise AnnotationError("no photo selected: press Next photo first")
-        result = workflow.submit(
-            self.store, self.settings, name, image_id, workflow.scores_from_values(values)
-        )
+        return workflow.submit(self.store, self.settings, name, image_id,
+                               workflow.scores_from_values(text.fill_zero_areas(values)))
+
+    def submit_rating(
+        self, request: gr.Request, rater: str | None, image_id: str | None, *values: Any
+    ) -> tuple[dict[str, object], str, str | None, str]:
+        """API: 12 scores then nothing: a 13th value lands in the trailing `extra` input and is refused."""
+        name = self.rater_for(rater, request)
+        *scores, extra = values
+        if extra not in (None, ""):
+            raise AnnotationError(f"expected {len(SCORE_FIELDS)} scores, got more")
+        missing = text.missing_message(text.fill_zero_areas(scores))
+        if missing:
+            raise AnnotationError(f"expected {len(SCORE_FIELDS)} scores: {missing}")
+        result = self.submit(name, image_id, scores)
         entry = {"image_id": result.image_id, "rater": result.rater, "masi": result.masi,
                  "mmasi": result.mmasi, "revision": result.revision}
         return (entry, *self.next_for(name))
 
-    def load_own(
-        self, rater: str | None, image_id: str | None, request: gr.Request
-    ) -> tuple[Any, ...]:
-        """Open one of the rater's own rated photos with their scores, to revise them."""
-        name = self.resolve_rater(rater, request)
-        rating = workflow.own_rating(self.store, self.settings, name, image_id or "")
-        if rating is None:
-            raise AnnotationError(f"{name} has not rated photo {image_id!r}")
-        values = [rating.scores[region][item] for region, item in SCORE_FIELDS]
-        status = f"**{name}**: revising your rating of `{image_id}` (revision {rating.revision})"
-        return (image_id, str(photo_path(self.photos_dir, rating.image_id)), status, *values)
+    def own_open(self, name: str) -> tuple[list[tuple[str, str]], list[str]]:
+        """Thumbnails (with rating dates) of the rater's photos that are still open, newest first."""
+        counts = self.store.rating_counts()
+        ids = [i for i in reversed(self.store.rated_by(name))
+               if counts.get(i, 0) < self.settings.ratings_per_image][:24]
+        gallery = []
+        for image_id in ids:
+            rating = self.store.get_rating(image_id, name)
+            when = rating.updated_at[:16].replace("T", " ") if rating else ""
+            gallery.append((self.stage.thumbnail(photo_path(self.photos_dir, image_id)), f"rated {when} UTC"))
+        return gallery, ids
 
-    def own_choices(self, rater: str | None, request: gr.Request) -> gr.Dropdown:
-        """The photos this rater has rated (to pick one to revise)."""
+    # UI events: one event loads the photo AND resets the form (no second event races a click)
+    def show_next(self, rater: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """UI: next photo, a blank form, the revise list; a message in the status line on refusal."""
+        blank = [None] * len(SCORE_FIELDS)
         try:
-            name = self.resolve_rater(rater, request)
-        except AnnotationError:
-            return gr.Dropdown(choices=[], value=None)
-        return gr.Dropdown(choices=self.store.rated_by(name), value=None)
+            name = self.rater_for(rater, request)
+            image_id, photo, status = self.next_for(name)
+        except (AnnotationError, AccessDenied) as error:
+            return (gr.skip(), gr.skip(), f"⚠️ {error}", *[gr.skip()] * len(blank), gr.skip(), gr.skip(), gr.skip())
+        gallery, ids = self.own_open(name)
+        return (image_id, photo, status, *blank, "", gallery, ids)
 
-    def agreement(self) -> tuple[dict[str, Any], Any]:
+    def ui_submit(
+        self, request: gr.Request, rater: str | None, image_id: str | None, *values: int | None
+    ) -> tuple[Any, ...]:
+        """UI: store the scores; on a refusal say why in the result line and keep the form as it is."""
+        keep = (gr.skip(),) * (3 + len(SCORE_FIELDS) + 2)
+        missing = text.missing_message(text.fill_zero_areas(values))
+        if missing:
+            return (f"⚠️ {missing}", *keep)
+        try:
+            name = self.rater_for(rater, request)
+            result = self.submit(name, image_id, list(values))
+            image_id, photo, status = self.next_for(name)
+        except (AnnotationError, AccessDenied) as error:
+            return (f"⚠️ {error}", *keep)
+        gallery, ids = self.own_open(name)
+        return (text.result_sentence(result), image_id, photo, status, *[None] * len(SCORE_FIELDS),
+                gallery, ids)
+
+    def load_own(
+        self, rater: str | None, ids: list[str], evt: gr.SelectData, request: gr.Request
+    ) -> tuple[Any, ...]:
+        """UI: reopen one of the rater's still-open photos. Signed in, the form shows their own
+        scores; in the local mode (no proof of who is at the keyboard) the form starts blank."""
+        name = self.rater_for(rater, request)
+        image_id = ids[evt.index]
+        rating = workflow.own_rating(self.store, self.settings, name, image_id)
+        if rating is None:
+            raise AnnotationError("you have not rated this photo")
+        if local_mode(self.settings):
+            values: list[int | None] = [None] * len(SCORE_FIELDS)
+            note = "rate it again; your new scores replace the earlier ones"
+        else:
+            values = [rating.scores[region][item] for region, item in SCORE_FIELDS]
+            note = f"your scores (revision {rating.revision}) are in the form"
+        status = f"**{name}**: revising a photo you rated · {note}"
+        return (image_id, self.view(image_id), status, *values)
+
+    # coordinator: photos, agreement, adjudication, export -------------------------------------
+    def photos(self, request: gr.Request) -> pd.DataFrame:
+        """API/UI: one row per photo: thumbnail, patient, visit, ratings, consensus, bin, spread, status."""
+        self.coordinator(request)
+        rows = {row.image.id: row for row in workflow.consensus_rows(self.store, self.settings)}
+        images = self.store.images()
+        thumbs = {i.id: f"/gradio_api/file={self.stage.thumbnail(photo_path(self.photos_dir, i.id), 96)}"
+                  for i in images[-200:]}
+        return text.photo_table(images, self.store.rating_counts(), rows,
+                                self.settings.ratings_per_image, thumbs)
+
+    def agreement(self, request: gr.Request) -> tuple[dict[str, Any], Any]:
         """Dashboard numbers (fully rated photos only) and the rater-vs-rater scatter plot."""
+        self.coordinator(request)
         report = agreement_report(self.store, self.settings)
         rows = workflow.consensus_rows(self.store, self.settings)
         figure = None
@@ -188,96 +265,206 @@ class AnnotateTab:
             figure = rater_scatter(table, names)
         return report, figure
 
-    def export(self) -> tuple[list[str], str]:
-        """Write an export folder; returns the two CSV paths and the manifest for the Train tab."""
+    def closed_choices(self, request: gr.Request) -> gr.Dropdown:
+        """Closed photos for the Adjudicate screen, disputed ones first."""
+        self.coordinator(request)
+        order = {"disputed": 0, "re-rating": 1, "adjudicated": 2, "agreed": 3}
+        rows = sorted(workflow.consensus_rows(self.store, self.settings), key=lambda r: order[r.status])
+        choices = [(f"{row.status} · MASI {row.label_masi:.1f} · {row.image.patient_id or 'no patient id'}"
+                    f" · {row.image.id}", row.image.id) for row in rows]
+        return gr.Dropdown(choices=choices, value=None)
+
+    def open_case(self, image_id: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """The disputed photo, every rater's scores, the consensus and the decisions so far."""
+        self.coordinator(request)
+        if not image_id:
+            raise AnnotationError("choose a photo first")
+        row = workflow.closed_row(self.store, self.settings, image_id)
+        summary = (f"Consensus MASI **{row.consensus.masi:.1f}** ({row.consensus.severity}), spread "
+                   f"{row.consensus.spread:.1f} · status **{row.status}**"
+                   + (f" · adjudicated MASI **{row.adjudicated:.1f}**" if row.adjudicated is not None else "")
+                   + ("\n\n" + "; ".join(row.reasons) if row.reasons else ""))
+        raters = [r.rater for r in row.ratings]
+        return (self.view(image_id), summary, text.scores_table(row.ratings),
+                gr.Dropdown(choices=raters, value=None),
+                text.decisions_table(self.store.adjudications(image_id)))
+
+    def adjudicate(self, image_id: str | None, value: float | None, reason: str | None,
+                   request: gr.Request) -> str:
+        """API/UI: record the coordinator's MASI for a closed photo (logged with the reason)."""
+        who = self.coordinator(request)
+        if value is None:
+            raise AnnotationError("enter the adjudicated MASI (0-48)")
+        decision = workflow.adjudicate(self.store, self.settings, who, image_id or "", float(value), reason or "")
+        return (f"Recorded: {who} set MASI {decision.new_masi:.1f} ({severity(decision.new_masi)}) "
+                f"for this photo (was {decision.old_masi:.1f}).")
+
+    def request_rerate(self, image_id: str | None, rater: str | None, reason: str | None,
+                       request: gr.Request) -> str:
+        """API/UI: ask one rater to rate a closed photo again (it comes first in their queue)."""
+        who = self.coordinator(request)
+        if not rater:
+            raise AnnotationError("choose the rater to ask")
+        workflow.request_rerate(self.store, self.settings, who, image_id or "", rater, reason or "")
+        return f"Recorded: {who} asked {rater} to rate this photo again; it is first in their queue."
+
+    def decisions(self, image_id: str | None, request: gr.Request) -> pd.DataFrame:
+        """The adjudication log of one photo."""
+        self.coordinator(request)
+        return text.decisions_table(self.store.adjudications(image_id) if image_id else [])
+
+    def export_preview(self, request: gr.Request) -> str:
+        """Class counts of what an export would write, with a warning when it could not train."""
+        self.coordinator(request)
+        counts = class_counts(workflow.consensus_rows(self.store, self.settings))
+        return text.class_counts_markdown(counts, training_warnings(counts))
+
+    def export(self, request: gr.Request) -> tuple[list[str], str]:
+        """Write an export folder; returns the two CSV files and the manifest for the Train tab."""
+        self.coordinator(request)
         result = write_export(self.store, self.settings, self.photos_dir)
-        return [str(result.manifest), str(result.ratings)], str(result.manifest)
+        files = [self.stage(result.manifest), self.stage(result.ratings)]
+        return files, str(result.manifest)
 
 
 def _score_form() -> list[gr.Radio]:
-    """The 12 score inputs, regions in a 2 x 2 grid, returned in `SCORE_FIELDS` order."""
+    """The 12 score inputs mirrored to the photo, returned in `SCORE_FIELDS` order."""
     radios: dict[str, list[gr.Radio]] = {}
-    with gr.Row():
-        for column in (REGIONS[0::2], REGIONS[1::2]):
-            with gr.Column(min_width=280):
+    with gr.Row(equal_height=False, elem_classes="melasma-form"):
+        for column in FORM_COLUMNS:
+            with gr.Column(min_width=200):
                 for region in column:
                     with gr.Group():
-                        gr.Markdown(f"**{REGION_LABELS[region]}** (weight {REGION_WEIGHTS[region]:g})")
+                        gr.Markdown(f"**{text.REGION_LABELS[region].capitalize()}** "
+                                    f"(weight {REGION_WEIGHTS[region]:g})", elem_classes="melasma-region")
                         radios[region] = [
                             gr.Radio(AREA_CHOICES if item == "area" else INTENSITY_CHOICES, value=None,
-                                     label=f"{REGION_LABELS[region]} {item}",
+                                     label=f"{text.REGION_LABELS[region].capitalize()} {item}",
                                      elem_id=f"annotate-{region}-{item}")
                             for item in ("area", "darkness", "homogeneity")
                         ]
-    return [radio for region in REGIONS for radio in radios[region]]
+    return [radio for region, _ in SCORE_FIELDS[::3] for radio in radios[region]]
 
 
 def build_annotate_tab(settings: Settings) -> AnnotateTab:
     """Lay out the Annotate tab inside the caller's open gr.Blocks / gr.Tab and wire its events."""
     store = RatingStore(settings.data_dir / "annotations.sqlite")
+    banner = gr.Markdown(elem_id="annotate-banner")
     gr.Markdown(INTRO)
-    signed_in = bool(settings.auth)
-    rater = gr.Dropdown(
-        list(settings.raters), value=None, label="Rater", visible=not signed_in,
-        info="Who is rating (raters are set with MELASMA_RATERS)",
-    )
+    local = local_mode(settings)
+    tabs: dict[str, gr.Tab] = {}
     with gr.Tabs():
-        with gr.Tab("Rate", id="annotate-rate"):
+        with gr.Tab("Rate", id="annotate-rate") as tabs["annotate-rate"]:
             with gr.Row():
-                with gr.Column(scale=2):
-                    status = gr.Markdown("Choose your rater name and press **Next photo**.", label="Status")
-                    image = gr.Image(type="filepath", label="Photo", interactive=False, height=560,
-                                     buttons=["fullscreen"])
-                    image_id = gr.Textbox(label="Photo id", interactive=False)
-                    with gr.Row():
-                        next_button = gr.Button("Next photo")
-                        own = gr.Dropdown([], value=None, label="Revise one of my ratings")
-                with gr.Column(scale=3):
+                with gr.Column(scale=5, elem_classes="melasma-sticky"):
+                    status = gr.Markdown("Choose your rater name and press **Next photo**.")
+                    image = gr.Image(type="filepath", label="Photo (click the corner button for full size)",
+                                     interactive=False, height=520, buttons=["fullscreen", "download"],
+                                     elem_id="annotate-photo")
+                    image_id = gr.Textbox(label="Photo id", interactive=False, visible=False)
+                with gr.Column(scale=7):
+                    with gr.Row(equal_height=True):
+                        rater = gr.Dropdown(list(settings.raters), value=None, label="Rater", visible=local,
+                                            info=RATER_HELP, scale=3)
+                        next_button = gr.Button("Next photo", scale=1)
                     scores = _score_form()
-                    live = gr.Markdown(live_scores(*[None] * len(SCORE_FIELDS)), label="Live score")
-                    submit = gr.Button("Submit rating", variant="primary")
-                    entry = gr.JSON(label="Your last submitted entry")
-        with gr.Tab("Add photos", id="annotate-ingest"):
+                    with gr.Row(equal_height=True):
+                        live = gr.Markdown(live_scores(*[None] * len(SCORE_FIELDS)))
+                        submit = gr.Button("Submit rating", variant="primary", elem_id="annotate-submit")
+                    result = gr.Markdown(elem_id="annotate-result")
+                    with gr.Accordion("Revise one of my ratings (photos still open)", open=False):
+                        own = gr.Gallery(label="Photos you rated that still wait for other raters",
+                                         columns=6, height=180, allow_preview=False)
+                        own_ids = gr.State([])
+        with gr.Tab("Add photos", id="annotate-ingest") as tabs["annotate-ingest"]:
             files = gr.File(file_count="multiple", file_types=["image", ".zip"], type="filepath",
-                            label="Photos or zip archives (metadata is stripped from stored copies)")
+                            label="Photos or zip archives (stored copies carry no metadata; uploads are deleted)")
             with gr.Row():
                 patient = gr.Textbox(label="Patient id (optional)", max_length=64)
                 visit = gr.Textbox(label="Visit date (optional)", placeholder="YYYY-MM-DD")
             add = gr.Button("Add photos", variant="primary")
-            added = gr.JSON(label="Result")
-        with gr.Tab("Agreement", id="annotate-agreement"):
+            added_table = gr.Dataframe(headers=["file", "outcome", "reason", "photo_id"], label="Result per file",
+                                       interactive=False, wrap=True)
+            added = gr.JSON(visible=False)
+        with gr.Tab("Photos", id="annotate-photos") as tabs["annotate-photos"]:
+            refresh_photos = gr.Button("Refresh")
+            photo_rows = gr.Dataframe(headers=list(text.PHOTO_COLUMNS), datatype=["markdown"] + ["str"] * 8,
+                                      interactive=False, wrap=True, label="Every photo")
+        with gr.Tab("Agreement", id="annotate-agreement") as tabs["annotate-agreement"]:
             refresh = gr.Button("Refresh agreement")
             summary = gr.Markdown()
             plot = gr.Plot(label="Rater vs rater MASI")
             with gr.Accordion("All numbers (JSON)", open=False):
                 numbers = gr.JSON(label="Agreement numbers")
-        with gr.Tab("Export", id="annotate-export"):
-            gr.Markdown("Exports fully rated photos: a training manifest (consensus MASI and "
-                        "severity) and every rating in long format.")
-            export_button = gr.Button("Export and send to Train", variant="primary")
+        with gr.Tab("Adjudicate", id="annotate-adjudicate") as tabs["annotate-adjudicate"]:
+            with gr.Row(equal_height=True):
+                case = gr.Dropdown([], value=None, label="Closed photo (disputed first)", scale=4)
+                refresh_cases = gr.Button("Refresh", scale=1)
+            with gr.Row():
+                with gr.Column(scale=2):
+                    case_photo = gr.Image(type="filepath", label="Photo", interactive=False, height=360,
+                                          buttons=["fullscreen"])
+                with gr.Column(scale=3):
+                    case_summary = gr.Markdown()
+                    case_scores = gr.Dataframe(label="Each rater's scores", interactive=False)
+                    with gr.Row(equal_height=True):
+                        verdict = gr.Number(label="Adjudicated MASI", minimum=0, maximum=48, value=None)
+                        verdict_reason = gr.Textbox(label="Reason (kept in the log)", max_length=500, scale=2)
+                        decide = gr.Button("Record adjudicated MASI", variant="primary")
+                    with gr.Row(equal_height=True):
+                        rerater = gr.Dropdown([], value=None, label="Rater to ask again")
+                        rerate_reason = gr.Textbox(label="Reason (kept in the log)", max_length=500, scale=2)
+                        rerate = gr.Button("Ask for a re-rating")
+                    decided = gr.Markdown()
+            log = gr.Dataframe(label="Decisions on this photo (who, when, before, after, why)", interactive=False)
+        with gr.Tab("Export", id="annotate-export") as tabs["annotate-export"]:
+            gr.Markdown("Exports closed photos: a training manifest (label = adjudicated MASI when there "
+                        "is one, else the raters' mean; `status` and `adjudicated` columns) and every rating.")
+            counts = gr.Markdown()
+            with gr.Row():
+                check = gr.Button("Check class counts")
+                export_button = gr.Button("Export and send to Train", variant="primary")
             downloads = gr.File(label="CSV files", file_count="multiple", interactive=False)
             export_path = gr.Textbox(label="Manifest handed to the Train tab", interactive=False)
+        with gr.Tab("API", id="annotate-api", visible=False):
+            api_next = gr.Button(visible=False)
+            api_submit = gr.Button(visible=False)
+            api_entry = gr.JSON(visible=False)
+            extra = gr.Textbox("", visible=False, label="extra (leave empty: the API takes exactly 12 scores)")
 
-    tab = AnnotateTab(settings, store, settings.photos_dir, rater, image_id, image, scores,
-                      export_path)
+    tab = AnnotateTab(settings, store, settings.photos_dir, export_path, banner, tabs)
     quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
+    lane: dict[str, Any] = {"concurrency_id": RATING_LANE, "concurrency_limit": 16}
+    form_outputs = [image_id, image, status, *scores]
 
-    def clear_form() -> list[None]:
-        return [None] * len(scores)
-
-    gr.on([radio.change for radio in scores], live_scores, scores, live, concurrency_limit=None,
-          trigger_mode="always_last", **quiet)
-    add.click(user_errors(tab.add_photos), [files, patient, visit], added, api_name="ingest")
-    gr.on([next_button.click, rater.change], user_errors(tab.next_image), rater,
-          [image_id, image, status], api_name="next_image", concurrency_limit=None
-          ).success(clear_form, None, scores, **quiet
-          ).then(tab.own_choices, rater, own, **quiet)
-    submit.click(user_errors(tab.submit_rating), [rater, image_id, *scores],
-                 [entry, image_id, image, status], api_name="submit_rating", concurrency_limit=None
-                 ).success(clear_form, None, scores, **quiet
-                 ).then(tab.own_choices, rater, own, **quiet)
-    own.input(user_errors(tab.load_own), [rater, own], [image_id, image, status, *scores], **quiet)
+    gr.on([radio.change for radio in scores], live_scores, scores, live, trigger_mode="always_last",
+          **quiet, **lane)
+    for area, darkness, homogeneity in zip(scores[0::3], scores[1::3], scores[2::3]):
+        area.input(lambda a: (0, 0) if a == 0 else (gr.skip(), gr.skip()), area, [darkness, homogeneity],
+                   **quiet, **lane)
+    # rating: the UI events and their API twins (same handlers, API-shaped outputs)
+    gr.on([next_button.click, rater.change], tab.show_next, rater,
+          [*form_outputs, result, own, own_ids], **quiet, **lane)
+    submit.click(tab.ui_submit, [rater, image_id, *scores], [result, *form_outputs, own, own_ids],
+                 **quiet, **lane)
+    own.select(user_errors(tab.load_own), [rater, own_ids], form_outputs, **quiet, **lane)
+    api_next.click(user_errors(tab.next_image), rater, [image_id, image, status], api_name="next_image", **lane)
+    api_submit.click(user_errors(tab.submit_rating), [rater, image_id, *scores, extra],
+                     [api_entry, image_id, image, status], api_name="submit_rating", **lane)
+    # coordinator
+    add.click(user_errors(tab.add_photos), [files, patient, visit], added, api_name="ingest", **lane
+              ).success(lambda s: pd.DataFrame(s["files"]), added, added_table, **quiet
+              ).then(lambda: None, None, files, **quiet)
+    refresh_photos.click(user_errors(tab.photos), None, photo_rows, api_name="photos")
     refresh.click(user_errors(tab.agreement), None, [numbers, plot], api_name="agreement"
-                  ).success(_report_markdown, numbers, summary, **quiet)
-    export_button.click(user_errors(tab.export), None, [downloads, export_path], api_name="export")
+                  ).success(text.report_markdown, numbers, summary, **quiet)
+    refresh_cases.click(user_errors(tab.closed_choices), None, case, **quiet)
+    case.input(user_errors(tab.open_case), case, [case_photo, case_summary, case_scores, rerater, log], **quiet)
+    decide.click(user_errors(tab.adjudicate), [case, verdict, verdict_reason], decided, api_name="adjudicate"
+                 ).success(tab.decisions, case, log, **quiet)
+    rerate.click(user_errors(tab.request_rerate), [case, rerater, rerate_reason], decided,
+                 api_name="request_rerate").success(tab.decisions, case, log, **quiet)
+    check.click(user_errors(tab.export_preview), None, counts, **quiet)
+    export_button.click(user_errors(tab.export), None, [downloads, export_path], api_name="export"
+                        ).success(tab.export_preview, None, counts, **quiet)
     return tab

@@ -18,6 +18,7 @@ import gradio as gr
 from melasma.inference import default_checkpoint, warm_up_in_background
 from melasma.settings import Settings
 from melasma.ui.annotate import build_annotate_tab
+from melasma.ui.lanes import RATING_LANE, separate_lanes
 from melasma.ui.predict import build_predict_tab
 from melasma.ui.theme import CSS, build_theme
 from melasma.ui.train import build_train_tab
@@ -28,6 +29,11 @@ TITLE = "Melasma Severity Studio"
 #: Size of the synthetic demo set written on first start (small: it must not delay start-up).
 DEMO_IMAGES = 60
 DEMO_SIZE = 256
+#: Gradio's cache clean-up: every 30 min, delete cached files (uploads, results) older than 1 h.
+DELETE_CACHE = (1800, 3600)
+#: Most events waiting per concurrency group (Predict, Train, ...), and for ratings.
+LANE_SIZE = 64
+RATING_LANE_SIZE = 512
 #: Who a visitor is before signing in with Hugging Face (never a rater name, so they cannot rate).
 GUEST = "guest"
 
@@ -75,8 +81,8 @@ def build_app(settings: Settings, *, oauth: bool | None = None) -> gr.Blocks:
     """The whole app: header, the Annotate / Train / Predict tabs, footer. Writes demo data once."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_demo_data(settings)
-    oauth = oauth_enabled() if oauth is None else oauth
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    oauth = (oauth_enabled() or settings.oauth) if oauth is None else oauth
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         with gr.Row(equal_height=True):
             gr.Markdown(HEADER, elem_classes="melasma-header")
             if oauth:
@@ -89,6 +95,8 @@ def build_app(settings: Settings, *, oauth: bool | None = None) -> gr.Blocks:
             with gr.Tab("Predict", id="predict"):
                 predict = build_predict_tab(settings)
         gr.Markdown(FOOTER, elem_classes="melasma-footer")
+        demo.load(annotate.welcome, None, [annotate.banner, *annotate.tabs.values()],
+                  api_visibility="private", show_progress="hidden")
         # A finished training run's checkpoints become selectable in Predict without a reload.
         train.finished_run.change(
             predict.refresh_choices, None, predict.checkpoint, api_visibility="private",
@@ -98,15 +106,17 @@ def build_app(settings: Settings, *, oauth: bool | None = None) -> gr.Blocks:
 
 
 def private_files(settings: Settings) -> list[Path]:
-    """Files in the data folder the web server must refuse to serve (SQLite stores + journals)."""
+    """What in the data folder the web server must refuse to serve by URL: the SQLite stores and
+    journals, the stored photos and the exports (handlers hand out copies to those allowed)."""
     root = settings.data_dir.resolve()
-    return [root / f"{db}{suffix}" for db in ("annotations.sqlite", "jobs.sqlite")
-            for suffix in ("", "-wal", "-shm", "-journal")]
+    databases = [root / f"{db}{suffix}" for db in ("annotations.sqlite", "jobs.sqlite")
+                 for suffix in ("", "-wal", "-shm", "-journal")]
+    return [*databases, settings.photos_dir.resolve(), settings.exports_dir.resolve()]
 
 
 def launch_options(settings: Settings, *, oauth: bool | None = None) -> dict[str, Any]:
     """The ``launch()`` keyword arguments every entry point shares (auth, upload cap, theme)."""
-    oauth = oauth_enabled() if oauth is None else oauth
+    oauth = (oauth_enabled() or settings.oauth) if oauth is None else oauth
     if oauth and settings.auth:
         raise ValueError("choose one sign-in: MELASMA_AUTH (passwords) or MELASMA_OAUTH (Hugging Face)")
     options: dict[str, Any] = {
@@ -120,7 +130,7 @@ def launch_options(settings: Settings, *, oauth: bool | None = None) -> dict[str
     }
     if settings.auth:
         options["auth"] = [tuple(pair) for pair in settings.auth]
-        options["auth_message"] = "Sign in with your rater name and password."
+        options["auth_message"] = "Sign in with your name and password."
     if oauth:
         options["auth_dependency"] = hf_username
     return options
@@ -138,7 +148,8 @@ def serve(
     GRADIO_SERVER_NAME / GRADIO_SERVER_PORT keep working; on a Space the host is 0.0.0.0."""
     options = launch_options(settings)
     demo = build_app(settings)
-    demo.queue(default_concurrency_limit=2, max_size=64)
+    demo.queue(default_concurrency_limit=2)
+    separate_lanes(demo, LANE_SIZE, {RATING_LANE: RATING_LANE_SIZE})
     if host is None and os.environ.get("SPACE_ID") and not os.environ.get("GRADIO_SERVER_NAME"):
         host = "0.0.0.0"
     if host is not None:

@@ -5,8 +5,17 @@ Gradio writes a `.pyi` stub beside any module that defines a component (ignored 
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
 import gradio as gr
 from gradio.data_classes import ImageData
+from gradio.utils import get_upload_folder
+from PIL import Image
 
 
 class PhotoInput(gr.Image):
@@ -20,3 +29,56 @@ class PhotoInput(gr.Image):
         if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
             return str(payload.path)
         return super().preprocess(payload)
+
+
+class PhotoStage:
+    """Copies of private files (stored photos, exports) in a temporary folder of their own, handed to
+    Gradio for display or download. The data folder's photos/ and exports/ are never served by URL
+    (see ``ui.app.private_files``); the copies live under random names in Gradio's upload folder
+    (so a table can link a thumbnail) and are removed after ``keep_s`` seconds."""
+
+    def __init__(self, keep_s: float = 900.0) -> None:
+        Path(get_upload_folder()).mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="melasma-stage-", dir=get_upload_folder()))
+        self.keep_s = keep_s
+
+    def __call__(self, source: Path, name: str | None = None) -> str:
+        """A fresh copy of `source` (named `name`, default its own name); returns its path."""
+        self._prune()
+        target = self.folder / uuid.uuid4().hex / (name or source.name)
+        target.parent.mkdir()
+        shutil.copyfile(source, target)
+        return str(target)
+
+    def thumbnail(self, source: Path, size: int = 160) -> str:
+        """A small JPEG copy of the photo `source` (for tables and galleries)."""
+        self._prune()
+        target = self.folder / uuid.uuid4().hex / source.name
+        target.parent.mkdir()
+        with Image.open(source) as image:
+            image.thumbnail((size, size))
+            image.convert("RGB").save(target, format="JPEG", quality=85)
+        return str(target)
+
+    def _prune(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)  # Gradio may have emptied its cache
+        cutoff = time.time() - self.keep_s
+        for folder in self.folder.iterdir():
+            if folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def delete_uploads(paths: list[str]) -> int:
+    """Delete Gradio's temporary copies of uploaded files (only inside its upload folder); returns
+    how many were deleted. Raw uploads keep GPS and camera metadata: once the clean copy is stored
+    they must not stay behind, served by URL."""
+    root = Path(get_upload_folder()).resolve()
+    deleted = 0
+    for raw in paths:
+        path = Path(raw).resolve()
+        if path.is_file() and path.is_relative_to(root):
+            path.unlink()
+            deleted += 1
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # Gradio keeps each upload in a folder of its own
+    return deleted
