@@ -107,7 +107,7 @@ def test_every_registry_key_has_canonizers() -> None:
 
 def test_bad_input_is_a_one_line_error() -> None:
     model = create("resnet18").eval()
-    with pytest.raises(ExplainError, match=r"\(1, 3, H, W\)"):
+    with pytest.raises(ExplainError, match=r"\(N, 3, H, W\)"):
         explain(model, torch.randn(3, SIZE, SIZE))
     with pytest.raises(ExplainError, match="method must be one of"):
         explain(model, torch.randn(1, 3, SIZE, SIZE), method="shap")

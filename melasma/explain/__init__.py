@@ -15,12 +15,9 @@ from torch import nn
 
 from melasma.explain.cam import gradcam_map
 from melasma.explain.gxi import gxi_map
-from melasma.explain.lrp import IMAGENET_MEAN, IMAGENET_STD, ExplainError, check_input, lrp_map
-
-#: Whether LRP excludes biases for display, per composite. EpsilonPlusFlat: yes, so the map holds
-#: the whole one-hot start (conserved); zennit's Gamma picks signs from the biased output, which
-#: with zeroed biases divides by near-zero sums, so EpsilonGammaBox keeps them.
-LRP_ZERO_BIAS: dict[str, bool] = {"epsilon_plus_flat": True, "epsilon_gamma_box": False}
+from melasma.explain.lrp import (
+    IMAGENET_MEAN, IMAGENET_STD, LRP_ZERO_BIAS, ExplainError, Targets, check_input, lrp_map,
+)
 
 
 @contextlib.contextmanager
@@ -66,17 +63,20 @@ def explain(
     model: nn.Module,
     x: torch.Tensor,
     method: str = "lrp",
-    target: int | None = None,
+    target: Targets = None,
     composite: str = "epsilon_plus_flat",
     *,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """An (H, W) float map on the CPU explaining `target` (None: the predicted class) for x (1, 3, H, W).
+    """Float maps on the CPU explaining `target` for x (N, 3, H, W): (H, W) when N is 1, else
+    (N, H, W). `target`: a class index, one per image, or None (each image's predicted class).
 
     "lrp": signed relevance (sums to ~1 with EpsilonPlusFlat); "gradcam": [0, 1] heat; "gxi":
     gradient x input. `mean`/`std` (the input normalisation) bound EpsilonGammaBox's first layer.
     The model must come from `melasma.models.create` / `load_checkpoint` (it has `arch_name`).
+    This per-call path sets up (and removes) canonizers and hooks each time; `Explainer` keeps
+    them for a model's lifetime and is what the app and the report use.
     """
     from melasma.models.registry import get_spec
 
@@ -86,7 +86,10 @@ def explain(
     spec = get_spec(model)
     with inference_state(model):
         relevance = METHODS[method](model, x, target, spec, composite, mean, std)
-    return relevance.detach().float().cpu()
+    relevance = relevance.detach().float().cpu()
+    return relevance[0] if x.shape[0] == 1 else relevance
 
 
-__all__ = ["METHODS", "ExplainError", "explain", "inference_state"]
+from melasma.explain.explainer import Explainer, Explanations  # noqa: E402 - uses METHODS' modules
+
+__all__ = ["METHODS", "ExplainError", "Explainer", "Explanations", "explain", "inference_state"]

@@ -43,7 +43,9 @@ class SiblingMergeBatchNorm(MergeBatchNorm):
 
     Batch norms with children (timm's `BatchNormAct2d`) count as one unit. After the merge the batch
     norm computes the exact identity (running variance `1 - eps`, not zennit's `1`, which scales by
-    `1 / sqrt(1 + eps)` and drifts by ~1e-4 over MobileNetV2's 52 norms).
+    `1 / sqrt(1 + eps)` and drifts by ~1e-4 over MobileNetV2's 52 norms). Its `eps` stays the
+    positive value it had (a zennit that zeroes it gets it back): torch 2.11 rejects
+    `batch_norm` with eps 0 ("batch_norm eps must be positive").
     """
 
     def apply(self, root_module: nn.Module) -> list[Canonizer]:
@@ -61,8 +63,10 @@ class SiblingMergeBatchNorm(MergeBatchNorm):
 
     @staticmethod
     def merge_batch_norm(modules: tuple[nn.Module, ...], batch_norm: nn.Module) -> None:
+        eps = batch_norm.eps
         MergeBatchNorm.merge_batch_norm(modules, batch_norm)
-        batch_norm.running_var.data = batch_norm.running_var.data - batch_norm.eps
+        batch_norm.eps = eps
+        batch_norm.running_var.data = torch.full_like(batch_norm.running_var.data, 1.0 - eps)
 
 
 def _fits(linear: nn.Module, norm: nn.Module) -> bool:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from melasma.explain.lrp import check_input, check_target
+from melasma.explain.lrp import Targets, check_input, target_indices
 
 
-def gxi_map(model: nn.Module, x: torch.Tensor, target: int | None = None) -> torch.Tensor:
-    """d logit[target] / d x, times x, summed over channels: (H, W). Target None: predicted class."""
+def gxi_map(model: nn.Module, x: torch.Tensor, target: Targets = None) -> torch.Tensor:
+    """d logit[target] / d x, times x, summed over channels: (N, H, W). Target None: predicted class.
+
+    Images of a batch are independent in eval mode, so one backward of the summed target logits
+    gives each image its own gradient.
+    """
     check_input(x)
     with torch.enable_grad():
         inputs = x.detach().clone().requires_grad_(True)
         logits = model(inputs)
-        check_target(target, logits.shape[1])
-        index = int(logits[0].argmax()) if target is None else int(target)
-        (gradient,) = torch.autograd.grad(logits[0, index], inputs)
-    return (gradient * inputs.detach())[0].sum(0)
+        index = target_indices(target, logits)
+        (gradient,) = torch.autograd.grad(logits.gather(1, index[:, None]).sum(), inputs)
+    return (gradient * inputs.detach()).sum(1)

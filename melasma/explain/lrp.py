@@ -13,8 +13,9 @@ MobileNetV2's 17 blocks). The fallback spreads it uniformly over the receptive f
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Sequence, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,10 +37,11 @@ class ExplainError(ValueError):
 def box_bounds(
     x: torch.Tensor, mean: Sequence[float], std: Sequence[float]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The lowest and highest normalised pixel values, (0 - mean) / std and (1 - mean) / std, like x."""
+    """The lowest and highest normalised pixel values, (0 - mean) / std and (1 - mean) / std, as
+    (1, C, 1, 1) tensors of x's dtype and device (zennit's ZBox broadcasts them to any batch)."""
     mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return ((0 - mean_t) / std_t).expand_as(x), ((1 - mean_t) / std_t).expand_as(x)
+    return (0 - mean_t) / std_t, (1 - mean_t) / std_t
 
 
 class ZPlusFlatFallback(BasicHook):
@@ -101,6 +103,11 @@ def _epsilon_gamma_box(model, x, canonizers, zero_params, mean, std) -> Composit
     )
 
 
+#: Whether LRP excludes biases for display, per composite. EpsilonPlusFlat: yes, so the map holds
+#: the whole one-hot start (conserved); zennit's Gamma picks signs from the biased output, which
+#: with zeroed biases divides by near-zero sums, so EpsilonGammaBox keeps them.
+LRP_ZERO_BIAS: dict[str, bool] = {"epsilon_plus_flat": True, "epsilon_gamma_box": False}
+
 #: composite name -> builder(model, x, canonizers, zero_params, mean, std).
 COMPOSITES: dict[str, Callable[..., Composite]] = {
     "epsilon_plus_flat": _epsilon_plus_flat,
@@ -109,10 +116,13 @@ COMPOSITES: dict[str, Callable[..., Composite]] = {
 
 
 def check_input(x: torch.Tensor) -> None:
-    """Raise ExplainError unless x is a (1, 3, H, W) floating-point tensor."""
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[:2] != (1, 3) or not x.is_floating_point():
+    """Raise ExplainError unless x is an (N, 3, H, W) floating-point tensor with N >= 1."""
+    if (
+        not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[0] < 1 or x.shape[1] != 3
+        or not x.is_floating_point()
+    ):
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ExplainError(f"expected a float (1, 3, H, W) input tensor, got {shape}")
+        raise ExplainError(f"expected a float (N, 3, H, W) input tensor, got {shape}")
 
 
 def check_target(target: int | None, num_classes: int) -> None:
@@ -121,13 +131,28 @@ def check_target(target: int | None, num_classes: int) -> None:
         raise ExplainError(f"target must be a class index in 0..{num_classes - 1}, got {target}")
 
 
-def one_hot_start(target: int | None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A zennit output-relevance function: one-hot at target (None: the predicted class)."""
+#: A class index for every image, one index per image, or None (each image's predicted class).
+Targets = Union[int, Sequence[int], None]
+
+
+def target_indices(target: Targets, logits: torch.Tensor) -> torch.Tensor:
+    """The (N,) long class indices that `target` names for a batch of (N, C) logits."""
+    count, classes = logits.shape
+    if target is None:
+        return logits.detach().argmax(1)
+    values = [int(target)] * count if isinstance(target, (int, np.integer)) else [int(t) for t in target]
+    if len(values) != count:
+        raise ExplainError(f"expected {count} targets (one per image), got {len(values)}")
+    for value in values:
+        check_target(value, classes)
+    return torch.tensor(values, dtype=torch.long, device=logits.device)
+
+
+def one_hot_start(target: Targets) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A zennit output-relevance function: one-hot at target (None: each image's predicted class)."""
 
     def start(output: torch.Tensor) -> torch.Tensor:
-        check_target(target, output.shape[1])
-        index = output.argmax(1) if target is None else torch.full_like(output[:, 0], int(target)).long()
-        return F.one_hot(index, output.shape[1]).to(output.dtype)
+        return F.one_hot(target_indices(target, output), output.shape[1]).to(output.dtype)
 
     return start
 
@@ -135,7 +160,7 @@ def one_hot_start(target: int | None) -> Callable[[torch.Tensor], torch.Tensor]:
 def lrp_attribution(
     model: nn.Module,
     x: torch.Tensor,
-    target: int | None = None,
+    target: Targets = None,
     *,
     canonizer: str = "generic",
     composite: str = "epsilon_plus_flat",
@@ -161,7 +186,7 @@ def lrp_attribution(
     return output.detach(), relevance.detach()
 
 
-def lrp_map(model: nn.Module, x: torch.Tensor, target: int | None = None, **options) -> torch.Tensor:
-    """Signed LRP relevance summed over colour channels: (H, W). Options as `lrp_attribution`."""
+def lrp_map(model: nn.Module, x: torch.Tensor, target: Targets = None, **options) -> torch.Tensor:
+    """Signed LRP relevance summed over colour channels: (N, H, W). Options as `lrp_attribution`."""
     _, relevance = lrp_attribution(model, x, target, **options)
-    return relevance[0].sum(0)
+    return relevance.sum(1)
