@@ -38,6 +38,8 @@ def test_train_then_evaluate(synth_dir: Path, tmp_path: Path, capsys: pytest.Cap
     assert evaluated["metrics"]["accuracy"] == pytest.approx(trained["metrics"]["accuracy"])
     assert evaluated["confusion_matrix"] == trained["confusion_matrix"]
     assert evaluated["notes"] == trained["notes"]
+    assert evaluated["subgroups"] == trained["subgroups"] and len(trained["subgroups"]) >= 2  # fitzpatrick groups
+    assert "skin type" in out
 
 
 def test_bad_data_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -49,7 +51,7 @@ def test_bad_data_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFi
                  "--out", str(run), "--device", "cpu", "--pretrained", "off"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("error: ") and "missing" in err and "severe" in err
+    assert err.startswith("error: ") and "problem" in err
     assert "Traceback" not in err
     assert not run.exists()  # nothing was trained or written
 

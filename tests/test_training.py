@@ -12,6 +12,9 @@ from melasma.data.manifest import load_dataset
 from melasma.models import load_checkpoint
 from melasma.training import TrainConfig, fit, resolve_device, train_many
 from melasma.training.augment import Augment, rotate
+from melasma.training.collapse import detect_collapse
+from melasma.training.config import SCRATCH_LR
+from melasma.training.evaluate import evaluate_checkpoint
 from melasma.training.loop import _evaluate_loss, batch_indices, load_splits
 
 pytestmark = pytest.mark.timeout(240)
@@ -70,7 +73,7 @@ def test_config_is_checked_up_front(tmp_path: Path) -> None:
         TrainConfig(data=tmp_path, archs="resnet18,alexnet", image_size=32)
     with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
         TrainConfig(data=tmp_path, epochs=0)
-    with pytest.raises(ValueError, match="pretrained must be auto, off or a weights file"):
+    with pytest.raises(ValueError, match="pretrained must be auto, timm, off or a weights file"):
         TrainConfig(data=tmp_path, pretrained=str(tmp_path / "missing.pth"))
 
 
@@ -138,3 +141,76 @@ def test_small_cnn_learns_the_synthetic_set(synth300: Path, tmp_path: Path) -> N
     assert row["auc_macro"] > AUC_FLOOR, row.to_dict()
     history = (config.out / "resnet10t" / "history.csv").read_text().splitlines()
     assert len(history) - 1 == row["epochs_run"]
+
+
+def test_collapse_rule_and_likely_cause() -> None:
+    import numpy as np
+
+    classes = ("mild", "moderate", "severe")
+    healthy = detect_collapse({"validation": np.array([0, 1, 2, 1])}, 0.8, classes, lr=1e-3,
+                              pretrained_source="random init")
+    assert not healthy.collapsed and healthy.describe() == ""
+    constant = detect_collapse({"validation": np.array([1, 1, 1]), "test": np.array([0, 1])}, 0.9, classes,
+                               lr=1e-3, pretrained_source="random init (offline fallback)")
+    assert constant.collapsed and constant.signs == ("one predicted class on validation (always moderate)",)
+    assert "--lr 0.0001" in constant.cause
+    chance = detect_collapse({"test": np.array([0, 1])}, 1.0987, classes, lr=1e-3,
+                             pretrained_source="torchvision IMAGENET1K_V1")
+    assert chance.collapsed and "not below ln 3 = 1.099" in chance.signs[0] and "10x lower" in chance.cause
+
+
+def test_lr_auto_lowers_the_rate_only_from_random_init(tmp_path: Path) -> None:
+    config = TrainConfig(data=tmp_path, lr_auto=True)
+    assert config.learning_rate("random init (offline fallback)") == SCRATCH_LR == 1e-4
+    assert config.learning_rate("torchvision IMAGENET1K_V1") == 1e-3
+    assert TrainConfig(data=tmp_path).learning_rate("random init") == 1e-3
+    assert TrainConfig(data=tmp_path, cutoffs="10, 40").cutoffs == (10.0, 40.0)
+    with pytest.raises(ValueError, match="0 < moderate < severe"):
+        TrainConfig(data=tmp_path, cutoffs=(32, 16))
+
+
+def test_a_collapsed_run_is_marked_everywhere(synth_dir: Path, tmp_path: Path) -> None:
+    events: list[dict] = []
+    config = _config(synth_dir, tmp_path / "run", lr=5.0)  # Adam at lr 5 from random init diverges
+    summary = train_many(config, on_event=events.append)
+    row = summary.iloc[0]
+    assert row["collapsed"] and "likely cause: random init with Adam lr 5" in row["collapse_cause"]
+    assert "**yes**: " in (config.out / "summary.md").read_text()
+    import json
+
+    metrics = json.loads((config.out / "resnet18" / "metrics.json").read_text())
+    assert metrics["collapse"]["collapsed"] and metrics["pretrained"] == "random init"
+    _, meta = load_checkpoint(config.out / "resnet18")
+    assert meta["collapse"]["collapsed"] and meta["pretrained"] == "random init"
+    assert any(e["type"] == "log" and e["message"].startswith("warning: resnet18 collapsed") for e in events)
+    done = next(e for e in events if e["type"] == "arch_done")
+    assert done["collapsed"] and done["pretrained"] == "random init"
+
+
+def test_provenance_cutoffs_and_subgroups_travel_with_the_run(synth_dir: Path, tmp_path: Path) -> None:
+    import torchvision
+
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18-torchvision.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    events: list[dict] = []
+    config = _config(synth_dir, tmp_path / "run", pretrained=str(weights), cutoffs=(10.0, 40.0))
+    summary = train_many(config, on_event=events.append)
+    provenance = summary.iloc[0]["pretrained"]
+    assert provenance.startswith(f"file {weights} sha256:") and len(provenance.split("sha256:")[1]) == 64
+    assert provenance in (config.out / "summary.md").read_text()
+    assert any(e["type"] == "log" and f"weights {provenance}" in e["message"] for e in events)
+    _, meta = load_checkpoint(config.out / "resnet18")
+    assert meta["pretrained"] == provenance and meta["cutoffs"] == [10.0, 40.0] and meta["seed"] == 0
+    assert meta["manifest_hash"] == meta["data"]["manifest_hash"] and meta["head"] == "classification"
+    relabelled = load_dataset(synth_dir, cutoffs=(10.0, 40.0))
+    assert (relabelled["severity"] != load_dataset(synth_dir)["severity"]).any()  # the cut-offs matter here
+    from melasma.data.manifest import manifest_hash
+
+    assert meta["manifest_hash"] == manifest_hash(relabelled)
+    evaluated = evaluate_checkpoint(config.out / "resnet18", synth_dir, device="cpu", cache_dir=config.cache_dir,
+                                    bootstrap=50)
+    assert not evaluated["notes"] or "differs" not in " ".join(evaluated["notes"])
+    groups = {g["group"] for g in evaluated["subgroups"]}
+    assert groups == set(relabelled.loc[relabelled["split"] == "test", "skin_type"])
+    assert all(f"accuracy[skin {g}]" in summary.columns for g in groups)

@@ -32,7 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_out: bool = True) -> 
         parser.add_argument("--out", default=DEFAULT_OUT, help=f"run folder (default {DEFAULT_OUT})")
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--pretrained", default="auto",
-                        help="auto (ImageNet from the hub, random init if offline), off, or a weights file")
+                        help="auto (the study's torchvision ImageNet weights: local cache, then download, "
+                             "else random init with a warning), timm (timm's ImageNet recipe), off, or a "
+                             "weights file (.safetensors or .pth, timm or torchvision layout)")
+    parser.add_argument("--lr-auto", action="store_true",
+                        help="networks that start from random init train with Adam lr 1e-4 (lr 1e-3 "
+                             "collapses AlexNet and VGG16 from scratch)")
+    parser.add_argument("--cutoffs", default=None,
+                        help="MASI values where moderate and severe begin, e.g. 16,32 (the default)")
+    parser.add_argument("--allow-patient-overlap", action="store_true",
+                        help="accept a split column that puts one patient in two splits")
     parser.add_argument("--seed", type=int, default=0, help="seed for splits, init and augmentation")
     parser.add_argument("--cache-dir", default=None, help="decoded-image cache (default $MELASMA_CACHE_DIR "
                                                           "or ~/.cache/melasma)")
@@ -48,6 +57,8 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":
         image_size=args.image_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
         device=args.device, pretrained=args.pretrained, seed=args.seed, out=getattr(args, "out", DEFAULT_OUT),
         class_weighted=args.class_weighted, cache_dir=args.cache_dir, bootstrap=args.bootstrap,
+        lr_auto=args.lr_auto, allow_patient_overlap=args.allow_patient_overlap,
+        **({"cutoffs": args.cutoffs} if args.cutoffs else {}),
     )
 
 
@@ -81,7 +92,8 @@ class ProgressBar:
         elif kind == "arch_done":
             metrics = event["metrics"]
             tqdm.write(f"{event['arch']} test: accuracy {metrics['accuracy']:.3f}, F1 {metrics['f1_weighted']:.3f}, "
-                       f"macro AUC {metrics['auc_macro']:.3f}")
+                       f"macro AUC {metrics['auc_macro']:.3f}"
+                       + (f" | COLLAPSED: {event['collapse_cause']}" if event.get("collapsed") else ""))
         elif kind == "log":
             self._close()
             tqdm.write(str(event["message"]))

@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from melasma.masi import DEFAULT_CUTOFFS, SCALE_MAX
 from melasma.models import get_spec
+from melasma.models.factory import PRETRAINED_SOURCES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: Adam learning rate `lr_auto` uses for a network that starts from random init.
+SCRATCH_LR = 1e-4
 
 
 @dataclass
@@ -16,7 +20,11 @@ class TrainConfig:
     224 px, early stopping after 3 epochs without validation-loss improvement.
 
     `archs` may be given as a comma list; `data`, `out` and `cache_dir` as strings; `pretrained` is
-    "auto", "off" or a weights file. `bootstrap` is the number of resamples behind the 95% CIs.
+    "auto" (torchvision's ImageNet weights, as the study), "timm", "off" or a weights file.
+    `bootstrap` is the number of resamples behind the 95% CIs. `cutoffs` are the MASI values where
+    moderate and severe begin (a "16,32" string is accepted). `lr_auto` trains networks that start
+    from random init with `SCRATCH_LR` (the study's 1e-3 collapses AlexNet and VGG16 from scratch).
+    `allow_patient_overlap` accepts a user `split` column that puts one patient in two splits.
     """
 
     data: Path
@@ -34,6 +42,9 @@ class TrainConfig:
     class_weighted: bool = False
     cache_dir: Path | None = None
     bootstrap: int = 1000
+    cutoffs: tuple[float, float] = DEFAULT_CUTOFFS["masi"]
+    lr_auto: bool = False
+    allow_patient_overlap: bool = False
 
     def __post_init__(self) -> None:
         self.data = Path(self.data).expanduser()
@@ -59,5 +70,23 @@ class TrainConfig:
         if self.device.split(":")[0] not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {self.device!r}")
         self.pretrained = str(self.pretrained)
-        if self.pretrained not in ("auto", "off") and not Path(self.pretrained).expanduser().is_file():
-            raise ValueError(f"pretrained must be auto, off or a weights file; {self.pretrained} not found")
+        if self.pretrained not in PRETRAINED_SOURCES and not Path(self.pretrained).expanduser().is_file():
+            raise ValueError(f"pretrained must be {', '.join(PRETRAINED_SOURCES)} or a weights file; "
+                             f"{self.pretrained} not found")
+        self.cutoffs = parse_cutoffs(self.cutoffs)
+
+    def learning_rate(self, pretrained_source: str) -> float:
+        """The Adam learning rate for a network whose weights started from `pretrained_source`."""
+        return SCRATCH_LR if self.lr_auto and pretrained_source.startswith("random init") else self.lr
+
+
+def parse_cutoffs(value: str | tuple[float, float] | list[float]) -> tuple[float, float]:
+    """MASI cut-offs (moderate from, severe from) from "16,32" or a pair; 0 < first < second <= 48."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        low, high = (float(part) for part in parts)
+    except (TypeError, ValueError):
+        raise ValueError(f"cutoffs must be two numbers such as 16,32, got {value!r}") from None
+    if not 0 < low < high <= SCALE_MAX["masi"]:
+        raise ValueError(f"cutoffs must satisfy 0 < moderate < severe <= 48, got {low:g},{high:g}")
+    return low, high

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from melasma.models import load_checkpoint
 from melasma.training.device import resolve_device
 from melasma.training.loop import load_splits, predict_probs
-from melasma.training.metrics import evaluate_predictions
+from melasma.training.metrics import evaluate_predictions, subgroup_metrics
 from melasma.training.report import TABLE_COLUMNS
 
 SPLIT_CHOICES = ("test", "val", "train", "all")
@@ -16,21 +17,27 @@ SPLIT_CHOICES = ("test", "val", "train", "all")
 
 def evaluate_checkpoint(weights: str | Path, data: str | Path, *, split: str = "test", device: str = "auto",
                         batch_size: int = 64, cache_dir: Path | None = None, bootstrap: int = 1000) -> dict[str, Any]:
-    """Metrics of the checkpoint in `weights` on `data`. The split is re-derived with the training
-    seed, so "test" is the same held-out set the training run reported on."""
+    """Metrics of the checkpoint in `weights` on `data`, with accuracy and macro AUC per skin-type
+    group (`subgroups`). The split is re-derived with the training seed, cut-offs and patient-overlap
+    choice, so "test" is the same held-out set the training run reported on."""
     from melasma.data.manifest import load_dataset, manifest_hash
 
     if split not in SPLIT_CHOICES:
         raise ValueError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
     torch_device = resolve_device(device)
     model, meta = load_checkpoint(weights, torch_device)
-    seed = int((meta.get("data") or {}).get("seed", (meta.get("config") or {}).get("seed", 0)))
-    full = load_dataset(data, seed=seed, cutoffs=tuple(meta["cutoffs"]))
+    config = meta.get("config") or {}
+    seed = int(meta.get("seed", (meta.get("data") or {}).get("seed", config.get("seed", 0))))
+    full = load_dataset(data, seed=seed, cutoffs=tuple(meta["cutoffs"]),
+                        allow_patient_overlap=bool(config.get("allow_patient_overlap", False)))
     table = full if split == "all" else full[full["split"] == split].reset_index(drop=True)
     loaded = load_splits(table.assign(split="test"), int(meta["image_size"]), torch_device, cache_dir)["test"]
     probs = predict_probs(model, loaded, batch_size, tuple(meta["mean"]), tuple(meta["std"]))
     result = evaluate_predictions(loaded.labels.cpu().numpy(), probs, meta["classes"], bootstrap, seed)
-    trained_on = (meta.get("data") or {}).get("manifest_hash")
+    result["subgroups"] = [asdict(group) for group in subgroup_metrics(
+        loaded.labels.cpu().numpy(), probs, table["skin_type"].tolist(), meta["classes"], bootstrap, seed)]
+    result["pretrained"] = meta.get("pretrained", "not recorded")
+    trained_on = meta.get("manifest_hash", (meta.get("data") or {}).get("manifest_hash"))
     if trained_on and manifest_hash(full) != trained_on:
         result["notes"].append("this data set differs from the one the checkpoint was trained on: "
                      "its test split is not the training run's held-out set")
@@ -53,5 +60,9 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{title:<16} {value:>7.3f}   {low:.3f}-{high:.3f}" if value == value
                      else f"{title:<16} {'n/a':>7}")
     lines.append("confusion (rows true, columns predicted): " + " ".join(map(str, result["confusion_matrix"])))
+    for group in result.get("subgroups", []):
+        lines.append(f"skin type {group['group']} (n={group['n']}): accuracy {group['accuracy']:.3f} "
+                     f"({group['accuracy_ci95'][0]:.3f}-{group['accuracy_ci95'][1]:.3f}), macro AUC "
+                     f"{group['auc_macro']:.3f} ({group['auc_macro_ci95'][0]:.3f}-{group['auc_macro_ci95'][1]:.3f})")
     lines += [f"note: {note}" for note in result["notes"]]
     return "\n".join(lines)

@@ -20,15 +20,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from melasma.masi import DEFAULT_CUTOFFS, SEVERITIES
+from melasma.masi import SEVERITIES
 from melasma.models import create, get_spec, save_checkpoint
 from melasma.models.checkpoint import jsonable
 from melasma.training import figures
 from melasma.training.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, normalize, to_float
+from melasma.training.collapse import detect_collapse
 from melasma.training.config import TrainConfig
 from melasma.training.device import resolve_device
-from melasma.training.metrics import evaluate_predictions
-from melasma.training.report import summary_row, write_summary
+from melasma.training.metrics import evaluate_predictions, subgroup_metrics
+from melasma.training.report import subgroup_columns, summary_row, write_summary
 
 Event = dict[str, Any]
 OnEvent = Callable[[Event], None]
@@ -124,15 +125,17 @@ def _evaluate_loss(model: nn.Module, split: Split, criterion: nn.Module, batch_s
 
 def fit(model: nn.Module, train: Split, val: Split, config: TrainConfig, *, arch: str,
         class_weights: torch.Tensor | None = None, on_event: OnEvent | None = None,
-        should_stop: ShouldStop | None = None) -> pd.DataFrame:
-    """Train `model` (already on the device) with Adam and early stopping on validation loss.
+        should_stop: ShouldStop | None = None, lr: float | None = None) -> pd.DataFrame:
+    """Train `model` (already on the device) with Adam (`lr`, default `config.lr`) and early
+    stopping on validation loss.
 
     The best-validation weights are restored at the end. Returns the history (one row per epoch).
     Raises TrainingCancelled when `should_stop()` turns True (polled before every batch).
     """
     emit, stop = on_event or (lambda event: None), should_stop or (lambda: False)
     device = train.labels.device
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr if lr is None else lr,
+                                 weight_decay=config.weight_decay)
     criterion = nn.CrossEntropyLoss(weight=class_weights)
     val_criterion = nn.NLLLoss(weight=class_weights)
     order_rng = torch.Generator().manual_seed(config.seed)
@@ -189,17 +192,21 @@ def class_weights_for(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 
 def _train_arch(arch: str, splits: dict[str, Split], config: TrainConfig, device: torch.device,
-                data_info: dict[str, Any], emit: OnEvent, stop: ShouldStop) -> dict[str, Any]:
+                data_info: dict[str, Any], test_skin: list[str | None], emit: OnEvent,
+                stop: ShouldStop) -> dict[str, Any]:
     classes = list(SEVERITIES)
     torch.manual_seed(config.seed)
     model = create(arch, len(classes), config.pretrained).to(device)
+    pretrained = model.pretrained_source
+    lr = config.learning_rate(pretrained)
+    emit({"type": "log", "message": f"{arch}: weights {pretrained}; Adam lr {lr:g}"})
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     weights = class_weights_for(splits["train"].labels, len(classes)) if config.class_weighted else None
     started = time.perf_counter()
     try:
         history = fit(model, splits["train"], splits["val"], config, arch=arch, class_weights=weights,
-                      on_event=emit, should_stop=stop)
+                      on_event=emit, should_stop=stop, lr=lr)
     except torch.OutOfMemoryError as error:
         raise torch.OutOfMemoryError(
             f"out of memory training {arch} on {device} at batch {config.batch_size}, {config.image_size} px: "
@@ -208,25 +215,37 @@ def _train_arch(arch: str, splits: dict[str, Split], config: TrainConfig, device
     test = splits["test"]
     probs = predict_probs(model, test, config.batch_size)
     evaluation = evaluate_predictions(test.labels.cpu().numpy(), probs, classes, config.bootstrap, config.seed)
+    val_predicted = predict_probs(model, splits["val"], config.batch_size).argmax(1)
+    collapse = detect_collapse({"validation": val_predicted, "test": probs.argmax(1)},
+                               float(history["train_loss"].iloc[-1]), classes, lr=lr, pretrained_source=pretrained)
+    if collapse.collapsed:
+        emit({"type": "log", "message": f"warning: {arch} collapsed: {collapse.describe()}"})
+    subgroups = subgroup_metrics(test.labels.cpu().numpy(), probs, test_skin, classes, config.bootstrap, config.seed)
     best = history.loc[history["val_loss"].idxmin()]
     training = {"epochs_run": len(history), "best_epoch": int(best["epoch"]), "best_val_loss": float(best["val_loss"]),
-                "seconds": seconds, "device": str(device),
+                "seconds": seconds, "device": str(device), "lr": lr,
                 "images_per_s": len(splits["train"]) * len(history) / max(seconds, 1e-9)}
     arch_dir = config.out / arch
     save_checkpoint(arch_dir, model, {
-        "classes": classes, "cutoffs": list(DEFAULT_CUTOFFS["masi"]), "image_size": config.image_size,
-        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "config": asdict(config),
-        "metrics": evaluation["metrics"], "ci95": evaluation["ci95"], "data": data_info, "training": training,
+        "classes": classes, "cutoffs": list(config.cutoffs), "image_size": config.image_size,
+        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "pretrained": pretrained, "seed": config.seed,
+        "manifest_hash": data_info["manifest_hash"], "head": "classification", "config": asdict(config),
+        "metrics": evaluation["metrics"], "ci95": evaluation["ci95"], "collapse": asdict(collapse),
+        "data": data_info, "training": training,
     })
-    (arch_dir / "metrics.json").write_text(json.dumps(jsonable({**evaluation, "training": training}),
-                                                      indent=2, allow_nan=False) + "\n")
+    report = {**evaluation, "pretrained": pretrained, "collapse": asdict(collapse),
+              "subgroups": [asdict(group) for group in subgroups], "training": training}
+    (arch_dir / "metrics.json").write_text(json.dumps(jsonable(report), indent=2, allow_nan=False) + "\n")
     history.to_csv(arch_dir / "history.csv", index=False)
     title = get_spec(arch).display_name
     figures.learning_curves(history, arch_dir / "learning_curves.png", title)
     figures.roc_curves(test.labels.cpu().numpy(), probs, classes, arch_dir / "roc.png", title)
     figures.confusion_matrix(evaluation["confusion_matrix"], classes, arch_dir / "confusion.png", title)
-    emit({"type": "arch_done", "arch": arch, "metrics": evaluation["metrics"], "training": training})
-    return summary_row(arch, evaluation, {"epochs_run": training["epochs_run"],
+    emit({"type": "arch_done", "arch": arch, "metrics": evaluation["metrics"], "training": training,
+          "pretrained": pretrained, "collapsed": collapse.collapsed, "collapse_cause": collapse.describe()})
+    return summary_row(arch, evaluation, {"pretrained": pretrained, "lr": lr, "collapsed": collapse.collapsed,
+                                          "collapse_cause": collapse.describe(), **subgroup_columns(subgroups),
+                                          "epochs_run": training["epochs_run"],
                                           "best_epoch": training["best_epoch"], "train_seconds": seconds})
 
 
@@ -241,7 +260,8 @@ def train_many(config: TrainConfig, *, on_event: OnEvent | None = None,
 
     emit, stop = on_event or (lambda event: None), should_stop or (lambda: False)
     device = resolve_device(config.device)
-    table = load_dataset(config.data, seed=config.seed)
+    table = load_dataset(config.data, seed=config.seed, cutoffs=config.cutoffs,
+                         allow_patient_overlap=config.allow_patient_overlap)
     counts = table["split"].value_counts()
     started = time.perf_counter()
     splits = load_splits(table, config.image_size, device, config.cache_dir)
@@ -249,13 +269,15 @@ def train_many(config: TrainConfig, *, on_event: OnEvent | None = None,
                                     f"{counts.get('val', 0)}, test {counts.get('test', 0)}) ready at "
                                     f"{config.image_size} px on {device} in {time.perf_counter() - started:.1f} s"})
     data_info = {"path": str(config.data), "manifest_hash": manifest_hash(table), "seed": config.seed,
+                 "cutoffs": list(config.cutoffs),
                  "n": {name: int(counts.get(name, 0)) for name in ("train", "val", "test")}}
+    test_skin = table.loc[table["split"] == "test", "skin_type"].tolist()
     config.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for arch in config.archs:
         emit({"type": "log", "message": f"training {arch}"})
         try:
-            rows.append(_train_arch(arch, splits, config, device, data_info, emit, stop))
+            rows.append(_train_arch(arch, splits, config, device, data_info, test_skin, emit, stop))
         except TrainingCancelled as cancelled:
             kept = ", ".join(row["arch"] for row in rows) or "none"
             emit({"type": "log", "message": f"{cancelled}; finished architectures kept: {kept}"})

@@ -7,6 +7,7 @@ loop over resamples); with unit weights it reproduces the scikit-learn values ex
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -159,3 +160,33 @@ def evaluate_predictions(y_true: Sequence[int], probs: np.ndarray, classes: Sequ
         "confusion_matrix": confusion.tolist(),
         "notes": notes,
     }
+
+
+@dataclass(frozen=True)
+class SubgroupResult:
+    """Accuracy and macro AUC with 95% bootstrap CIs for the images of one group (e.g. a skin type)."""
+
+    group: str
+    n: int
+    accuracy: float
+    accuracy_ci95: tuple[float, float]
+    auc_macro: float
+    auc_macro_ci95: tuple[float, float]
+
+
+def subgroup_metrics(y_true: Sequence[int], probs: np.ndarray, groups: Sequence[str | None],
+                     classes: Sequence[str] = SEVERITIES, n_resamples: int = 1000,
+                     seed: int = 0) -> list[SubgroupResult]:
+    """Per-group accuracy and macro AUC (classes with a defined AUC) with CIs; images without a
+    group are left out; an empty list when no image has one."""
+    y_true, probs = np.asarray(y_true, dtype=int), np.asarray(probs, dtype=float)
+    labels = np.array(["" if g is None or g != g else str(g) for g in groups], dtype=object)
+    results = []
+    for group in sorted(set(labels) - {""}):
+        rows = labels == group
+        values, _ = point_metrics(y_true[rows], probs[rows], classes)
+        ci = bootstrap_ci(y_true[rows], probs[rows], classes, n_resamples, seed)
+        nan = (float("nan"), float("nan"))
+        results.append(SubgroupResult(group, int(rows.sum()), values["accuracy"], ci.get("accuracy", nan),
+                                      values["auc_macro"], ci.get("auc_macro", nan)))
+    return results

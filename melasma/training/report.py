@@ -1,12 +1,20 @@
-"""The summary across architectures, like the study's Table 1, as CSV and markdown."""
+"""The summary across architectures, like the study's Table 1, as CSV and markdown.
+
+Beyond the study's columns each row says what the weights started from (`pretrained`), whether the
+run collapsed to a constant or chance-level predictor (`collapsed`, `collapse_cause`), and accuracy
+and macro AUC per skin-type group (`accuracy[skin G]`, `auc_macro[skin G]` with `_lo`/`_hi`).
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
+
+from melasma.training.metrics import SubgroupResult
 
 #: metric key -> column title of the markdown table
 TABLE_COLUMNS: dict[str, str] = {
@@ -25,6 +33,18 @@ def summary_row(arch: str, evaluation: Mapping[str, Any], extra: Mapping[str, An
     return row
 
 
+def subgroup_columns(subgroups: Sequence[SubgroupResult]) -> dict[str, Any]:
+    """Flat summary columns for per-skin-type results: `accuracy[skin G]`, `auc_macro[skin G]`, bounds, n."""
+    columns: dict[str, Any] = {}
+    for group in subgroups:
+        for name, value, (low, high) in (("accuracy", group.accuracy, group.accuracy_ci95),
+                                         ("auc_macro", group.auc_macro, group.auc_macro_ci95)):
+            key = f"{name}[skin {group.group}]"
+            columns.update({key: value, f"{key}_lo": low, f"{key}_hi": high})
+        columns[f"n[skin {group.group}]"] = group.n
+    return columns
+
+
 def _cell(row: Mapping[str, Any], name: str) -> str:
     value = row.get(name, math.nan)
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -38,13 +58,26 @@ def _cell(row: Mapping[str, Any], name: str) -> str:
 def to_markdown(summary: pd.DataFrame, classes: Sequence[str]) -> str:
     """Table 1 as markdown: point estimates with 95% bootstrap CIs in brackets."""
     columns = {**TABLE_COLUMNS, **{f"auc_{name}": f"AUC {name}" for name in classes}, "auc_macro": "AUC macro"}
-    lines = ["| Model | " + " | ".join(columns.values()) + " |", "|---" * (len(columns) + 1) + "|"]
-    for row in summary.to_dict(orient="records"):
-        lines.append(f"| {row['arch']} | " + " | ".join(_cell(row, name) for name in columns) + " |")
-    n = ", ".join(f"{row['arch']} {row['n_test']}" for row in summary.to_dict(orient="records"))
+    rows = summary.to_dict(orient="records")
+    lines = ["| Model | Weights | " + " | ".join(columns.values()) + " | Collapsed |",
+             "|---" * (len(columns) + 3) + "|"]
+    for row in rows:
+        collapsed = f"**yes**: {row.get('collapse_cause')}" if row.get("collapsed") in (True,) else "no"
+        lines.append(f"| {row['arch']} | {row.get('pretrained', 'n/a')} | "
+                     + " | ".join(_cell(row, name) for name in columns) + f" | {collapsed} |")
+    n = ", ".join(f"{row['arch']} {row['n_test']}" for row in rows)
     lines += ["", f"Test images: {n}. Brackets: 95% bootstrap confidence intervals. Precision, recall "
                   "and F1 are support-weighted (as the study); QW kappa is quadratic-weighted; "
-                  "ECE uses 15 bins."]
+                  "ECE uses 15 bins. Collapsed: one predicted class on validation or test, or a final "
+                  "training loss not below ln 3 (chance)."]
+    groups = sorted({m.group(1) for key in summary.columns if (m := re.fullmatch(r"n\[skin (.+)\]", key))})
+    if groups:
+        lines += ["", "Per skin type (test images): accuracy / macro AUC with 95% bootstrap CIs", "",
+                  "| Model | " + " | ".join(f"{g}" for g in groups) + " |", "|---" * (len(groups) + 1) + "|"]
+        for row in rows:
+            cells = [f"n={row.get(f'n[skin {g}]', 0):.0f}: {_cell(row, f'accuracy[skin {g}]')} / "
+                     f"{_cell(row, f'auc_macro[skin {g}]')}" for g in groups]
+            lines.append(f"| {row['arch']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
