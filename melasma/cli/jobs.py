@@ -13,6 +13,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from melasma.cli.arguments import positive_int
+
 HELP = "the background training queue shared with the Train tab: submit, list, status, cancel, work"
 
 #: Seconds between looks at the queue while `jobs work` runs.
@@ -30,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     submit = actions.add_parser("submit", help="queue a training job (same flags as train, without --out)")
     train.add_arguments(submit, with_out=False)
     listing = actions.add_parser("list", help="the newest jobs first")
-    listing.add_argument("--limit", type=int, default=20, help="at most this many jobs (default 20)")
+    listing.add_argument("--limit", type=positive_int, default=20, help="at most this many jobs (default 20)")
     for name, summary in (("status", "one job's state, progress, log tail and results as JSON"),
                           ("cancel", "stop a job: a queued one at once, a running one after its batch")):
         action = actions.add_parser(name, help=summary)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from melasma.cli.arguments import positive_int, seed
+
 HELP = "generate synthetic face photos with known MASI scores from three simulated raters"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (images/, masks/, labels.csv)")
-    parser.add_argument("--n", type=int, default=90, help="number of images (default 90)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    parser.add_argument("--n", type=positive_int, default=90, help="number of images (default 90)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
+    parser.add_argument("--size", type=positive_int, default=256, help="image side in pixels (default 256)")
     parser.add_argument("--unbalanced", action="store_true",
                         help="sample classes 50/35/15 %% instead of balanced")
 

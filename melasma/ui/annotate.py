@@ -398,7 +398,8 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
                 numbers = gr.JSON(label="Agreement numbers")
         with gr.Tab("Adjudicate", id="annotate-adjudicate") as tabs["annotate-adjudicate"]:
             with gr.Row(equal_height=True):
-                case = gr.Dropdown([], value=None, label="Closed photo (disputed first)", scale=4)
+                case = gr.Dropdown([], value=None, label="Closed photo (disputed first)", scale=4,
+                                   allow_custom_value=True)
                 refresh_cases = gr.Button("Refresh", scale=1)
             with gr.Row():
                 with gr.Column(scale=2):
@@ -412,7 +413,7 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
                         verdict_reason = gr.Textbox(label="Reason (kept in the log)", max_length=500, scale=2)
                         decide = gr.Button("Record adjudicated MASI", variant="primary")
                     with gr.Row(equal_height=True):
-                        rerater = gr.Dropdown([], value=None, label="Rater to ask again")
+                        rerater = gr.Dropdown([], value=None, label="Rater to ask again", allow_custom_value=True)
                         rerate_reason = gr.Textbox(label="Reason (kept in the log)", max_length=500, scale=2)
                         rerate = gr.Button("Ask for a re-rating")
                     decided = gr.Markdown()
