@@ -5,14 +5,21 @@ A sub-command module defines::
     HELP = "one line shown in `python -m melasma COMMAND --help`"
     def add_arguments(parser: argparse.ArgumentParser) -> None: ...
     def run(args: argparse.Namespace) -> int: ...   # the exit status
+
+Flags are typed with the validators of `melasma.cli.arguments`. Every failure ends with one line
+`error: <message>` on stderr and no traceback: exit status 2 for usage and bad values (argparse
+errors, ValueError: our own error types derive from it), 1 for run-time failures (OSError, torch's
+RuntimeError, MemoryError). `--debug` (before the command) or MELASMA_DEBUG=1 shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from typing import Sequence
+import traceback
+from typing import NoReturn, Sequence
 
 #: sub-command name -> (module under melasma.cli, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -31,12 +38,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Failures that are the user's input (exit 2) or the run's circumstances (exit 1).
+USAGE_ERRORS: tuple[type[BaseException], ...] = (ValueError,)
+RUNTIME_ERRORS: tuple[type[BaseException], ...] = (OSError, RuntimeError, MemoryError)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors end with a plain `error: <message>` line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; only the chosen sub-command's module is imported."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m melasma",
         description="Melasma Severity Studio: MASI grading, CNN training and explained prediction.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also MELASMA_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, summary) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=summary, description=summary)
@@ -48,16 +70,27 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+    first = text.splitlines()[0] if text else type(error).__name__
+    return first if len(first) <= 500 else first[:497] + "..."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse `argv` and run the chosen sub-command; user errors print one line, no traceback."""
+    """Parse `argv` and run the chosen sub-command; every error prints one line, no traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((word for word in argv if not word.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
+    debug = args.debug or os.environ.get("MELASMA_DEBUG") == "1"
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (*USAGE_ERRORS, *RUNTIME_ERRORS) as error:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return 2 if isinstance(error, USAGE_ERRORS) else 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from melasma.cli.arguments import device, non_negative_int, positive_int
+
 HELP = "evaluate a checkpoint (RUN/<arch>) on a data set's test split with 95% bootstrap CIs"
 
 
@@ -12,10 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="manifest CSV, or a folder with labels.csv or class folders")
     parser.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
                         help="which images (default test: re-derived with the training seed)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--cache-dir", default=None, help="decoded-image cache folder")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    parser.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples for the 95%% CIs")
     parser.add_argument("--out", default=None, help="also write the metrics (and predictions) as JSON here")
 
 

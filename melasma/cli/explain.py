@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from melasma.cli.arguments import device
+
 HELP = "explain one photo's prediction (LRP, Grad-CAM or gradient x input): photo, overlay, legend as PNG"
 
 
@@ -20,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target", default=None, help="class to explain (mild/moderate/severe); default: predicted",
     )
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--device", type=device, default="cpu", help="torch device (default: cpu)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from melasma.cli.arguments import device, positive_int
+
 HELP = "relevance report: the study's mean relevance, mass in lesion masks, pointing game, deletion AUC"
 
 
@@ -19,14 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", metavar="DIR", required=True, help="folder for the CSV files and plots")
     parser.add_argument("--methods", default="lrp,gradcam,gxi", help="comma list (default: lrp,gradcam,gxi)")
-    parser.add_argument("--max-images", type=int, default=None, metavar="N", help="at most N images per model")
+    parser.add_argument("--max-images", type=positive_int, default=None, metavar="N", help="at most N images per model")
     parser.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
                         help="for labelled data: which split (default: all)")
-    parser.add_argument("--deletion-steps", type=int, default=16, metavar="K",
+    parser.add_argument("--deletion-steps", type=positive_int, default=16, metavar="K",
                         help="points on the deletion curve (default: 16)")
     parser.add_argument("--baseline", default="mean", choices=("mean", "blur"),
                         help="what deleted patches become (default: the image mean)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--device", type=device, default="cpu", help="torch device (default: cpu)")
 
 
 def run(args: argparse.Namespace) -> int:

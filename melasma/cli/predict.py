@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from melasma.cli.arguments import device
+
 HELP = "predict the severity of photos with a checkpoint (one JSON line per image)"
 
 
@@ -14,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights", metavar="RUN/ARCH", default=None,
         help="checkpoint directory (model.safetensors + model.json); default: the demo weights",
     )
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--device", type=device, default="cpu", help="torch device (default: cpu)")
 
 
 def run(args: argparse.Namespace) -> int:

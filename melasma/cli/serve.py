@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 
+from melasma.cli.arguments import check_port_free, port
 from melasma.cli.settings_flags import settings_from_args
 
 HELP = "start the web app (Annotate, Train, Predict tabs)"
@@ -11,7 +13,7 @@ HELP = "start the web app (Annotate, Train, Predict tabs)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default: GRADIO_SERVER_NAME or 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default: GRADIO_SERVER_PORT or 7860)")
+    parser.add_argument("--port", type=port, help="port (default: GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--data-dir", help="data folder (default: MELASMA_DATA_DIR or ./data)")
     parser.add_argument("--raters", help="comma-separated rater names (default: MELASMA_RATERS)")
     parser.add_argument("--auth", help="user:password,... sign-in (default: MELASMA_AUTH)")
@@ -20,8 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)  # bad settings fail fast, before torch and Gradio load
-    if args.port is not None and not 0 < args.port < 65536:
-        raise ValueError(f"--port must be 1-65535, got {args.port}")
+    number = args.port
+    if number is None and os.environ.get("GRADIO_SERVER_PORT"):
+        try:
+            number = port(os.environ["GRADIO_SERVER_PORT"])
+        except argparse.ArgumentTypeError as error:
+            raise ValueError(f"GRADIO_SERVER_PORT: {error}") from None
+    if number is not None:  # a busy port is refused here, before any thread or model starts
+        check_port_free(args.host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1", number)
     from melasma.ui.app import serve
 
     serve(settings, host=args.host, port=args.port, share=args.share)

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from annotation.store import RatingStore
+from melasma.cli.arguments import positive_int
 from melasma.settings import Settings
 
 #: flag -> the environment variable it overrides
@@ -29,12 +30,14 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     """--data-dir, --raters, --ratings-per-image for the annotation commands (defaults as the app's)."""
     parser.add_argument("--data-dir", help="data folder (default: MELASMA_DATA_DIR or ./data)")
     parser.add_argument("--raters", help="comma-separated rater names (default: MELASMA_RATERS)")
-    parser.add_argument("--ratings-per-image", type=int,
+    parser.add_argument("--ratings-per-image", type=positive_int,
                         help="ratings needed per photo (default: MELASMA_RATINGS_PER_IMAGE or 3)")
 
 
 def open_store(args: argparse.Namespace) -> tuple[Settings, RatingStore]:
     """The settings (flags over environment) and the data folder's rating store."""
     settings = settings_from_args(args)
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        raise ValueError(f"data folder {settings.data_dir} is a file, not a folder")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return settings, RatingStore(settings.data_dir / "annotations.sqlite")

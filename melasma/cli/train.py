@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from melasma.cli.arguments import device, non_negative_float, non_negative_int, positive_float, positive_int, seed
+
 if TYPE_CHECKING:
     from melasma.training import TrainConfig
 
@@ -20,17 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_out: bool = True) -> 
     parser.add_argument("--arch", default="resnet18",
                         help="comma list: alexnet, googlenet, resnet18, vgg16, densenet121, mobilenetv2_100 "
                              "or any timm name (default resnet18)")
-    parser.add_argument("--epochs", type=int, default=30, help="most epochs per architecture (default 30)")
-    parser.add_argument("--batch-size", type=int, default=32, help="default 32 (the study's)")
-    parser.add_argument("--image-size", type=int, default=224, help="input side in pixels (default 224)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--weight-decay", type=float, default=1e-4, help="default 1e-4")
-    parser.add_argument("--patience", type=int, default=3,
+    parser.add_argument("--epochs", type=positive_int, default=30, help="most epochs per architecture (default 30)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="default 32 (the study's)")
+    parser.add_argument("--image-size", type=positive_int, default=224, help="input side in pixels (default 224)")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=1e-4, help="default 1e-4")
+    parser.add_argument("--patience", type=non_negative_int, default=3,
                         help="stop after this many epochs without validation-loss improvement (default 3)")
     parser.add_argument("--class-weighted", action="store_true", help="weight the loss by inverse class frequency")
     if with_out:
         parser.add_argument("--out", default=DEFAULT_OUT, help=f"run folder (default {DEFAULT_OUT})")
-    parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--device", type=device, default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--pretrained", default="auto",
                         help="auto (the study's torchvision ImageNet weights: local cache, then download, "
                              "else random init with a warning), timm (timm's ImageNet recipe), off, or a "
@@ -42,10 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_out: bool = True) -> 
                         help="MASI values where moderate and severe begin, e.g. 16,32 (the default)")
     parser.add_argument("--allow-patient-overlap", action="store_true",
                         help="accept a split column that puts one patient in two splits")
-    parser.add_argument("--seed", type=int, default=0, help="seed for splits, init and augmentation")
+    parser.add_argument("--seed", type=seed, default=0, help="seed for splits, init and augmentation")
     parser.add_argument("--cache-dir", default=None, help="decoded-image cache (default $MELASMA_CACHE_DIR "
                                                           "or ~/.cache/melasma)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    parser.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples for the 95%% CIs")
 
 
 def config_from_args(args: argparse.Namespace) -> "TrainConfig":
