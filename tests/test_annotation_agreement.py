@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from annotation import workflow
 from annotation.agreement import (
@@ -24,6 +25,7 @@ from annotation.ingest import ingest
 from annotation.plots import rater_scatter
 from annotation.store import RatingStore
 from melasma.data.synthetic import rater_scores
+from melasma.masi import REGIONS
 from melasma.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
@@ -126,3 +128,26 @@ def test_dashboard_waits_for_two_complete_images(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     report = agreement_report(RatingStore(settings.data_dir / "annotations.sqlite"), settings)
     assert report["complete"] == 0 and "masi_icc" not in report and "at least 2" in report["note"]
+
+
+def test_dashboard_shows_perfect_agreement(tmp_path: Path) -> None:
+    """Identical scores from every rater: ICC 1.0 with no CI must not blank the dashboard."""
+    from melasma.ui.annotate_text import report_markdown
+
+    settings = Settings(data_dir=tmp_path)
+    store = RatingStore(tmp_path / "annotations.sqlite")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        pixels = np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+    ids = ingest(store, settings.photos_dir, sorted(folder.glob("*.png"))).added
+    for n, image_id in enumerate(ids):
+        scores = {r: {"area": 1 + n, "darkness": 2, "homogeneity": 1 + n % 2} for r in REGIONS}
+        for rater in settings.raters:
+            workflow.submit(store, settings, rater, image_id, scores)
+    report = agreement_report(store, settings)
+    assert report["masi_icc"]["2,1"]["icc"] == 1.0 and report["masi_icc"]["2,1"]["ci_low"] is None
+    text = report_markdown(report)
+    assert "1.000 (perfect agreement, 95% CI n/a)" in text
+    assert "| rater1 | 4 | 0 |" in text and "Adjudication queue: 0 photo(s)" in text
