@@ -1,0 +1,192 @@
+"""Hyperpigmentation measured against the person's own skin, per MASI region, in CIELAB.
+
+1. Normal skin is estimated locally: the face's skin is cut into cells about a fifth of the face
+   wide; each cell's upper percentile of L* (and the matching b*) is the skin there, so uneven
+   lighting and shading move the reference with them while darker patches (a minority of each
+   cell) do not. Cells without enough skin take the face's value.
+2. A pixel is hyperpigmented when it is darker than that local reference by more than `k_sigma`
+   robust standard deviations of the face's own skin texture and at least `min_delta_L` L* units;
+   the map is smoothed at a scale tied to the face so it outlines patches, not pores.
+3. Per region: the pigmented share of its skin (-> MASI A by the area bands), the mean contrast of
+   the pigmented pixels in L* and ITA (-> D), and how confluent and even the pigment is (-> H).
+
+Calibration (see `DEFAULT` and docs/regions.md): the D and H cut points and the pixel thresholds
+were fitted on the synthetic set (`melasma.data.synthetic`, true per-region A/D/H known).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from melasma.masi import REGION_WEIGHTS, REGIONS
+from melasma.regions.color import ita, to_lab
+from melasma.regions.find import as_rgb
+from melasma.regions.types import FaceRegions, RegionMeasure, RegionMeasures
+
+MAD_SCALE = 1.4826
+#: MASI area bands as upper bounds of the pigmented share: A = 1 below 10 %, 2 below 30 %, ...
+AREA_UPPER: tuple[float, ...] = (0.10, 0.30, 0.50, 0.70, 0.90)
+
+
+@dataclass(frozen=True)
+class PigmentSettings:
+    """Thresholds of the pigment measure (defaults: `DEFAULT`)."""
+
+    cells: int = 4  # cells across the face for the local normal-skin reference
+    reference_percentile: float = 95.0  # of L* within a cell = that cell's normal skin
+    k_sigma: float = 0.5  # darker than the reference by this many robust SDs of the face's L* ...
+    min_delta_L: float = 3.0  # ... and by at least this many L* units
+    smooth: float = 0.04  # smoothing of the mask, share of the face size
+    patch_scale: float = 0.003  # patch contrast: a spot at this scale (share of the face size) ...
+    surround_scale: float = 0.03  # ... against the skin around it at this scale
+    contrast_percentile: float = 90.0  # a region's delta L*: this percentile of its patch contrast
+    min_share: float = 0.02  # a region with less pigmented skin than this scores A = 0
+    darkness_cuts: tuple[float, ...] = (4.27, 7.66, 11.63)  # delta L* for D >= 2, 3, 4 (D = 1 below)
+    homogeneity_cuts: tuple[float, ...] = (0.0, 0.016, 0.033)  # homogeneity for H >= 2, 3, 4
+
+
+DEFAULT = PigmentSettings()
+
+
+def area_item(share: float, min_share: float) -> int:
+    """MASI A (0-6) from the pigmented share of a region, by the MASI area bands."""
+    if share < min_share:
+        return 0
+    return 1 + int(np.searchsorted(AREA_UPPER, share, side="right"))
+
+
+def _cut(value: float, cuts: tuple[float, ...]) -> int:
+    return int(np.searchsorted(cuts, value, side="right"))
+
+
+def _local_reference(lab: np.ndarray, skin: np.ndarray, settings: PigmentSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Normal-skin L* and b* at every pixel of a face crop, from per-cell upper percentiles."""
+    height, width = skin.shape
+    cell = max(4, int(round(max(height, width) / settings.cells)))
+    rows, cols = -(-height // cell), -(-width // cell)
+    lightness, b_star = lab[..., 0], lab[..., 2]
+    global_L = float(np.percentile(lightness[skin], settings.reference_percentile))
+    global_b = float(np.median(b_star[skin & (lightness >= global_L - 3)])) if skin.any() else 0.0
+    grid_L = np.full((rows, cols), global_L, np.float32)
+    grid_b = np.full((rows, cols), global_b, np.float32)
+    for row in range(rows):
+        for col in range(cols):
+            window = np.s_[row * cell : (row + 1) * cell, col * cell : (col + 1) * cell]
+            inside = skin[window]
+            if inside.sum() >= 0.15 * cell * cell:
+                values = lightness[window][inside]
+                level = float(np.percentile(values, settings.reference_percentile))
+                grid_L[row, col] = level
+                grid_b[row, col] = float(np.median(b_star[window][inside & (lightness[window] >= level - 3)]))
+    size = (cols * cell, rows * cell)
+    ref_L = cv2.resize(grid_L, size, interpolation=cv2.INTER_LINEAR)[:height, :width]
+    ref_b = cv2.resize(grid_b, size, interpolation=cv2.INTER_LINEAR)[:height, :width]
+    return ref_L, ref_b
+
+
+def _homogeneity(pigment: np.ndarray, contrast: np.ndarray) -> float:
+    """0-1: the largest connected patch's share of the pigment times the evenness of its depth."""
+    count, labels = cv2.connectedComponents(pigment.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return 0.0
+    sizes = np.bincount(labels[pigment])[1:]
+    largest = float(sizes.max() / sizes.sum())
+    depth = contrast[pigment]
+    evenness = 1.0 - min(float(np.std(depth) / max(float(np.mean(depth)), 1e-6)), 1.0)
+    return largest * evenness
+
+
+def _masked_blur(values: np.ndarray, skin: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian mean of `values` over skin pixels only (non-skin neither counts nor bleeds in)."""
+    weight = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), sigma)
+    total = cv2.GaussianBlur(np.where(skin, values, 0).astype(np.float32), (0, 0), sigma)
+    return total / np.maximum(weight, 1e-3)
+
+
+def pigment_map(
+    image: Image.Image | np.ndarray, regions: FaceRegions, settings: PigmentSettings = DEFAULT
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(pigment bool mask, patch contrast map in L*, delta ITA map, CIELAB image) at image resolution.
+
+    The mask marks skin darker than the local normal-skin reference (smoothed at `smooth`); the
+    patch contrast is how much darker each spot is than the skin right around it (a band-pass of
+    L*, `patch_scale` against `surround_scale`), positive = darker; delta ITA is reference minus pixel.
+    """
+    rgb = as_rgb(image)
+    lab = to_lab(rgb)
+    skin = regions.skin_mask
+    height, width = skin.shape
+    contrast = np.zeros((height, width), np.float32)
+    delta_ita = np.zeros((height, width), np.float32)
+    pigment = np.zeros((height, width), bool)
+    if not skin.any():
+        return pigment, contrast, delta_ita, lab
+    ys, xs = np.nonzero(skin)
+    box = np.s_[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    crop_lab, crop_skin = lab[box], skin[box]
+    face = max(crop_skin.shape)
+    lightness = crop_lab[..., 0]
+    ref_L, ref_b = _local_reference(crop_lab, crop_skin, settings)
+    smooth_L = _masked_blur(lightness, crop_skin, max(settings.smooth * face, 0.5))
+    darker = ref_L - smooth_L
+    centre = float(np.median(darker[crop_skin]))
+    sigma = MAD_SCALE * float(np.median(np.abs(darker[crop_skin] - centre)))
+    found = crop_skin & (darker > max(settings.k_sigma * sigma, settings.min_delta_L))
+    patch = _masked_blur(lightness, crop_skin, max(settings.patch_scale * face, 0.5))
+    surround = _masked_blur(lightness, crop_skin, max(settings.surround_scale * face, 1.0))
+    contrast[box] = np.where(crop_skin, np.clip(surround - patch, 0, None), 0)
+    delta_ita[box] = np.where(crop_skin, ita(ref_L, ref_b) - ita(smooth_L, crop_lab[..., 2]), 0)
+    pigment[box] = found
+    return pigment, contrast, delta_ita, lab
+
+
+def measure_pigment(
+    image: Image.Image | np.ndarray, regions: FaceRegions, settings: PigmentSettings = DEFAULT
+) -> RegionMeasures:
+    """Per visible region: pigmented share, delta L*, delta ITA, homogeneity, A/D/H estimates;
+    plus the image-derived MASI and mMASI (hidden regions add 0 and are listed in `not_measured`)."""
+    pigment, delta_L, delta_ita, lab = pigment_map(image, regions, settings)
+    skin = regions.skin_mask
+    if skin.any():
+        skin_L = float(np.median(lab[..., 0][skin]))
+        skin_ITA = float(np.median(ita(lab[..., 0][skin], lab[..., 2][skin])))
+    else:
+        skin_L = skin_ITA = float("nan")
+    measures: dict[str, RegionMeasure] = {}
+    not_measured: dict[str, str] = {}
+    masi = mmasi = 0.0
+    for name in REGIONS:
+        region = regions.regions[name]
+        if not region.visible:
+            not_measured[name] = region.reason
+            continue
+        inside = region.mask
+        pigmented = pigment & inside
+        share = float(pigmented.sum() / max(int(inside.sum()), 1))
+        area = area_item(share, settings.min_share)
+        if area:
+            dark_L = float(np.percentile(delta_L[inside], settings.contrast_percentile))
+            dark_ita = float(delta_ita[pigmented].mean())
+            homogeneity = _homogeneity(pigmented, delta_L)
+            darkness = 1 + _cut(dark_L, settings.darkness_cuts)
+            homogeneity_item = 1 + _cut(homogeneity, settings.homogeneity_cuts)
+        else:
+            dark_L = dark_ita = homogeneity = 0.0
+            darkness = homogeneity_item = 0
+        measures[name] = RegionMeasure(name, share, dark_L, dark_ita, homogeneity, area, darkness, homogeneity_item)
+        masi += REGION_WEIGHTS[name] * area * (darkness + homogeneity_item)
+        mmasi += REGION_WEIGHTS[name] * area * darkness
+    return RegionMeasures(
+        regions=measures,
+        masi=round(masi, 4),
+        mmasi=round(mmasi, 4),
+        pigment_mask=pigment,
+        skin_L=skin_L,
+        skin_ITA=skin_ITA,
+        not_measured=not_measured,
+    )
+
