@@ -52,7 +52,7 @@ def _work(data_dir: Path) -> int:
     """Run the queue in this process; print each job's log lines; 1 if any job did not finish."""
     from melasma.jobs import FINAL_STATES, JobRunner
 
-    runner = JobRunner(data_dir)
+    runner = JobRunner(data_dir).start()
     printed: dict[str, int] = {}  # job id -> log lines printed, for the jobs still followed
     outcomes: dict[str, str] = {}
     try:
