@@ -1,7 +1,9 @@
-"""The Train tab served live (a Blocks holding only that tab), driven through its API with gradio_client."""
+"""The Train tab served live (a Blocks holding only that tab), driven through its API with gradio_client.
+Waits are on job states, never on the clock."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -9,54 +11,68 @@ from typing import Any
 import gradio as gr
 import pytest
 from gradio_client import Client
+from markdown_it import MarkdownIt
 
+from melasma.jobs.datapath import OUTSIDE
 from melasma.settings import Settings
-from melasma.ui.train import TrainTab, build_train_tab
+from melasma.ui.train import TrainTab, _headline, build_train_tab
+from melasma.ui.train_view import curves_figure, data_summary, results_note, results_table
 
-pytestmark = pytest.mark.timeout(150)
-
-WAIT_S = 90
+USERS = (("coord", "pw-c"), ("ana", "pw-a"), ("ben", "pw-b"))
 
 
-@pytest.fixture
-def app(tmp_path: Path, free_port: int):
-    settings = Settings(data_dir=tmp_path / "data")
+def serve(settings: Settings, port: int, auth: tuple[tuple[str, str], ...] | None = None):
     with gr.Blocks() as demo:
         with gr.Tab("Train"):
             tab = build_train_tab(settings)
     demo.queue()
-    demo.launch(prevent_thread_lock=True, server_port=free_port, quiet=True)
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, auth=list(auth) if auth else None)
+    return demo, tab
+
+
+def stop(demo: gr.Blocks, tab: TrainTab) -> None:
+    demo.close()
+    for job in tab.runner.list_jobs():
+        if job["state"] in ("queued", "running"):
+            tab.runner.cancel(job["job_id"])
+    tab.runner.close()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, synth_dir: Path) -> Path:
+    """A data folder whose demo set is the session's synthetic set."""
+    shutil.copytree(synth_dir, tmp_path / "data" / "demo")
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def app(data_dir: Path, free_port: int):
+    demo, tab = serve(Settings(data_dir=data_dir), free_port)
     try:
         yield Client(demo.local_url, verbose=False), tab
     finally:
-        demo.close()
-        for job in tab.runner.list_jobs():
-            if job["state"] in ("queued", "running"):
-                tab.runner.cancel(job["job_id"])
-        tab.runner.close()
+        stop(demo, tab)
 
 
 def start(client: Client, data: Path | str, archs: list[str], extra: str = "", epochs: int = 1,
-          batch_size: int = 64) -> str:
-    # data, archs, other timm models, epochs, batch size, image size, lr, patience, seed, device, weights
-    return client.predict(str(data), archs, extra, epochs, batch_size, 32, 1e-3, epochs, 0, "cpu", "off",
-                          api_name="/start_training")
+          batch_size: int = 64, image_size: int = 32) -> str:
+    # data, archs, other timm models, epochs, batch size, image size, lr, patience, seed, device, weights, cut-offs
+    return client.predict(str(data), archs, extra, epochs, batch_size, image_size, 1e-3, epochs, 0, "cpu", "off",
+                          "16,32", api_name="/start_training")
 
 
 def wait(client: Client, job_id: str, until: tuple[str, ...] = ("done", "failed", "cancelled"),
          check: Any = None) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT_S
     while True:
         status = client.predict(job_id, api_name="/training_status")
         if status["state"] in until or (check is not None and check(status)):
             return status
-        assert time.monotonic() < deadline, status
         time.sleep(0.2)
 
 
-def test_tiny_run_to_results(app: tuple[Client, TrainTab], synth_dir: Path) -> None:
+def test_tiny_run_to_results(app: tuple[Client, TrainTab], data_dir: Path) -> None:
     client, tab = app
-    job_id = start(client, synth_dir / "labels.csv", ["resnet18"])
+    job_id = start(client, data_dir / "demo" / "labels.csv", ["resnet18"])
     status = wait(client, job_id)
     assert status["state"] == "done", status["error"]
     assert status["progress"] == 1.0
@@ -66,11 +82,15 @@ def test_tiny_run_to_results(app: tuple[Client, TrainTab], synth_dir: Path) -> N
     assert Path(status["run_dir"]) == tab.runner.runs_dir / job_id
     assert (Path(status["run_dir"]) / "resnet18" / "model.json").is_file()
     assert any(line.startswith("done") for line in status["log"])
+    table = results_table(status["summary"])  # what the tab shows: CIs and the test-set size
+    assert list(table["Model"]) == ["resnet18"] and table["Test photos"][0] == status["summary"][0]["n_test"]
+    assert "(" in table["Accuracy"][0] and "-" in table["Accuracy"][0]
+    assert "The test set has only" in results_note(status["summary"])
 
 
-def test_start_then_cancel(app: tuple[Client, TrainTab], synth_dir: Path) -> None:
+def test_start_then_cancel(app: tuple[Client, TrainTab], data_dir: Path) -> None:
     client, _ = app
-    job_id = start(client, synth_dir / "labels.csv", [], extra="test_resnet", epochs=50, batch_size=8)
+    job_id = start(client, data_dir / "demo" / "labels.csv", [], extra="test_resnet", epochs=50, batch_size=8)
     wait(client, job_id, check=lambda status: status["progress"] > 0)
     assert client.predict(job_id, api_name="/cancel_training") == "running"
     status = wait(client, job_id)
@@ -79,13 +99,85 @@ def test_start_then_cancel(app: tuple[Client, TrainTab], synth_dir: Path) -> Non
     assert status["config"]["archs"] == ["test_resnet"]
 
 
-def test_bad_data_set_fails_with_message(app: tuple[Client, TrainTab], tmp_path: Path) -> None:
+def test_bad_data_set_fails_with_message(app: tuple[Client, TrainTab], data_dir: Path) -> None:
     client, _ = app
-    job_id = start(client, tmp_path / "no-such-labels.csv", ["resnet18"])
+    job_id = start(client, data_dir / "exports" / "no-such-labels.csv", ["resnet18"])
     status = wait(client, job_id)
     assert status["state"] == "failed"
     assert "no-such-labels.csv" in status["error"] and "no such file" in status["error"]
     with pytest.raises(Exception, match="choose at least one architecture"):
-        start(client, tmp_path / "no-such-labels.csv", [])
+        start(client, data_dir / "demo" / "labels.csv", [])
     with pytest.raises(Exception, match="no training job 'nope'"):
         client.predict("nope", api_name="/training_status")
+
+
+def test_paths_outside_the_data_folder_get_one_answer(app: tuple[Client, TrainTab]) -> None:
+    client, tab = app
+    answers = []
+    for path in ("/root/.ssh/id_rsa", "/etc/passwd", "/etc/no-such-file"):
+        with pytest.raises(Exception) as refused:
+            start(client, path, ["resnet18"])
+        answers.append(str(refused.value))
+    assert len(set(answers)) == 1 and OUTSIDE in answers[0]
+    assert tab.runner.list_jobs() == []
+
+
+def test_a_1024_px_resnet18_is_refused_before_any_training(app: tuple[Client, TrainTab], data_dir: Path) -> None:
+    client, tab = app
+    with pytest.raises(Exception, match="image size 1024 px is above this server's limit of 384 px"):
+        start(client, data_dir / "demo" / "labels.csv", ["resnet18"], image_size=1024, batch_size=32)
+    assert tab.runner.list_jobs() == [] and not tab.runner.runs_dir.exists()
+
+
+def test_only_the_owner_or_a_coordinator_cancels(data_dir: Path, free_port: int) -> None:
+    settings = Settings(data_dir=data_dir, auth=USERS, coordinators=("coord",), raters=("r1", "r2", "r3"),
+                        visitors_can_train=True)
+    demo, tab = serve(settings, free_port, auth=USERS)
+    try:
+        clients = {user: Client(demo.local_url, auth=(user, password), verbose=False) for user, password in USERS}
+        job_id = start(clients["ana"], data_dir / "demo" / "labels.csv", [], extra="test_resnet", epochs=50,
+                       batch_size=8)
+        assert tab.runner.store.get(job_id)["submitted_by"] == "ana"
+        with pytest.raises(Exception, match="only the person who started this job or a coordinator"):
+            clients["ben"].predict(job_id, api_name="/cancel_training")
+        assert clients["ana"].predict(job_id, api_name="/cancel_training") in ("cancelled", "running")
+        second = start(clients["ben"], data_dir / "demo" / "labels.csv", [], extra="test_resnet", epochs=50,
+                       batch_size=8)
+        assert clients["coord"].predict(second, api_name="/cancel_training") in ("cancelled", "running")
+        assert wait(clients["coord"], second)["state"] == "cancelled"
+    finally:
+        stop(demo, tab)
+
+
+def test_visitors_train_only_when_the_setting_allows(data_dir: Path, free_port: int) -> None:
+    settings = Settings(data_dir=data_dir, auth=USERS, coordinators=("coord",), raters=("r1", "r2", "r3"))
+    demo, tab = serve(settings, free_port, auth=USERS)
+    try:
+        with pytest.raises(Exception, match="only a coordinator may do this"):
+            start(Client(demo.local_url, auth=USERS[1], verbose=False), data_dir / "demo" / "labels.csv",
+                  ["resnet18"])
+        assert tab.runner.list_jobs() == []
+    finally:
+        stop(demo, tab)
+
+
+def test_job_errors_render_as_plain_text() -> None:
+    error = "bad file [x](http://e) and ![i](http://e/i.png) <img src=x onerror=alert(1)> **bold**"
+    status = {"job_id": "j", "state": "failed", "progress": 0.5, "arch": None, "epoch": None, "epochs": 1,
+              "cancel_requested": False, "error": error}
+    html = MarkdownIt("commonmark").render(_headline(status))
+    assert "<a " not in html and "<img" not in html and "<strong>bold" not in html
+    assert "[x](http://e)" in html and "![i](http://e/i.png)" in html and "&lt;img src=x" in html
+
+
+def test_curves_and_data_summary_show_only_this_job(data_dir: Path) -> None:
+    history = [{"arch": "resnet18", "epoch": 1, "train_loss": 1.0, "val_loss": 1.1, "train_acc": 0.4, "val_acc": 0.3}]
+    figure = curves_figure(history, ["resnet18"])
+    labels = {text.get_text() for legend in figure.legends for text in legend.get_texts()}
+    assert labels == {"resnet18 training", "resnet18 validation"}
+    empty = curves_figure([], ["resnet18", "vgg16"])
+    assert any(text.get_text() == "waiting for the first epoch" for text in empty.axes[0].texts)
+    summary = data_summary(data_dir / "demo" / "labels.csv", (16.0, 32.0))
+    assert "60 photos" in summary and "| mild |" in summary and "mild < 16" in summary
+    empty_class = data_summary(data_dir / "demo" / "labels.csv", (47.0, 47.5))
+    assert "cannot be used yet" in empty_class and "move the cut-offs" in empty_class

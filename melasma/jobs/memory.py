@@ -145,6 +145,15 @@ def _resolved(device: str) -> str:
     return str(resolve_device(device))
 
 
+def require_memory_on_submit(config: TrainConfig) -> MemoryCheck | None:
+    """The check an app makes when a job is submitted: RAM for a CPU job (None for a GPU job or on
+    ZeroGPU, where the app process must not touch CUDA; the worker checks those before training)."""
+    if os.environ.get("SPACES_ZERO_GPU"):
+        return None
+    device = _resolved(config.device)
+    return None if device.startswith("cuda") else require_memory(config, device=device)
+
+
 def require_memory(config: TrainConfig, *, device: str | None = None, free: int | None = None) -> MemoryCheck:
     """`check_memory`, raising MemoryLimitError with both numbers when the job does not fit."""
     check = check_memory(config, device=device, free=free)
