@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "predict the severity of photos (one JSON line each)"),
     "explain": ("explain", "write an LRP / Grad-CAM / gradient x input overlay for a photo"),
     "explain-report": ("explain_report", "relevance, localisation and faithfulness report"),
+    "regions": ("regions", "find and measure the four MASI face regions of photos (JSON lines, overlays)"),
     "serve": ("serve", "start the Gradio app"),
 }
 

@@ -5,7 +5,13 @@ largest face; `measure_pigment` scores hyperpigmentation against the person's ow
 `draw_regions` outlines them; `relevance_share` tells how much of an explanation falls in each.
 """
 
+from melasma.regions.draw import draw_regions
 from melasma.regions.find import find_regions
+from melasma.regions.pigment import measure_pigment
+from melasma.regions.relevance import relevance_share
 from melasma.regions.types import FaceNotFound, FaceRegions, Region, RegionMeasure, RegionMeasures
 
-__all__ = ["FaceNotFound", "FaceRegions", "Region", "RegionMeasure", "RegionMeasures", "find_regions"]
+__all__ = [
+    "FaceNotFound", "FaceRegions", "Region", "RegionMeasure", "RegionMeasures",
+    "draw_regions", "find_regions", "measure_pigment", "relevance_share",
+]

@@ -32,7 +32,7 @@ class Region:
             "visible": self.visible,
             "reason": self.reason,
             "pixels": int(self.mask.sum()),
-            "polygon": np.round(self.polygon, 1).tolist(),
+            "polygon": np.round(self.polygon.astype(float), 1).tolist(),
         }
 
 
