@@ -175,3 +175,11 @@ def test_a_runner_starts_no_thread_until_started(tmp_path: Path) -> None:
         assert threading.active_count() == before + 1
     finally:
         runner.close()
+
+
+def test_the_served_app_starts_its_job_runner_after_launch(tmp_path: Path) -> None:
+    from live_app import live_app
+
+    with live_app(tmp_path / "data"):
+        runner = JobRunner.shared(tmp_path / "data")
+        assert runner._thread is not None and runner._thread.is_alive()

@@ -16,6 +16,7 @@ import fastapi
 import gradio as gr
 
 from melasma.inference import default_checkpoint, warm_up_in_background
+from melasma.jobs import JobRunner
 from melasma.settings import Settings
 from melasma.ui.annotate import build_annotate_tab
 from melasma.ui.lanes import RATING_LANE, separate_lanes
@@ -156,6 +157,12 @@ def serve(
         options["server_name"] = host
     if port is not None:
         options["server_port"] = port
+    block = not launch_kwargs.pop("prevent_thread_lock", False)
+    demo.launch(share=share, prevent_thread_lock=True, **options, **launch_kwargs)
+    # Background threads start only once the server is up, never during imports (ZeroGPU's `spaces`
+    # import hook could deadlock a thread importing torch while the main thread imports).
     warm_up_in_background(default_checkpoint())
-    demo.launch(share=share, **options, **launch_kwargs)
+    JobRunner.shared(settings.data_dir).start()  # queued jobs of a restarted app run without a page visit
+    if block:
+        demo.block_thread()
     return demo
