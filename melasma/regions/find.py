@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -21,6 +22,9 @@ MIN_SKIN_SHARE = 0.35
 #: ... or when the head is turned so far that the cheek keeps under this share of the face width
 MIN_SIDE_SHARE = 0.18
 MIN_PIXELS = 64
+#: landmarks and masks are computed on a copy at most this many pixels on the long side, then the
+#: masks are scaled back to the photo (the face mesh itself reads 192 px; pigment is smoothed anyway)
+ANALYSIS_SIDE = 512
 
 
 def as_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -40,6 +44,26 @@ def as_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
         scale = 255.0 if float(np.nanmax(array)) <= 1.0 else 1.0
         array = np.clip(np.nan_to_num(array.astype(np.float32) * scale), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(array)
+
+
+def analysis_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The (w, h) the regions are computed at for a photo of `size` (w, h)."""
+    scale = min(1.0, ANALYSIS_SIDE / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A bool mask resized (nearest) to `size` (w, h)."""
+    if mask.shape[::-1] == tuple(size):
+        return mask
+    return cv2.resize(mask.view(np.uint8), size, interpolation=cv2.INTER_NEAREST).view(bool)
+
+
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An RGB array resized (area averaging) to `size` (w, h)."""
+    if rgb.shape[1::-1] == tuple(size):
+        return rgb
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
 def _largest(faces: list[np.ndarray]) -> tuple[np.ndarray, str]:
@@ -65,19 +89,21 @@ def find_regions(image: Image.Image | np.ndarray) -> FaceRegions:
     height, width = rgb.shape[:2]
     if min(height, width) < MIN_SIDE:
         raise FaceNotFound(f"photo too small ({width}x{height} px): need at least {MIN_SIDE} px a side")
-    faces = detect_faces(rgb)
+    full = (width, height)
+    size = analysis_size(full)
+    small = resize_rgb(rgb, size)
+    faces = detect_faces(small)
     if not faces:
         raise FaceNotFound("no face found in the photo (a frontal or three-quarter view of a face is needed)")
     landmarks, note = _largest(faces)
-    size = (width, height)
     outline = geometry.face_polygon(landmarks)
-    if geometry.polygon_area(outline) < MIN_FACE_SHARE * width * height:
+    if geometry.polygon_area(outline) < MIN_FACE_SHARE * size[0] * size[1]:
         raise FaceNotFound("the face is too small in the photo to measure regions")
 
-    colour = not is_grayscale(rgb)
+    colour = not is_grayscale(small)
     if not colour:
         note = "; ".join(filter(None, [note, "grayscale photo: skin found by lightness only"]))
-    lab = to_lab(rgb)
+    lab = to_lab(small)
     excluded = geometry.exclusion_mask(landmarks, size)
     face = geometry.fill(outline, size)
     reference = face & ~excluded
@@ -87,6 +113,7 @@ def find_regions(image: Image.Image | np.ndarray) -> FaceRegions:
 
     turn = geometry.yaw(landmarks)
     side_share = {"right_malar": (1 + turn) / 2, "left_malar": (1 - turn) / 2}
+    scale = width / size[0]
     regions: dict[str, Region] = {}
     for name, polygon in geometry.region_polygons(landmarks).items():
         inside = geometry.fill(polygon, size)
@@ -96,13 +123,20 @@ def find_regions(image: Image.Image | np.ndarray) -> FaceRegions:
         reason = _hidden_reason(name, side_share)
         if not reason and in_frame < MIN_IN_FRAME:
             reason = f"out of frame: only {in_frame:.0%} of the region is inside the photo"
-        if not reason and mask.sum() < max(MIN_SKIN_SHARE * usable, MIN_PIXELS):
+        if not reason and mask.sum() < max(MIN_SKIN_SHARE * usable, MIN_PIXELS * (size[0] / width) ** 2):
             reason = (
                 f"covered: only {mask.sum() / max(usable, 1):.0%} of the region looks like skin "
                 "(hair, a privacy bar, shadow or an object)"
             )
-        regions[name] = Region(name=name, mask=mask, polygon=polygon, visible=not reason, reason=reason)
+        regions[name] = Region(
+            name=name, mask=resize_mask(mask, full), polygon=polygon * scale, visible=not reason, reason=reason
+        )
     ordered = {name: regions[name] for name in REGIONS}
     return FaceRegions(
-        image_size=size, landmarks=landmarks[:, :2], regions=ordered, skin_mask=skin_mask, note=note, yaw=turn
+        image_size=full,
+        landmarks=landmarks[:, :2] * scale,
+        regions=ordered,
+        skin_mask=resize_mask(skin_mask, full),
+        note=note,
+        yaw=turn,
     )

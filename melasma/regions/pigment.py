@@ -24,10 +24,11 @@ from PIL import Image
 
 from melasma.masi import REGION_WEIGHTS, REGIONS
 from melasma.regions.color import ita, to_lab
-from melasma.regions.find import as_rgb
+from melasma.regions.find import analysis_size, as_rgb, resize_mask, resize_rgb
 from melasma.regions.types import FaceRegions, RegionMeasure, RegionMeasures
 
 MAD_SCALE = 1.4826
+SUBSAMPLE = 3  # percentiles of a cell read every third skin pixel
 #: MASI area bands as upper bounds of the pigmented share: A = 1 below 10 %, 2 below 30 %, ...
 AREA_UPPER: tuple[float, ...] = (0.10, 0.30, 0.50, 0.70, 0.90)
 
@@ -78,7 +79,7 @@ def _local_reference(lab: np.ndarray, skin: np.ndarray, settings: PigmentSetting
             window = np.s_[row * cell : (row + 1) * cell, col * cell : (col + 1) * cell]
             inside = skin[window]
             if inside.sum() >= 0.15 * cell * cell:
-                values = lightness[window][inside]
+                values = lightness[window][inside][::SUBSAMPLE]
                 level = float(np.percentile(values, settings.reference_percentile))
                 grid_L[row, col] = level
                 grid_b[row, col] = float(np.median(b_star[window][inside & (lightness[window] >= level - 3)]))
@@ -102,29 +103,36 @@ def _homogeneity(pigment: np.ndarray, contrast: np.ndarray) -> float:
 
 def _masked_blur(values: np.ndarray, skin: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian mean of `values` over skin pixels only (non-skin neither counts nor bleeds in)."""
-    weight = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), sigma)
-    total = cv2.GaussianBlur(np.where(skin, values, 0).astype(np.float32), (0, 0), sigma)
-    return total / np.maximum(weight, 1e-3)
+    weight = skin.astype(np.float32)
+    total = np.where(skin, values, 0).astype(np.float32)
+    height, width = skin.shape
+    step = int(sigma // 3)  # wide blurs run on a smaller copy: the result is smooth at that scale
+    if step > 1:
+        small = (max(1, width // step), max(1, height // step))
+        weight = cv2.resize(weight, small, interpolation=cv2.INTER_AREA)
+        total = cv2.resize(total, small, interpolation=cv2.INTER_AREA)
+        sigma = sigma * small[0] / width
+    weight = cv2.GaussianBlur(weight, (0, 0), sigma)
+    total = cv2.GaussianBlur(total, (0, 0), sigma)
+    blurred = total / np.maximum(weight, 1e-3)
+    if step > 1:
+        blurred = cv2.resize(blurred, (width, height), interpolation=cv2.INTER_LINEAR)
+    return blurred
 
 
-def pigment_map(
-    image: Image.Image | np.ndarray, regions: FaceRegions, settings: PigmentSettings = DEFAULT
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(pigment bool mask, patch contrast map in L*, delta ITA map, CIELAB image) at image resolution.
+def _maps(lab: np.ndarray, skin: np.ndarray, settings: PigmentSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pigment bool mask, patch contrast in L*, delta ITA) of a CIELAB image and its skin mask.
 
     The mask marks skin darker than the local normal-skin reference (smoothed at `smooth`); the
     patch contrast is how much darker each spot is than the skin right around it (a band-pass of
     L*, `patch_scale` against `surround_scale`), positive = darker; delta ITA is reference minus pixel.
     """
-    rgb = as_rgb(image)
-    lab = to_lab(rgb)
-    skin = regions.skin_mask
     height, width = skin.shape
     contrast = np.zeros((height, width), np.float32)
     delta_ita = np.zeros((height, width), np.float32)
     pigment = np.zeros((height, width), bool)
     if not skin.any():
-        return pigment, contrast, delta_ita, lab
+        return pigment, contrast, delta_ita
     ys, xs = np.nonzero(skin)
     box = np.s_[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     crop_lab, crop_skin = lab[box], skin[box]
@@ -141,16 +149,23 @@ def pigment_map(
     contrast[box] = np.where(crop_skin, np.clip(surround - patch, 0, None), 0)
     delta_ita[box] = np.where(crop_skin, ita(ref_L, ref_b) - ita(smooth_L, crop_lab[..., 2]), 0)
     pigment[box] = found
-    return pigment, contrast, delta_ita, lab
+    return pigment, contrast, delta_ita
 
 
 def measure_pigment(
     image: Image.Image | np.ndarray, regions: FaceRegions, settings: PigmentSettings = DEFAULT
 ) -> RegionMeasures:
     """Per visible region: pigmented share, delta L*, delta ITA, homogeneity, A/D/H estimates;
-    plus the image-derived MASI and mMASI (hidden regions add 0 and are listed in `not_measured`)."""
-    pigment, delta_L, delta_ita, lab = pigment_map(image, regions, settings)
-    skin = regions.skin_mask
+    plus the image-derived MASI and mMASI (hidden regions add 0 and are listed in `not_measured`).
+
+    Computed on a copy at most `find.ANALYSIS_SIDE` px long (as `find_regions` is); the pigment mask
+    is returned at the photo's resolution."""
+    rgb = as_rgb(image)
+    full = (rgb.shape[1], rgb.shape[0])
+    size = analysis_size(full)
+    lab = to_lab(resize_rgb(rgb, size))
+    skin = resize_mask(regions.skin_mask, size)
+    pigment, delta_L, delta_ita = _maps(lab, skin, settings)
     if skin.any():
         skin_L = float(np.median(lab[..., 0][skin]))
         skin_ITA = float(np.median(ita(lab[..., 0][skin], lab[..., 2][skin])))
@@ -164,7 +179,7 @@ def measure_pigment(
         if not region.visible:
             not_measured[name] = region.reason
             continue
-        inside = region.mask
+        inside = resize_mask(region.mask, size)
         pigmented = pigment & inside
         share = float(pigmented.sum() / max(int(inside.sum()), 1))
         area = area_item(share, settings.min_share)
@@ -184,9 +199,8 @@ def measure_pigment(
         regions=measures,
         masi=round(masi, 4),
         mmasi=round(mmasi, 4),
-        pigment_mask=pigment,
+        pigment_mask=resize_mask(pigment, full) & regions.skin_mask,
         skin_L=skin_L,
         skin_ITA=skin_ITA,
         not_measured=not_measured,
     )
-
