@@ -115,3 +115,21 @@ def test_bad_arrays_raise_plain_errors() -> None:
         find_regions(np.zeros((4, 4, 7), np.uint8))
     with pytest.raises(FaceNotFound):
         find_regions(np.zeros((0, 0, 3), np.uint8))
+
+
+def test_a_bar_over_a_region_makes_it_covered(frontal: Image.Image) -> None:
+    found = find_regions(frontal)
+    ys, xs = np.nonzero(found.regions["chin"].mask)
+    covered = np.asarray(frontal).copy()
+    covered[ys.min() - 5 : ys.max() + 5, xs.min() - 5 : xs.max() + 5] = 0  # a black bar over the chin
+    chin = find_regions(covered).regions["chin"]
+    assert not chin.visible and "covered" in chin.reason
+
+
+def test_a_region_cut_off_by_the_frame_is_out_of_frame(frontal: Image.Image) -> None:
+    found = find_regions(frontal)
+    top = int(np.percentile(np.nonzero(found.regions["forehead"].mask)[0], 80))
+    cropped = find_regions(frontal.crop((0, top, frontal.width, frontal.height)))
+    forehead = cropped.regions["forehead"]
+    assert not forehead.visible and "out of frame" in forehead.reason
+    assert cropped.regions["chin"].visible
