@@ -30,7 +30,7 @@ def synthetic_mask(path: str | os.PathLike) -> np.ndarray:
     mask_path = _synthetic_mask_path(Path(path))
     if not mask_path.is_file():
         raise MaskError(f"{path}: no mask at {mask_path}")
-    with Image.open(mask_path) as mask:
+    with Image.open(mask_path, formats=["PNG"]) as mask:  # masks are PNGs; nothing else is opened
         return np.asarray(mask.convert("L")) >= 128
 
 
