@@ -36,6 +36,7 @@ class Settings:
 
     Environment: MELASMA_DATA_DIR, MELASMA_RATERS (comma list), MELASMA_RATINGS_PER_IMAGE,
     MELASMA_SPREAD_THRESHOLD, MELASMA_AUTH (user:password,...), MELASMA_MAX_UPLOAD_MB,
+    MELASMA_MAX_UPLOAD_MEGAPIXELS (pixels decoded per upload batch, from the headers),
     MELASMA_COORDINATORS (comma list), MELASMA_VISITORS_CAN_TRAIN (1/0), MELASMA_OAUTH (1/0:
     Hugging Face sign-in on a Space). Roles: see melasma.access.
     """
@@ -46,6 +47,7 @@ class Settings:
     spread_threshold: float = 8.0
     auth: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     max_upload_mb: int = 50
+    max_upload_megapixels: int = 200
     coordinators: tuple[str, ...] = ()
     visitors_can_train: bool = False
     oauth: bool = False
@@ -76,6 +78,7 @@ class Settings:
             spread_threshold=float(env.get("MELASMA_SPREAD_THRESHOLD", "8.0")),
             auth=auth,
             max_upload_mb=int(env.get("MELASMA_MAX_UPLOAD_MB", "50")),
+            max_upload_megapixels=int(env.get("MELASMA_MAX_UPLOAD_MEGAPIXELS", "200")),
             coordinators=coordinators,
             visitors_can_train=_flag(env.get("MELASMA_VISITORS_CAN_TRAIN", "")),
             oauth=_flag(env.get("MELASMA_OAUTH", "")),

@@ -148,3 +148,17 @@ def test_ingest_prints_one_line_per_file(tmp_path: Path) -> None:
         f"good.png: added {photo_id}", "scan.jpg: refused (not a recognised image file)",
         f"good.png: duplicate {photo_id}",
     ]
+
+
+def test_ingest_pixel_budget_is_a_setting(tmp_path: Path) -> None:
+    photos = []
+    for i in range(3):
+        photos.append(tmp_path / f"p{i}.png")
+        Image.new("RGB", (800, 600), (40 * i, 90, 90)).save(photos[-1])  # 0.48 MP each
+    done = _melasma("ingest", *map(str, photos), "--data-dir", str(tmp_path / "data"),
+                    env={"MELASMA_MAX_UPLOAD_MEGAPIXELS": "1"})
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert [line.split(": ")[1].split()[0] for line in lines] == ["added", "added", "refused"]
+    assert lines[2] == ("p2.png: refused (800x600 pixels would pass this upload's 1,000,000 pixel budget, "
+                        "not decoded)")

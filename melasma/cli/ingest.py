@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     summary = ingest(
         store, settings.photos_dir, args.files, patient_id=args.patient_id, visit_date=args.visit_date,
         max_bytes=settings.max_upload_mb * 1024 * 1024,
+        max_batch_pixels=settings.max_upload_megapixels * 1_000_000,
     )
     for outcome in summary.files:
         print(outcome.line(), file=sys.stderr)

@@ -139,6 +139,7 @@ class AnnotateTab:
             summary = ingest(
                 self.store, self.photos_dir, files, patient_id=patient_id, visit_date=visit_date,
                 max_bytes=self.settings.max_upload_mb * 1024 * 1024,
+                max_batch_pixels=self.settings.max_upload_megapixels * 1_000_000,
             )
         finally:
             delete_uploads(files)
