@@ -2,29 +2,32 @@
 
 `Predictor` preprocesses exactly like training (decode through `melasma.data.images`, squash to the
 checkpoint's square input size, normalise with its mean and std), runs fp32 on the chosen device and
-times each step. Explanations attach hooks (and LRP canonizers) to the shared model, so every use
-of the model holds the predictor's lock.
+times each step. Explanations go through one `melasma.explain.Explainer` per predictor, built on
+first use (its own canonized copy for LRP, one for Grad-CAM and gradient x input, hooks kept) and
+released by `close()`, which the shared cache calls when it drops a checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import json
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Union
+from typing import TYPE_CHECKING, Callable, Iterator, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
 from melasma.data.images import ImageLoadError, ImageSource, load_image
+from melasma.explain.explainer import METHODS
 from melasma.masi import SEVERITIES
 
-#: Explanation methods understood by `melasma.explain.explain`.
-METHODS: tuple[str, ...] = ("lrp", "gradcam", "gxi")
+if TYPE_CHECKING:
+    from melasma.explain.explainer import Explainer
 #: Longest side, in pixels, of the photo that maps and overlays are drawn at.
 DISPLAY_MAX = 512
 
@@ -56,6 +59,30 @@ class Explanation:
         from melasma.explain import views
 
         drawing = views.side_by_side(self.photo, {self.method: self.map}, title=f"explaining: {self.target}")
+        return Image.fromarray(views.figure_to_array(drawing))
+
+
+@dataclass(frozen=True)
+class ExplanationSet:
+    """All three maps for one photo from one call: Grad-CAM and gxi share a forward and backward.
+
+    `maps[method]` is at the photo's size; `cam_grid` is Grad-CAM's feature-map size (rows,
+    columns) and `cam_note` a warning when it is too coarse to localise (empty otherwise).
+    """
+
+    target: str
+    probabilities: dict[str, float]
+    maps: dict[str, np.ndarray]
+    photo: Image.Image
+    cam_grid: tuple[int, int] | None
+    cam_note: str
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+    def figure(self, method: str) -> Image.Image:
+        """One method's overlay beside the photo, with its colour-bar legend."""
+        from melasma.explain import views
+
+        drawing = views.side_by_side(self.photo, {method: self.maps[method]}, title=f"explaining: {self.target}")
         return Image.fromarray(views.figure_to_array(drawing))
 
 
@@ -110,6 +137,7 @@ class Predictor:
         self._mean = torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1)
         self._lock = threading.Lock()
+        self._explainer: Explainer | None = None
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path, device: str = "cpu") -> "Predictor":
@@ -167,38 +195,80 @@ class Predictor:
         probabilities = {name: float(p) for name, p in zip(self.classes, probs.tolist())}
         return Prediction(self.classes[int(probs.argmax())], probabilities, timer.result())
 
+    @property
+    def explainer(self) -> "Explainer":
+        """This checkpoint's Explainer, built on first use (two model copies with their hooks)."""
+        from melasma.explain import Explainer
+
+        with self._lock:
+            if self._explainer is None:
+                self._explainer = Explainer(self.model, mean=self.meta["mean"], std=self.meta["std"])
+            return self._explainer
+
+    def close(self) -> None:
+        """Release the Explainer (hooks, canonized copies); a later explanation builds a new one."""
+        with self._lock:
+            explainer, self._explainer = self._explainer, None
+        if explainer is not None:
+            explainer.close()
+
+    def _check_target(self, target: str | None) -> int | None:
+        if target is not None and target not in self.classes:
+            raise ValueError(f"target must be one of {', '.join(self.classes)}, got {target!r}")
+        return None if target is None else self.classes.index(target)
+
+    def _display_input(self, image: ImageInput, timer: _Timer) -> tuple[torch.Tensor, Image.Image]:
+        with timer.step("decode"):
+            decoded = self.decode(image, draft=DISPLAY_MAX)
+        with timer.step("preprocess"):
+            return self.preprocess(decoded), fit_display(decoded, DISPLAY_MAX)
+
     def explain(self, image: ImageInput, method: str = "lrp", target: str | None = None) -> Explanation:
         """A relevance map for `target` (a class name; None: the predicted class) and its overlay."""
-        from melasma.explain import explain as relevance_of
         from melasma.explain import views
 
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-        if target is not None and target not in self.classes:
-            raise ValueError(f"target must be one of {', '.join(self.classes)}, got {target!r}")
+        index = self._check_target(target)
+        explainer = self.explainer
         timer = _Timer()
-        with timer.step("decode"):
-            decoded = self.decode(image, draft=DISPLAY_MAX)
-        with timer.step("preprocess"):
-            x = self.preprocess(decoded)
-            photo = _fit(decoded, DISPLAY_MAX)
-        with self._lock:
-            if target is None:
-                with timer.step("forward"):
-                    index = int(self._probabilities(x).argmax())
-            else:
-                index = self.classes.index(target)
-            with timer.step(method):
-                relevance = relevance_of(
-                    self.model, x, method=method, target=index, mean=self.meta["mean"], std=self.meta["std"],
-                )
+        x, photo = self._display_input(image, timer)
+        if index is None:
+            with self._lock, timer.step("forward"):
+                index = int(self._probabilities(x).argmax())
+        with timer.step(method):
+            result = explainer.explain(x, methods=(method,), target=index)
         with timer.step("overlay"):
-            resized = views.resize_map(relevance, photo.size)
+            resized = views.resize_map(result.maps[method][0], photo.size)
             overlay = views.overlay(photo, resized, method=method)
         return Explanation(method, self.classes[index], resized, overlay, photo, timer.result())
 
+    def explain_all(self, image: ImageInput, target: str | None = None) -> ExplanationSet:
+        """LRP, Grad-CAM and gradient x input for one photo in one call: the Grad-CAM/gxi pass's
+        forward also gives the prediction and the target (None: the predicted class)."""
+        from melasma.explain import views
 
-def _fit(photo: Image.Image, longest: int) -> Image.Image:
+        index = self._check_target(target)
+        explainer = self.explainer
+        timer = _Timer()
+        x, photo = self._display_input(image, timer)
+        result = explainer.explain(x, target=index)
+        timer.steps.update(result.latency_ms)
+        with timer.step("resize"):
+            maps = {method: views.resize_map(m[0], photo.size) for method, m in result.maps.items()}
+        probs = torch.softmax(result.logits[0], dim=0).tolist()
+        note = ""
+        if result.cam_is_coarse:
+            rows, columns = result.cam_grid
+            note = (f"Grad-CAM's feature map is only {rows} x {columns} cells at {self.image_size} px: "
+                    f"too coarse to localise; read it as a rough left/right/up/down hint.")
+        return ExplanationSet(
+            self.classes[result.targets[0]], dict(zip(self.classes, probs)), maps, photo,
+            result.cam_grid, note, timer.result(),
+        )
+
+
+def fit_display(photo: Image.Image, longest: int = DISPLAY_MAX) -> Image.Image:
     """Shrink `photo` so its longest side is at most `longest` pixels, keeping its aspect ratio."""
     if max(photo.size) <= longest:
         return photo
@@ -220,7 +290,7 @@ def _run_checkpoints(runs_dir: Path) -> Iterator[tuple[str, Path]]:
 
 
 def list_checkpoints(runs_dir: str | Path | None = None) -> dict[str, Path]:
-    """Label -> checkpoint directory: the demo weights first, then every RUN/<arch> in runs_dir."""
+    """Key -> checkpoint directory: the demo weights ("demo") first, then every RUN/<arch> in runs_dir."""
     found: dict[str, Path] = {}
     demo = default_checkpoint()
     if (demo / "model.json").is_file():
@@ -230,9 +300,65 @@ def list_checkpoints(runs_dir: str | Path | None = None) -> dict[str, Path]:
     return found
 
 
-@functools.lru_cache(maxsize=4)
-def _cached(directory: str, mtime_ns: int, device: str) -> Predictor:
-    return Predictor.from_checkpoint(directory, device=device)
+def describe_checkpoint(directory: str | Path) -> str:
+    """A label from model.json: when it was trained, on what data, its test accuracy and its
+    architecture, e.g. "2026-11-27 00:12 · demo_data/labels.csv (500 images) · test acc 0.725 · googlenet"."""
+    try:
+        meta = json.loads((Path(directory) / "model.json").read_text())
+    except (OSError, ValueError):
+        return f"{Path(directory).name} (unreadable model.json)"
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    counts = data.get("n") if isinstance(data.get("n"), dict) else {}
+    images = sum(v for v in counts.values() if isinstance(v, int))
+    source = Path(str(data.get("path", "unknown data")))
+    dataset = f"{source.parent.name}/{source.name}" if source.parent.name else source.name
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+    accuracy = metrics.get("accuracy")
+    score = f"test acc {accuracy:.3f}" if isinstance(accuracy, (int, float)) else "no test score"
+    created = str(meta.get("created", "undated"))[:16].replace("T", " ")
+    return " · ".join([created, dataset + (f" ({images} images)" if images else ""), score, str(meta.get("arch", "?"))])
+
+
+class _PredictorCache:
+    """The few most recently used Predictors, keyed by (directory, weights mtime, device); a
+    Predictor dropped from the cache is closed (its Explainer released)."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, int, str], Predictor] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple[str, int, str], load: Callable[[], Predictor]) -> Predictor:
+        with self._lock:
+            if key in self._items:
+                self.hits += 1
+                self._items.move_to_end(key)
+                return self._items[key]
+            self.misses += 1
+            predictor = self._items[key] = load()
+            stale = [k for k in self._items if k[0] == key[0] and k != key]  # the same directory, retrained
+            while len(self._items) - len(stale) > self.size:
+                stale.append(next(k for k in self._items if k not in stale))
+            dropped = [self._items.pop(k) for k in stale]
+        for old in dropped:
+            old.close()
+        return predictor
+
+    def clear(self) -> None:
+        """Drop and close every cached Predictor."""
+        with self._lock:
+            dropped = list(self._items.values())
+            self._items.clear()
+            self.hits = self.misses = 0
+        for old in dropped:
+            old.close()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_cache = _PredictorCache()
 
 
 def get_predictor(directory: str | Path, device: str = "cpu") -> Predictor:
@@ -240,19 +366,18 @@ def get_predictor(directory: str | Path, device: str = "cpu") -> Predictor:
     path = Path(directory).resolve()
     weights = path / "model.safetensors"
     mtime = weights.stat().st_mtime_ns if weights.is_file() else 0
-    return _cached(str(path), mtime, device)
+    return _cache.get((str(path), mtime, device), lambda: Predictor.from_checkpoint(path, device=device))
 
 
 def warm_up_in_background(directory: str | Path, device: str = "cpu") -> threading.Thread:
-    """Load `directory`'s shared Predictor and run every explanation once on a blank photo, in a
-    daemon thread: the first visitor then pays neither the model load nor the explanation
-    libraries' first-call set-up (about 1.5 s for Grad-CAM on a 2-core CPU)."""
+    """Load `directory`'s shared Predictor and build and run its Explainer once on a blank photo,
+    in a daemon thread: the first visitor then pays neither the model load, the explainer's set-up
+    nor the explanation libraries' first-call costs."""
 
     def warm() -> None:
         predictor = get_predictor(directory, device)
         blank = Image.new("RGB", (predictor.image_size, predictor.image_size), (128, 128, 128))
-        for method in METHODS:
-            predictor.explain(blank, method)
+        predictor.explain_all(blank)
 
     thread = threading.Thread(target=warm, name="melasma-warm-up", daemon=True)
     thread.start()

@@ -22,8 +22,6 @@ from melasma.explain.faithfulness import (
 )
 from melasma.models import create
 
-pytestmark = pytest.mark.timeout(90)
-
 SIZE = 64
 
 

@@ -12,8 +12,6 @@ import torch
 from melasma.explain.report import explain_report
 from melasma.models import create, save_checkpoint
 
-pytestmark = pytest.mark.timeout(300)
-
 SIZE = 64
 
 

@@ -12,9 +12,6 @@ from melasma.cli import main
 from melasma.explain.report import ReportError, list_images
 from melasma.masi import SEVERITIES
 
-pytestmark = pytest.mark.timeout(200)
-
-
 @pytest.fixture(scope="module")
 def trained_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """resnet18 trained 2 epochs at 64 px on the synthetic set by the real training engine."""

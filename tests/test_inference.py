@@ -13,13 +13,10 @@ from PIL import Image
 
 from melasma.data.images import ImageLoadError, load_array, load_image
 from melasma.inference import (
-    METHODS, Predictor, default_checkpoint, get_predictor, list_checkpoints,
+    DISPLAY_MAX, METHODS, Predictor, default_checkpoint, get_predictor, list_checkpoints,
 )
 from melasma.masi import DEFAULT_CUTOFFS, SEVERITIES
 from melasma.models import create, save_checkpoint
-
-pytestmark = pytest.mark.timeout(300)
-
 
 @pytest.fixture(scope="module")
 def demo() -> Predictor:
@@ -124,12 +121,46 @@ def test_checkpoint_listing_and_cache(tmp_path: Path) -> None:
 
 
 def test_background_warm_up_loads_the_shared_predictor_before_the_first_visitor() -> None:
-    from melasma.inference import _cached, warm_up_in_background
+    from melasma.inference import _cache, warm_up_in_background
 
-    _cached.cache_clear()
-    warm_up_in_background(default_checkpoint()).join(timeout=120)
-    info = _cached.cache_info()
-    assert (info.currsize, info.misses) == (1, 1)
+    _cache.clear()
+    warm_up_in_background(default_checkpoint()).join()
+    assert (len(_cache), _cache.misses) == (1, 1)
     predictor = get_predictor(default_checkpoint())
-    assert _cached.cache_info().hits == info.hits + 1  # the visitor's call reuses the warmed model
+    assert _cache.hits == 1  # the visitor's call reuses the warmed model
+    assert predictor._explainer is not None  # and its explainer, already set up
     assert predictor.predict(np.zeros((40, 40, 3), np.uint8)).severity in predictor.classes
+
+
+def test_explain_all_gives_the_three_single_method_maps(demo: Predictor, photos: list[Path]) -> None:
+    photo = demo.decode(photos[4], draft=DISPLAY_MAX)  # as explanations decode (for the display)
+    together = demo.explain_all(photo)
+    assert list(together.maps) == list(METHODS)
+    assert together.target == max(together.probabilities, key=together.probabilities.get)
+    assert together.probabilities == pytest.approx(demo.predict(photo).probabilities, abs=1e-5)
+    for method in METHODS:
+        alone = demo.explain(photo, method, target=together.target).map
+        assert together.maps[method].shape == alone.shape
+        scale = np.abs(alone).max()
+        assert np.abs(together.maps[method] - alone).max() <= 1e-5 * scale, method
+    assert {"gradient pass", "lrp", "total"} <= set(together.latency_ms)
+    assert together.cam_grid == (2, 2) and "too coarse" in together.cam_note  # googlenet at 64 px
+    assert together.figure("lrp").size[0] > together.photo.size[0]
+
+
+def test_close_releases_the_explainer_and_the_cache_closes_what_it_drops(tmp_path: Path) -> None:
+    from melasma.inference import _PredictorCache, describe_checkpoint
+
+    meta = {"classes": list(SEVERITIES), "cutoffs": list(DEFAULT_CUTOFFS["masi"]), "image_size": 48,
+            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    folders = [save_checkpoint(tmp_path / f"run{i}" / "resnet18", create("resnet18"), meta) for i in range(2)]
+    cache = _PredictorCache(size=1)
+    first = cache.get((str(folders[0]), 0, "cpu"), lambda: Predictor.from_checkpoint(folders[0]))
+    first.explain_all(np.full((48, 48, 3), 100, np.uint8))
+    explainer = first._explainer
+    cache.get((str(folders[1]), 0, "cpu"), lambda: Predictor.from_checkpoint(folders[1]))
+    assert first._explainer is None and explainer.closed  # evicted: released
+    assert len(cache) == 1
+    assert describe_checkpoint(folders[0]).startswith("20") and describe_checkpoint(folders[0]).endswith(
+        "no test score · resnet18")
+    assert describe_checkpoint(default_checkpoint()).endswith("(500 images) · test acc 0.725 · googlenet")

@@ -1,4 +1,5 @@
-"""The Predict tab served for real: /predict and /explain through gradio_client, errors, refresh."""
+"""The Predict tab served for real: /predict, /explain and /regions through gradio_client, the
+analysis below the severity (heatmaps with colour scales, regions, latency), errors, refresh."""
 
 from __future__ import annotations
 
@@ -15,9 +16,6 @@ from melasma.masi import DEFAULT_CUTOFFS, SEVERITIES
 from melasma.models import create, save_checkpoint
 from melasma.settings import Settings
 from melasma.ui.predict import PredictTab, build_predict_tab
-
-pytestmark = pytest.mark.timeout(300)
-
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, PredictTab, Path]]:
@@ -81,6 +79,67 @@ def test_a_new_training_run_becomes_selectable(
     meta = {"classes": list(SEVERITIES), "cutoffs": list(DEFAULT_CUTOFFS["masi"]), "image_size": 48,
             "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
     save_checkpoint(data_dir / "runs" / "fresh" / "resnet18", create("resnet18"), meta)
-    assert tab.refresh_choices().choices == [("demo", "demo"), ("fresh/resnet18", "fresh/resnet18")]
+    choices = tab.refresh_choices().choices
+    assert [key for _, key in choices] == ["demo", "fresh/resnet18"]
+    assert choices[0][0].startswith("demo weights · ") and choices[0][0].endswith("test acc 0.725 · googlenet")
+    assert choices[1][0].endswith("no test score · resnet18") and "fresh" not in choices[1][0]
     label, _ = client.predict(handle_file(str(photo)), "fresh/resnet18", api_name="/predict")
     assert label["label"] in SEVERITIES
+
+
+@pytest.fixture(scope="module")
+def wall(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A photo with no face in it: a smooth beige gradient, like a painted wall."""
+    import numpy as np
+
+    ramp = np.linspace(150, 210, 320, dtype=np.float32)
+    pixels = np.stack([ramp[None, :].repeat(240, 0) + offset for offset in (20, 5, -15)], axis=-1)
+    path = tmp_path_factory.mktemp("wall") / "wall.png"
+    Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_regions_endpoint_on_a_real_face_and_on_a_wall(
+    served: tuple[Client, PredictTab, Path], roboflow_dir: Path, wall: Path
+) -> None:
+    client, _, _ = served
+    face = roboflow_dir / "melasma" / "Melasma25_jpg.rf.d2f50b7749f5be22ee57eb32166725c1.jpg"
+    details, overlay = client.predict(handle_file(str(face)), api_name="/regions")
+    assert details["face_found"] is True
+    assert set(details["regions"]) == {"forehead", "right_malar", "left_malar", "chin"}
+    assert any(region["visible"] for region in details["regions"].values())
+    assert "masi" in details["measures"]
+    with Image.open(overlay) as drawn:
+        assert drawn.width >= 100
+
+    details, _ = client.predict(handle_file(str(wall)), api_name="/regions")
+    assert details["face_found"] is False and "face" in details["notice"].lower()
+
+
+def test_analysis_shows_regions_and_scales_or_says_the_severity_means_nothing(
+    served: tuple[Client, PredictTab, Path], roboflow_dir: Path, wall: Path
+) -> None:
+    _, tab, _ = served
+    face = roboflow_dir / "melasma" / "Melasma25_jpg.rf.d2f50b7749f5be22ee57eb32166725c1.jpg"
+    probabilities, latency = tab.predict(str(face), "demo")
+    (severity, notice, masi, *rest) = tab.analyse(str(face), "demo", latency)
+    overlays, scales, (cam_note, regions, table, latency_rows) = rest[:3], rest[3:6], rest[6:]
+    assert severity.label == "Severity (CNN)"
+    assert {c["label"] for c in severity.value["confidences"]} == set(SEVERITIES)
+    assert "Image-derived MASI" in masi and "### No face" not in notice
+    assert all(isinstance(overlay, Image.Image) for overlay in overlays)
+    assert all("linear-gradient" in scale for scale in scales)  # each heatmap carries its colour scale
+    assert "too coarse" in cam_note  # the demo googlenet at 64 px: a 2 x 2 feature map
+    assert isinstance(regions, Image.Image) and [row[0] for row in table] == [
+        "forehead", "right malar", "left malar", "chin"]
+    visible = [row for row in table if row[1] == "yes"]
+    assert visible and all(0 <= row[2] <= 100 for row in visible)
+    assert all(row[6] == "" or 0 <= row[6] <= 100 for row in visible)  # LRP % in the region
+    steps = [row[0] for row in latency_rows]
+    assert {"explain: gradient pass", "explain: lrp", "regions + pigment", "total"} <= set(steps)
+
+    probabilities, latency = tab.predict(str(wall), "demo")
+    severity, notice, masi, *rest = tab.analyse(str(wall), "demo", latency)
+    assert "NOT meaningful" in severity.label
+    assert notice.startswith("### No face found") and masi == ""
+    assert rest[-2] == []  # no region rows

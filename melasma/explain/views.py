@@ -121,3 +121,23 @@ def figure_to_array(figure: Figure, dpi: int = 100) -> np.ndarray:
     figure.set_dpi(dpi)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def colour_scale_html(relevance: np.ndarray | torch.Tensor, method: str, stops: int = 9) -> str:
+    """An HTML colour bar for a heatmap: the overlay's colour map as a gradient between its limits."""
+    _check_method(method)
+    array = _as_array(relevance)
+    norm = color_norm(array, method)
+    cmap = colormaps[CMAPS[method]]
+    colours = ", ".join(
+        "#{:02x}{:02x}{:02x}".format(*(round(255 * c) for c in cmap(i / (stops - 1))[:3])) for i in range(stops)
+    )
+    middle = "0" if method in SIGNED else f"{(norm.vmin + norm.vmax) / 2:.3g}"
+    meaning = "red supports the class, blue speaks against it" if method in SIGNED else "scaled 0-1 per photo"
+    return (
+        f'<div class="colour-scale" title="{TITLES[method]}: {meaning}">'
+        f'<div style="height:10px;border-radius:3px;background:linear-gradient(to right, {colours})"></div>'
+        f'<div style="display:flex;justify-content:space-between;font-size:11px">'
+        f"<span>{norm.vmin:.3g}</span><span>{middle}</span><span>{norm.vmax:.3g}</span></div>"
+        f'<div style="font-size:11px;opacity:.75">{meaning}</div></div>'
+    )

@@ -1,9 +1,10 @@
-"""The Predict tab: a photo in, a severity with class probabilities and three heatmaps out.
+"""The Predict tab: a photo in; the severity, all three heatmaps, and the four MASI regions out.
 
-API (gradio_client): ``/predict`` (image, checkpoint) -> (label, latency ms) and ``/explain``
-(image, checkpoint, method) -> the photo beside the heatmap overlay, with a legend. Checkpoints are
-chosen by label (``demo`` or ``RUN/<arch>``), never by a path the client sends; each is loaded once
-and shared.
+API (gradio_client): ``/predict`` (image, checkpoint) -> (label, latency ms), ``/explain`` (image,
+checkpoint, method) -> the photo beside the heatmap overlay, with a legend, and ``/regions``
+(image) -> (JSON of the regions and their pigment measures, the photo with the region outlines).
+Checkpoints are chosen by key (``demo`` or ``RUN/<arch>``), shown by date, data set, test accuracy
+and architecture, never by a path the client sends; each is loaded once and shared.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from melasma.inference import DISPLAY_MAX, METHODS, Predictor, get_predictor, list_checkpoints
+from melasma.data.images import load_image
+from melasma.face_reading import FaceReading, read_face
+from melasma.inference import (
+    DISPLAY_MAX, METHODS, ExplanationSet, Predictor, describe_checkpoint, fit_display, get_predictor,
+    list_checkpoints,
+)
 from melasma.settings import Settings
 from melasma.ui.components import PhotoInput
 
@@ -26,12 +32,16 @@ METHOD_LABELS: dict[str, str] = {
 #: Example photos offered from the synthetic demo set.
 EXAMPLES = 4
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+REGION_HEADERS = ["region", "visible", "pigmented %", "A (0-6)", "D (0-4)", "H (0-4)",
+                  *(f"{METHOD_LABELS[m].split(' (')[0]} % in region" for m in METHODS)]
+LATENCY_HEADERS = ["step", "ms"]
 
 INTRO = """
 Drop a facial photo (or take one with the webcam) to get a melasma severity with class
-probabilities, and three heatmaps of what drove it: **LRP** (red supports the predicted class,
-blue speaks against it), **Grad-CAM** and **gradient x input**. Research software, not a
-diagnosis; the demo weights have seen only synthetic faces.
+probabilities, three heatmaps of what drove it (**LRP**: red supports the predicted class, blue
+speaks against it; **Grad-CAM**; **gradient x input**), and the four MASI regions found on the face
+with the pigment measured in each. Research software, not a diagnosis; the demo weights have seen
+only synthetic faces.
 """
 
 
@@ -54,6 +64,23 @@ def _user_error(error: ValueError, image: str) -> gr.Error:
     return gr.Error(str(error).replace(image, Path(image).name))
 
 
+def labelled_choices(runs_dir: Path) -> list[tuple[str, str]]:
+    """(label, key) pairs for the checkpoint dropdown: date, data set, test accuracy, architecture."""
+    return [(("demo weights · " if key == "demo" else "") + describe_checkpoint(path), key)
+            for key, path in list_checkpoints(runs_dir).items()]
+
+
+def _latency_rows(steps: dict[str, float]) -> list[list[object]]:
+    return [[name, round(float(ms), 1)] for name, ms in steps.items()]
+
+
+def _masi_text(reading: FaceReading, explanations: ExplanationSet) -> str:
+    if not reading.found:
+        return ""
+    return (f"**Image-derived MASI {reading.masi:.1f}** (mMASI {reading.mmasi:.1f}), measured from "
+            f"pigment per region, beside the CNN's class **{explanations.target}**.")
+
+
 @dataclass
 class PredictTab:
     """The tab's components and its actions (public so the app shell and Train tab can wire them)."""
@@ -68,16 +95,16 @@ class PredictTab:
     detail: gr.Image
 
     def choices(self) -> dict[str, Path]:
-        """Checkpoint label -> directory: the demo weights, then every trained RUN/<arch>."""
+        """Checkpoint key -> directory: the demo weights, then every trained RUN/<arch>."""
         return list_checkpoints(self.runs_dir)
 
     def refresh_choices(self) -> gr.Dropdown:
         """A dropdown update listing every checkpoint now on disk (e.g. after a training run);
         the current selection stays."""
-        return gr.Dropdown(choices=list(self.choices()))
+        return gr.Dropdown(choices=labelled_choices(self.runs_dir))
 
     def predictor(self, checkpoint: str | None) -> Predictor:
-        """The shared Predictor for a checkpoint label; gr.Error for an unknown or broken one."""
+        """The shared Predictor for a checkpoint key; gr.Error for an unknown or broken one."""
         directory = self.choices().get(checkpoint or "")
         if directory is None:
             raise gr.Error(f"Unknown checkpoint {checkpoint!r}: press the refresh button and choose one.")
@@ -107,37 +134,52 @@ class PredictTab:
         except ValueError as error:
             raise _user_error(error, image) from None
 
-    def explain_all(
-        self,
-        image: str | None,
-        checkpoint: str | None,
-        probabilities: dict[str, float] | None,
-        latency: dict[str, float] | None,
-    ) -> tuple[Image.Image, ...]:
-        """The three heatmaps for the predicted class, and the latency table extended with them."""
+    def analyse(self, image: str | None, checkpoint: str | None, latency: dict[str, float] | None) -> tuple:
+        """Everything below the severity: the severity again (relabelled when there is no face), a
+        notice, the image-derived MASI, three overlays with their colour scales, Grad-CAM's note,
+        the regions overlay and table, and the latency table."""
+        from melasma.explain import views
+
         image = _require_photo(image)
         predictor = self.predictor(checkpoint)
         try:
-            photo = predictor.decode(image, draft=DISPLAY_MAX)
+            explanations = predictor.explain_all(predictor.decode(image, draft=DISPLAY_MAX))
         except ValueError as error:
             raise _user_error(error, image) from None
-        target = max(probabilities, key=probabilities.get) if probabilities else None
-        timings = dict(latency or {})
-        overlays, drawing = [], 0.0
+        reading = read_face(explanations.photo, explanations.maps)
+        overlays, scales = [], []
         for method in METHODS:
-            explanation = predictor.explain(photo, method, target=target)
-            timings[method] = explanation.latency_ms[method]
-            drawing += explanation.latency_ms["overlay"]
-            overlays.append(explanation.overlay)
-        timings["overlay"] = round(drawing, 2)
-        timings["total"] = round(timings.get("total", 0.0) + drawing + sum(timings[m] for m in METHODS), 2)
-        return (*overlays, timings)
+            overlays.append(views.overlay(explanations.photo, explanations.maps[method], method))
+            scales.append(views.colour_scale_html(explanations.maps[method], method))
+        steps = {f"predict: {k}": v for k, v in (latency or {}).items() if k != "total"}
+        steps.update({f"explain: {k}": v for k, v in explanations.latency_ms.items() if k != "total"})
+        steps["regions + pigment"] = reading.latency_ms
+        steps["total"] = (latency or {}).get("total", 0.0) + explanations.latency_ms["total"] + reading.latency_ms
+        if reading.found:
+            severity = gr.Label(value=explanations.probabilities, label="Severity (CNN)")
+            notice = f"Note: {reading.notice}" if reading.notice else ""
+        else:
+            severity = gr.Label(value=explanations.probabilities, label="CNN output (NOT meaningful: no face found)")
+            notice = f"### No face found\n{reading.notice}"
+        return (
+            severity, notice, _masi_text(reading, explanations), *overlays, *scales,
+            explanations.cam_note, reading.overlay, reading.table(METHODS), _latency_rows(steps),
+        )
+
+    def regions(self, image: str | None) -> tuple[dict[str, object], Image.Image]:
+        """The four MASI regions of a photo and their pigment measures (JSON), and the outlines."""
+        image = _require_photo(image)
+        try:
+            photo = fit_display(load_image(image, draft=(DISPLAY_MAX, DISPLAY_MAX)))
+        except ValueError as error:
+            raise _user_error(error, image) from None
+        reading = read_face(photo)
+        return reading.details, reading.overlay
 
 
 def build_predict_tab(settings: Settings) -> PredictTab:
     """Lay out the Predict tab inside the caller's open gr.Blocks / gr.Tab and wire its events."""
     runs_dir = settings.runs_dir
-    labels = list(list_checkpoints(runs_dir))
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=1):
@@ -147,8 +189,9 @@ def build_predict_tab(settings: Settings) -> PredictTab:
             with gr.Row():
                 # Custom values: an API client may name a run trained after this session began;
                 # `predictor()` accepts only checkpoints on disk.
+                labelled = labelled_choices(runs_dir)
                 checkpoint = gr.Dropdown(
-                    choices=labels, value=labels[0] if labels else None, label="Checkpoint", scale=4,
+                    choices=labelled, value=labelled[0][1] if labelled else None, label="Checkpoint", scale=4,
                     allow_custom_value=True,
                 )
                 refresh = gr.Button("Refresh", scale=1, min_width=80)
@@ -157,17 +200,33 @@ def build_predict_tab(settings: Settings) -> PredictTab:
             if examples:
                 gr.Examples(examples=examples, inputs=[image], label="Synthetic examples")
         with gr.Column(scale=1):
-            severity = gr.Label(label="Severity", num_top_classes=3)
-            latency = gr.JSON(label="Latency per step (ms)")
+            severity = gr.Label(label="Severity (CNN)", num_top_classes=3)
+            notice = gr.Markdown()
+            masi = gr.Markdown()
+            latency_table = gr.Dataframe(headers=LATENCY_HEADERS, label="Latency (ms)", interactive=False,
+                                         max_height=260)
+            latency = gr.JSON(label="Latency per step (ms)", visible=False)
+    heatmaps, scales = {}, {}
     with gr.Row():
-        heatmaps = {m: gr.Image(label=METHOD_LABELS[m], type="pil", format="png", interactive=False)
-                    for m in METHODS}
+        for m in METHODS:
+            with gr.Column(min_width=200):
+                heatmaps[m] = gr.Image(label=METHOD_LABELS[m], type="pil", format="png", interactive=False)
+                scales[m] = gr.HTML()
+    cam_note = gr.Markdown()
+    with gr.Row():
+        # JPEG: a photo-like overlay, and it keeps the page's PNG images to the three heatmaps
+        regions_overlay = gr.Image(label="MASI regions (pigment tinted red)", type="pil", format="jpeg",
+                                   interactive=False, scale=1)
+        region_table = gr.Dataframe(headers=REGION_HEADERS, label="Per region", interactive=False, scale=2)
     with gr.Accordion("One method, larger", open=False):
         method = gr.Radio(
             choices=[(METHOD_LABELS[m], m) for m in METHODS], value="lrp", label="Method",
         )
         show = gr.Button("Show")
         detail = gr.Image(label="Photo and heatmap with legend", type="pil", format="png", interactive=False)
+    with gr.Accordion("Face regions as JSON", open=False):
+        find = gr.Button("Find regions")
+        regions_json = gr.JSON(label="Regions and pigment measures")
     tab = PredictTab(runs_dir, image, checkpoint, severity, latency, heatmaps, method, detail)
 
     refresh.click(tab.refresh_choices, None, checkpoint, api_visibility="private")
@@ -176,8 +235,11 @@ def build_predict_tab(settings: Settings) -> PredictTab:
         api_name="predict",
     )
     predicted.success(
-        tab.explain_all, [image, checkpoint, severity, latency], [*heatmaps.values(), latency],
+        tab.analyse, [image, checkpoint, latency],
+        [severity, notice, masi, *heatmaps.values(), *scales.values(), cam_note, regions_overlay, region_table,
+         latency_table],
         api_visibility="private",
     )
     gr.on([show.click, method.change], tab.explain, [image, checkpoint, method], detail, api_name="explain")
+    find.click(tab.regions, [image], [regions_json, regions_overlay], api_name="regions")
     return tab

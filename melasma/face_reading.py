@@ -1,0 +1,107 @@
+"""A photo read by the four MASI regions: outlines, pigment per region, and where relevance fell.
+
+`read_face(photo, maps)` joins `melasma.regions` (landmarks, region masks, the CIELAB pigment measure)
+with explanation maps drawn at the photo's size: per region, whether it is visible, its pigmented
+share, the A / D / H estimates, and the share of each method's positive relevance inside it. A photo
+without a face gives `found=False` and a notice instead of numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+from PIL import Image
+
+from melasma.masi import REGIONS
+
+#: Shown when no face is found: the CNN still outputs probabilities, but they mean nothing here.
+NO_FACE_NOTICE = (
+    "{reason}. The severity model was trained on faces: its output for this photo is not a "
+    "meaningful severity."
+)
+
+
+@dataclass(frozen=True)
+class RegionRow:
+    """One MASI region of one photo; numbers are None where the region is not visible."""
+
+    region: str
+    visible: bool
+    pigmented_pct: float | None
+    area: int | None
+    darkness: int | None
+    homogeneity: int | None
+    relevance_pct: dict[str, float | None] = field(default_factory=dict)  # method -> % of positive relevance
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FaceReading:
+    """The regions of a photo, measured: `found` False (with `notice`) when there is no face."""
+
+    found: bool
+    notice: str
+    rows: tuple[RegionRow, ...]
+    masi: float | None
+    mmasi: float | None
+    overlay: Image.Image
+    details: dict[str, object]  # JSON-ready: regions (outlines, visibility) and measures
+    latency_ms: float
+
+    def table(self, methods: tuple[str, ...]) -> list[list[object]]:
+        """Rows for a table: region, visible, pigmented %, A, D, H, then % relevance per method."""
+        def cell(value: float | int | None) -> object:
+            return "" if value is None else value
+
+        return [
+            [row.region.replace("_", " "), "yes" if row.visible else f"no ({row.note})", cell(row.pigmented_pct),
+             cell(row.area), cell(row.darkness), cell(row.homogeneity),
+             *(cell(row.relevance_pct.get(m)) for m in methods)]
+            for row in self.rows
+        ]
+
+
+def positive_share(relevance: np.ndarray, mask: np.ndarray) -> float | None:
+    """Percentage of the map's positive relevance that falls inside `mask` (None: no positive mass)."""
+    positive = np.clip(np.asarray(relevance, dtype=np.float64), 0, None)
+    total = positive.sum()
+    return None if total <= 0 else round(100.0 * float(positive[mask].sum() / total), 1)
+
+
+def read_face(photo: Image.Image, maps: Mapping[str, np.ndarray] | None = None) -> FaceReading:
+    """Find and measure the regions of `photo` (RGB); `maps` (method -> map at the photo's size)
+    add the share of each method's positive relevance per region."""
+    from melasma.regions import FaceNotFound, find_regions
+    from melasma.regions.draw import draw_regions
+    from melasma.regions.pigment import measure_pigment
+
+    start = time.perf_counter()
+    try:
+        regions = find_regions(photo)
+    except FaceNotFound as error:
+        elapsed = (time.perf_counter() - start) * 1000.0
+        reason = str(error).rstrip(".")
+        notice = NO_FACE_NOTICE.format(reason=reason[:1].upper() + reason[1:])
+        return FaceReading(False, notice, (), None, None, photo, {"face_found": False, "notice": notice}, elapsed)
+    measures = measure_pigment(photo, regions)
+    rows = []
+    for name in REGIONS:
+        region = regions.regions[name]
+        measure = measures.regions.get(name)
+        shares = {m: positive_share(relevance, region.mask) if region.visible else None
+                  for m, relevance in (maps or {}).items()}
+        rows.append(RegionRow(
+            name, region.visible,
+            None if measure is None else round(100.0 * measure.pigmented_share, 1),
+            None if measure is None else measure.area_item,
+            None if measure is None else measure.darkness_item,
+            None if measure is None else measure.homogeneity_item,
+            shares, region.reason,
+        ))
+    overlay = draw_regions(photo, regions, pigment=measures.pigment_mask)
+    details = {"face_found": True, "notice": regions.note, **regions.to_json(), "measures": measures.to_json()}
+    elapsed = (time.perf_counter() - start) * 1000.0
+    return FaceReading(True, regions.note, tuple(rows), measures.masi, measures.mmasi, overlay, details, elapsed)
