@@ -55,6 +55,12 @@ def _png16() -> bytes:
     return buffer.getvalue()
 
 
+def _saved(fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
 def _animated_gif() -> bytes:
     frames = [Image.new("RGB", (72, 48), (60 * i, 90, 200 - 50 * i)) for i in range(3)]
     buffer = io.BytesIO()
@@ -68,6 +74,9 @@ REJECTED = {  # file name -> (bytes, what the user is told)
     "notes.jpg": (lambda: b"Patient notes, not a photo\n", "notes.jpg: not a recognised image file"),
     "truncated.jpg": (lambda: _jpeg()[:2000], "truncated.jpg: cannot decode image (image file is truncated"),
     "bomb.png": (_png_header_only, "bomb.png: image is too large to decode safely"),
+    "poster.jpg": (lambda: b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n",
+                   "poster.jpg: not a recognised image file"),  # EPS: never handed to Ghostscript
+    "texture.jpg": (lambda: _saved("DDS"), "texture.jpg: not a recognised image file"),
 }
 ACCEPTED = {"cmyk.jpg": lambda: _jpeg("CMYK"), "deep.png": _png16, "moving.gif": _animated_gif}
 
