@@ -10,7 +10,8 @@ DIR is a folder in the roboflow layout: `melasma/*.jpg`, `non-melasma/*.jpg` and
 Dice and IoU are per melasma photo with a face found (the mask is restricted to that face's skin;
 the polygons are coarse outlines, so pixel overlap is a harsh measure). The tone baseline scores a
 photo by its median skin ITA alone (darker = melasma): the melasma photos here are mostly darker,
-clinical close-ups, the others lighter web portraits, so the margin over it is what counts.
+clinical close-ups, the others lighter web portraits, so the margin over it is what counts. For
+the same reason the Dice of the trivial mask "all of the face's skin" is printed beside ours.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class PhotoResult:
     face: bool
     dice: float
     iou: float
+    dice_skin: float  # the trivial mask "all the face's skin", for scale
     pigment_share: float  # pigmented pixels / photo pixels
     polygon_share: float  # lesion polygon pixels / photo pixels
     masi: float
@@ -60,6 +62,7 @@ class RealSummary:
     area_corr: float
     auc_melasma: float
     tone_baseline_auc: float
+    dice_whole_skin: float  # Dice of the trivial all-skin mask: the floor a real detector must beat
 
 
 def overlap(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -80,12 +83,13 @@ def evaluate_photo(path: Path, melasma: bool, truth: np.ndarray | None, settings
     try:
         regions = find_regions(image)
     except FaceNotFound:
-        return PhotoResult(path.name, melasma, False, nan, nan, nan, polygon_share, nan, nan, 0)
+        return PhotoResult(path.name, melasma, False, nan, nan, nan, nan, polygon_share, nan, nan, 0)
     measures = measure_pigment(image, regions, settings)
     pigment = measures.pigment_mask
     dice, iou = overlap(pigment, truth) if truth is not None else (nan, nan)
+    dice_skin = overlap(regions.skin_mask, truth)[0] if truth is not None else nan
     return PhotoResult(
-        path.name, melasma, True, dice, iou, float(pigment.mean()), polygon_share, measures.masi,
+        path.name, melasma, True, dice, iou, dice_skin, float(pigment.mean()), polygon_share, measures.masi,
         measures.skin_ITA, len(regions.visible_regions),
     )
 
@@ -117,6 +121,7 @@ def summarise(results: list[PhotoResult]) -> RealSummary:
         area_corr=corr,
         auc_melasma=float(roc_auc_score(labels, [r.masi for r in found])) if two_classes else float("nan"),
         tone_baseline_auc=float(roc_auc_score(labels, [-r.skin_ITA for r in found])) if two_classes else float("nan"),
+        dice_whole_skin=float(np.mean([r.dice_skin for r in lesions])) if lesions else float("nan"),
     )
 
 
@@ -144,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(r.face and not r.melasma for r in results)}/{summary.images - melasma} other)")
     print(f"hyperpigmentation mask vs lesion polygons: Dice {summary.dice_mean:.3f}, IoU {summary.iou_mean:.3f} "
           f"(mean over melasma photos with a face); area correlation {summary.area_corr:.3f}")
+    print(f"for scale: the trivial mask 'all of the face's skin' has Dice {summary.dice_whole_skin:.3f} "
+          "(the polygons are coarse outlines covering most of the face)")
     print(f"melasma vs not, ROC AUC: image-derived MASI {summary.auc_melasma:.3f}; "
           f"skin tone (ITA) alone {summary.tone_baseline_auc:.3f}")
     return 0
