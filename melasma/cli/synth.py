@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import argparse
 
-from melasma.cli.arguments import positive_int, seed
+from melasma.cli.arguments import non_negative_int, positive_int, seed
 
 HELP = "generate synthetic face photos with known MASI scores from three simulated raters"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (images/, masks/, labels.csv)")
-    parser.add_argument("--n", type=positive_int, default=90, help="number of images (default 90)")
+    parser.add_argument("-n", "--n", type=positive_int, default=90, help="number of images (default 90)")
     parser.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     parser.add_argument("--size", type=positive_int, default=256, help="image side in pixels (default 256)")
     parser.add_argument("--unbalanced", action="store_true",
                         help="sample classes 50/35/15 %% instead of balanced")
+    parser.add_argument("--base-photos", default=None,
+                        help="semi-synthetic: paint melasma onto the real face photos in this folder "
+                             "(photos without melasma only)")
+    parser.add_argument("--holdout", type=non_negative_int, default=17,
+                        help="with --base-photos: bases held out for evaluation (default 17)")
+    parser.add_argument("--holdout-list", default=None,
+                        help="with --base-photos: file of base names to hold out (one a line)")
 
 
 def run(args: argparse.Namespace) -> int:
     import time
+
+    if args.base_photos:
+        from melasma.data.semisynthetic.cli import run_semisynthetic
+
+        return run_semisynthetic(args)
 
     import pandas as pd
 

@@ -1,0 +1,200 @@
+"""How a checkpoint does on real photos: melasma vs not, where its explanations land, tone baseline.
+
+Usage: python benchmarks/real_photos.py [DIR] [--weights W] [--bases FILE] [--json]
+
+DIR holds `melasma/`, `non-melasma/` and the COCO lesion polygons `_annotations.coco.json` (default:
+../shared/data/roboflow-melasma). Photos the checkpoint saw as semi-synthetic training bases are
+left out: their names are `train_bases` in W/bases.json (or in --bases FILE, to compare two
+checkpoints on the same photos). Per checkpoint it measures:
+
+- ROC AUC, melasma vs no melasma, of the probability-weighted severity
+  (P(moderate) + 2 P(severe)), beside the AUC of mean skin tone alone (darker ITA = melasma);
+- for LRP (EpsilonPlusFlat), gradient x input and Grad-CAM of the predicted class on each melasma
+  photo: (share of the positive relevance on the face that lies inside the lesion polygons) /
+  (the polygons' share of the face), the median over photos; 1 is chance, >= 2 the target. The face
+  is the skin-coloured area (YCrCb rule) joined with the polygons;
+- the share of photos without melasma predicted mild.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from melasma.data.images import load_image  # noqa: E402
+from melasma.data.masks import coco_masks  # noqa: E402
+from melasma.data.semisynthetic.tone import mean_ita, skin_mask  # noqa: E402
+from melasma.explain.faithfulness import resize_mask  # noqa: E402
+from melasma.inference import Predictor  # noqa: E402
+
+DEFAULT_DIR = ROOT.parent / "shared" / "data" / "roboflow-melasma"
+FOLDERS = {"melasma": True, "non-melasma": False}
+METHODS = ("lrp", "gxi", "gradcam")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+@dataclass(frozen=True)
+class PhotoResult:
+    """One photo: its folder, the prediction, the tone and (melasma photos) localisation ratios."""
+
+    name: str
+    melasma: bool
+    severity: str
+    score: float
+    ita: float
+    ratios: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The numbers `--json` prints (keys as issue 19 names them)."""
+
+    images: int
+    auc_melasma: float
+    lrp_in_polygon_ratio: float
+    gxi_in_polygon_ratio: float
+    gradcam_in_polygon_ratio: float
+    nonmelasma_mild_share: float
+    tone_baseline_auc: float
+
+
+def training_bases(weights: Path, bases_file: Path | None) -> list[str]:
+    """Names of the photos used as training bases: `train_bases` of bases.json, or none."""
+    path = bases_file if bases_file is not None else weights / "bases.json"
+    if not path.is_file():
+        if bases_file is not None:
+            raise SystemExit(f"error: {path}: no such bases file")
+        return []
+    return list(json.loads(path.read_text())["train_bases"])
+
+
+def list_photos(directory: Path, excluded: set[str]) -> list[tuple[Path, bool]]:
+    """(path, has melasma) for every photo in melasma/ and non-melasma/ not in `excluded`."""
+    photos = []
+    for folder, label in FOLDERS.items():
+        if not (directory / folder).is_dir():
+            raise SystemExit(f"error: {directory / folder}: missing (expected melasma/ and non-melasma/)")
+        for path in sorted((directory / folder).iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.name not in excluded:
+                photos.append((path, label))
+    return photos
+
+
+def polygon_ratio(relevance: np.ndarray, lesion: np.ndarray, face: np.ndarray) -> float:
+    """(positive relevance in lesion / positive relevance on the face) / (lesion area / face area)."""
+    positive = np.clip(relevance, 0, None) * face
+    total = positive.sum()
+    if total <= 0 or not lesion.any():
+        return math.nan
+    return float((positive[lesion].sum() / total) / (lesion.sum() / face.sum()))
+
+
+def measure_photo(predictor: Predictor, path: Path, melasma: bool, lesion: np.ndarray | None) -> PhotoResult:
+    """Predict one photo, measure its tone and, with a lesion mask, each method's polygon ratio."""
+    photo = load_image(path)
+    pixels = np.asarray(photo)
+    prediction = predictor.predict(photo)
+    probs = prediction.probabilities
+    score = probs.get("moderate", 0.0) + 2 * probs.get("severe", 0.0)
+    skin = skin_mask(pixels)
+    ratios: dict[str, float] = {}
+    if lesion is not None:
+        for method in METHODS:
+            relevance = predictor.explain(photo, method).map
+            size = (relevance.shape[1], relevance.shape[0])
+            mask = resize_mask(lesion, size)
+            face = resize_mask(skin, size) | mask
+            ratios[method] = polygon_ratio(relevance, mask, face)
+    return PhotoResult(path.name, melasma, prediction.severity, score, mean_ita(pixels, skin), ratios)
+
+
+def summarise(results: list[PhotoResult]) -> Summary:
+    """AUCs, median polygon ratios and the non-melasma mild share over all results."""
+    labels = [r.melasma for r in results]
+
+    def auc(scores: list[float]) -> float:
+        return float(roc_auc_score(labels, scores)) if 0 < sum(labels) < len(labels) else math.nan
+
+    def median(method: str) -> float:
+        values = [r.ratios[method] for r in results if method in r.ratios and not math.isnan(r.ratios[method])]
+        return float(np.median(values)) if values else math.nan
+
+    others = [r for r in results if not r.melasma]
+    return Summary(
+        images=len(results),
+        auc_melasma=auc([r.score for r in results]),
+        lrp_in_polygon_ratio=median("lrp"),
+        gxi_in_polygon_ratio=median("gxi"),
+        gradcam_in_polygon_ratio=median("gradcam"),
+        nonmelasma_mild_share=sum(r.severity == "mild" for r in others) / len(others) if others else math.nan,
+        tone_baseline_auc=auc([-r.ita for r in results]),
+    )
+
+
+def _distribution(results: list[PhotoResult], melasma: bool) -> str:
+    chosen = [r.severity for r in results if r.melasma == melasma]
+    counts = {s: chosen.count(s) for s in ("mild", "moderate", "severe")}
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+def report(summary: Summary, results: list[PhotoResult], weights: Path, excluded: list[str]) -> str:
+    """The human-readable table."""
+    n_mel = sum(r.melasma for r in results)
+    lines = [
+        f"weights: {weights}",
+        f"photos: {summary.images} ({n_mel} melasma, {summary.images - n_mel} without); "
+        f"left out as training bases: {len(excluded)}" + (f" ({', '.join(excluded)})" if excluded else ""),
+        f"{'measure':<44}{'value':>8}",
+        f"{'ROC AUC melasma vs not (weighted severity)':<44}{summary.auc_melasma:>8.3f}",
+        f"{'ROC AUC of skin tone alone (ITA)':<44}{summary.tone_baseline_auc:>8.3f}",
+        f"{'LRP in-polygon ratio (median)':<44}{summary.lrp_in_polygon_ratio:>8.2f}",
+        f"{'gradient x input in-polygon ratio (median)':<44}{summary.gxi_in_polygon_ratio:>8.2f}",
+        f"{'Grad-CAM in-polygon ratio (median)':<44}{summary.gradcam_in_polygon_ratio:>8.2f}",
+        f"{'share of non-melasma photos predicted mild':<44}{summary.nonmelasma_mild_share:>8.3f}",
+        f"severity on melasma photos: {_distribution(results, True)}",
+        f"severity on photos without: {_distribution(results, False)}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directory", nargs="?", default=str(DEFAULT_DIR), help=f"default {DEFAULT_DIR}")
+    parser.add_argument("--weights", default=str(ROOT / "weights" / "demo"), help="checkpoint folder")
+    parser.add_argument("--bases", default=None, help="bases.json whose train_bases are left out "
+                                                      "(default: the one beside the weights)")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many photos per folder")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+
+    directory, weights = Path(args.directory), Path(args.weights)
+    excluded = training_bases(weights, Path(args.bases) if args.bases else None)
+    photos = list_photos(directory, set(excluded))
+    if args.limit is not None:
+        photos = [p for label in (True, False) for p in [q for q in photos if q[1] == label][: args.limit]]
+    coco = directory / "_annotations.coco.json"
+    masks = coco_masks(coco) if coco.is_file() else {}
+    predictor = Predictor.from_checkpoint(weights)
+    results = [measure_photo(predictor, path, label, masks.get(path.name) if label else None)
+               for path, label in photos]
+    summary = summarise(results)
+    if args.json:
+        print(json.dumps(asdict(summary)))
+    else:
+        print(report(summary, results, weights, [n for n in excluded]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
