@@ -91,7 +91,8 @@ def collect(n: int, seed: int, settings: PigmentSettings) -> tuple[np.ndarray, n
         for name in REGIONS:
             m = result.regions[name]
             truth.append([true[name]["area"], true[name]["darkness"], true[name]["homogeneity"]])
-            measured.append([m.area_item, m.darkness_item, m.homogeneity_item, m.delta_L, m.homogeneity])
+            measured.append([m.area_item, m.darkness_item, m.homogeneity_item, 100 * m.delta_L / result.skin_L,
+                             m.homogeneity])
     return np.array(truth, float), np.array(measured, float)
 
 

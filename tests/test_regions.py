@@ -133,3 +133,17 @@ def test_a_region_cut_off_by_the_frame_is_out_of_frame(frontal: Image.Image) -> 
     forehead = cropped.regions["forehead"]
     assert not forehead.visible and "out of frame" in forehead.reason
     assert cropped.regions["chin"].visible
+
+
+def test_threads_share_one_model_safely(frontal: Image.Image) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from melasma.regions import landmarks
+
+    expected = find_regions(frontal).landmarks
+    model = landmarks._model()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: find_regions(frontal).landmarks, range(8)))
+    assert landmarks._model() is model
+    for result in results:
+        np.testing.assert_allclose(result, expected, atol=1e-3)

@@ -7,8 +7,10 @@
 2. A pixel is hyperpigmented when it is darker than that local reference by more than `k_sigma`
    robust standard deviations of the face's own skin texture and at least `min_delta_L` L* units;
    the map is smoothed at a scale tied to the face so it outlines patches, not pores.
-3. Per region: the pigmented share of its skin (-> MASI A by the area bands), the mean contrast of
-   the pigmented pixels in L* and ITA (-> D), and how confluent and even the pigment is (-> H).
+3. Per region: the pigmented share of its skin (-> MASI A by the area bands), the contrast of its
+   dark spots against the skin around them in L* (-> D, as a percentage of the person's median
+   skin L*, a Weber contrast that holds across skin tones), the mean delta ITA of the pigmented
+   pixels, and how confluent and even the pigment is (-> H).
 
 Calibration (see `DEFAULT` and docs/regions.md): the D and H cut points and the pixel thresholds
 were fitted on the synthetic set (`melasma.data.synthetic`, true per-region A/D/H known).
@@ -46,8 +48,8 @@ class PigmentSettings:
     surround_scale: float = 0.03  # ... against the skin around it at this scale
     contrast_percentile: float = 90.0  # a region's delta L*: this percentile of its patch contrast
     min_share: float = 0.02  # a region with less pigmented skin than this scores A = 0
-    darkness_cuts: tuple[float, ...] = (4.27, 7.66, 11.63)  # delta L* for D >= 2, 3, 4 (D = 1 below)
-    homogeneity_cuts: tuple[float, ...] = (0.0, 0.016, 0.033)  # homogeneity for H >= 2, 3, 4
+    darkness_cuts: tuple[float, ...] = (9.16, 15.47, 21.77)  # 100 delta L* / skin L* for D >= 2, 3, 4
+    homogeneity_cuts: tuple[float, ...] = (0.0, 0.015, 0.03)  # homogeneity for H >= 2, 3, 4
 
 
 DEFAULT = PigmentSettings()
@@ -187,7 +189,7 @@ def measure_pigment(
             dark_L = float(np.percentile(delta_L[inside], settings.contrast_percentile))
             dark_ita = float(delta_ita[pigmented].mean())
             homogeneity = _homogeneity(pigmented, delta_L)
-            darkness = 1 + _cut(dark_L, settings.darkness_cuts)
+            darkness = 1 + _cut(100 * dark_L / max(skin_L, 1.0), settings.darkness_cuts)
             homogeneity_item = 1 + _cut(homogeneity, settings.homogeneity_cuts)
         else:
             dark_L = dark_ita = homogeneity = 0.0
