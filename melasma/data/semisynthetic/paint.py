@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from melasma.data.semisynthetic.tone import rgb_to_lab
@@ -44,8 +45,14 @@ class Painted:
 
 
 def _noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    field = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
-    return field / (field.std() + 1e-6)
+    """Unit-variance Gaussian-smoothed noise of correlation length ~`sigma` px: smoothed on a grid
+    `sigma / 2` times coarser, then bicubically upsampled (the same field, ~30x cheaper)."""
+    step = max(1, int(sigma // 2))
+    coarse = (shape[0] // step + 2, shape[1] // step + 2)
+    field = ndimage.gaussian_filter(rng.standard_normal(coarse).astype(np.float32), sigma / step)
+    fine = Image.fromarray(field).resize((coarse[1] * step, coarse[0] * step), Image.Resampling.BICUBIC)
+    field = np.asarray(fine)[: shape[0], : shape[1]]
+    return (field - field.mean()) / (field.std() + 1e-6)
 
 
 def _zscore(values: np.ndarray, inside: np.ndarray) -> np.ndarray:

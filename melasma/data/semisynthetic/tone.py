@@ -30,10 +30,16 @@ def _to_srgb(linear: np.ndarray) -> np.ndarray:
     return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
 
 
+_LINEAR_LUT = _to_linear(np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
+
+
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """uint8 or [0, 1] float RGB (..., 3) -> CIELAB (..., 3), D65 white, float32."""
-    values = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
-    xyz = _to_linear(values) @ _RGB_TO_XYZ.T / _WHITE
+    if rgb.dtype == np.uint8:
+        linear = _LINEAR_LUT[rgb]
+    else:
+        linear = _to_linear(rgb.astype(np.float32))
+    xyz = linear @ (_RGB_TO_XYZ.T / _WHITE).astype(np.float32)
     f = np.where(xyz > _EPS, np.cbrt(xyz), (_KAPPA * xyz + 16) / 116)
     lab = np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
     return lab.astype(np.float32)
@@ -70,8 +76,7 @@ def skin_mask(rgb: np.ndarray) -> np.ndarray:
 def mean_ita(rgb: np.ndarray, mask: np.ndarray | None = None) -> float:
     """The ITA of the mean CIELAB colour of the skin (`mask`, default `skin_mask(rgb)`)."""
     region = skin_mask(rgb) if mask is None else mask
-    lab = rgb_to_lab(rgb)[region]
-    return float(ita(lab.mean(axis=0)))
+    return float(ita(rgb_to_lab(rgb[region]).mean(axis=0)))
 
 
 def skin_locus(target: float) -> tuple[float, float]:
@@ -96,20 +101,26 @@ def shift_ita(
     if not region.any():
         return rgb.copy()
     weight = ndimage.gaussian_filter(mask.astype(np.float32), feather)[..., None]
-    aim = float(np.clip(target, -60, 70))
-    out = rgb
+    goal = float(np.clip(target, -60, 70))
+    inside = lab[region], weight[region]
+    aim = goal
     for _ in range(2):  # the second pass corrects what gamut clipping took from the first
-        out = _shift(lab, region, weight, aim)
-        aim += float(np.clip(target, -60, 70)) - mean_ita(out, region)
-    return out
+        offset, scales = _shift(inside[0], aim)
+        reached = float(ita(rgb_to_lab(lab_to_rgb(_blend(inside[0], inside[1], offset, scales))).mean(axis=0)))
+        aim = float(np.clip(aim + goal - reached, -70, 80))
+    offset, scales = _shift(inside[0], aim)
+    return lab_to_rgb(_blend(lab, weight, offset, scales))
 
 
-def _shift(lab: np.ndarray, region: np.ndarray, weight: np.ndarray, target: float) -> np.ndarray:
-    l_mean, _, b_mean = lab[region].mean(axis=0)
-    l_new, b_new = skin_locus(float(np.clip(target, -70, 80)))
+def _shift(skin: np.ndarray, target: float) -> tuple[float, np.ndarray]:
+    """(L* offset, per-channel scales) that move the mean of `skin` to the locus at `target`."""
+    l_mean, _, b_mean = skin.mean(axis=0)
+    l_new, b_new = skin_locus(target)
     chroma = b_new / max(float(b_mean), 5.0)
-    shifted = lab.copy()
-    shifted[..., 0] += l_new - l_mean
-    shifted[..., 1] *= np.clip(chroma, 0.8, 1.6)
-    shifted[..., 2] *= chroma
-    return lab_to_rgb(lab * (1 - weight) + shifted * weight)
+    return float(l_new - l_mean), np.array([1.0, np.clip(chroma, 0.8, 1.6), chroma], np.float32)
+
+
+def _blend(lab: np.ndarray, weight: np.ndarray, offset: float, scales: np.ndarray) -> np.ndarray:
+    shifted = lab * scales
+    shifted[..., 0] += offset
+    return lab * (1 - weight) + shifted * weight
