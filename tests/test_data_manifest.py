@@ -173,3 +173,13 @@ def test_skin_type_comes_from_the_manifest_or_the_synthetic_fitzpatrick_column(s
     pd.DataFrame({"image": names, "severity": ["mild", "moderate", "severe", "mild", "mild"] * 2,
                   "skin_type": ["I-II", "V-VI"] * 5}).to_csv(tmp_path / "m.csv", index=False)
     assert load_dataset(tmp_path / "m.csv")["skin_type"].tolist() == ["I-II", "V-VI"] * 5
+
+
+def test_skin_groups_fall_back_to_ita_from_the_image() -> None:
+    from melasma.data.skin_tone import ita_group, skin_groups
+
+    assert [ita_group(a) for a in (60, 50, 30, 20, 0, -40)] == [
+        "ITA very light", "ITA light", "ITA intermediate", "ITA tan", "ITA brown", "ITA dark"]
+    images = np.stack([np.full((32, 32, 3), colour, np.uint8) for colour in ((240, 210, 190), (90, 60, 45))])
+    assert skin_groups(["II", None], images) == ["ITA very light", "ITA dark"]
+    assert skin_groups(["II", "V"], images) == ["II", "V"]

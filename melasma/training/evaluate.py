@@ -21,6 +21,7 @@ def evaluate_checkpoint(weights: str | Path, data: str | Path, *, split: str = "
     group (`subgroups`). The split is re-derived with the training seed, cut-offs and patient-overlap
     choice, so "test" is the same held-out set the training run reported on."""
     from melasma.data.manifest import load_dataset, manifest_hash
+    from melasma.data.skin_tone import skin_groups
 
     if split not in SPLIT_CHOICES:
         raise ValueError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
@@ -34,8 +35,9 @@ def evaluate_checkpoint(weights: str | Path, data: str | Path, *, split: str = "
     loaded = load_splits(table.assign(split="test"), int(meta["image_size"]), torch_device, cache_dir)["test"]
     probs = predict_probs(model, loaded, batch_size, tuple(meta["mean"]), tuple(meta["std"]))
     result = evaluate_predictions(loaded.labels.cpu().numpy(), probs, meta["classes"], bootstrap, seed)
+    groups = skin_groups(table["skin_type"].tolist(), loaded.images.cpu().numpy())
     result["subgroups"] = [asdict(group) for group in subgroup_metrics(
-        loaded.labels.cpu().numpy(), probs, table["skin_type"].tolist(), meta["classes"], bootstrap, seed)]
+        loaded.labels.cpu().numpy(), probs, groups, meta["classes"], bootstrap, seed)]
     result["pretrained"] = meta.get("pretrained", "not recorded")
     trained_on = meta.get("manifest_hash", (meta.get("data") or {}).get("manifest_hash"))
     if trained_on and manifest_hash(full) != trained_on:

@@ -257,6 +257,7 @@ def train_many(config: TrainConfig, *, on_event: OnEvent | None = None,
     after the current batch and returns the summary of the architectures already finished.
     """
     from melasma.data.manifest import load_dataset, manifest_hash
+    from melasma.data.skin_tone import skin_groups
 
     emit, stop = on_event or (lambda event: None), should_stop or (lambda: False)
     device = resolve_device(config.device)
@@ -271,7 +272,8 @@ def train_many(config: TrainConfig, *, on_event: OnEvent | None = None,
     data_info = {"path": str(config.data), "manifest_hash": manifest_hash(table), "seed": config.seed,
                  "cutoffs": list(config.cutoffs),
                  "n": {name: int(counts.get(name, 0)) for name in ("train", "val", "test")}}
-    test_skin = table.loc[table["split"] == "test", "skin_type"].tolist()
+    test_skin = skin_groups(table.loc[table["split"] == "test", "skin_type"].tolist(),
+                            splits["test"].images.cpu().numpy())
     config.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for arch in config.archs:
