@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({key: (None if isinstance(v, float) and np.isnan(v) else v)
                           for key, v in asdict(summary).items()}))
         return 0
-    print(f"{'photo':44s} {'face':>4s} {'regions':>7s} {'dice':>6s} {'iou':>6s} {'pigm%':>6s} {'poly%':>6s} {'MASI':>6s} {'ITA':>6s}")
+    columns = ("face", "regions", "dice", "iou", "pigm%", "poly%", "MASI", "ITA")
+    print(f"{'photo':44s} {columns[0]:>4s} {columns[1]:>7s} " + " ".join(f"{c:>6s}" for c in columns[2:]))
     for r in results:
         print(f"{r.name[:44]:44s} {'yes' if r.face else 'no':>4s} {r.visible:7d} {r.dice:6.3f} {r.iou:6.3f} "
               f"{100 * r.pigment_share:6.1f} {100 * r.polygon_share:6.1f} {r.masi:6.2f} {r.skin_ITA:6.1f}")

@@ -82,8 +82,8 @@ def test_overlay_draws_on_a_copy(photo: Image.Image, found: FaceRegions) -> None
     overlay = draw_regions(photo, found)
     assert overlay.size == photo.size
     assert np.abs(np.asarray(overlay).astype(int) - np.asarray(photo)).sum() > 0
-    assert analyse(np.zeros((50, 50, 3), np.uint8)).to_json() == {
-        "face_found": False, "error": "no face found in the photo (a frontal or three-quarter view of a face is needed)"}
+    empty = analyse(np.zeros((50, 50, 3), np.uint8)).to_json()
+    assert empty["face_found"] is False and empty["error"].startswith("no face found")
 
 
 def test_cli_writes_lines_and_overlays_and_fails_on_a_wall(
