@@ -97,12 +97,33 @@ def test_bad_input_is_a_clear_value_error() -> None:
 def test_summary_table_csv_and_markdown(tmp_path, predictions) -> None:
     y, probs = predictions
     evaluation = evaluate_predictions(y, probs, SEVERITIES, n_resamples=200)
-    rows = [summary_row("resnet18", evaluation), summary_row("googlenet", evaluation)]
+    rows = [summary_row("resnet18", evaluation, {"pretrained": "torchvision IMAGENET1K_V1", "collapsed": False}),
+            summary_row("googlenet", evaluation, {"pretrained": "random init", "collapsed": True,
+                                                  "collapse_cause": "one predicted class on test"})]
     summary = write_summary(rows, tmp_path, SEVERITIES)
     assert list(pd.read_csv(tmp_path / "summary.csv")["arch"]) == ["resnet18", "googlenet"]
     assert {"accuracy", "accuracy_lo", "accuracy_hi", "auc_severe", "kappa_quadratic", "ece"} <= set(summary)
     text = (tmp_path / "summary.md").read_text()
     accuracy = evaluation["metrics"]["accuracy"]
     low, high = evaluation["ci95"]["accuracy"]
-    assert f"| resnet18 | {accuracy:.3f} ({low:.2f}-{high:.2f}) |" in text
+    assert f"| resnet18 | torchvision IMAGENET1K_V1 | {accuracy:.3f} ({low:.2f}-{high:.2f}) |" in text
+    assert text.count("| no |") == 1 and "| **yes**: one predicted class on test |" in text
     assert "AUC moderate" in text
+
+
+def test_subgroup_metrics_match_the_metrics_of_each_group(predictions) -> None:
+    from melasma.training.metrics import subgroup_metrics
+    from melasma.training.report import subgroup_columns
+
+    y, probs = predictions
+    groups = ["V-VI" if i % 3 == 0 else "I-II" for i in range(len(y))]
+    groups[1] = None  # an image without a group is left out
+    results = subgroup_metrics(y, probs, groups, SEVERITIES, n_resamples=100)
+    assert [r.group for r in results] == ["I-II", "V-VI"]
+    for result in results:
+        rows = np.array([g == result.group for g in groups])
+        assert result.n == rows.sum()
+        assert result.accuracy == pytest.approx((probs[rows].argmax(1) == y[rows]).mean())
+        assert result.accuracy_ci95[0] <= result.accuracy <= result.accuracy_ci95[1]
+    columns = subgroup_columns(results)
+    assert columns["accuracy[skin V-VI]"] == results[1].accuracy and columns["n[skin I-II]"] == results[0].n
