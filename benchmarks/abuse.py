@@ -299,17 +299,19 @@ def _flood(url: str, photo: Path, calls: int, raters: int, photos: int, deadline
         futures = [pool.submit(_rater_loop, url, RATERS[i], photos) for i in range(raters)]
         rated = [f.result() for f in as_completed(futures)]
     rating_s = time.perf_counter() - start
-    explained = failed = 0
+    explained, failed, reasons = 0, 0, set()
     for job in jobs:
         remaining = deadline_s - (time.perf_counter() - start)
         try:
             job.result(timeout=max(remaining, 0.1))
             explained += 1
-        except Exception:  # noqa: BLE001 - queue full, timeout: counted
+        except Exception as error:  # noqa: BLE001 - queue full, timeout: counted
             failed += 1
+            reasons.add(f"{type(error).__name__}: {str(error)[:80]}")
             job.cancel()
     acknowledged = [pair for done, _ in rated for pair in done]
-    return {"explain_ok": explained, "explain_failed": failed, "acknowledged": acknowledged,
+    return {"explain_ok": explained, "explain_failed": failed, "explain_why": sorted(reasons),
+            "acknowledged": acknowledged,
             "refused": [r for _, refused in rated for r in refused], "rating_s": rating_s,
             "flood_s": time.perf_counter() - start}
 
@@ -363,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bad inputs tried: {len(answers)}, answered cleanly: {len(clean)}")
     print(f"app still serving after the memory cases: {'yes' if serving_after_memory else 'NO'}")
     print(f"flood: {args.flood} /explain calls, {flood['explain_ok']} answered, {flood['explain_failed']} "
-          f"refused or unfinished in {flood['flood_s']:.0f} s; meanwhile {args.raters} raters: "
+          f"refused or unfinished {flood['explain_why']} in {flood['flood_s']:.0f} s; meanwhile {args.raters} raters: "
           f"{len(flood['acknowledged'])} ratings acknowledged in {flood['rating_s']:.0f} s, "
           f"{len(flood['refused'])} refused {flood['refused'][:2]}")
     print(f"ratings lost (acknowledged but not stored): {len(lost)}")
