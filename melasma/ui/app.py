@@ -6,6 +6,7 @@ that ``python app.py``, ``python -m melasma serve`` and the live-server tests al
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from collections.abc import Mapping
@@ -161,7 +162,8 @@ def serve(
     demo.launch(share=share, prevent_thread_lock=True, **options, **launch_kwargs)
     # Background threads start only once the server is up, never during imports (ZeroGPU's `spaces`
     # import hook could deadlock a thread importing torch while the main thread imports).
-    warm_up_in_background(default_checkpoint())
+    warm_up = warm_up_in_background(default_checkpoint())
+    atexit.register(warm_up.join)  # exiting while that thread is inside torch would abort the process
     JobRunner.shared(settings.data_dir).start()  # queued jobs of a restarted app run without a page visit
     if block:
         demo.block_thread()

@@ -181,7 +181,7 @@ def build_train_tab(settings: Settings, *, export_path: gr.components.Component 
                 job = gr.Dropdown(_job_choices(runner), label="Job", allow_custom_value=True, scale=3)
                 state = gr.Textbox(label="State", interactive=False, scale=1)
             headline = gr.Markdown()
-            curves = gr.Plot(label="Learning curves", format="png")
+            curves = gr.Plot(label="Learning curves", format="png", elem_id="train-curves")
             log_box = gr.Textbox(label="Log", lines=10, max_lines=10, autoscroll=True, interactive=False)
     results = gr.DataFrame(label="Results (test set)", interactive=False, visible=False, wrap=True)
     notes = gr.Markdown()
