@@ -172,7 +172,7 @@ def _timm_state(spec: ArchSpec) -> tuple[dict[str, torch.Tensor], str]:
     import timm
     from huggingface_hub import hf_hub_download, is_offline_mode, try_to_load_from_cache
 
-    repo = timm.models.get_pretrained_cfg(spec.builder).hf_hub_id
+    repo = getattr(timm.models.get_pretrained_cfg(spec.builder), "hf_hub_id", None)
     if not repo:
         raise WeightsUnavailable(f"timm has no Hugging Face weights for {spec.builder}")
     tag = f"timm {repo.removeprefix('timm/')}"
