@@ -147,7 +147,8 @@ def test_a_patient_in_two_given_splits_is_refused_unless_allowed(tmp_path: Path)
     pd.DataFrame({"image": names, "severity": ["mild", "moderate", "severe"] * 2,
                   "patient_id": ["A", "A", "B", "C", "D", "D"],
                   "split": ["train", "test", "val", "train", "val", "val"]}).to_csv(tmp_path / "m.csv", index=False)
-    with pytest.raises(DatasetError, match=r"1 patient\(s\) in more than one split .*allow-patient-overlap.*: A \(test/train\)"):
+    refused = r"1 patient\(s\) in more than one split .*allow-patient-overlap.*: A \(test/train\)"
+    with pytest.raises(DatasetError, match=refused):
         load_dataset(tmp_path / "m.csv")
     table = load_dataset(tmp_path / "m.csv", allow_patient_overlap=True)
     assert table["split"].tolist() == ["train", "test", "val", "train", "val", "val"]

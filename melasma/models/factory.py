@@ -37,7 +37,9 @@ PRETRAINED_SOURCES = ("auto", "timm", "off")
 RANDOM_INIT = "random init"
 OFFLINE_FALLBACK = "random init (offline fallback)"
 #: torchvision's DenseNet files predate its module names ("norm.1" for "norm1"); torchvision renames them.
-_OLD_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+_OLD_DENSENET_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+    r"((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 
 
 class PretrainedWeightsWarning(RuntimeWarning):
@@ -96,7 +98,8 @@ def _torchvision_keys(spec: ArchSpec) -> list[str]:
     return [k for k in twin.state_dict() if not k.endswith("num_batches_tracked")]
 
 
-def torchvision_to_timm(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "weights") -> dict[str, torch.Tensor]:
+def torchvision_to_timm(model: nn.Module, state: Mapping[str, torch.Tensor],
+                        source: str = "weights") -> dict[str, torch.Tensor]:
     """`state` of the torchvision twin of `model` (a timm study network) renamed and reshaped to
     `model`'s keys. Both list the same layers in the same module order, so tensors pair up by
     position; each pair must agree in kind (weight, bias, running stats) and size. VGG16's classifier
