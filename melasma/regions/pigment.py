@@ -41,15 +41,15 @@ class PigmentSettings:
 
     cells: int = 4  # cells across the face for the local normal-skin reference
     reference_percentile: float = 95.0  # of L* within a cell = that cell's normal skin
-    k_sigma: float = 0.5  # darker than the reference by this many robust SDs of the face's L* ...
-    min_delta_L: float = 3.0  # ... and by at least this many L* units
+    k_sigma: float = 1.0  # darker than the reference by this many robust SDs of the face's L* ...
+    min_delta_L: float = 4.0  # ... and by at least this many L* units
     smooth: float = 0.04  # smoothing of the mask, share of the face size
     patch_scale: float = 0.003  # patch contrast: a spot at this scale (share of the face size) ...
     surround_scale: float = 0.03  # ... against the skin around it at this scale
     contrast_percentile: float = 90.0  # a region's delta L*: this percentile of its patch contrast
     min_share: float = 0.02  # a region with less pigmented skin than this scores A = 0
-    darkness_cuts: tuple[float, ...] = (9.16, 15.47, 21.77)  # 100 delta L* / skin L* for D >= 2, 3, 4
-    homogeneity_cuts: tuple[float, ...] = (0.0, 0.015, 0.03)  # homogeneity for H >= 2, 3, 4
+    darkness_cuts: tuple[float, ...] = (9.04, 15.47, 21.77)  # 100 delta L* / skin L* for D >= 2, 3, 4
+    homogeneity_cuts: tuple[float, ...] = (0.013, 0.065, 0.105)  # homogeneity for H >= 2, 3, 4
 
 
 DEFAULT = PigmentSettings()
