@@ -147,3 +147,16 @@ def test_threads_share_one_model_safely(frontal: Image.Image) -> None:
     assert landmarks._model() is model
     for result in results:
         np.testing.assert_allclose(result, expected, atol=1e-3)
+
+
+def test_sixteen_bit_and_float_arrays_read_as_photos(frontal: Image.Image) -> None:
+    gray16 = np.asarray(frontal.convert("L")).astype(np.uint16) * 257
+    assert len(find_regions(gray16).visible_regions) >= 3
+    assert find_regions(np.asarray(frontal).astype(np.float32) / 255).visible_regions
+    with pytest.raises(FaceNotFound, match="finite"):
+        find_regions(np.full((64, 64, 3), np.nan, np.float32))
+
+
+def test_a_face_too_small_to_measure_is_refused(frontal: Image.Image) -> None:
+    with pytest.raises(FaceNotFound, match="too small"):
+        find_regions(frontal.resize((48, 48)))

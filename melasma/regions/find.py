@@ -15,6 +15,7 @@ from melasma.regions.types import FaceNotFound, FaceRegions, Region
 
 MIN_SIDE = 32  # pixels; smaller photos are refused
 MIN_FACE_SHARE = 0.02  # the face outline must cover this share of the photo
+MIN_INTEROCULAR = 24  # pixels between the outer eye corners, in the photo: smaller faces are refused
 #: a region is not visible when less than this share of its outline lies inside the photo...
 MIN_IN_FRAME = 0.6
 #: ... or when less than this share of its in-frame, non-excluded area is skin ...
@@ -41,8 +42,14 @@ def as_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
         array = np.repeat(array, 3, axis=2)
     array = array[..., :3]
     if array.dtype != np.uint8:
-        scale = 255.0 if float(np.nanmax(array)) <= 1.0 else 1.0
-        array = np.clip(np.nan_to_num(array.astype(np.float32) * scale), 0, 255).astype(np.uint8)
+        values = array.astype(np.float32)
+        if not np.isfinite(values).any():
+            raise FaceNotFound("not a photo: no finite pixel values")
+        if np.issubdtype(array.dtype, np.integer):
+            scale = 255.0 / np.iinfo(array.dtype).max if values.max() > 255 else 1.0
+        else:
+            scale = 255.0 if float(np.nanmax(values)) <= 1.0 else 1.0
+        array = np.clip(np.nan_to_num(values * scale), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(array)
 
 
@@ -99,6 +106,11 @@ def find_regions(image: Image.Image | np.ndarray) -> FaceRegions:
     outline = geometry.face_polygon(landmarks)
     if geometry.polygon_area(outline) < MIN_FACE_SHARE * size[0] * size[1]:
         raise FaceNotFound("the face is too small in the photo to measure regions")
+    eyes = geometry.interocular(landmarks) * width / size[0]
+    if eyes < MIN_INTEROCULAR:
+        raise FaceNotFound(
+            f"the face is too small to measure regions: eyes {eyes:.0f} px apart, need {MIN_INTEROCULAR}"
+        )
 
     colour = not is_grayscale(small)
     if not colour:
