@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from melasma.cli import main
+from melasma.data.manifest import load_dataset
 from melasma.explain.report import ReportError, list_images
 from melasma.masi import SEVERITIES
+
 
 @pytest.fixture(scope="module")
 def trained_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -28,10 +30,18 @@ def test_report_writes_tables_and_plots(trained_run: Path, synth_dir: Path, tmp_
     status = main(["explain-report", "--weights", str(trained_run), "--data", str(synth_dir),
                    "--out", str(out), "--max-images", "6", "--deletion-steps", "4"])
     assert status == 0
-    assert "wrote per_image.csv" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "wrote per_image.csv" in printed.out
+    assert "6 images: about" in printed.err  # the time estimate, before the rest run
     per_image = pd.read_csv(out / "per_image.csv")
     assert len(per_image) == 6 * 3
     assert set(per_image["method"]) == {"lrp", "gradcam", "gxi"}
+    validation = set(load_dataset(synth_dir, seed=0).query("split == 'val'")["path"])
+    assert set(per_image["image"]) <= validation  # the study's split, by default
+    lrp = per_image[per_image["method"] == "lrp"]
+    assert lrp["mean_relevance"].isna().all()  # 1 / (H * W) by construction: not reported
+    assert per_image["positive_share"].between(0, 1).all()
+    assert lrp["positive_share"].nunique() > 1  # unlike the LRP mean, it differs between images
     assert set(per_image["severity"]) == set(SEVERITIES)  # classes taken in turn
     assert per_image["mass_in_mask"].between(0, 1).all()  # every synthetic image has a mask
     assert per_image["mask_share"].between(0, 0.5).all()
@@ -57,3 +67,19 @@ def test_report_input_errors(trained_run: Path, synth_dir: Path, tmp_path: Path,
     with pytest.raises(ReportError, match="no images found"):
         list_images(tmp_path / "empty")
 
+
+
+def test_report_refuses_another_manifest_unless_forced(trained_run: Path, synth_dir: Path, tmp_path: Path,
+                                                       capsys) -> None:
+    import shutil
+
+    changed = tmp_path / "changed"
+    shutil.copytree(synth_dir, changed)
+    labels = pd.read_csv(changed / "labels.csv")
+    labels.iloc[1:].to_csv(changed / "labels.csv", index=False)  # one photo fewer: another manifest
+    args = ["explain-report", "--weights", str(trained_run), "--data", str(changed), "--out", str(tmp_path / "r"),
+            "--max-images", "2", "--deletion-steps", "2", "--methods", "gxi"]
+    assert main(args) != 0
+    assert "manifest hash differs" in capsys.readouterr().err
+    assert main([*args, "--force", "--batch-size", "1"]) == 0
+    assert len(pd.read_csv(tmp_path / "r" / "per_image.csv")) == 2

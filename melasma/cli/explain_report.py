@@ -7,7 +7,7 @@ import sys
 
 from melasma.cli.arguments import device, positive_int
 
-HELP = "relevance report: the study's mean relevance, mass in lesion masks, pointing game, deletion AUC"
+HELP = "relevance report: the study's mean gradient x input, mass in lesion masks, pointing game, deletion AUC"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,13 +22,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", required=True, help="folder for the CSV files and plots")
     parser.add_argument("--methods", default="lrp,gradcam,gxi", help="comma list (default: lrp,gradcam,gxi)")
     parser.add_argument("--max-images", type=positive_int, default=None, metavar="N", help="at most N images per model")
-    parser.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
-                        help="for labelled data: which split (default: all)")
+    parser.add_argument("--split", default="val", choices=("all", "train", "val", "test"),
+                        help="for labelled data: which split, rebuilt with the checkpoint's seed and cut-offs "
+                             "(default: val, as the study)")
+    parser.add_argument("--force", action="store_true",
+                        help="use labelled data whose manifest differs from the one the checkpoint trained on")
+    parser.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
+                        help="images explained per batch (default: 16)")
     parser.add_argument("--deletion-steps", type=positive_int, default=16, metavar="K",
                         help="points on the deletion curve (default: 16)")
     parser.add_argument("--baseline", default="mean", choices=("mean", "blur"),
                         help="what deleted patches become (default: the image mean)")
-    parser.add_argument("--device", type=device, default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--device", type=device, default="auto", help="torch device (default: auto, the GPU if any)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
     summary = explain_report(
         [w.strip() for w in args.weights.split(",") if w.strip()], args.data, args.out,
         methods=[m.strip() for m in args.methods.split(",") if m.strip()],
-        max_images=args.max_images, split=args.split, device=args.device,
-        deletion_steps=args.deletion_steps, baseline=args.baseline, progress=progress,
+        max_images=args.max_images, split=args.split, device=args.device, batch_size=args.batch_size,
+        deletion_steps=args.deletion_steps, baseline=args.baseline, force=args.force, progress=progress,
+        estimate=lambda seconds, total: bar.write(f"{total} images: about {seconds:.0f} s", file=sys.stderr),
     )
     bar.close()
     with pd.option_context("display.width", 160, "display.max_columns", 20):

@@ -1,10 +1,14 @@
 """The relevance report: per model and severity, the study's mean relevance, localisation, faithfulness.
 
 For every checkpoint and image: the prediction; per method the mean of the map (for gradient x
-input this is the study's Table 2 number), and where a lesion mask exists (synthetic `masks/`, or
-COCO polygons as in roboflow-melasma) relevance mass inside the mask and the pointing game; the
-deletion AUC. Data is a labelled set (labels.csv or class folders: severity = the label) or any
-folder of photos (severity = the predicted class). Writes per_image.csv, summary.csv,
+input this is the study's Table 2 number; for LRP it is left empty, since EpsilonPlusFlat conserves
+relevance and its mean is 1 / (H * W) for every image), the share of the map's absolute relevance
+that is positive, and where a lesion mask exists (synthetic `masks/`, or COCO polygons as in
+roboflow-melasma) relevance mass inside the mask and the pointing game; the deletion AUC. Data is a
+labelled set (labels.csv or class folders: severity = the label; the split is rebuilt with the
+checkpoint's seed and cut-offs, and refused when the manifest differs from the one it trained on)
+or any folder of photos (severity = the predicted class). Images run in batches through one
+`Explainer` per checkpoint, on the GPU when there is one. Writes per_image.csv, summary.csv,
 study_table2.csv and bar plots (PNG) into the output folder.
 """
 
@@ -12,7 +16,8 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -22,7 +27,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from melasma.explain import METHODS, explain, inference_state
+from melasma.explain import METHODS, Explainer, inference_state
 from melasma.explain.faithfulness import (
     deletion_auc,
     mean_relevance,
@@ -32,16 +37,18 @@ from melasma.explain.faithfulness import (
 )
 
 SPLIT_CHOICES = ("all", "train", "val", "test")
-SUMMARY_METRICS = ("mean_relevance", "mass_in_mask", "mask_share", "pointing_game", "deletion_auc")
+SUMMARY_METRICS = ("mean_relevance", "positive_share", "mass_in_mask", "mask_share", "pointing_game", "deletion_auc")
+#: Methods whose per-image mean carries no information (LRP with EpsilonPlusFlat: 1 / (H * W)).
+CONSERVED: frozenset[str] = frozenset({"lrp"})
 
 
 class ReportError(ValueError):
-    """Bad report input: no images, unknown method or split."""
+    """Bad report input: no images, unknown method or split, a different manifest."""
 
 
 @dataclass
 class LoadedModel:
-    """A checkpoint ready for the report: its label, model and input preprocessing."""
+    """A checkpoint ready for the report: its label, model, input preprocessing and split settings."""
 
     label: str
     model: nn.Module
@@ -50,14 +57,33 @@ class LoadedModel:
     size: int
     mean: torch.Tensor
     std: torch.Tensor
+    meta: dict = field(default_factory=dict)
 
     def tensor(self, path: str) -> torch.Tensor:
         """The photo squashed to the model's square input and normalised: (1, 3, S, S)."""
+        return self.batch([path])
+
+    def batch(self, paths: Sequence[str]) -> torch.Tensor:
+        """Photos squashed to the model's square input and normalised: (N, 3, S, S) on its device."""
         from melasma.data.images import load_array
 
-        pixels = torch.from_numpy(load_array(path, self.size)).permute(2, 0, 1).float().div(255.0)
+        pixels = np.stack([load_array(path, self.size) for path in paths])
+        x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255.0)
         device = next(self.model.parameters()).device
-        return ((pixels[None] - self.mean) / self.std).to(device)
+        return ((x - self.mean) / self.std).to(device)
+
+    @property
+    def seed(self) -> int:
+        """The split seed the checkpoint was trained with (0 when not recorded)."""
+        data = self.meta.get("data") if isinstance(self.meta.get("data"), dict) else {}
+        config = self.meta.get("config") if isinstance(self.meta.get("config"), dict) else {}
+        return int(self.meta.get("seed", data.get("seed", config.get("seed", 0))))
+
+    @property
+    def manifest_hash(self) -> str | None:
+        """The hash of the manifest the checkpoint was trained on, when recorded."""
+        data = self.meta.get("data") if isinstance(self.meta.get("data"), dict) else {}
+        return self.meta.get("manifest_hash", data.get("manifest_hash"))
 
 
 def load_models(weights: Sequence[str | os.PathLike], device: str = "cpu") -> list[LoadedModel]:
@@ -75,7 +101,7 @@ def load_models(weights: Sequence[str | os.PathLike], device: str = "cpu") -> li
         loaded.append(LoadedModel(
             label, model, str(meta["arch"]), tuple(meta["classes"]), int(meta["image_size"]),
             torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1),
-            torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1),
+            torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1), meta,
         ))
     return loaded
 
@@ -89,10 +115,23 @@ def _is_labelled(folder: Path) -> bool:
     )
 
 
-def list_images(data: str | os.PathLike, split: str = "all", max_images: int | None = None) -> pd.DataFrame:
+def list_images(
+    data: str | os.PathLike,
+    split: str = "val",
+    max_images: int | None = None,
+    *,
+    seed: int = 0,
+    cutoffs: tuple[float, float] | None = None,
+    trained_on: str | None = None,
+    force: bool = False,
+) -> pd.DataFrame:
     """Columns `path` and `true_severity` (None when unlabelled); at most `max_images`, classes
-    taken in turn so a small sample still covers every severity."""
-    from melasma.data.manifest import IMAGE_EXTENSIONS, load_dataset
+    taken in turn so a small sample still covers every severity.
+
+    Labelled data is split with `seed` and `cutoffs` (the checkpoint's); when `trained_on` (the
+    checkpoint's manifest hash) differs from this data's, ReportError unless `force`.
+    """
+    from melasma.data.manifest import IMAGE_EXTENSIONS, load_dataset, manifest_hash
 
     if split not in SPLIT_CHOICES:
         raise ReportError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
@@ -100,7 +139,12 @@ def list_images(data: str | os.PathLike, split: str = "all", max_images: int | N
     if not source.exists():
         raise ReportError(f"{source}: no such file or folder")
     if _is_labelled(source):
-        table = load_dataset(source)
+        table = load_dataset(source, seed=seed, cutoffs=cutoffs)
+        if trained_on and manifest_hash(table) != trained_on and not force:
+            raise ReportError(
+                f"{source} is not the data set this checkpoint was trained on (manifest hash differs), so its "
+                f"{split} split is not the training run's; pass --force to use it anyway"
+            )
         if split != "all":
             table = table[table["split"] == split]
         table = table.rename(columns={"severity": "true_severity"})[["path", "true_severity"]]
@@ -111,7 +155,7 @@ def list_images(data: str | os.PathLike, split: str = "all", max_images: int | N
         )
         table = pd.DataFrame({"path": paths, "true_severity": None})
     if table.empty:
-        raise ReportError(f"{source}: no images found")
+        raise ReportError(f"{source}: no images found" + (f" in the {split} split" if split != "all" else ""))
     turn = table.groupby(table["true_severity"].fillna(""), sort=False).cumcount()
     table = table.assign(_turn=turn).sort_values(["_turn", "path"], kind="stable").drop(columns="_turn")
     if max_images is not None:
@@ -131,35 +175,43 @@ def _lesion_mask(path: str, size: int) -> np.ndarray | None:
     return mask if mask.any() else None
 
 
-def image_rows(
-    loaded: LoadedModel, path: str, true_severity: str | None, methods: Sequence[str],
+def positive_share(relevance: np.ndarray | torch.Tensor) -> float:
+    """The share of the map's absolute relevance that is positive (NaN for an all-zero map)."""
+    values = np.asarray(relevance, dtype=np.float64)
+    total = np.abs(values).sum()
+    return float(np.clip(values, 0, None).sum() / total) if total > 0 else math.nan
+
+
+def batch_rows(
+    loaded: LoadedModel, explainer: Explainer, images: pd.DataFrame, methods: Sequence[str],
     deletion_steps: int = 16, baseline: str = "mean",
 ) -> list[dict]:
-    """One row per method for one image and one model."""
-    x = loaded.tensor(path)
-    with inference_state(loaded.model), torch.no_grad():
-        probabilities = torch.softmax(loaded.model(x).float(), dim=1)[0].cpu()
-    index = int(probabilities.argmax())
-    predicted = loaded.classes[index]
-    mask = _lesion_mask(path, loaded.size)
-    mean = loaded.mean.flatten().tolist()
-    std = loaded.std.flatten().tolist()
+    """One row per image and method for a batch of images (`path`, `true_severity`) and one model."""
+    x = loaded.batch(images["path"].tolist())
+    result = explainer.explain(x, methods=tuple(methods))
+    probabilities = torch.softmax(result.logits, dim=1)
     rows = []
-    for method in methods:
-        relevance = explain(loaded.model, x, method, target=index, mean=mean, std=std)
-        with inference_state(loaded.model):
-            auc = deletion_auc(loaded.model, x, relevance.to(x.device), index,
-                               steps=deletion_steps, baseline=baseline)
-        rows.append({
-            "model": loaded.label, "arch": loaded.arch, "image": path,
-            "true_severity": true_severity, "predicted": predicted,
-            "severity": true_severity or predicted, "probability": float(probabilities[index]),
-            "method": method, "mean_relevance": mean_relevance(relevance),
-            "mass_in_mask": relevance_mass_accuracy(relevance, mask) if mask is not None else math.nan,
-            "mask_share": float(mask.mean()) if mask is not None else math.nan,
-            "pointing_game": float(pointing_game(relevance, mask)) if mask is not None else math.nan,
-            "deletion_auc": auc,
-        })
+    for i, image in enumerate(images.itertuples(index=False)):
+        index = result.targets[i]
+        predicted = loaded.classes[index]
+        mask = _lesion_mask(image.path, loaded.size)
+        for method in methods:
+            relevance = result.maps[method][i]
+            with inference_state(loaded.model):
+                auc = deletion_auc(loaded.model, x[i:i + 1], relevance.to(x.device), index,
+                                   steps=deletion_steps, baseline=baseline)
+            rows.append({
+                "model": loaded.label, "arch": loaded.arch, "image": image.path,
+                "true_severity": image.true_severity, "predicted": predicted,
+                "severity": image.true_severity or predicted, "probability": float(probabilities[i, index]),
+                "method": method,
+                "mean_relevance": math.nan if method in CONSERVED else mean_relevance(relevance),
+                "positive_share": positive_share(relevance),
+                "mass_in_mask": relevance_mass_accuracy(relevance, mask) if mask is not None else math.nan,
+                "mask_share": float(mask.mean()) if mask is not None else math.nan,
+                "pointing_game": float(pointing_game(relevance, mask)) if mask is not None else math.nan,
+                "deletion_auc": auc,
+            })
     return rows
 
 
@@ -224,27 +276,47 @@ def explain_report(
     *,
     methods: Sequence[str] = tuple(METHODS),
     max_images: int | None = None,
-    split: str = "all",
-    device: str = "cpu",
+    split: str = "val",
+    device: str = "auto",
+    batch_size: int = 16,
     deletion_steps: int = 16,
     baseline: str = "mean",
+    force: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    estimate: Callable[[float, int], None] | None = None,
 ) -> pd.DataFrame:
-    """Run the report (see module doc); returns the summary table. `progress(done, total)` per image."""
+    """Run the report (see module doc); returns the summary table.
+
+    `progress(done, total)` after each batch; `estimate(seconds, total)` once, after the first
+    image (timed alone, set-up included, so the estimate errs long), before the rest.
+    """
+    from melasma.training.device import resolve_device
+
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ReportError(f"methods must be among {', '.join(METHODS)}, got {', '.join(methods) or 'none'}")
-    models = load_models(weights, device)
-    images = list_images(data, split, max_images)
+    if batch_size < 1:
+        raise ReportError(f"batch size must be at least 1, got {batch_size}")
+    models = load_models(weights, str(resolve_device(device)))
+    listed = [list_images(data, split, max_images, seed=m.seed, cutoffs=tuple(m.meta["cutoffs"]),
+                          trained_on=m.manifest_hash, force=force) for m in models]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
-    total = len(models) * len(images)
-    for loaded in models:
-        for image in images.itertuples(index=False):
-            rows.extend(image_rows(loaded, image.path, image.true_severity, methods, deletion_steps, baseline))
-            if progress is not None:
-                progress(len(rows) // len(methods), total)
+    total, done = sum(len(images) for images in listed), 0
+    for loaded, images in zip(models, listed):
+        normalisation = {"mean": loaded.mean.flatten().tolist(), "std": loaded.std.flatten().tolist()}
+        with Explainer(loaded.model, **normalisation) as explainer:
+            starts = [0, *range(1, len(images), batch_size)] if done == 0 else range(0, len(images), batch_size)
+            bounds = list(starts) + [len(images)]
+            for start, stop in zip(bounds, bounds[1:]):
+                began = time.perf_counter()
+                rows.extend(batch_rows(loaded, explainer, images.iloc[start:stop], methods, deletion_steps, baseline))
+                done += stop - start
+                if estimate is not None and done == 1:
+                    estimate((time.perf_counter() - began) * total, total)
+                if progress is not None:
+                    progress(done, total)
     per_image = pd.DataFrame(rows)
     per_image.to_csv(out_dir / "per_image.csv", index=False)
     summary = summarise(per_image)
