@@ -291,7 +291,7 @@ def _rater_loop(url: str, rater: str, n: int) -> tuple[list[tuple[str, str]], li
 
 
 def _flood(url: str, photo: Path, calls: int, raters: int, photos: int, deadline_s: float) -> dict[str, Any]:
-    flood_client = Client(url, verbose=False, max_workers=calls)
+    flood_client = Client(url, verbose=False, max_workers=calls, httpx_kwargs={"timeout": deadline_s})
     start = time.perf_counter()
     jobs = [flood_client.submit(handle_file(str(photo)), "demo", "lrp", api_name="/explain")
             for _ in range(calls)]
