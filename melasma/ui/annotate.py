@@ -45,8 +45,6 @@ outcome (adjudicate or ask for a re-rating).
 RATER_HELP = "The raters of this study, as the coordinator set them up. Pick your own name."
 AREA_CHOICES = [(f"{score} · {band}", score) for score, band in AREA_BANDS.items()]
 INTENSITY_CHOICES = [(f"{score} · {label}", score) for score, label in INTENSITY_LABELS.items()]
-#: Form layout mirrored to the photo: patient's right cheek on the viewer's left.
-FORM_COLUMNS: tuple[tuple[str, ...], ...] = (("right_malar",), ("forehead", "chin"), ("left_malar",))
 LOCAL_COORDINATOR = "local coordinator"
 COORDINATOR_TABS = ("annotate-ingest", "annotate-photos", "annotate-agreement", "annotate-adjudicate",
                     "annotate-export")
@@ -328,51 +326,54 @@ class AnnotateTab:
         return files, str(result.manifest)
 
 
-def _score_form() -> list[gr.Radio]:
-    """The 12 score inputs mirrored to the photo, returned in `SCORE_FIELDS` order."""
-    radios: dict[str, list[gr.Radio]] = {}
-    with gr.Row(equal_height=False, elem_classes="melasma-form"):
-        for column in FORM_COLUMNS:
-            with gr.Column(min_width=200):
-                for region in column:
-                    with gr.Group():
-                        gr.Markdown(f"**{text.REGION_LABELS[region].capitalize()}** "
-                                    f"(weight {REGION_WEIGHTS[region]:g})", elem_classes="melasma-region")
-                        radios[region] = [
-                            gr.Radio(AREA_CHOICES if item == "area" else INTENSITY_CHOICES, value=None,
-                                     label=f"{text.REGION_LABELS[region].capitalize()} {item}",
-                                     elem_id=f"annotate-{region}-{item}")
-                            for item in ("area", "darkness", "homogeneity")
-                        ]
-    return [radio for region, _ in SCORE_FIELDS[::3] for radio in radios[region]]
+def _region_scores(region: str) -> list[gr.Radio]:
+    """One region's area, darkness and homogeneity inputs under its name and weight."""
+    label = text.REGION_LABELS[region].capitalize()
+    with gr.Group():
+        gr.Markdown(f"**{label}** (weight {REGION_WEIGHTS[region]:g})", elem_classes="melasma-region")
+        return [gr.Radio(AREA_CHOICES if item == "area" else INTENSITY_CHOICES, value=None,
+                         label=f"{label}: {item}", elem_id=f"annotate-{region}-{item}",
+                         elem_classes="melasma-score")
+                for item in ("area", "darkness", "homogeneity")]
 
 
 def build_annotate_tab(settings: Settings) -> AnnotateTab:
     """Lay out the Annotate tab inside the caller's open gr.Blocks / gr.Tab and wire its events."""
     store = RatingStore(settings.data_dir / "annotations.sqlite")
     banner = gr.Markdown(elem_id="annotate-banner")
-    gr.Markdown(INTRO)
+    with gr.Accordion("How rating works", open=False):
+        gr.Markdown(INTRO)
     local = local_mode(settings)
     tabs: dict[str, gr.Tab] = {}
     with gr.Tabs():
         with gr.Tab("Rate", id="annotate-rate") as tabs["annotate-rate"]:
             with gr.Row():
-                with gr.Column(scale=5, elem_classes="melasma-sticky"):
-                    status = gr.Markdown("Choose your rater name and press **Next photo**.")
-                    image = gr.Image(type="filepath", label="Photo (click the corner button for full size)",
-                                     interactive=False, height=520, buttons=["fullscreen", "download"],
-                                     elem_id="annotate-photo")
-                    image_id = gr.Textbox(label="Photo id", interactive=False, visible=False)
-                with gr.Column(scale=7):
+                with gr.Column(scale=4, elem_classes="melasma-sticky"):
                     with gr.Row(equal_height=True):
                         rater = gr.Dropdown(list(settings.raters), value=None, label="Rater", visible=local,
                                             info=RATER_HELP, scale=3)
-                        next_button = gr.Button("Next photo", scale=1)
-                    scores = _score_form()
-                    with gr.Row(equal_height=True):
-                        live = gr.Markdown(live_scores(*[None] * len(SCORE_FIELDS)))
-                        submit = gr.Button("Submit rating", variant="primary", elem_id="annotate-submit")
-                    result = gr.Markdown(elem_id="annotate-result")
+                        next_button = gr.Button("Next photo", scale=1, min_width=100)
+                    status = gr.Markdown("Choose your rater name and press **Next photo**.")
+                    image = gr.Image(type="filepath", label="Photo (corner button: full size)",
+                                     interactive=False, height=440, buttons=["fullscreen", "download"],
+                                     elem_id="annotate-photo")
+                    image_id = gr.Textbox(label="Photo id", interactive=False, visible=False)
+                with gr.Column(scale=8, elem_classes="melasma-form"):
+                    # mirrored to the photo: patient's right cheek on the viewer's left, chin below
+                    radios: dict[str, list[gr.Radio]] = {}
+                    with gr.Row(equal_height=False):
+                        for region in ("right_malar", "forehead", "left_malar"):
+                            with gr.Column(min_width=200):
+                                radios[region] = _region_scores(region)
+                    with gr.Row(equal_height=False):
+                        with gr.Column(min_width=200):
+                            live = gr.Markdown(live_scores(*[None] * len(SCORE_FIELDS)))
+                            submit = gr.Button("Submit rating", variant="primary", elem_id="annotate-submit")
+                        with gr.Column(min_width=200):
+                            radios["chin"] = _region_scores("chin")
+                        with gr.Column(min_width=200):
+                            result = gr.Markdown(elem_id="annotate-result")
+                    scores = [radio for region, _ in SCORE_FIELDS[::3] for radio in radios[region]]
                     with gr.Accordion("Revise one of my ratings (photos still open)", open=False):
                         own = gr.Gallery(label="Photos you rated that still wait for other raters",
                                          columns=6, height=180, allow_preview=False)
@@ -390,7 +391,8 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
         with gr.Tab("Photos", id="annotate-photos") as tabs["annotate-photos"]:
             refresh_photos = gr.Button("Refresh")
             photo_rows = gr.Dataframe(headers=list(text.PHOTO_COLUMNS), datatype=["markdown"] + ["str"] * 8,
-                                      interactive=False, wrap=True, label="Every photo")
+                                      interactive=False, wrap=True, label="Every photo",
+                                      elem_id="annotate-photo-table")
         with gr.Tab("Agreement", id="annotate-agreement") as tabs["annotate-agreement"]:
             refresh = gr.Button("Refresh agreement")
             summary = gr.Markdown()
@@ -401,7 +403,7 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
             with gr.Row(equal_height=True):
                 case = gr.Dropdown([], value=None, label="Closed photo (disputed first)", scale=4,
                                    allow_custom_value=True)
-                refresh_cases = gr.Button("Refresh", scale=1)
+                refresh_cases = gr.Button("Refresh", scale=1, elem_id="annotate-adjudicate-refresh")
             with gr.Row():
                 with gr.Column(scale=2):
                     case_photo = gr.Image(type="filepath", label="Photo", interactive=False, height=360,
@@ -418,7 +420,8 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
                         rerate_reason = gr.Textbox(label="Reason (kept in the log)", max_length=500, scale=2)
                         rerate = gr.Button("Ask for a re-rating")
                     decided = gr.Markdown()
-            log = gr.Dataframe(label="Decisions on this photo (who, when, before, after, why)", interactive=False)
+            log = gr.Dataframe(label="Decisions on this photo (who, when, before, after, why)", interactive=False,
+                               elem_id="annotate-decisions")
         with gr.Tab("Export", id="annotate-export") as tabs["annotate-export"]:
             gr.Markdown("Exports closed photos: a training manifest (label = adjudicated MASI when there "
                         "is one, else the raters' mean; `status` and `adjudicated` columns) and every rating.")
@@ -460,7 +463,10 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
     refresh_photos.click(user_errors(tab.photos), None, photo_rows, api_name="photos")
     refresh.click(user_errors(tab.agreement), None, [numbers, plot], api_name="agreement"
                   ).success(text.report_markdown, numbers, summary, **quiet)
-    refresh_cases.click(user_errors(tab.closed_choices), None, case, **quiet)
+    gr.on([refresh_cases.click, tabs["annotate-adjudicate"].select], user_errors(tab.closed_choices), None,
+          case, **quiet)
+    tabs["annotate-photos"].select(user_errors(tab.photos), None, photo_rows, **quiet)
+    tabs["annotate-export"].select(user_errors(tab.export_preview), None, counts, **quiet)
     case.input(user_errors(tab.open_case), case, [case_photo, case_summary, case_scores, rerater, log], **quiet)
     decide.click(user_errors(tab.adjudicate), [case, verdict, verdict_reason], decided, api_name="adjudicate"
                  ).success(tab.decisions, case, log, **quiet)

@@ -8,6 +8,14 @@ CSS = """
 .melasma-header h1 { margin-bottom: 0.1em; }
 .melasma-header p { margin-top: 0; opacity: 0.8; }
 .melasma-footer { font-size: 0.85em; opacity: 0.7; }
+/* Rating screen: the photo stays in view while the form scrolls; a compact form */
+.melasma-sticky { position: sticky; top: 8px; align-self: flex-start; }
+.melasma-form .melasma-score { padding: 2px 6px !important; }
+.melasma-form .melasma-score .wrap { gap: 2px 4px !important; }
+.melasma-form .melasma-score label { padding: 0 6px !important; font-size: 0.8em; min-height: 0 !important; }
+.melasma-form .melasma-score span[data-testid="block-info"] {
+  margin-bottom: 0 !important; padding: 0 4px !important; font-size: 0.75em; background: none !important; }
+.melasma-region p { margin: 2px 6px !important; }
 """
 
 
