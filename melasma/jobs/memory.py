@@ -2,7 +2,8 @@
 
 The estimate for one architecture (jobs train one at a time, so a job needs its largest one):
 
-    bytes = BASE_BYTES + 16 x parameters + ACTIVATION_FACTOR x 4 x batch x activations(size)
+    bytes = BASE_BYTES + 16 x parameters + ACTIVATION_FACTOR x 4 x batch x activations(size)   (CPU, fp32)
+    bytes =              16 x parameters + ACTIVATION_FACTOR x 2 x batch x activations(size)   (CUDA, bf16 autocast)
 
 16 bytes per parameter hold the fp32 weights, their gradients and Adam's two moments.
 activations(size) is the number of values the model's leaf modules output for one image, counted
@@ -10,7 +11,7 @@ with forward hooks on the "meta" device (shapes only: no memory, milliseconds) a
 scaled by (size / PROBE_SIZE)^2, as convolution outputs grow with the pixel count. ACTIVATION_FACTOR
 covers what autograd keeps for the backward pass plus the gradients alive at its peak; BASE_BYTES the
 worker process (Python, torch, the decode cache of a small set). Both were measured against the peak
-RSS of training workers on the CPU (see docs/training-jobs.md).
+RSS of training workers on the CPU and torch's peak allocation on an H200 (see docs/training-jobs.md).
 """
 
 from __future__ import annotations
@@ -78,16 +79,18 @@ def _probe(arch: str) -> tuple[int, int]:
     return parameters, int(per_image)
 
 
-def estimate_bytes(arch: str, image_size: int, batch_size: int) -> int:
-    """Peak memory of training `arch` at `image_size` px with `batch_size` images a step."""
+def estimate_bytes(arch: str, image_size: int, batch_size: int, *, cuda: bool = False) -> int:
+    """Peak memory of training `arch` at `image_size` px with `batch_size` images a step: process RAM
+    on the CPU (fp32), or GPU memory on CUDA (bf16 autocast activations, no process overhead)."""
     parameters, activations = _probe(arch)
     scaled = activations * (image_size / PROBE_SIZE) ** 2
-    return int(BASE_BYTES + 16 * parameters + ACTIVATION_FACTOR * 4 * batch_size * scaled)
+    base, per_value = (0, 2) if cuda else (BASE_BYTES, 4)
+    return int(base + 16 * parameters + ACTIVATION_FACTOR * per_value * batch_size * scaled)
 
 
-def estimate_job_bytes(config: TrainConfig) -> int:
+def estimate_job_bytes(config: TrainConfig, *, cuda: bool = False) -> int:
     """The largest estimate over the job's architectures (they train one after another)."""
-    return max(estimate_bytes(arch, config.image_size, config.batch_size) for arch in config.archs)
+    return max(estimate_bytes(arch, config.image_size, config.batch_size, cuda=cuda) for arch in config.archs)
 
 
 def _cgroup_free() -> int | None:
@@ -126,15 +129,14 @@ def free_ram() -> int:
 def check_memory(config: TrainConfig, *, device: str | None = None, free: int | None = None) -> MemoryCheck:
     """The job's estimate against the free memory of `device` ("cpu" or "cuda..."; default: the
     config's device as resolved here). `free` overrides the measured free bytes (tests)."""
-    needed = estimate_job_bytes(config)
     name = device or _resolved(config.device)
     if name.startswith("cuda"):
         if free is None:
             import torch
 
             free = int(torch.cuda.mem_get_info(torch.device(name))[0])
-        return MemoryCheck(needed - BASE_BYTES, free, "GPU memory")
-    return MemoryCheck(needed, free_ram() if free is None else free, "RAM")
+        return MemoryCheck(estimate_job_bytes(config, cuda=True), free, "GPU memory")
+    return MemoryCheck(estimate_job_bytes(config), free_ram() if free is None else free, "RAM")
 
 
 def _resolved(device: str) -> str:
