@@ -102,7 +102,7 @@ def test_eps_renamed_jpg_never_reaches_ghostscript(tmp_path: Path, monkeypatch: 
 def test_formats_outside_the_allow_list_are_refused_in_one_line(tmp_path: Path, fmt: str) -> None:
     data = _saved(fmt)
     assert Image.open(io.BytesIO(data)).format == fmt  # Pillow alone would open it
-    with pytest.raises(ImageLoadError, match=rf"^scan\.jpg: not a recognised image file$"):
+    with pytest.raises(ImageLoadError, match=r"^scan\.jpg: not a recognised image file$"):
         load_image(data, name="scan.jpg")
 
 
@@ -212,8 +212,8 @@ def test_pixel_budget_refuses_the_rest_of_a_zip_from_the_headers(tmp_path: Path,
 def test_one_image_over_the_per_image_cap_is_refused_before_decoding(tmp_path: Path, store: RatingStore) -> None:
     path = _write(tmp_path / "in", "huge.png", _big_flat_png(7000))
     summary = ingest(store, tmp_path / "photos", [path], max_pixels=40_000_000)
-    assert summary.errors == ["huge.png: image is 7000x7000 = 49,000,000 pixels, more than the "
-                              "40,000,000 pixel limit"]
+    assert summary.errors == [
+        "huge.png: image is 7000x7000 = 49,000,000 pixels, more than the 40,000,000 pixel limit"]
 
 
 # -- 6. tampered checkpoints -----------------------------------------------------------------------

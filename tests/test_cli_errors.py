@@ -28,7 +28,7 @@ def _melasma(*argv: str, env: dict[str, str] | None = None) -> subprocess.Comple
     inherited = {k: v for k, v in os.environ.items() if k not in ("MELASMA_DEBUG", "GRADIO_SERVER_PORT")}
     environment = {**inherited, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", "melasma", *argv], capture_output=True, text=True,
-                          cwd=ROOT, env=environment)
+                          cwd=ROOT, env=environment, check=False)
 
 
 def _assert_error(done: subprocess.CompletedProcess[str], status: int, message: str) -> None:
