@@ -78,13 +78,6 @@ class ExplanationSet:
     cam_note: str
     latency_ms: dict[str, float] = field(default_factory=dict)
 
-    def figure(self, method: str) -> Image.Image:
-        """One method's overlay beside the photo, with its colour-bar legend."""
-        from melasma.explain import views
-
-        drawing = views.side_by_side(self.photo, {method: self.maps[method]}, title=f"explaining: {self.target}")
-        return Image.fromarray(views.figure_to_array(drawing))
-
 
 class _Timer:
     """Collects named step durations in milliseconds."""
@@ -316,7 +309,8 @@ def describe_checkpoint(directory: str | Path) -> str:
     accuracy = metrics.get("accuracy")
     score = f"test acc {accuracy:.3f}" if isinstance(accuracy, (int, float)) else "no test score"
     created = str(meta.get("created", "undated"))[:16].replace("T", " ")
-    return " · ".join([created, dataset + (f" ({images} images)" if images else ""), score, str(meta.get("arch", "?"))])
+    dataset += f" ({images} images)" if images else ""
+    return " · ".join([created, dataset, score, str(meta.get("arch", "?"))])
 
 
 class _PredictorCache:

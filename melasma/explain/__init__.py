@@ -1,8 +1,9 @@
 """Explanations: LRP (zennit + our canonizers), Grad-CAM, gradient x input, views and metrics.
 
-`explain(model, x, method, target)` is what the Predict tab, the CLI and the report call. It leaves
-the model as it found it: canonizers and hooks are removed on exit, the train/eval flag and the
-parameters' `requires_grad` flags are restored.
+`Explainer(model)` sets a model's explanations up once (canonized copy, hooks kept) and is what
+the Predict tab, the CLI and the report use. `explain(model, x, method, target)` is the per-call
+reference path: it leaves the model as it found it (canonizers and hooks removed on exit, the
+train/eval flag and the parameters' `requires_grad` flags restored).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from melasma.explain.cam import gradcam_map
+from melasma.explain.explainer import Explainer, Explanations
 from melasma.explain.gxi import gxi_map
 from melasma.explain.lrp import (
     IMAGENET_MEAN, IMAGENET_STD, LRP_ZERO_BIAS, ExplainError, Targets, check_input, lrp_map,
@@ -89,7 +91,5 @@ def explain(
     relevance = relevance.detach().float().cpu()
     return relevance[0] if x.shape[0] == 1 else relevance
 
-
-from melasma.explain.explainer import Explainer, Explanations  # noqa: E402 - uses METHODS' modules
 
 __all__ = ["METHODS", "ExplainError", "Explainer", "Explanations", "explain", "inference_state"]
