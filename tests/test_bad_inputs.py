@@ -308,7 +308,8 @@ def test_unknown_keys_are_kept_and_nan_weights_refused(checkpoint: Path, tmp_pat
     from melasma.models import CheckpointError, load_checkpoint
     from melasma.models.checkpoint import read_checkpoint_meta
 
-    target = _tampered_copy(checkpoint, tmp_path, {"seed": 7, "head": "classes", "future_key": [1]})
+    target = _tampered_copy(checkpoint, tmp_path, {"seed": 7, "head": "classes", "future_key": [1],
+                                                   "cutoffs": [24, 48]})  # severe from 48 is allowed
     _, meta = load_checkpoint(target)
     assert (meta["seed"], meta["future_key"]) == (7, [1])
     assert read_checkpoint_meta(target).extra["head"] == "classes"

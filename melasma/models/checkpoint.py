@@ -161,7 +161,7 @@ def parse_meta(raw: Any) -> CheckpointMeta:
         raise ValueError(f"classes must be {list(SEVERITIES)}, got {raw['classes']!r:.80}")
     cutoffs = [_number(v) for v in raw["cutoffs"]] if isinstance(raw["cutoffs"], list) else []
     top = SCALE_MAX["masi"]
-    if len(cutoffs) != 2 or None in cutoffs or not 0 < cutoffs[0] < cutoffs[1] < top:  # type: ignore[operator]
+    if len(cutoffs) != 2 or None in cutoffs or not 0 < cutoffs[0] < cutoffs[1] <= top:  # type: ignore[operator]
         raise ValueError(f"cutoffs must be 2 increasing numbers between 0 and {top:g}, "
                          f"got {raw['cutoffs']!r:.80}")
     size = raw["image_size"]
