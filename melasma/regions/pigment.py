@@ -1,12 +1,14 @@
 """Hyperpigmentation measured against the person's own skin, per MASI region, in CIELAB.
 
-1. Normal skin is estimated locally: the face's skin is cut into cells about a fifth of the face
+1. Normal skin is estimated locally: the face's skin is cut into cells about a quarter of the face
    wide; each cell's upper percentile of L* (and the matching b*) is the skin there, so uneven
    lighting and shading move the reference with them while darker patches (a minority of each
    cell) do not. Cells without enough skin take the face's value.
 2. A pixel is hyperpigmented when it is darker than that local reference by more than `k_sigma`
-   robust standard deviations of the face's own skin texture and at least `min_delta_L` L* units;
-   the map is smoothed at a scale tied to the face so it outlines patches, not pores.
+   robust standard deviations of the face's own skin and at least `min_delta_L` L* units, and
+   browner: its b*/L* exceeds the reference's by `min_browning` (melanin absorbs blue most, so it
+   raises b* relative to L*; shade lowers both together). The map is smoothed at a scale tied to the
+   face so it outlines patches, not pores.
 3. Per region: the pigmented share of its skin (-> MASI A by the area bands), the contrast of its
    dark spots against the skin around them in L* (-> D, as a percentage of the person's median
    skin L*, a Weber contrast that holds across skin tones), the mean delta ITA of the pigmented
@@ -43,13 +45,14 @@ class PigmentSettings:
     reference_percentile: float = 95.0  # of L* within a cell = that cell's normal skin
     k_sigma: float = 1.0  # darker than the reference by this many robust SDs of the face's L* ...
     min_delta_L: float = 4.0  # ... and by at least this many L* units
+    min_browning: float = 0.05  # ... and its b*/L* above the reference's by this share (not shade)
     smooth: float = 0.04  # smoothing of the mask, share of the face size
     patch_scale: float = 0.003  # patch contrast: a spot at this scale (share of the face size) ...
     surround_scale: float = 0.03  # ... against the skin around it at this scale
     contrast_percentile: float = 90.0  # a region's delta L*: this percentile of its patch contrast
     min_share: float = 0.02  # a region with less pigmented skin than this scores A = 0
-    darkness_cuts: tuple[float, ...] = (9.04, 15.47, 21.77)  # 100 delta L* / skin L* for D >= 2, 3, 4
-    homogeneity_cuts: tuple[float, ...] = (0.013, 0.065, 0.105)  # homogeneity for H >= 2, 3, 4
+    darkness_cuts: tuple[float, ...] = (8.99, 15.47, 21.77)  # 100 delta L* / skin L* for D >= 2, 3, 4
+    homogeneity_cuts: tuple[float, ...] = (0.032, 0.097, 0.134)  # homogeneity for H >= 2, 3, 4
 
 
 DEFAULT = PigmentSettings()
@@ -142,10 +145,14 @@ def _maps(lab: np.ndarray, skin: np.ndarray, settings: PigmentSettings) -> tuple
     lightness = crop_lab[..., 0]
     ref_L, ref_b = _local_reference(crop_lab, crop_skin, settings)
     smooth_L = _masked_blur(lightness, crop_skin, max(settings.smooth * face, 0.5))
+    smooth_b = _masked_blur(crop_lab[..., 2], crop_skin, max(settings.smooth * face, 0.5))
     darker = ref_L - smooth_L
     centre = float(np.median(darker[crop_skin]))
     sigma = MAD_SCALE * float(np.median(np.abs(darker[crop_skin] - centre)))
-    found = crop_skin & (darker > max(settings.k_sigma * sigma, settings.min_delta_L))
+    # melanin absorbs blue most: pigment raises b* relative to L*, while shade lowers both together
+    ref_ratio = ref_b / np.maximum(ref_L, 1.0)
+    browner = smooth_b / np.maximum(smooth_L, 1.0) - ref_ratio > settings.min_browning * ref_ratio
+    found = crop_skin & browner & (darker > max(settings.k_sigma * sigma, settings.min_delta_L))
     patch = _masked_blur(lightness, crop_skin, max(settings.patch_scale * face, 0.5))
     surround = _masked_blur(lightness, crop_skin, max(settings.surround_scale * face, 1.0))
     contrast[box] = np.where(crop_skin, np.clip(surround - patch, 0, None), 0)
