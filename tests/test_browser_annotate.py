@@ -77,8 +77,8 @@ def test_rating_screen_and_coordinator_screens(page: Page, tmp_path: Path) -> No
                 # missing scores are named at once, in words, with no error badge anywhere
                 page.get_by_role("button", name="Submit rating").click()
                 expect(page.locator("#annotate-result")).to_contain_text(
-                    "Choose a darkness for the forehead, a homogeneity for the forehead, an area for the "
-                    "patient's right cheek")
+                    "Choose a darkness and a homogeneity for the forehead; an area, a darkness and a "
+                    "homogeneity for the patient's right cheek;")
                 expect(page.locator(".error")).to_have_count(0)
                 # Area 0: darkness and homogeneity become 0 without a click
                 radio(page, "chin", "area", "0 · none").check()

@@ -35,10 +35,15 @@ def _join(parts: list[str]) -> str:
 
 
 def missing_message(values: Sequence[int | None]) -> str | None:
-    """One sentence naming every score still to choose, or None when all 12 are there."""
-    missing = [f"{ITEM_NOUNS[item]} for the {REGION_LABELS[region]}"
-               for (region, item), value in zip(SCORE_FIELDS, values) if value is None]
-    return f"Choose {_join(missing)}." if missing else None
+    """One sentence naming every score still to choose, by region, or None when all 12 are there."""
+    by_region: dict[str, list[str]] = {}
+    for (region, item), value in zip(SCORE_FIELDS, values):
+        if value is None:
+            by_region.setdefault(region, []).append(ITEM_NOUNS[item])
+    if not by_region:
+        return None
+    parts = [f"{_join(items)} for the {REGION_LABELS[region]}" for region, items in by_region.items()]
+    return "Choose " + "; ".join(parts) + "."
 
 
 def result_sentence(result: Submission) -> str:
