@@ -159,4 +159,4 @@ def test_sixteen_bit_and_float_arrays_read_as_photos(frontal: Image.Image) -> No
 
 def test_a_face_too_small_to_measure_is_refused(frontal: Image.Image) -> None:
     with pytest.raises(FaceNotFound, match="too small"):
-        find_regions(frontal.resize((48, 48)))
+        find_regions(frontal.resize((32, 32)))

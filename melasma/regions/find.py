@@ -15,7 +15,7 @@ from melasma.regions.types import FaceNotFound, FaceRegions, Region
 
 MIN_SIDE = 32  # pixels; smaller photos are refused
 MIN_FACE_SHARE = 0.02  # the face outline must cover this share of the photo
-MIN_INTEROCULAR = 24  # pixels between the outer eye corners, in the photo: smaller faces are refused
+MIN_INTEROCULAR = 16  # pixels between the outer eye corners, in the photo: smaller faces are refused
 #: a region is not visible when less than this share of its outline lies inside the photo...
 MIN_IN_FRAME = 0.6
 #: ... or when less than this share of its in-frame, non-excluded area is skin ...
