@@ -162,3 +162,13 @@ def test_ingest_pixel_budget_is_a_setting(tmp_path: Path) -> None:
     assert [line.split(": ")[1].split()[0] for line in lines] == ["added", "added", "refused"]
     assert lines[2] == ("p2.png: refused (800x600 pixels would pass this upload's 1,000,000 pixel budget, "
                         "not decoded)")
+
+
+def test_a_missing_package_is_one_line(tmp_path: Path) -> None:
+    stand_in = tmp_path / "site" / "zennit"
+    stand_in.mkdir(parents=True)
+    (stand_in / "__init__.py").write_text("raise ImportError(\"No module named 'zennit'\")\n")
+    photo = tmp_path / "face.png"
+    Image.new("RGB", (64, 64), (150, 110, 90)).save(photo)
+    done = _melasma("predict", str(photo), env={"PYTHONPATH": f"{tmp_path / 'site'}{os.pathsep}{ROOT}"})
+    _assert_error(done, 1, "No module named 'zennit'")

@@ -9,7 +9,8 @@ A sub-command module defines::
 Flags are typed with the validators of `melasma.cli.arguments`. Every failure ends with one line
 `error: <message>` on stderr and no traceback: exit status 2 for usage and bad values (argparse
 errors, ValueError: our own error types derive from it), 1 for run-time failures (OSError, torch's
-RuntimeError, MemoryError). `--debug` (before the command) or MELASMA_DEBUG=1 shows the traceback.
+RuntimeError, MemoryError, ImportError of a package that is not installed). `--debug` (before the
+command) or MELASMA_DEBUG=1 shows the traceback.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 #: Failures that are the user's input (exit 2) or the run's circumstances (exit 1).
 USAGE_ERRORS: tuple[type[BaseException], ...] = (ValueError,)
-RUNTIME_ERRORS: tuple[type[BaseException], ...] = (OSError, RuntimeError, MemoryError)
+RUNTIME_ERRORS: tuple[type[BaseException], ...] = (OSError, RuntimeError, MemoryError, ImportError)
 
 
 class Parser(argparse.ArgumentParser):
