@@ -18,7 +18,7 @@ from melasma.settings import Settings
 from melasma.ui.train import TrainTab, _headline, build_train_tab
 from melasma.ui.train_view import curves_figure, data_summary, results_note, results_table
 
-USERS = (("coord", "pw-c"), ("ana", "pw-a"), ("ben", "pw-b"))
+USERS = (("coord", "pw-c"), ("ana", "pw-a"), ("ben", "pw-b"), ("r1", "pw-r"))
 
 
 def serve(settings: Settings, port: int, auth: tuple[tuple[str, str], ...] | None = None):
@@ -137,7 +137,7 @@ def test_only_the_owner_or_a_coordinator_cancels(data_dir: Path, free_port: int)
         clients = {user: Client(demo.local_url, auth=(user, password), verbose=False) for user, password in USERS}
         job_id = start(clients["ana"], data_dir / "demo" / "labels.csv", [], extra="test_resnet", epochs=50,
                        batch_size=8)
-        assert tab.runner.store.get(job_id)["submitted_by"] == "ana"
+        assert clients["coord"].predict(job_id, api_name="/training_status")["submitted_by"] == "ana"
         with pytest.raises(Exception, match="only the person who started this job or a coordinator"):
             clients["ben"].predict(job_id, api_name="/cancel_training")
         assert clients["ana"].predict(job_id, api_name="/cancel_training") in ("cancelled", "running")
@@ -153,9 +153,10 @@ def test_visitors_train_only_when_the_setting_allows(data_dir: Path, free_port: 
     settings = Settings(data_dir=data_dir, auth=USERS, coordinators=("coord",), raters=("r1", "r2", "r3"))
     demo, tab = serve(settings, free_port, auth=USERS)
     try:
-        with pytest.raises(Exception, match="only a coordinator may do this"):
-            start(Client(demo.local_url, auth=USERS[1], verbose=False), data_dir / "demo" / "labels.csv",
-                  ["resnet18"])
+        for visitor_or_rater in (USERS[1], USERS[3]):
+            with pytest.raises(Exception, match="only a coordinator may do this"):
+                start(Client(demo.local_url, auth=visitor_or_rater, verbose=False), data_dir / "demo" / "labels.csv",
+                      ["resnet18"])
         assert tab.runner.list_jobs() == []
     finally:
         stop(demo, tab)

@@ -112,6 +112,7 @@ def job_status(store: JobStore, job_id: str) -> dict[str, Any]:
         "archs": config.get("archs", []),
         "epochs": config.get("epochs"),
         "cancel_requested": job["cancel_requested"],
+        "submitted_by": job["submitted_by"],
         "error": job["error"],
         "log": store.events(job_id, "log", limit=LOG_TAIL),
         "history": store.events(job_id, "epoch"),

@@ -107,6 +107,8 @@ def _headline(status: dict[str, Any]) -> str:
     """State, progress and position of a job; its error as plain text (never rendered as Markdown)."""
     state = status["state"]
     parts = [f"**{status['job_id']}**: {state}", f"{status['progress']:.0%}"]
+    if status.get("submitted_by"):
+        parts.append(f"started by {plain_markdown(status['submitted_by'])}")
     if state == "running" and status["arch"]:
         parts.append(f"{status['arch']} epoch {status['epoch'] or 0}/{status['epochs']}")
     if status["cancel_requested"] and state == "running":
