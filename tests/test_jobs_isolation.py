@@ -142,7 +142,8 @@ def test_queue_bounds_per_user_and_in_total(tmp_path: Path, synth_dir: Path) -> 
         enqueue(tmp_path, config, user="cy", limits=limits)
 
 
-@pytest.mark.parametrize("outside", ["/root/.ssh/id_rsa", "/etc/passwd", "/no/such/file.csv", "../x", "", "~/../../secret"])
+@pytest.mark.parametrize("outside", ["/root/.ssh/id_rsa", "/etc/passwd", "/no/such/file.csv", "../x", "",
+                                     "~/../../secret"])
 def test_data_outside_the_data_folder_gets_one_message(tmp_path: Path, outside: str) -> None:
     data_dir = tmp_path / "data"
     (data_dir / "exports").mkdir(parents=True)
