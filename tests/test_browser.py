@@ -75,10 +75,10 @@ def test_journey_in_a_real_browser(page: Page, tmp_path: Path) -> None:
 
         # Annotate: add a photo
         page.get_by_role("tab", name="Add photos").click()
-        page.locator("input[type=file]").set_input_files(str(photo))
+        page.locator("#annotate-files input[type=file]").set_input_files(str(photo))
         expect(page.get_by_role("cell", name="synth_0000.jpg")).to_be_visible()
         page.get_by_role("button", name="Add photos").click()
-        expect(page.get_by_text("added", exact=True).first).to_be_attached()
+        expect(page.locator("#annotate-ingest-result")).to_contain_text("added")
 
         # Annotate: rate it (MASI updates live, submit stores it)
         page.get_by_role("tab", name="Rate").click()

@@ -45,6 +45,7 @@ def shot(page: Page, tmp_path: Path, name: str) -> None:
     folder = Path(os.environ.get("MELASMA_SCREENSHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(path))
     with Image.open(path) as image:
         small = image.convert("RGB").resize((1000, round(image.height * 1000 / image.width)), Image.LANCZOS)
@@ -84,6 +85,11 @@ def test_rating_screen_and_coordinator_screens(page: Page, tmp_path: Path) -> No
                 radio(page, "chin", "area", "0 · none").check()
                 expect(radio(page, "chin", "darkness", "0 · absent")).to_be_checked()
                 expect(radio(page, "chin", "homogeneity", "0 · absent")).to_be_checked()
+                # region outlines drawn on the photo on request (the form keeps its scores)
+                plain = page.locator("#annotate-photo img").get_attribute("src")
+                page.get_by_label("Show region outlines").check()
+                expect(page.locator("#annotate-photo img")).not_to_have_attribute("src", plain)
+                expect(radio(page, "chin", "darkness", "0 · absent")).to_be_checked()
                 shot(page, tmp_path, "annotate_rate")
             for region in REGIONS:
                 for item, choice in FORM.items():

@@ -20,6 +20,7 @@ from typing import Any, Callable, TypeVar
 
 import gradio as gr
 import pandas as pd
+from PIL import Image
 
 from annotation import workflow
 from annotation.agreement import agreement_report, rating_table
@@ -29,6 +30,7 @@ from annotation.ingest import ingest, photo_path
 from annotation.plots import rater_scatter
 from annotation.store import SCORE_FIELDS, AnnotationError, RatingStore
 from melasma.access import AccessDenied, Role, local_mode, require, require_rater, role_of
+from melasma.regions import FaceNotFound, draw_regions, find_regions
 from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, masi, mmasi, severity
 from melasma.settings import Settings
 from melasma.ui import annotate_text as text
@@ -119,9 +121,28 @@ class AnnotateTab:
         return (banner, *updates)
 
     # photos for the screen ------------------------------------------------------------------
-    def view(self, image_id: str) -> str:
-        """A copy of the stored photo that Gradio may serve (stored photos are never served)."""
-        return self.stage(photo_path(self.photos_dir, image_id))
+    def view(self, image_id: str, outlines: bool = False) -> str:
+        """A copy of the stored photo that Gradio may serve (stored photos are never served),
+        with the four regions outlined when asked and a face is found."""
+        source = photo_path(self.photos_dir, image_id)
+        if outlines:
+            with Image.open(source) as photo:
+                rgb = photo.convert("RGB")
+            try:
+                drawn = draw_regions(rgb, find_regions(rgb))
+            except FaceNotFound:
+                return self.stage(source)
+            target = Path(self.stage(source))
+            drawn.save(target, format="JPEG", quality=90)
+            return str(target)
+        return self.stage(source)
+
+    def redraw(self, image_id: str | None, outlines: bool, request: gr.Request) -> Any:
+        """UI: the current photo again, with or without the region outlines."""
+        if not image_id:
+            return gr.skip()
+        require(Role.RATER, _username(request), self.settings)
+        return self.view(image_id, outlines)
 
     # coordinator: ingest -------------------------------------------------------------------
     def add_photos(
@@ -144,7 +165,7 @@ class AnnotateTab:
         return summary.as_dict()
 
     # rater: next / submit / revise ----------------------------------------------------------
-    def next_for(self, rater: str) -> tuple[str, str | None, str]:
+    def next_for(self, rater: str, outlines: bool = False) -> tuple[str, str | None, str]:
         """(image id, photo, status) of the rater's next photo; ("", None, status) when done."""
         record = workflow.next_image(self.store, self.settings, rater)
         done = len(self.store.rated_by(rater))
@@ -152,7 +173,7 @@ class AnnotateTab:
             return "", None, f"**{rater}**: no photos left to rate ({done} rated). Thank you!"
         again = record.id in self.store.rerate_requests(rater)
         note = " · a coordinator asked you to rate this photo again" if again else ""
-        return record.id, self.view(record.id), f"**{rater}**: {done} rated so far{note}"
+        return record.id, self.view(record.id, outlines), f"**{rater}**: {done} rated so far{note}"
 
     def next_image(self, rater: str | None, request: gr.Request) -> tuple[str, str | None, str]:
         """API: the next photo this rater has not rated."""
@@ -194,19 +215,20 @@ class AnnotateTab:
         return gallery, ids
 
     # UI events: one event loads the photo AND resets the form (no second event races a click)
-    def show_next(self, rater: str | None, request: gr.Request) -> tuple[Any, ...]:
+    def show_next(self, rater: str | None, outlines: bool, request: gr.Request) -> tuple[Any, ...]:
         """UI: next photo, a blank form, the revise list; a message in the status line on refusal."""
         blank = [None] * len(SCORE_FIELDS)
         try:
             name = self.rater_for(rater, request)
-            image_id, photo, status = self.next_for(name)
+            image_id, photo, status = self.next_for(name, outlines)
         except (AnnotationError, AccessDenied) as error:
             return (gr.skip(), gr.skip(), f"⚠️ {error}", *[gr.skip()] * len(blank), gr.skip(), gr.skip(), gr.skip())
         gallery, ids = self.own_open(name)
         return (image_id, photo, status, *blank, "", gallery, ids)
 
     def ui_submit(
-        self, request: gr.Request, rater: str | None, image_id: str | None, *values: int | None
+        self, request: gr.Request, rater: str | None, image_id: str | None, outlines: bool,
+        *values: int | None,
     ) -> tuple[Any, ...]:
         """UI: store the scores; on a refusal say why in the result line and keep the form as it is."""
         keep = (gr.skip(),) * (3 + len(SCORE_FIELDS) + 2)
@@ -216,7 +238,7 @@ class AnnotateTab:
         try:
             name = self.rater_for(rater, request)
             result = self.submit(name, image_id, list(values))
-            image_id, photo, status = self.next_for(name)
+            image_id, photo, status = self.next_for(name, outlines)
         except (AnnotationError, AccessDenied) as error:
             return (f"⚠️ {error}", *keep)
         gallery, ids = self.own_open(name)
@@ -224,7 +246,7 @@ class AnnotateTab:
                 gallery, ids)
 
     def load_own(
-        self, rater: str | None, ids: list[str], evt: gr.SelectData, request: gr.Request
+        self, rater: str | None, ids: list[str], outlines: bool, evt: gr.SelectData, request: gr.Request
     ) -> tuple[Any, ...]:
         """UI: reopen one of the rater's still-open photos. Signed in, the form shows their own
         scores; in the local mode (no proof of who is at the keyboard) the form starts blank."""
@@ -240,7 +262,7 @@ class AnnotateTab:
             values = [rating.scores[region][item] for region, item in SCORE_FIELDS]
             note = f"your scores (revision {rating.revision}) are in the form"
         status = f"**{name}**: revising a photo you rated · {note}"
-        return (image_id, self.view(image_id), status, *values)
+        return (image_id, self.view(image_id, outlines), status, *values)
 
     # coordinator: photos, agreement, adjudication, export -------------------------------------
     def photos(self, request: gr.Request) -> pd.DataFrame:
@@ -358,6 +380,8 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
                                      interactive=False, height=440, buttons=["fullscreen", "download"],
                                      elem_id="annotate-photo")
                     image_id = gr.Textbox(label="Photo id", interactive=False, visible=False)
+                    outlines = gr.Checkbox(False, label="Show region outlines (found automatically; "
+                                           "the patient's right is on your left)")
                 with gr.Column(scale=8, elem_classes="melasma-form"):
                     # mirrored to the photo: patient's right cheek on the viewer's left, chin below
                     radios: dict[str, list[gr.Radio]] = {}
@@ -380,13 +404,14 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
                         own_ids = gr.State([])
         with gr.Tab("Add photos", id="annotate-ingest") as tabs["annotate-ingest"]:
             files = gr.File(file_count="multiple", file_types=["image", ".zip"], type="filepath",
-                            label="Photos or zip archives (stored copies carry no metadata; uploads are deleted)")
+                            label="Photos or zip archives (stored copies carry no metadata; uploads are deleted)",
+                            elem_id="annotate-files")
             with gr.Row():
                 patient = gr.Textbox(label="Patient id (optional)", max_length=64)
                 visit = gr.Textbox(label="Visit date (optional)", placeholder="YYYY-MM-DD")
             add = gr.Button("Add photos", variant="primary")
             added_table = gr.Dataframe(headers=["file", "outcome", "reason", "photo_id"], label="Result per file",
-                                       interactive=False, wrap=True)
+                                       interactive=False, wrap=True, elem_id="annotate-ingest-result")
             added = gr.JSON(visible=False)
         with gr.Tab("Photos", id="annotate-photos") as tabs["annotate-photos"]:
             refresh_photos = gr.Button("Refresh")
@@ -448,11 +473,12 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
         area.input(lambda a: (0, 0) if a == 0 else (gr.skip(), gr.skip()), area, [darkness, homogeneity],
                    **quiet, **lane)
     # rating: the UI events and their API twins (same handlers, API-shaped outputs)
-    gr.on([next_button.click, rater.change], tab.show_next, rater,
+    gr.on([next_button.click, rater.change], tab.show_next, [rater, outlines],
           [*form_outputs, result, own, own_ids], **quiet, **lane)
-    submit.click(tab.ui_submit, [rater, image_id, *scores], [result, *form_outputs, own, own_ids],
+    submit.click(tab.ui_submit, [rater, image_id, outlines, *scores], [result, *form_outputs, own, own_ids],
                  **quiet, **lane)
-    own.select(user_errors(tab.load_own), [rater, own_ids], form_outputs, **quiet, **lane)
+    own.select(user_errors(tab.load_own), [rater, own_ids, outlines], form_outputs, **quiet, **lane)
+    outlines.change(user_errors(tab.redraw), [image_id, outlines], image, **quiet, **lane)
     api_next.click(user_errors(tab.next_image), rater, [image_id, image, status], api_name="next_image", **lane)
     api_submit.click(user_errors(tab.submit_rating), [rater, image_id, *scores, extra],
                      [api_entry, image_id, image, status], api_name="submit_rating", **lane)
