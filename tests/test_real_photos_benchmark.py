@@ -1,0 +1,39 @@
+"""benchmarks/real_photos.py on a few real photos: its JSON, its exclusions, its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "real_photos.py"
+KEYS = {"images", "auc_melasma", "lrp_in_polygon_ratio", "gxi_in_polygon_ratio", "gradcam_in_polygon_ratio",
+        "nonmelasma_mild_share", "tone_baseline_auc"}
+
+
+def run_benchmark(*args: str) -> dict:
+    done = subprocess.run([sys.executable, str(SCRIPT), *args, "--json"], capture_output=True, text=True,
+                          cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_json_keys_ranges_and_excluded_bases(roboflow_dir: Path, tmp_path: Path) -> None:
+    others = sorted((roboflow_dir / "non-melasma").glob("*.jpg"))
+    bases = tmp_path / "bases.json"
+    bases.write_text(json.dumps({"train_bases": [others[0].name]}))
+    result = run_benchmark(str(roboflow_dir), "--limit", "3", "--bases", str(bases))
+    assert set(result) == KEYS
+    assert result["images"] == 6  # 3 melasma + 3 without; the training base is skipped, the next taken
+    for key in ("auc_melasma", "tone_baseline_auc", "nonmelasma_mild_share"):
+        assert 0.0 <= result[key] <= 1.0, key
+    for key in ("lrp_in_polygon_ratio", "gxi_in_polygon_ratio", "gradcam_in_polygon_ratio"):
+        assert result[key] >= 0.0, key
+
+
+def test_missing_bases_file_is_an_error(roboflow_dir: Path, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT), str(roboflow_dir), "--bases", str(tmp_path / "nope.json")],
+                          capture_output=True, text=True, cwd=ROOT, check=False)
+    assert done.returncode != 0 and "no such bases file" in done.stderr
