@@ -148,13 +148,13 @@ def _distribution(results: list[PhotoResult], melasma: bool) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
-def report(summary: Summary, results: list[PhotoResult], weights: Path, excluded: list[str]) -> str:
+def report(summary: Summary, results: list[PhotoResult], weights: Path, excluded: list[str], source: str) -> str:
     """The human-readable table."""
     n_mel = sum(r.melasma for r in results)
     lines = [
         f"weights: {weights}",
         f"photos: {summary.images} ({n_mel} melasma, {summary.images - n_mel} without); "
-        f"left out as training bases: {len(excluded)}" + (f" ({', '.join(excluded)})" if excluded else ""),
+        f"left out as training bases: {len(excluded)}" + (f" (train_bases of {source})" if excluded else ""),
         f"{'measure':<44}{'value':>8}",
         f"{'ROC AUC melasma vs not (weighted severity)':<44}{summary.auc_melasma:>8.3f}",
         f"{'ROC AUC of skin tone alone (ITA)':<44}{summary.tone_baseline_auc:>8.3f}",
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     directory, weights = Path(args.directory), Path(args.weights)
+    bases_file = Path(args.bases) if args.bases else weights / "bases.json"
     excluded = training_bases(weights, Path(args.bases) if args.bases else None)
     photos = list_photos(directory, set(excluded))
     if args.limit is not None:
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(asdict(summary)))
     else:
-        print(report(summary, results, weights, [n for n in excluded]))
+        print(report(summary, results, weights, excluded, str(bases_file)))
     return 0
 
 

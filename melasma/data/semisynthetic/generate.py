@@ -85,7 +85,7 @@ class Base:
 
 @dataclass(frozen=True)
 class BaseSplit:
-    """Which photos are training bases, which are held out, and which had no usable face."""
+    """Which photos may be training bases and which are held out for evaluation."""
 
     train: list[str]
     holdout: list[str]
@@ -327,8 +327,9 @@ def generate(
         Image.fromarray(lesion.astype(np.uint8) * 255).save(out / "masks" / f"{name}.png")
         row: dict[str, object] = {
             "image": f"images/{name}.jpg", "masi": case.agreed.masi, "severity": case.agreed.severity,
-            "patient_id": f"base_{bases.index(base):03d}", "split": splits[bases.index(base)], "true_masi": round(masi(true), 10),
-            "true_severity": case.true_severity, "base": base.name, "pattern": case.pattern, "mirrored": int(mirrored),
+            "patient_id": f"base_{bases.index(base):03d}", "split": splits[bases.index(base)],
+            "true_masi": round(masi(true), 10), "true_severity": case.true_severity, "base": base.name,
+            "pattern": case.pattern, "mirrored": int(mirrored),
             "ita_base": round(tones[base.name], 2), "ita_target": round(target, 2),
             "ita": round(mean_ita(toned, view.face), 2),
         }
