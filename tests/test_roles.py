@@ -51,3 +51,23 @@ def test_coordinators_are_not_raters_by_default_and_training_needs_a_coordinator
     assert train_role(open_training) is Role.VISITOR
     with pytest.raises(ValueError, match="choose one sign-in"):
         Settings.from_env({"MELASMA_OAUTH": "1", "MELASMA_AUTH": "a:b"})
+
+
+def test_annotate_tab_names_the_role_and_shows_only_its_screens(tmp_path) -> None:
+    import gradio as gr
+
+    from melasma.ui.annotate import build_annotate_tab
+
+    settings = Settings.from_env({"MELASMA_AUTH": "boss:pw,ann:pw,eve:pw", "MELASMA_COORDINATORS": "boss",
+                                  "MELASMA_RATERS": "ann", "MELASMA_DATA_DIR": str(tmp_path)})
+    with gr.Blocks():
+        tab = build_annotate_tab(settings)
+    visible = {}
+    for user in ("boss", "ann", "eve"):
+        banner, rate, *coordinator = tab.welcome(gr.Request(username=user))
+        visible[user] = (rate.visible, [t.visible for t in coordinator])
+        assert f"Signed in as **{user}**" in banner
+    assert visible == {"boss": (False, [True] * 5), "ann": (True, [False] * 5), "eve": (False, [False] * 5)}
+    with gr.Blocks():
+        local = build_annotate_tab(Settings(data_dir=tmp_path / "local"))
+    assert "Local single-user mode" in local.welcome(gr.Request(username=None))[0]

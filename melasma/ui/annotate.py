@@ -48,6 +48,8 @@ RATER_HELP = "The raters of this study, as the coordinator set them up. Pick you
 AREA_CHOICES = [(f"{score} · {band}", score) for score, band in AREA_BANDS.items()]
 INTENSITY_CHOICES = [(f"{score} · {label}", score) for score, label in INTENSITY_LABELS.items()]
 LOCAL_COORDINATOR = "local coordinator"
+#: The user name of a visitor who has not signed in with Hugging Face (see ui.app.hf_username).
+GUEST = "guest"
 COORDINATOR_TABS = ("annotate-ingest", "annotate-photos", "annotate-agreement", "annotate-adjudicate",
                     "annotate-export")
 
@@ -112,9 +114,10 @@ class AnnotateTab:
         if local_mode(self.settings):
             banner = ("**Local single-user mode:** nobody signs in, so you are the coordinator and may "
                       "rate as any rater of this study (pick the name under *Rate*).")
+        elif role is Role.VISITOR and username in (None, GUEST):
+            banner = "Not signed in: you may use **Predict**. Raters and coordinators sign in first."
         else:
-            who = username or "not signed in"
-            banner = f"Signed in as **{who}** · role: **{role}**."
+            banner = f"Signed in as **{username}** · role: **{role}**."
         rate_visible = username in self.settings.raters or local_mode(self.settings)
         updates = [gr.Tab(visible=rate_visible)]
         updates += [gr.Tab(visible=role is Role.COORDINATOR) for _ in COORDINATOR_TABS]

@@ -19,7 +19,7 @@ import gradio as gr
 from melasma.inference import default_checkpoint, warm_up_in_background
 from melasma.jobs import JobRunner
 from melasma.settings import Settings
-from melasma.ui.annotate import build_annotate_tab
+from melasma.ui.annotate import GUEST, build_annotate_tab
 from melasma.ui.lanes import RATING_LANE, separate_lanes
 from melasma.ui.predict import build_predict_tab
 from melasma.ui.theme import CSS, build_theme
@@ -36,8 +36,6 @@ DELETE_CACHE = (1800, 3600)
 #: Most events waiting per concurrency group (Predict, Train, ...), and for ratings.
 LANE_SIZE = 64
 RATING_LANE_SIZE = 512
-#: Who a visitor is before signing in with Hugging Face (never a rater name, so they cannot rate).
-GUEST = "guest"
 
 HEADER = f"""
 # {TITLE}
