@@ -51,7 +51,8 @@ def test_bad_data_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFi
                  "--out", str(run), "--device", "cpu", "--pretrained", "off"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("error: ") and "problem" in err
+    assert err.startswith("error: ") and "2 problem(s)" in err
+    assert "missing1.jpg" in err and "missing2.jpg" in err  # every problem listed, not only the first
     assert "Traceback" not in err
     assert not run.exists()  # nothing was trained or written
 

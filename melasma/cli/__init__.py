@@ -7,7 +7,7 @@ A sub-command module defines::
     def run(args: argparse.Namespace) -> int: ...   # the exit status
 
 Flags are typed with the validators of `melasma.cli.arguments`. Every failure ends with one line
-`error: <message>` on stderr and no traceback: exit status 2 for usage and bad values (argparse
+`error: <message>` on stderr (a data set's list of problems follows it, indented) and no traceback: exit status 2 for usage and bad values (argparse
 errors, ValueError: our own error types derive from it), 1 for run-time failures (OSError, torch's
 RuntimeError, MemoryError, ImportError of a package that is not installed). `--debug` (before the
 command) or MELASMA_DEBUG=1 shows the traceback.
@@ -72,16 +72,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(error: BaseException) -> str:
+#: Most problem lines of a listing error (e.g. a data set's "3 problem(s):" and its "  - ..." items) shown.
+MAX_LISTED_PROBLEMS = 20
+
+
+def _message(error: BaseException) -> str:
+    """The error's first line, plus its indented list of problems if it has one (never a traceback)."""
     text = str(error).strip()
     if isinstance(error, OSError) and error.filename and error.strerror:
         text = f"{error.filename}: {error.strerror}"
-    first = text.splitlines()[0] if text else type(error).__name__
-    return first if len(first) <= 500 else first[:497] + "..."
+    lines = text.splitlines() or [type(error).__name__]
+    first = lines[0] if len(lines[0]) <= 500 else lines[0][:497] + "..."
+    listed = [line for line in lines[1:] if line.startswith("  - ")]
+    if len(listed) > MAX_LISTED_PROBLEMS:
+        listed = listed[:MAX_LISTED_PROBLEMS] + [f"  ... and {len(listed) - MAX_LISTED_PROBLEMS} more"]
+    return "\n".join([first, *listed])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse `argv` and run the chosen sub-command; every error prints one line, no traceback."""
+    """Parse `argv` and run the chosen sub-command; every error prints one `error:` line (plus any listed problems), no traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((word for word in argv if not word.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
@@ -94,5 +103,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (*USAGE_ERRORS, *RUNTIME_ERRORS) as error:
         if debug:
             traceback.print_exc()
-        print(f"error: {_one_line(error)}", file=sys.stderr)
+        print(f"error: {_message(error)}", file=sys.stderr)
         return 2 if isinstance(error, USAGE_ERRORS) else 1
