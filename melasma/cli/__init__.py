@@ -7,10 +7,10 @@ A sub-command module defines::
     def run(args: argparse.Namespace) -> int: ...   # the exit status
 
 Flags are typed with the validators of `melasma.cli.arguments`. Every failure ends with one line
-`error: <message>` on stderr (a data set's list of problems follows it, indented) and no traceback: exit status 2 for usage and bad values (argparse
-errors, ValueError: our own error types derive from it), 1 for run-time failures (OSError, torch's
-RuntimeError, MemoryError, ImportError of a package that is not installed). `--debug` (before the
-command) or MELASMA_DEBUG=1 shows the traceback.
+`error: <message>` on stderr (a data set's list of problems follows it, indented) and no traceback:
+exit status 2 for usage and bad values (argparse errors, ValueError: our own error types derive from
+it), 1 for run-time failures (OSError, torch's RuntimeError, MemoryError, ImportError of a package
+that is not installed). `--debug` (before the command) or MELASMA_DEBUG=1 shows the traceback.
 """
 
 from __future__ import annotations
