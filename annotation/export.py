@@ -25,11 +25,11 @@ from melasma.masi import REGION_WEIGHTS, REGIONS, SEVERITIES, severity
 from melasma.settings import Settings
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
-    "image", "masi", "severity", "patient_id", "status", "consensus_masi", "adjudicated",
+    "image", "masi", "severity", "patient_id", "status", "consensus_masi", "adjudicated", "not_visible",
 )
 RATINGS_COLUMNS: tuple[str, ...] = (
     "image_id", "patient_id", "visit_date", "rater", "region", "weight", "area", "darkness",
-    "homogeneity", "region_score", "rater_masi", "rater_mmasi", "revision", "rated_at",
+    "homogeneity", "region_score", "rater_masi", "rater_mmasi", "revision", "rated_at", "not_visible",
 )
 #: Fewest photos per severity class for a set that can train (a 6:3:1 split needs one in each part).
 MIN_PER_CLASS = 10
@@ -63,14 +63,16 @@ def manifest_frame(rows: list[ConsensusRow]) -> pd.DataFrame:
     """The training manifest: one row per fully rated image, `image` relative to the CSV.
 
     `masi` / `severity` are the label: the coordinator's adjudicated MASI when there is one, else
-    the raters' mean (`consensus_masi`); `status` is agreed, disputed, adjudicated or re-rating."""
+    the raters' mean (`consensus_masi`), rescaled when all raters marked the same regions
+    `not_visible`; `status` is agreed, disputed, adjudicated or re-rating. Photos whose raters
+    disagree on which regions are visible are left out until a coordinator adjudicates them."""
     return pd.DataFrame(
         [
             {"image": f"images/{row.image.id}.jpg", "masi": row.label_masi,
              "severity": severity(row.label_masi), "patient_id": row.image.patient_id,
              "status": row.status, "consensus_masi": row.consensus.masi,
-             "adjudicated": row.adjudicated}
-            for row in rows
+             "adjudicated": row.adjudicated, "not_visible": " ".join(row.hidden or ())}
+            for row in rows if row.trainable
         ],
         columns=list(MANIFEST_COLUMNS),
     )
@@ -90,6 +92,7 @@ def ratings_frame(rows: list[ConsensusRow]) -> pd.DataFrame:
                     "region_score": scores["area"] * (scores["darkness"] + scores["homogeneity"]),
                     "rater_masi": rating.masi, "rater_mmasi": rating.mmasi,
                     "revision": rating.revision, "rated_at": rating.updated_at,
+                    "not_visible": region in rating.hidden,
                 })
     return pd.DataFrame(records, columns=list(RATINGS_COLUMNS))
 
@@ -98,7 +101,8 @@ def class_counts(rows: list[ConsensusRow]) -> dict[str, int]:
     """Photos per severity class (of the label the manifest carries), every class listed."""
     counts = dict.fromkeys(SEVERITIES, 0)
     for row in rows:
-        counts[severity(row.label_masi)] += 1
+        if row.trainable:
+            counts[severity(row.label_masi)] += 1
     return counts
 
 

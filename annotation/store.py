@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS ratings (
     revision INTEGER NOT NULL CHECK (revision >= 1),
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
+    hidden TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (image_id, rater)
 );
 CREATE TABLE IF NOT EXISTS rating_audit (
@@ -138,6 +139,8 @@ class Rating:
     revision: int
     created_at: str
     updated_at: str
+    #: regions the rater marked "not visible in this photo" (their scores are stored as 0)
+    hidden: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,7 @@ def _rating(row: sqlite3.Row) -> Rating:
     return Rating(
         image_id=row["image_id"], rater=row["rater"], scores=scores, masi=row["masi"],
         mmasi=row["mmasi"], revision=row["revision"], created_at=row["created_at"],
-        updated_at=row["updated_at"],
+        updated_at=row["updated_at"], hidden=tuple(r for r in row["hidden"].split(",") if r),
     )
 
 
@@ -195,6 +198,14 @@ def _audit(row: sqlite3.Row) -> AuditEntry:
         revision=row["revision"], old_scores=json.loads(old) if old is not None else None,
         new_scores=json.loads(row["new_scores"]), old_masi=row["old_masi"], new_masi=row["new_masi"],
     )
+
+
+def _missing_columns(conn: sqlite3.Connection) -> str:
+    """ALTER statements for columns an older database lacks (`ratings.hidden`, version 1)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(ratings)")}
+    if columns and "hidden" not in columns:
+        return "ALTER TABLE ratings ADD COLUMN hidden TEXT NOT NULL DEFAULT '';\n"
+    return ""
 
 
 def _rerate_pending(conn: sqlite3.Connection, rating: sqlite3.Row) -> bool:
@@ -220,7 +231,8 @@ class RatingStore:
                     f"{SCHEMA_VERSION}"
                 )
             conn.executescript(
-                f"BEGIN IMMEDIATE;\n{SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+                f"BEGIN IMMEDIATE;\n{SCHEMA}\n{_missing_columns(conn)}"
+                f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
             )
 
     @contextmanager
@@ -296,6 +308,7 @@ class RatingStore:
         masi: float,
         mmasi: float,
         max_ratings: int,
+        hidden: tuple[str, ...] = (),
     ) -> Rating:
         """Store or revise `rater`'s rating of `image_id` and append the change to the audit trail.
 
@@ -330,16 +343,16 @@ class RatingStore:
                 marks = ", ".join("?" for _ in SCORE_COLUMNS)
                 conn.execute(
                     f"INSERT INTO ratings (image_id, rater, {columns}, masi, mmasi, revision,"
-                    f" created_at, updated_at) VALUES (?, ?, {marks}, ?, ?, 1, ?, ?)",
-                    (image_id, rater, *values, masi, mmasi, now, now),
+                    f" created_at, updated_at, hidden) VALUES (?, ?, {marks}, ?, ?, 1, ?, ?, ?)",
+                    (image_id, rater, *values, masi, mmasi, now, now, ",".join(hidden)),
                 )
             else:
                 old, revision, created = _rating(row), row["revision"] + 1, row["created_at"]
                 assignments = ", ".join(f"{c} = ?" for c in SCORE_COLUMNS)
                 conn.execute(
                     f"UPDATE ratings SET {assignments}, masi = ?, mmasi = ?, revision = ?,"
-                    " updated_at = ? WHERE image_id = ? AND rater = ?",
-                    (*values, masi, mmasi, revision, now, image_id, rater),
+                    " updated_at = ?, hidden = ? WHERE image_id = ? AND rater = ?",
+                    (*values, masi, mmasi, revision, now, ",".join(hidden), image_id, rater),
                 )
             new_scores = {r: {i: scores[r][i] for i in ITEMS} for r in REGIONS}
             conn.execute(
@@ -349,7 +362,7 @@ class RatingStore:
                  json.dumps(old.scores) if old is not None else None, json.dumps(new_scores),
                  old.masi if old is not None else None, masi),
             )
-        return Rating(image_id, rater, new_scores, masi, mmasi, revision, created, now)
+        return Rating(image_id, rater, new_scores, masi, mmasi, revision, created, now, tuple(hidden))
 
     # adjudication --------------------------------------------------------------------------
     def add_adjudication(

@@ -70,19 +70,33 @@ class Submission:
         return self.revision > 1
 
 
+def hide_regions(scores: masi_scale.Scores, hidden: Sequence[str]) -> dict[str, dict[str, object]]:
+    """The scores with every region in `hidden` ("not visible in this photo") set to 0."""
+    unknown = sorted(set(hidden) - set(masi_scale.REGIONS))
+    if unknown:
+        raise AnnotationError(f"unknown region {unknown[0]!r}; regions are {', '.join(masi_scale.REGIONS)}")
+    if set(hidden) == set(masi_scale.REGIONS):
+        raise AnnotationError("at least one region must be visible to rate the photo")
+    return {region: ({item: 0 for item in masi_scale.ITEMS} if region in hidden else dict(scores[region]))
+            for region in masi_scale.REGIONS}
+
+
 def submit(
-    store: RatingStore, settings: Settings, rater: str, image_id: str, scores: masi_scale.Scores
+    store: RatingStore, settings: Settings, rater: str, image_id: str, scores: masi_scale.Scores,
+    hidden: Sequence[str] = (),
 ) -> Submission:
     """Validate and store `rater`'s scores for `image_id` (a second submit revises, audited).
+    Regions in `hidden` are "not visible in this photo": stored as 0 and listed with the rating.
 
     Raises UnknownRaterError, UnknownImageError, ImageCompleteError or ValueError (bad scores);
     nothing is stored then.
     """
     check_rater(rater, settings)
-    clean = masi_scale.validate(scores)
+    hidden = tuple(region for region in masi_scale.REGIONS if region in set(hidden))
+    clean = masi_scale.validate(hide_regions(scores, hidden) if hidden else scores)
     rating = store.save_rating(
         image_id, rater, clean, masi_scale.masi(clean), masi_scale.mmasi(clean),
-        max_ratings=settings.ratings_per_image,
+        max_ratings=settings.ratings_per_image, hidden=hidden,
     )
     return Submission(rating.image_id, rating.rater, rating.masi, rating.mmasi, rating.revision)
 
@@ -117,6 +131,12 @@ class ConsensusRow:
                              and d.decided_at > changed.get(d.rater, "")}))
 
     @property
+    def hidden(self) -> tuple[str, ...] | None:
+        """Regions every rater marked not visible (() when none); None when raters disagree."""
+        sets = {r.hidden for r in self.ratings}
+        return next(iter(sets)) if len(sets) == 1 else None
+
+    @property
     def adjudicated(self) -> float | None:
         """The coordinator's MASI when their latest word came after the last rating change."""
         last_change = max(r.updated_at for r in self.ratings)
@@ -134,13 +154,24 @@ class ConsensusRow:
 
     @property
     def label_masi(self) -> float:
-        """The MASI training uses: the adjudicated one if any, else the consensus mean."""
+        """The MASI training uses: the adjudicated one if any, else the consensus mean, rescaled
+        to the whole face when all raters marked the same regions not visible (mean / visible weight)."""
         adjudicated = self.adjudicated
-        return self.consensus.masi if adjudicated is None else adjudicated
+        if adjudicated is not None:
+            return adjudicated
+        visible = 1 - sum(masi_scale.REGION_WEIGHTS[r] for r in self.hidden or ())
+        return round(min(self.consensus.masi / visible, masi_scale.SCALE_MAX["masi"]), 10)
+
+    @property
+    def trainable(self) -> bool:
+        """False while raters disagree on which regions are visible and no coordinator decided."""
+        return self.hidden is not None or self.adjudicated is not None
 
 
 def _disagreements(ratings: Sequence[Rating], spread: float, threshold: float) -> tuple[str, ...]:
     reasons = []
+    if len({r.hidden for r in ratings}) > 1:
+        reasons.append("raters disagree on which regions are visible")
     bins = {masi_scale.severity(r.masi) for r in ratings}
     if len(bins) > 1:
         reasons.append("raters disagree on the severity bin (" + ", ".join(sorted(bins)) + ")")

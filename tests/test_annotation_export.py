@@ -58,7 +58,8 @@ def test_export_writes_manifest_and_long_ratings(
     assert not [p for p in settings.exports_dir.iterdir() if p.name.startswith(".")]
 
     manifest = pd.read_csv(result.manifest, dtype=str, keep_default_na=False)
-    assert list(manifest.columns) == ["image", "masi", "severity", "patient_id", "status", "consensus_masi", "adjudicated"]
+    assert list(manifest.columns) == ["image", "masi", "severity", "patient_id", "status", "consensus_masi", "adjudicated",
+                                      "not_visible"]
     assert manifest["image"].tolist() == [f"images/{i}.jpg" for i in ids[:12]]
     consensus = {r.image.id: r.consensus for r in workflow.consensus_rows(store, settings)}
     for _, row in manifest.iterrows():

@@ -75,3 +75,40 @@ def test_rerate_request_reopens_the_photo_for_that_rater_only(closed) -> None:
     log = store.adjudications(first)
     assert [(d.action, d.coordinator, d.rater, d.reason) for d in log] == [
         ("rerate", "boss", "rater3", "area looks overestimated")]
+
+
+def test_not_visible_regions_rule(tmp_path: Path) -> None:
+    """Same region not visible for all raters: MASI rescaled to the visible weight and trainable;
+    raters disagreeing on visibility: disputed and left out of the manifest until adjudicated."""
+    settings = Settings(data_dir=tmp_path / "data", raters=("a", "b"), ratings_per_image=2)
+    store = RatingStore(settings.data_dir / "annotations.sqlite")
+    same, differ = ingest(store, settings.photos_dir, write_pngs(tmp_path / "in", 2)).added
+    partial = {r: s for r, s in uniform(2, 2, 1).items() if r != "chin"}  # no chin scores needed
+    for rater in ("a", "b"):
+        done = workflow.submit(store, settings, rater, same, partial, hidden=("chin",))
+        assert done.masi == pytest.approx(5.4)  # 0.9 x 2 x 3, chin stored as 0
+    workflow.submit(store, settings, "a", differ, uniform(2, 2, 1))
+    workflow.submit(store, settings, "b", differ, partial, hidden=("chin",))
+    with pytest.raises(AnnotationError, match="at least one region"):
+        workflow.submit(store, settings, "a", differ, {}, hidden=("forehead", "right_malar", "left_malar", "chin"))
+
+    rows = {row.image.id: row for row in workflow.consensus_rows(store, settings)}
+    assert rows[same].hidden == ("chin",) and rows[same].label_masi == pytest.approx(6.0)  # 5.4 / 0.9
+    assert rows[same].status == "agreed" and rows[same].trainable
+    assert rows[differ].hidden is None and rows[differ].status == "disputed" and not rows[differ].trainable
+    assert "raters disagree on which regions are visible" in rows[differ].reasons
+
+    manifest = pd.read_csv(export(store, settings, settings.photos_dir).manifest)
+    assert manifest["image"].tolist() == [f"images/{same}.jpg"] and manifest.loc[0, "not_visible"] == "chin"
+    workflow.adjudicate(store, settings, "boss", differ, 6.0, "chin hidden by a scarf: rated the rest")
+    manifest = pd.read_csv(export(store, settings, settings.photos_dir).manifest)
+    assert len(manifest) == 2
+
+
+def test_a_database_without_the_not_visible_column_is_upgraded(closed) -> None:
+    settings, store, first, _ = closed
+    with store.connect() as conn:
+        conn.execute("ALTER TABLE ratings DROP COLUMN hidden")  # as written by schema version 1
+    reopened = RatingStore(store.path)
+    assert reopened.get_rating(first, "rater1").hidden == ()
+    assert len(reopened.ratings()) == 4

@@ -145,3 +145,15 @@ def test_raw_upload_is_deleted_after_ingest(app, tmp_path: Path) -> None:
     summary = clients["boss"].predict([handle_file(str(photo))], "", "", api_name="/ingest")
     assert summary["added"] == 1
     assert set(Path(get_upload_folder()).rglob("gps-*.jpg")) == before  # no raw copy left behind
+
+
+def test_not_visible_regions_through_the_api(app) -> None:
+    _, clients, data = app
+    ann = clients["ann"]
+    image_id, _, _ = ann.predict(None, api_name="/next_image")
+    partial = [2, 2, 1] * 3 + [None, None, None]  # no chin scores: the chin is not visible
+    entry, *_ = ann.predict(None, image_id, *partial, "", ["chin"], api_name="/submit_rating")
+    assert entry["masi"] == pytest.approx(5.4)
+    from annotation.store import RatingStore
+
+    assert RatingStore(data / "annotations.sqlite").get_rating(image_id, "ann").hidden == ("chin",)

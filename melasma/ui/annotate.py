@@ -31,7 +31,7 @@ from annotation.plots import rater_scatter
 from annotation.store import SCORE_FIELDS, AnnotationError, RatingStore
 from melasma.access import AccessDenied, Role, local_mode, require, require_rater, role_of
 from melasma.regions import FaceNotFound, draw_regions, find_regions
-from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, masi, mmasi, severity
+from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, REGIONS, masi, mmasi, severity
 from melasma.settings import Settings
 from melasma.ui import annotate_text as text
 from melasma.ui.components import PhotoStage, delete_uploads
@@ -69,9 +69,17 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def live_scores(*values: int | None) -> str:
-    """The entry's MASI and mMASI as the form is filled in (Markdown); area 0 counts D and H as 0."""
-    filled = text.fill_zero_areas(values)
+def _split(values: tuple[Any, ...]) -> tuple[list[Any], list[str]]:
+    """(12 scores, regions marked not visible) from the form's 12 radios then 4 checkboxes."""
+    n = len(SCORE_FIELDS)
+    return list(values[:n]), [region for region, flag in zip(REGIONS, values[n:]) if flag]
+
+
+def live_scores(*values: Any) -> str:
+    """The entry's MASI and mMASI as the form is filled in (Markdown); area 0 counts D and H as 0,
+    a region not visible counts 0."""
+    scores, hidden = _split(values)
+    filled = text.fill_zero_areas(text.fill_hidden(scores, hidden))
     missing = sum(value is None for value in filled)
     if missing:
         return f"MASI - · mMASI - ({missing} of {len(filled)} scores still to choose)"
@@ -182,25 +190,31 @@ class AnnotateTab:
         """API: the next photo this rater has not rated."""
         return self.next_for(self.rater_for(rater, request))
 
-    def submit(self, name: str, image_id: str | None, values: list[int | None]) -> workflow.Submission:
-        """Store (or revise, while the photo is open) the rater's 12 scores."""
+    def submit(
+        self, name: str, image_id: str | None, values: list[int | None], hidden: list[str]
+    ) -> workflow.Submission:
+        """Store (or revise, while the photo is open) the rater's 12 scores; `hidden` regions are
+        "not visible in this photo"."""
         if not image_id:
             raise AnnotationError("no photo selected: press Next photo first")
+        filled = text.fill_zero_areas(text.fill_hidden(values, hidden))
         return workflow.submit(self.store, self.settings, name, image_id,
-                               workflow.scores_from_values(text.fill_zero_areas(values)))
+                               workflow.scores_from_values(filled), hidden=hidden)
 
     def submit_rating(
         self, request: gr.Request, rater: str | None, image_id: str | None, *values: Any
     ) -> tuple[dict[str, object], str, str | None, str]:
-        """API: 12 scores then nothing: a 13th value lands in the trailing `extra` input and is refused."""
+        """API: 12 scores, then `extra` (must stay empty: a 13th score lands there and is refused),
+        then `not_visible` (regions not visible in the photo, default none)."""
         name = self.rater_for(rater, request)
-        *scores, extra = values
+        *scores, extra, hidden = values
         if extra not in (None, ""):
             raise AnnotationError(f"expected {len(SCORE_FIELDS)} scores, got more")
-        missing = text.missing_message(text.fill_zero_areas(scores))
+        hidden = list(hidden or [])
+        missing = text.missing_message(text.fill_zero_areas(text.fill_hidden(scores, hidden)))
         if missing:
             raise AnnotationError(f"expected {len(SCORE_FIELDS)} scores: {missing}")
-        result = self.submit(name, image_id, scores)
+        result = self.submit(name, image_id, scores, hidden)
         entry = {"image_id": result.image_id, "rater": result.rater, "masi": result.masi,
                  "mmasi": result.mmasi, "revision": result.revision}
         return (entry, *self.next_for(name))
@@ -220,7 +234,7 @@ class AnnotateTab:
     # UI events: one event loads the photo AND resets the form (no second event races a click)
     def show_next(self, rater: str | None, outlines: bool, request: gr.Request) -> tuple[Any, ...]:
         """UI: next photo, a blank form, the revise list; a message in the status line on refusal."""
-        blank = [None] * len(SCORE_FIELDS)
+        blank = [None] * len(SCORE_FIELDS) + [False] * len(REGIONS)
         try:
             name = self.rater_for(rater, request)
             image_id, photo, status = self.next_for(name, outlines)
@@ -234,19 +248,20 @@ class AnnotateTab:
         *values: int | None,
     ) -> tuple[Any, ...]:
         """UI: store the scores; on a refusal say why in the result line and keep the form as it is."""
-        keep = (gr.skip(),) * (3 + len(SCORE_FIELDS) + 2)
-        missing = text.missing_message(text.fill_zero_areas(values))
+        keep = (gr.skip(),) * (3 + len(SCORE_FIELDS) + len(REGIONS) + 2)
+        scores, hidden = _split(values)
+        missing = text.missing_message(text.fill_zero_areas(text.fill_hidden(scores, hidden)))
         if missing:
             return (f"⚠️ {missing}", *keep)
         try:
             name = self.rater_for(rater, request)
-            result = self.submit(name, image_id, list(values))
+            result = self.submit(name, image_id, scores, hidden)
             image_id, photo, status = self.next_for(name, outlines)
         except (AnnotationError, AccessDenied) as error:
             return (f"⚠️ {error}", *keep)
         gallery, ids = self.own_open(name)
-        return (text.result_sentence(result), image_id, photo, status, *[None] * len(SCORE_FIELDS),
-                gallery, ids)
+        blank = [None] * len(SCORE_FIELDS) + [False] * len(REGIONS)
+        return (text.result_sentence(result), image_id, photo, status, *blank, gallery, ids)
 
     def load_own(
         self, rater: str | None, ids: list[str], outlines: bool, evt: gr.SelectData, request: gr.Request
@@ -259,10 +274,11 @@ class AnnotateTab:
         if rating is None:
             raise AnnotationError("you have not rated this photo")
         if local_mode(self.settings):
-            values: list[int | None] = [None] * len(SCORE_FIELDS)
+            values: list[Any] = [None] * len(SCORE_FIELDS) + [False] * len(REGIONS)
             note = "rate it again; your new scores replace the earlier ones"
         else:
             values = [rating.scores[region][item] for region, item in SCORE_FIELDS]
+            values += [region in rating.hidden for region in REGIONS]
             note = f"your scores (revision {rating.revision}) are in the form"
         status = f"**{name}**: revising a photo you rated · {note}"
         return (image_id, self.view(image_id, outlines), status, *values)
@@ -351,15 +367,20 @@ class AnnotateTab:
         return files, str(result.manifest)
 
 
-def _region_scores(region: str) -> list[gr.Radio]:
-    """One region's area, darkness and homogeneity inputs under its name and weight."""
+def _region_scores(region: str) -> tuple[list[gr.Radio], gr.Checkbox]:
+    """One region's area, darkness and homogeneity inputs under its name and weight, and its
+    "not visible in this photo" box."""
     label = text.REGION_LABELS[region].capitalize()
     with gr.Group():
-        gr.Markdown(f"**{label}** (weight {REGION_WEIGHTS[region]:g})", elem_classes="melasma-region")
-        return [gr.Radio(AREA_CHOICES if item == "area" else INTENSITY_CHOICES, value=None,
-                         label=f"{label}: {item}", elem_id=f"annotate-{region}-{item}",
-                         elem_classes="melasma-score")
-                for item in ("area", "darkness", "homogeneity")]
+        with gr.Row(equal_height=True):
+            gr.Markdown(f"**{label}** (weight {REGION_WEIGHTS[region]:g})", elem_classes="melasma-region")
+            hidden = gr.Checkbox(False, label="not visible", elem_id=f"annotate-{region}-hidden",
+                                 elem_classes="melasma-hidden", min_width=90, scale=0)
+        radios = [gr.Radio(AREA_CHOICES if item == "area" else INTENSITY_CHOICES, value=None,
+                           label=f"{label}: {item}", elem_id=f"annotate-{region}-{item}",
+                           elem_classes="melasma-score")
+                  for item in ("area", "darkness", "homogeneity")]
+    return radios, hidden
 
 
 def build_annotate_tab(settings: Settings) -> AnnotateTab:
@@ -388,19 +409,21 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
                 with gr.Column(scale=8, elem_classes="melasma-form"):
                     # mirrored to the photo: patient's right cheek on the viewer's left, chin below
                     radios: dict[str, list[gr.Radio]] = {}
+                    boxes: dict[str, gr.Checkbox] = {}
                     with gr.Row(equal_height=False):
                         for region in ("right_malar", "forehead", "left_malar"):
                             with gr.Column(min_width=200):
-                                radios[region] = _region_scores(region)
+                                radios[region], boxes[region] = _region_scores(region)
                     with gr.Row(equal_height=False):
                         with gr.Column(min_width=200):
                             live = gr.Markdown(live_scores(*[None] * len(SCORE_FIELDS)))
                             submit = gr.Button("Submit rating", variant="primary", elem_id="annotate-submit")
                         with gr.Column(min_width=200):
-                            radios["chin"] = _region_scores("chin")
+                            radios["chin"], boxes["chin"] = _region_scores("chin")
                         with gr.Column(min_width=200):
                             result = gr.Markdown(elem_id="annotate-result")
                     scores = [radio for region, _ in SCORE_FIELDS[::3] for radio in radios[region]]
+                    hidden = [boxes[region] for region in REGIONS]
                     with gr.Accordion("Revise one of my ratings (photos still open)", open=False):
                         own = gr.Gallery(label="Photos you rated that still wait for other raters",
                                          columns=6, height=180, allow_preview=False)
@@ -453,7 +476,7 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
         with gr.Tab("Export", id="annotate-export") as tabs["annotate-export"]:
             gr.Markdown("Exports closed photos: a training manifest (label = adjudicated MASI when there "
                         "is one, else the raters' mean; `status` and `adjudicated` columns) and every rating.")
-            counts = gr.Markdown()
+            counts = gr.Markdown(elem_id="annotate-counts")
             with gr.Row():
                 check = gr.Button("Check class counts")
                 export_button = gr.Button("Export and send to Train", variant="primary")
@@ -464,26 +487,28 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
             api_submit = gr.Button(visible=False)
             api_entry = gr.JSON(visible=False)
             extra = gr.Textbox("", visible=False, label="extra (leave empty: the API takes exactly 12 scores)")
+            not_visible = gr.CheckboxGroup(list(REGIONS), value=[], visible=False,
+                                           label="not_visible (regions not visible in the photo)")
 
     tab = AnnotateTab(settings, store, settings.photos_dir, export_path, banner, tabs)
     quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
     lane: dict[str, Any] = {"concurrency_id": RATING_LANE, "concurrency_limit": 16}
-    form_outputs = [image_id, image, status, *scores]
+    form_outputs = [image_id, image, status, *scores, *hidden]
 
-    gr.on([radio.change for radio in scores], live_scores, scores, live, trigger_mode="always_last",
-          **quiet, **lane)
+    gr.on([c.change for c in [*scores, *hidden]], live_scores, [*scores, *hidden], live,
+          trigger_mode="always_last", **quiet, **lane)
     for area, darkness, homogeneity in zip(scores[0::3], scores[1::3], scores[2::3]):
         area.input(lambda a: (0, 0) if a == 0 else (gr.skip(), gr.skip()), area, [darkness, homogeneity],
                    **quiet, **lane)
     # rating: the UI events and their API twins (same handlers, API-shaped outputs)
     gr.on([next_button.click, rater.change], tab.show_next, [rater, outlines],
           [*form_outputs, result, own, own_ids], **quiet, **lane)
-    submit.click(tab.ui_submit, [rater, image_id, outlines, *scores], [result, *form_outputs, own, own_ids],
-                 **quiet, **lane)
+    submit.click(tab.ui_submit, [rater, image_id, outlines, *scores, *hidden],
+                 [result, *form_outputs, own, own_ids], **quiet, **lane)
     own.select(user_errors(tab.load_own), [rater, own_ids, outlines], form_outputs, **quiet, **lane)
     outlines.change(user_errors(tab.redraw), [image_id, outlines], image, **quiet, **lane)
     api_next.click(user_errors(tab.next_image), rater, [image_id, image, status], api_name="next_image", **lane)
-    api_submit.click(user_errors(tab.submit_rating), [rater, image_id, *scores, extra],
+    api_submit.click(user_errors(tab.submit_rating), [rater, image_id, *scores, extra, not_visible],
                      [api_entry, image_id, image, status], api_name="submit_rating", **lane)
     # coordinator
     add.click(user_errors(tab.add_photos), [files, patient, visit], added, api_name="ingest", **lane

@@ -30,6 +30,15 @@ def fill_zero_areas(values: Sequence[int | None]) -> list[int | None]:
     return filled
 
 
+def fill_hidden(values: Sequence[int | None], hidden: Sequence[str]) -> list[int | None]:
+    """Regions marked "not visible" need no scores: theirs become 0."""
+    filled = list(values)
+    for index, (region, _) in enumerate(SCORE_FIELDS):
+        if region in hidden:
+            filled[index] = 0
+    return filled
+
+
 def _join(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 

@@ -16,6 +16,7 @@ CSS = """
 .melasma-form .melasma-score span[data-testid="block-info"] {
   margin-bottom: 0 !important; padding: 0 4px !important; font-size: 0.75em; background: none !important; }
 .melasma-region p { margin: 2px 6px !important; }
+.melasma-form .melasma-hidden { padding: 0 4px !important; font-size: 0.8em; }
 """
 
 
