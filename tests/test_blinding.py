@@ -11,10 +11,10 @@ import pytest
 
 from annotation import workflow
 from annotation.export import export
-from annotation.store import AnnotationError, ImageClosedError, RatingStore
-from tests.test_annotation_store import uniform, write_pngs
 from annotation.ingest import ingest
+from annotation.store import AnnotationError, ImageClosedError, RatingStore
 from melasma.settings import Settings
+from tests.test_annotation_store import uniform, write_pngs
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_not_visible_regions_rule(tmp_path: Path) -> None:
 
 
 def test_a_database_without_the_not_visible_column_is_upgraded(closed) -> None:
-    settings, store, first, _ = closed
+    _, store, first, _ = closed
     with store.connect() as conn:
         conn.execute("ALTER TABLE ratings DROP COLUMN hidden")  # as written by schema version 1
     reopened = RatingStore(store.path)

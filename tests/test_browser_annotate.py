@@ -6,17 +6,17 @@ Adjudicate and Export screens. Set MELASMA_SCREENSHOTS=docs/img to refresh the d
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from gradio_client import handle_file
+from live_app import live_app
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
-
-from live_app import live_app
-from melasma.data.synthetic import generate
 from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+from melasma.data.synthetic import generate
 
 pytestmark = pytest.mark.timeout(400)
 expect.set_options(timeout=30_000)

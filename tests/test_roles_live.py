@@ -4,8 +4,9 @@ and what no URL or endpoint hands out: stored photos, exports, other raters' sco
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -13,9 +14,8 @@ import pytest
 from gradio.utils import get_upload_folder
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from PIL import Image
-
 from live_app import live_app
+from PIL import Image
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -57,11 +57,8 @@ def _denied(call: Callable[[], Any]) -> bool:
     """True when the call is refused for the user's role; False when the role may make it."""
     try:
         call()
-    except AppError as error:
-        message = str(error)
-        if any(words in message for words in ("only a coordinator", "not one of the raters", "sign in")):
-            return True
-        return False  # allowed, refused for another reason (nothing to export yet, ...)
+    except AppError as error:  # refused: for the role, or for another reason (nothing to export yet, ...)
+        return any(words in str(error) for words in ("only a coordinator", "not one of the raters", "sign in"))
     return False
 
 
@@ -102,7 +99,7 @@ def test_blinding_holds_after_a_photo_closes(app) -> None:
         ann.predict(None, image_id, *([6, 4, 4] * 4), api_name="/submit_rating")
 
     # the export's files are handed to the coordinator only, never served from the data folder
-    (manifest, ratings_csv), handed = boss.predict(api_name="/export")
+    (_, ratings_csv), handed = boss.predict(api_name="/export")
     assert "ann" in Path(ratings_csv).read_text()
     assert Path(handed).is_relative_to(data / "exports")
     for user in (None, "ann", "eve"):

@@ -14,9 +14,10 @@ must be one of the configured raters.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import gradio as gr
 import pandas as pd
@@ -30,8 +31,8 @@ from annotation.ingest import ingest, photo_path
 from annotation.plots import rater_scatter
 from annotation.store import SCORE_FIELDS, AnnotationError, RatingStore
 from melasma.access import AccessDenied, Role, local_mode, require, require_rater, role_of
-from melasma.regions import FaceNotFound, draw_regions, find_regions
 from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, REGIONS, masi, mmasi, severity
+from melasma.regions import FaceNotFound, draw_regions, find_regions
 from melasma.settings import Settings
 from melasma.ui import annotate_text as text
 from melasma.ui.components import PhotoStage, delete_uploads
