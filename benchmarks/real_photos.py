@@ -1,6 +1,6 @@
 """How a checkpoint does on real photos: melasma vs not, where its explanations land, tone baseline.
 
-Usage: python benchmarks/real_photos.py [DIR] [--weights W] [--bases FILE] [--json]
+Usage: python benchmarks/real_photos.py [DIR] [--weights W] [--bases FILE] [--json] [--tone-only]
 
 DIR holds `melasma/`, `non-melasma/` and the COCO lesion polygons `_annotations.coco.json` (default:
 ../shared/data/roboflow-melasma). Photos the checkpoint saw as semi-synthetic training bases are
@@ -119,6 +119,13 @@ def measure_photo(predictor: Predictor, path: Path, melasma: bool, lesion: np.nd
     return PhotoResult(path.name, melasma, prediction.severity, score, mean_ita(pixels, skin), ratios)
 
 
+def tone_baseline_auc(directory: Path, excluded: set[str]) -> float:
+    """ROC AUC, melasma vs not, of the mean skin tone alone (darker ITA = melasma); no model."""
+    photos = list_photos(directory, excluded)
+    tones = [mean_ita(np.asarray(load_image(path))) for path, _ in photos]
+    return float(roc_auc_score([label for _, label in photos], [-t for t in tones]))
+
+
 def summarise(results: list[PhotoResult]) -> Summary:
     """AUCs, median polygon ratios and the non-melasma mild share over all results."""
     labels = [r.melasma for r in results]
@@ -176,11 +183,15 @@ def main(argv: list[str] | None = None) -> int:
                                                       "(default: the one beside the weights)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many photos per folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--tone-only", action="store_true", help="print only the skin-tone baseline AUC (no model)")
     args = parser.parse_args(argv)
 
     directory, weights = Path(args.directory), Path(args.weights)
     bases_file = Path(args.bases) if args.bases else weights / "bases.json"
     excluded = training_bases(weights, Path(args.bases) if args.bases else None)
+    if args.tone_only:
+        print(f"ROC AUC of skin tone alone (ITA): {tone_baseline_auc(directory, set(excluded)):.3f}")
+        return 0
     photos = list_photos(directory, set(excluded))
     if args.limit is not None:
         photos = [p for label in (True, False) for p in [q for q in photos if q[1] == label][: args.limit]]
