@@ -13,8 +13,6 @@ from melasma.explain.lrp import lrp_attribution
 from melasma.models import create, get_spec
 from melasma.models.factory import build
 
-pytestmark = pytest.mark.timeout(200)
-
 ARCHS = ("alexnet", "googlenet", "resnet18", "vgg16", "densenet121", "mobilenetv2_100")
 SIZE = 64  # alexnet needs >= 63 px
 
