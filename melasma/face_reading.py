@@ -64,19 +64,10 @@ class FaceReading:
         ]
 
 
-def positive_share(relevance: np.ndarray, mask: np.ndarray) -> float | None:
-    """Percentage of the map's positive relevance that falls inside `mask` (None: no positive mass)."""
-    positive = np.clip(np.asarray(relevance, dtype=np.float64), 0, None)
-    total = positive.sum()
-    return None if total <= 0 else round(100.0 * float(positive[mask].sum() / total), 1)
-
-
 def read_face(photo: Image.Image, maps: Mapping[str, np.ndarray] | None = None) -> FaceReading:
     """Find and measure the regions of `photo` (RGB); `maps` (method -> map at the photo's size)
     add the share of each method's positive relevance per region."""
-    from melasma.regions import FaceNotFound, find_regions
-    from melasma.regions.draw import draw_regions
-    from melasma.regions.pigment import measure_pigment
+    from melasma.regions import FaceNotFound, draw_regions, find_regions, measure_pigment, relevance_share
 
     start = time.perf_counter()
     try:
@@ -87,12 +78,12 @@ def read_face(photo: Image.Image, maps: Mapping[str, np.ndarray] | None = None) 
         notice = NO_FACE_NOTICE.format(reason=reason[:1].upper() + reason[1:])
         return FaceReading(False, notice, (), None, None, photo, {"face_found": False, "notice": notice}, elapsed)
     measures = measure_pigment(photo, regions)
+    shares_by_method = {method: relevance_share(regions, relevance) for method, relevance in (maps or {}).items()}
     rows = []
     for name in REGIONS:
         region = regions.regions[name]
         measure = measures.regions.get(name)
-        shares = {m: positive_share(relevance, region.mask) if region.visible else None
-                  for m, relevance in (maps or {}).items()}
+        shares = {m: round(100.0 * share[name], 1) if region.visible else None for m, share in shares_by_method.items()}
         rows.append(RegionRow(
             name, region.visible,
             None if measure is None else round(100.0 * measure.pigmented_share, 1),
