@@ -1,7 +1,7 @@
 """The rating and coordinator screens in a real browser (Playwright + Debian chromium, 1400 x 900):
 a first click right after a photo appears is kept, Submit is on screen, Area 0 fills darkness and
 homogeneity, missing scores are named at once without error badges; then the coordinator's Photos,
-Adjudicate and Export screens. Set MELASMA_SCREENSHOTS=docs/img to refresh the docs' screenshots."""
+Adjudicate and Export screens. Set MELASMA_SCREENSHOTS=docs/images to refresh the docs' screenshots."""
 
 from __future__ import annotations
 
