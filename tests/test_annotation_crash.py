@@ -20,7 +20,7 @@ from annotation.store import RatingStore
 from melasma.masi import REGIONS
 from melasma.settings import Settings
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 ACKS_BEFORE_KILL = 45

@@ -22,7 +22,7 @@ from live_app import free_port
 from melasma.settings import Settings
 from melasma.ui.annotate import AnnotateTab, build_annotate_tab
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.live
 
 N_IMAGES = 50
 API_NAMES = {"/ingest", "/next_image", "/submit_rating", "/agreement", "/export", "/photos", "/adjudicate",

@@ -25,7 +25,7 @@ from annotation.store import (
 from melasma.masi import REGIONS
 from melasma.settings import Settings
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.realdata
 
 
 def uniform(area: int, darkness: int, homogeneity: int) -> dict[str, dict[str, int]]:

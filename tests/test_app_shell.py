@@ -21,7 +21,7 @@ from melasma.cli import serve as serve_cli
 from melasma.settings import Settings
 from melasma.ui.app import GUEST, ensure_demo_data, hf_username, launch_options, oauth_enabled
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.live
 
 REPO = Path(__file__).resolve().parents[1]
 API_NAMES = {

@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from live_app import live_app
 from melasma.data.synthetic import generate
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

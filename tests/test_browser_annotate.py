@@ -18,7 +18,7 @@ from test_browser import CHROMIUM, CHROMIUM_ARGS
 
 from melasma.data.synthetic import generate
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = pytest.mark.browser
 expect.set_options(timeout=30_000)
 
 VIEWPORT = {"width": 1400, "height": 900}

@@ -15,6 +15,8 @@ from melasma.jobs.execute import config_to_dict
 from melasma.jobs.store import JobStore
 from melasma.training import TrainConfig
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 ERROR = "bad data [x](http://e) and ![i](http://e/i.png) **loud**"

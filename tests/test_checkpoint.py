@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from melasma.models import CheckpointError, create, load_checkpoint, save_checkpoint
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.slow
 
 META = {"classes": ["mild", "moderate", "severe"], "cutoffs": [16.0, 32.0], "image_size": 32,
         "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "metrics": {"auc": float("nan")}}

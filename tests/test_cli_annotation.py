@@ -15,6 +15,8 @@ from melasma.cli import main
 from melasma.data.synthetic import generate, rater_scores
 from melasma.masi import REGIONS, consensus, masi
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 ITEMS = ("area", "darkness", "homogeneity")
 

@@ -18,7 +18,7 @@ from PIL import Image
 from melasma.cli import build_parser
 from melasma.cli.arguments import MAX_SEED
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "weights" / "demo"

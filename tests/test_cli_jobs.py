@@ -11,6 +11,8 @@ from melasma.cli import main
 from melasma.data.synthetic import generate
 from melasma.jobs import JobRunner
 
+pytestmark = pytest.mark.slow
+
 TINY = ("--arch", "resnet10t", "--epochs", "2", "--image-size", "32", "--batch-size", "8",
         "--pretrained", "off", "--device", "cpu")
 

@@ -13,7 +13,7 @@ from PIL import Image
 from melasma.cli import main
 from melasma.masi import SEVERITIES
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import pytest
 
 from melasma.cli import main
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.slow
 
 
 def test_train_then_evaluate(synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

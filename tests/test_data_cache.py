@@ -10,8 +10,6 @@ import pytest
 from melasma.data.cache import MIN_PARALLEL, default_cache_dir, entry_path, load_cached
 from melasma.data.images import ImageLoadError, file_sha256, load_array
 
-pytestmark = pytest.mark.timeout(60)
-
 
 def _images(synth_dir: Path, n: int) -> list[Path]:
     return sorted((synth_dir / "images").glob("*.jpg"))[:n]

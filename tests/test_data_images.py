@@ -21,7 +21,7 @@ from melasma.data.images import (
 )
 from melasma.data.masks import MaskError, coco_masks, mask_for_image
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.realdata
 
 
 def _jpeg(img: Image.Image, **kwargs: object) -> bytes:

@@ -14,8 +14,6 @@ from melasma.data.manifest import DatasetError, load_dataset, manifest_hash
 from melasma.data.splits import assign_splits
 from melasma.masi import SEVERITIES
 
-pytestmark = pytest.mark.timeout(60)
-
 
 def _write_images(folder: Path, names: list[str], shade: int = 0) -> None:
     """Distinct tiny PNGs (distinct content: duplicates are an error)."""

@@ -13,7 +13,7 @@ from melasma.inference import default_checkpoint
 from melasma.masi import SEVERITIES
 from melasma.models import load_checkpoint
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.slow
 
 CARD = Path(__file__).resolve().parents[1] / "weights" / "README.md"
 #: The card's data command, as arguments of `melasma.data.synthetic.generate`.

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "<!-- walkthrough: tests/test_docs_walkthrough.py runs the next bash block -->"
 
@@ -22,7 +24,6 @@ def walkthrough_block() -> str:
     return match.group(1)
 
 
-@pytest.mark.slow
 def test_the_documented_round_trip_runs_and_writes_what_it_says(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("MELASMA_DATA_DIR", None)

@@ -15,7 +15,7 @@ from live_app import live_app
 from melasma.data.synthetic import generate, rater_scores
 from melasma.masi import ITEMS, REGIONS, SEVERITIES, consensus, masi
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.live
 
 N_IMAGES = 18  # seed 0: consensus 7 mild, 6 moderate, 5 severe -> three splits of three classes
 RATERS = ("rater1", "rater2", "rater3")

@@ -22,6 +22,8 @@ from melasma.explain.faithfulness import (
 )
 from melasma.models import create
 
+pytestmark = pytest.mark.slow
+
 SIZE = 64
 
 

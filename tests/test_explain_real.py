@@ -12,6 +12,8 @@ import torch
 from melasma.explain.report import explain_report
 from melasma.models import create, save_checkpoint
 
+pytestmark = pytest.mark.realdata
+
 SIZE = 64
 
 

@@ -13,6 +13,8 @@ from melasma.data.manifest import load_dataset
 from melasma.explain.report import ReportError, list_images
 from melasma.masi import SEVERITIES
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def trained_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:

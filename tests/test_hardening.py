@@ -22,7 +22,7 @@ from PIL import Image
 from live_app import live_app
 from melasma.masi import SEVERITIES
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.live
 
 UPLOAD_CAP_MB = 1
 RATERS = ("rater1", "rater2", "rater3")

@@ -18,6 +18,8 @@ from melasma.inference import (
 from melasma.masi import DEFAULT_CUTOFFS, SEVERITIES
 from melasma.models import create, save_checkpoint
 
+pytestmark = pytest.mark.realdata
+
 @pytest.fixture(scope="module")
 def demo() -> Predictor:
     return Predictor.from_checkpoint(default_checkpoint())

@@ -19,6 +19,8 @@ from melasma.jobs.execute import config_to_dict, describe_error
 from melasma.jobs.store import INTERRUPTED, JobStore, owner_string
 from melasma.training import TrainConfig
 
+pytestmark = pytest.mark.slow
+
 
 #: timm's smallest CNN (0.4 M parameters): real training in a fraction of resnet18's time.
 TINY = "test_resnet"

@@ -23,6 +23,8 @@ from melasma.jobs.store import QueueFullError
 from melasma.jobs.worker import KILLED, describe_exit
 from melasma.training import TrainConfig
 
+pytestmark = pytest.mark.live
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = "test_resnet"
 

@@ -6,8 +6,6 @@ import pytest
 
 from melasma.masi import REGIONS, consensus, masi, mmasi, severity
 
-pytestmark = pytest.mark.timeout(30)
-
 
 def uniform(area: int, darkness: int, homogeneity: int) -> dict:
     return {r: {"area": area, "darkness": darkness, "homogeneity": homogeneity} for r in REGIONS}

@@ -13,8 +13,6 @@ from melasma.masi import SEVERITIES
 from melasma.training.metrics import _weighted, evaluate_predictions, expected_calibration_error
 from melasma.training.report import summary_row, write_summary
 
-pytestmark = pytest.mark.timeout(60)
-
 
 @pytest.fixture
 def predictions() -> tuple[np.ndarray, np.ndarray]:

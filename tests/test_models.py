@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from melasma.models import ARCHITECTURES, create, get_spec, resolve_module
 from melasma.models.factory import OFFLINE_FALLBACK, RANDOM_INIT, load_backbone, torchvision_cache_file
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))

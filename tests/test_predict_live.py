@@ -17,6 +17,8 @@ from melasma.models import create, save_checkpoint
 from melasma.settings import Settings
 from melasma.ui.predict import PredictTab, build_predict_tab
 
+pytestmark = [pytest.mark.live, pytest.mark.realdata]
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, PredictTab, Path]]:
     """Only the Predict tab in a Blocks, on a free port; yields (client, tab, data folder)."""

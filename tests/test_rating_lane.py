@@ -16,7 +16,7 @@ from PIL import Image
 
 from annotation.store import RatingStore
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = pytest.mark.live
 
 #: Many more /explain calls than a lane holds (the issue's flood was 70), sent at once.
 FLOOD = 100

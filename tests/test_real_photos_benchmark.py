@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "real_photos.py"
 KEYS = {"images", "auc_melasma", "lrp_in_polygon_ratio", "gxi_in_polygon_ratio", "gradcam_in_polygon_ratio",

@@ -11,6 +11,8 @@ from PIL import Image
 from melasma.masi import REGIONS
 from melasma.regions import FaceNotFound, FaceRegions, find_regions
 
+pytestmark = pytest.mark.realdata
+
 
 def _photo(folder: Path, prefix: str) -> Image.Image:
     (path,) = sorted(folder.glob(f"{prefix}_jpg.rf.*.jpg"))

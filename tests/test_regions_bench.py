@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "regions_real.py"
 KEYS = {"images", "faces_found", "dice_mean", "iou_mean", "area_corr", "auc_melasma", "tone_baseline_auc"}
 

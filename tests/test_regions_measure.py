@@ -17,6 +17,8 @@ from melasma.regions import (
 from melasma.regions.pigment import area_item
 from melasma.regions.report import analyse
 
+pytestmark = pytest.mark.realdata
+
 
 @pytest.fixture(scope="module")
 def photo(roboflow_dir: Path) -> Image.Image:

@@ -17,7 +17,7 @@ from gradio_client.exceptions import AppError
 from live_app import live_app
 from PIL import Image
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.live
 
 USERS = {"boss": "pw-boss", "ann": "pw-ann", "bob": "pw-bob", "eve": "pw-eve"}
 ROLE_USER = {"coordinator": "boss", "rater": "ann", "visitor": "eve"}

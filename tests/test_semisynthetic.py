@@ -23,6 +23,8 @@ from melasma.data.semisynthetic.tone import mean_ita, rgb_to_lab, shift_ita, ski
 from melasma.data.synthetic import AREA_SHARES, rater_scores
 from melasma.masi import REGIONS, SEVERITIES, consensus
 
+pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+
 N_BASES = 3
 
 

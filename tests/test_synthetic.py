@@ -15,8 +15,6 @@ from melasma.data.masks import MaskError, mask_for_image, synthetic_mask
 from melasma.data.synthetic import CLASS_PRIORS, generate, rater_scores
 from melasma.masi import ITEMS, REGION_WEIGHTS, REGIONS, SEVERITIES, consensus, masi
 
-pytestmark = pytest.mark.timeout(60)
-
 
 def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -18,6 +18,8 @@ from melasma.settings import Settings
 from melasma.ui.train import TrainTab, _headline, build_train_tab
 from melasma.ui.train_view import curves_figure, data_summary, results_note, results_table
 
+pytestmark = pytest.mark.live
+
 USERS = (("coord", "pw-c"), ("ana", "pw-a"), ("ben", "pw-b"), ("r1", "pw-r"))
 
 
@@ -55,9 +57,9 @@ def app(data_dir: Path, free_port: int):
 
 
 def start(client: Client, data: Path | str, archs: list[str], extra: str = "", epochs: int = 1,
-          batch_size: int = 64, image_size: int = 32) -> str:
+          batch_size: int = 64, image_size: int = 32, seed: float = 0) -> str:
     # data, archs, other timm models, epochs, batch size, image size, lr, patience, seed, device, weights, cut-offs
-    return client.predict(str(data), archs, extra, epochs, batch_size, image_size, 1e-3, epochs, 0, "cpu", "off",
+    return client.predict(str(data), archs, extra, epochs, batch_size, image_size, 1e-3, epochs, seed, "cpu", "off",
                           "16,32", api_name="/start_training")
 
 
@@ -127,6 +129,14 @@ def test_a_1024_px_resnet18_is_refused_before_any_training(app: tuple[Client, Tr
     with pytest.raises(Exception, match="image size 1024 px is above this server's limit of 384 px"):
         start(client, data_dir / "demo" / "labels.csv", ["resnet18"], image_size=1024, batch_size=32)
     assert tab.runner.list_jobs() == [] and not tab.runner.runs_dir.exists()
+
+
+@pytest.mark.parametrize("seed", [-1, 1e23])
+def test_a_seed_outside_the_64_bit_range_is_refused(app: tuple[Client, TrainTab], data_dir: Path, seed: float) -> None:
+    client, tab = app
+    with pytest.raises(Exception, match=r"seed must be from 0 to 2\*\*63-1"):
+        start(client, data_dir / "demo" / "labels.csv", ["resnet18"], seed=seed)
+    assert tab.runner.list_jobs() == []
 
 
 def test_only_the_owner_or_a_coordinator_cancels(data_dir: Path, free_port: int) -> None:
