@@ -24,7 +24,7 @@ from PIL import Image
 
 from melasma.data.images import ImageLoadError, ImageSource, load_image
 from melasma.explain.explainer import METHODS
-from melasma.masi import SEVERITIES
+from melasma.masi import SCALE_MAX, SEVERITIES, severity
 
 if TYPE_CHECKING:
     from melasma.explain.explainer import Explainer
@@ -36,11 +36,17 @@ ImageInput = Union[ImageSource, Image.Image, np.ndarray]
 
 @dataclass(frozen=True)
 class Prediction:
-    """A severity, the class probabilities (mild/moderate/severe) and each step's latency in ms."""
+    """A severity, the class probabilities (mild/moderate/severe) and each step's latency in ms.
+
+    A regression-head checkpoint also gives `masi`, the predicted MASI (0-48); its severity is the
+    bin of that MASI under the checkpoint's cut-offs and its probabilities are that bin one-hot
+    (the head outputs no probabilities). `masi` is None for a classifier.
+    """
 
     severity: str
     probabilities: dict[str, float]
     latency_ms: dict[str, float] = field(default_factory=dict)
+    masi: float | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,7 @@ class Predictor:
         self.meta = meta
         self.arch: str = str(meta["arch"])
         self.classes: tuple[str, ...] = tuple(meta.get("classes", SEVERITIES))
+        self.head: str = str(meta.get("head", "classification"))
         self.image_size = int(meta["image_size"])
         self._mean = torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1)
@@ -177,12 +184,19 @@ class Predictor:
             return torch.softmax(self.model(x).float(), dim=1)[0].cpu()
 
     def predict(self, image: ImageInput) -> Prediction:
-        """Severity and class probabilities of one photo; raises ImageLoadError for a bad file."""
+        """Severity and class probabilities of one photo (and the MASI, for a regression head);
+        raises ImageLoadError for a bad file."""
         timer = _Timer()
         with timer.step("decode"):
             photo = self.decode(image)
         with timer.step("preprocess"):
             x = self.preprocess(photo)
+        if self.head == "regression":
+            with self._lock, timer.step("forward"), torch.inference_mode():
+                output = float(self.model(x).float()[0, 0])
+            value = min(max(output * SCALE_MAX["masi"], 0.0), SCALE_MAX["masi"])
+            name = severity(value, "masi", tuple(self.meta["cutoffs"]))
+            return Prediction(name, {c: float(c == name) for c in self.classes}, timer.result(), masi=value)
         with self._lock, timer.step("forward"):
             probs = self._probabilities(x)
         probabilities = {name: float(p) for name, p in zip(self.classes, probs.tolist())}
@@ -206,6 +220,9 @@ class Predictor:
             explainer.close()
 
     def _check_target(self, target: str | None) -> int | None:
+        if self.head == "regression":
+            raise ValueError(f"{self.arch} has a MASI regression head: explanations support classification "
+                             "checkpoints only (they explain one class's logit)")
         if target is not None and target not in self.classes:
             raise ValueError(f"target must be one of {', '.join(self.classes)}, got {target!r}")
         return None if target is None else self.classes.index(target)

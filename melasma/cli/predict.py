@@ -1,4 +1,5 @@
-"""`python -m melasma predict`: severity and class probabilities of photos, one JSON line each."""
+"""`python -m melasma predict`: severity and class probabilities of photos, one JSON line each (plus
+`masi` for a regression-head checkpoint)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
             "image": image,
             "severity": result.severity,
             "probabilities": {k: round(v, 4) for k, v in result.probabilities.items()},
+            **({"masi": round(result.masi, 2)} if result.masi is not None else {}),
             "latency_ms": result.latency_ms,
         }
         print(json.dumps(line), flush=True)

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_out: bool = True) -> 
     parser.add_argument("--weight-decay", type=non_negative_float, default=1e-4, help="default 1e-4")
     parser.add_argument("--patience", type=non_negative_int, default=3,
                         help="stop after this many epochs without validation-loss improvement (default 3)")
+    parser.add_argument("--head", choices=("classification", "regression"), default="classification",
+                        help="classification: three severity logits (the study); regression: one output "
+                             "trained on the mean MASI (every image needs masi), bins from the predicted MASI")
     parser.add_argument("--class-weighted", action="store_true", help="weight the loss by inverse class frequency")
     if with_out:
         parser.add_argument("--out", default=DEFAULT_OUT, help=f"run folder (default {DEFAULT_OUT})")
@@ -60,6 +63,7 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":
         device=args.device, pretrained=args.pretrained, seed=args.seed, out=getattr(args, "out", DEFAULT_OUT),
         class_weighted=args.class_weighted, cache_dir=args.cache_dir, bootstrap=args.bootstrap,
         lr_auto=args.lr_auto, allow_patient_overlap=args.allow_patient_overlap,
+        head=args.head,
         **({"cutoffs": args.cutoffs} if args.cutoffs else {}),
     )
 
@@ -93,8 +97,10 @@ class ProgressBar:
                        + (" *" if event.get("best") else ""))
         elif kind == "arch_done":
             metrics = event["metrics"]
+            last = (f"MAE {metrics['mae']:.2f}, ICC {metrics['icc']:.3f}" if "mae" in metrics
+                    else f"macro AUC {metrics['auc_macro']:.3f}")
             tqdm.write(f"{event['arch']} test: accuracy {metrics['accuracy']:.3f}, F1 {metrics['f1_weighted']:.3f}, "
-                       f"macro AUC {metrics['auc_macro']:.3f}"
+                       + last
                        + (f" | COLLAPSED: {event['collapse_cause']}" if event.get("collapsed") else ""))
         elif kind == "log":
             self._close()

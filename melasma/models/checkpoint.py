@@ -202,6 +202,14 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     return read_checkpoint_meta(directory).as_dict()
 
 
+def output_count(meta: CheckpointMeta) -> int:
+    """The network's outputs: one for a `head` "regression" checkpoint (MASI / 48), else one per class."""
+    head = meta.extra.get("head", "classification")
+    if head not in ("classification", "regression"):
+        raise CheckpointError(f"head must be classification or regression, got {head!r:.40}")
+    return 1 if head == "regression" else len(meta.classes)
+
+
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """The model (in eval mode, on `device`) and its metadata; raises CheckpointError when unusable."""
     from safetensors import SafetensorError
@@ -216,8 +224,9 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{weights} is damaged: {error}") from None
+    outputs = output_count(checked)
     try:
-        model = build(spec, len(checked.classes), checked.arch_kwargs)
+        model = build(spec, outputs, checked.arch_kwargs)
     except (TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{weights.parent}: cannot build {spec.name}: {error}") from None
     try:
@@ -225,8 +234,8 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
     except RuntimeError as error:
         first = str(error).splitlines()
         detail = " ".join(line.strip() for line in first[1:3]) or first[0]
-        raise CheckpointError(f"{weights} does not fit {spec.name} with {len(checked.classes)} "
-                              f"classes: {detail}") from None
+        shape = "1 output (regression head)" if outputs == 1 else f"{outputs} classes"
+        raise CheckpointError(f"{weights} does not fit {spec.name} with {shape}: {detail}") from None
     bad = next((key for key, tensor in state.items()
                 if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
     if bad is not None:

@@ -197,8 +197,8 @@ def _file_provenance(path: Path) -> str:
 def create(arch: str, num_classes: int = 3, pretrained: str | Path = "off") -> nn.Module:
     """Build `arch` with a `num_classes` head; the model carries `arch_name`, `arch_kwargs` and
     `pretrained_source` (what its weights started from, see the module doc)."""
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1 (1: a MASI regression head), got {num_classes}")
     spec = get_spec(arch)
     if str(pretrained) == "off":
         model = build(spec, num_classes)

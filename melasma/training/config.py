@@ -10,6 +10,8 @@ from melasma.models import get_spec
 from melasma.models.factory import PRETRAINED_SOURCES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: Output heads: three severity logits, or one MASI value (scaled to 0-1) regressed on the mean MASI.
+HEADS = ("classification", "regression")
 #: Adam learning rate `lr_auto` uses for a network that starts from random init.
 SCRATCH_LR = 1e-4
 
@@ -25,6 +27,8 @@ class TrainConfig:
     moderate and severe begin (a "16,32" string is accepted). `lr_auto` trains networks that start
     from random init with `SCRATCH_LR` (the study's 1e-3 collapses AlexNet and VGG16 from scratch).
     `allow_patient_overlap` accepts a user `split` column that puts one patient in two splits.
+    `head` "regression" trains one output on the manifest's mean MASI (smooth L1 on MASI / 48)
+    instead of the three severity logits; bins then come from the predicted MASI and `cutoffs`.
     """
 
     data: Path
@@ -45,6 +49,7 @@ class TrainConfig:
     cutoffs: tuple[float, float] = DEFAULT_CUTOFFS["masi"]
     lr_auto: bool = False
     allow_patient_overlap: bool = False
+    head: str = "classification"
 
     def __post_init__(self) -> None:
         self.data = Path(self.data).expanduser()
@@ -74,6 +79,10 @@ class TrainConfig:
             raise ValueError(f"pretrained must be {', '.join(PRETRAINED_SOURCES)} or a weights file; "
                              f"{self.pretrained} not found")
         self.cutoffs = parse_cutoffs(self.cutoffs)
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.head == "regression" and self.class_weighted:
+            raise ValueError("class weighting applies to the classification head only")
 
     def learning_rate(self, pretrained_source: str) -> float:
         """The Adam learning rate for a network whose weights started from `pretrained_source`."""

@@ -6,10 +6,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from melasma.models import load_checkpoint
 from melasma.training.device import resolve_device
-from melasma.training.loop import load_splits, predict_probs
-from melasma.training.metrics import evaluate_predictions, subgroup_metrics
+from melasma.training.loop import load_splits, predict_masi, predict_probs
+from melasma.training.metrics import evaluate_predictions, evaluate_regression, masi_bins, subgroup_metrics
 from melasma.training.report import TABLE_COLUMNS
 
 SPLIT_CHOICES = ("test", "val", "train", "all")
@@ -19,7 +21,9 @@ def evaluate_checkpoint(weights: str | Path, data: str | Path, *, split: str = "
                         batch_size: int = 64, cache_dir: Path | None = None, bootstrap: int = 1000) -> dict[str, Any]:
     """Metrics of the checkpoint in `weights` on `data`, with accuracy and macro AUC per skin-type
     group (`subgroups`). The split is re-derived with the training seed, cut-offs and patient-overlap
-    choice, so "test" is the same held-out set the training run reported on."""
+    choice, so "test" is the same held-out set the training run reported on. A regression-head
+    checkpoint reports MAE, ICC and the derived bins' metrics (`evaluate_regression`), needs a masi
+    value for every evaluated image, and lists `masi` and `predicted_masi` per prediction."""
     from melasma.data.manifest import load_dataset, manifest_hash
     from melasma.data.skin_tone import skin_groups
 
@@ -33,8 +37,20 @@ def evaluate_checkpoint(weights: str | Path, data: str | Path, *, split: str = "
                         allow_patient_overlap=bool(config.get("allow_patient_overlap", False)))
     table = full if split == "all" else full[full["split"] == split].reset_index(drop=True)
     loaded = load_splits(table.assign(split="test"), int(meta["image_size"]), torch_device, cache_dir)["test"]
-    probs = predict_probs(model, loaded, batch_size, tuple(meta["mean"]), tuple(meta["std"]))
-    result = evaluate_predictions(loaded.labels.cpu().numpy(), probs, meta["classes"], bootstrap, seed)
+    regression = meta.get("head") == "regression"
+    if regression:
+        missing = int(table["masi"].isna().sum())
+        if missing:
+            raise ValueError(f"{data}: a regression checkpoint is evaluated on the mean MASI, but {missing} "
+                             f"of {len(table)} images have no masi value")
+        predicted = predict_masi(model, loaded, batch_size, tuple(meta["mean"]), tuple(meta["std"]))
+        cutoffs = tuple(meta["cutoffs"])
+        result = evaluate_regression(table["masi"].to_numpy(float), predicted, cutoffs, meta["classes"],
+                                     bootstrap, seed)
+        probs = np.eye(len(meta["classes"]))[masi_bins(predicted, cutoffs)]  # one-hot of the derived bins
+    else:
+        probs = predict_probs(model, loaded, batch_size, tuple(meta["mean"]), tuple(meta["std"]))
+        result = evaluate_predictions(loaded.labels.cpu().numpy(), probs, meta["classes"], bootstrap, seed)
     groups = skin_groups(table["skin_type"].tolist(), loaded.images.cpu().numpy())
     result["subgroups"] = [asdict(group) for group in subgroup_metrics(
         loaded.labels.cpu().numpy(), probs, groups, meta["classes"], bootstrap, seed)]
@@ -45,8 +61,10 @@ def evaluate_checkpoint(weights: str | Path, data: str | Path, *, split: str = "
                      "its test split is not the training run's held-out set")
     return {"weights": str(weights), "arch": meta["arch"], "data": str(data), "split": split,
             **result, "predictions": [
-                {"path": path, "label": int(label), "probabilities": [round(float(p), 6) for p in row]}
-                for path, label, row in zip(table["path"], table["label"], probs)]}
+                {"path": path, "label": int(label), "probabilities": [round(float(p), 6) for p in row],
+                 **({"masi": float(masi), "predicted_masi": round(float(value), 4)} if regression else {})}
+                for path, label, row, masi, value in zip(table["path"], table["label"], probs, table["masi"],
+                                                         predicted if regression else probs)]}
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -57,6 +75,8 @@ def format_table(result: dict[str, Any]) -> str:
              f"({', '.join(f'{k} {v}' for k, v in result['support'].items())})",
              f"{'metric':<16} {'value':>7}   95% CI"]
     for key, title in names.items():
+        if key not in result["metrics"]:
+            continue
         value = result["metrics"][key]
         low, high = result["ci95"].get(key, (float("nan"), float("nan")))
         lines.append(f"{title:<16} {value:>7.3f}   {low:.3f}-{high:.3f}" if value == value

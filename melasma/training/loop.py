@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from melasma.masi import SEVERITIES
+from melasma.masi import SCALE_MAX, SEVERITIES
 from melasma.models import create, get_spec, save_checkpoint
 from melasma.models.checkpoint import jsonable
 from melasma.training import figures
@@ -28,7 +28,7 @@ from melasma.training.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, norma
 from melasma.training.collapse import detect_collapse
 from melasma.training.config import TrainConfig
 from melasma.training.device import resolve_device
-from melasma.training.metrics import evaluate_predictions, subgroup_metrics
+from melasma.training.metrics import evaluate_predictions, evaluate_regression, masi_bins, subgroup_metrics
 from melasma.training.report import subgroup_columns, summary_row, write_summary
 
 Event = dict[str, Any]
@@ -44,10 +44,12 @@ class TrainingCancelled(Exception):
 
 @dataclass
 class Split:
-    """One split as tensors on the training device: uint8 images (N, H, W, 3) and int64 labels."""
+    """One split as tensors on the training device: uint8 images (N, H, W, 3), int64 labels and
+    float32 mean MASI (NaN where the manifest gives none)."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    masi: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -60,10 +62,11 @@ def load_splits(table: pd.DataFrame, image_size: int, device: torch.device,
 
     images = torch.from_numpy(load_cached(table["path"].tolist(), image_size, cache_dir=cache_dir))
     labels = torch.from_numpy(np.array(table["label"], dtype=np.int64))
+    masi = torch.from_numpy(np.array(table["masi"], dtype=np.float32))
     splits = {}
     for name in ("train", "val", "test"):
         rows = torch.as_tensor(np.flatnonzero(table["split"].to_numpy() == name))
-        splits[name] = Split(images[rows].to(device), labels[rows].to(device))
+        splits[name] = Split(images[rows].to(device), labels[rows].to(device), masi[rows].to(device))
     return splits
 
 
@@ -84,14 +87,31 @@ def prepare_batch(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD,
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
                x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward/backward/update; returns the (detached) mean loss and the number correct."""
+    """One forward/backward/update; returns the (detached) mean loss and the (detached) outputs."""
     with autocast(x.device):
         logits = model(x)
     loss = criterion(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return loss.detach(), (logits.detach().argmax(1) == y).sum()
+    return loss.detach(), logits.detach().float()
+
+
+class MasiLoss(nn.Module):
+    """Smooth L1 between a regression head's single output and MASI / 48 (targets in MASI points)."""
+
+    def forward(self, output: torch.Tensor, masi: torch.Tensor) -> torch.Tensor:
+        return nn.functional.smooth_l1_loss(output[:, 0], masi / SCALE_MAX["masi"])
+
+
+def masi_from_output(output: torch.Tensor) -> torch.Tensor:
+    """A regression head's (N, 1) output as MASI points, clipped to the scale's 0-48."""
+    return (output[:, 0].float() * SCALE_MAX["masi"]).clamp(0, SCALE_MAX["masi"])
+
+
+def bins_from_masi(masi: torch.Tensor, cutoffs: tuple[float, float]) -> torch.Tensor:
+    """Severity indices of MASI values (mild below the first cut-off, severe from the second)."""
+    return torch.bucketize(masi, torch.tensor(cutoffs, dtype=masi.dtype, device=masi.device), right=True)
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
@@ -105,20 +125,38 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = N
 
 
 @torch.no_grad()
-def predict_probs(model: nn.Module, split: Split, batch_size: int = 64, mean=IMAGENET_MEAN,
-                  std=IMAGENET_STD) -> np.ndarray:
-    """Softmax probabilities (N, classes) of `model` in eval mode, without augmentation."""
+def predict_outputs(model: nn.Module, split: Split, batch_size: int = 64, mean=IMAGENET_MEAN,
+                    std=IMAGENET_STD) -> torch.Tensor:
+    """The raw outputs (N, outputs) of `model` in eval mode, without augmentation, on the CPU."""
     model.eval()
     outputs = []
     for rows in batch_indices(len(split), batch_size):
         x = prepare_batch(split.images[rows.to(split.images.device)], mean, std)
         with autocast(x.device):
-            outputs.append(model(x).float().softmax(1).cpu())
-    return torch.cat(outputs).numpy()
+            outputs.append(model(x).float().cpu())
+    return torch.cat(outputs)
 
 
-def _evaluate_loss(model: nn.Module, split: Split, criterion: nn.Module, batch_size: int) -> tuple[float, float]:
-    probs = torch.from_numpy(predict_probs(model, split, batch_size)).to(split.labels.device)
+def predict_probs(model: nn.Module, split: Split, batch_size: int = 64, mean=IMAGENET_MEAN,
+                  std=IMAGENET_STD) -> np.ndarray:
+    """Softmax probabilities (N, classes) of `model` in eval mode, without augmentation."""
+    return predict_outputs(model, split, batch_size, mean, std).softmax(1).numpy()
+
+
+def predict_masi(model: nn.Module, split: Split, batch_size: int = 64, mean=IMAGENET_MEAN,
+                 std=IMAGENET_STD) -> np.ndarray:
+    """A regression head's predicted MASI (N,), clipped to 0-48, in eval mode without augmentation."""
+    return masi_from_output(predict_outputs(model, split, batch_size, mean, std)).numpy()
+
+
+def _evaluate_loss(model: nn.Module, split: Split, criterion: nn.Module, batch_size: int,
+                   config: TrainConfig | None = None) -> tuple[float, float]:
+    """Validation loss and (bin) accuracy; a regression head when `config.head` says so."""
+    outputs = predict_outputs(model, split, batch_size).to(split.labels.device)
+    if config is not None and config.head == "regression":
+        predicted = bins_from_masi(masi_from_output(outputs), config.cutoffs)
+        return float(criterion(outputs, split.masi)), float((predicted == split.labels).float().mean())
+    probs = outputs.softmax(1)
     loss = criterion(probs.clamp_min(1e-12).log(), split.labels)  # cross-entropy from probabilities
     return float(loss), float((probs.argmax(1) == split.labels).float().mean())
 
@@ -136,8 +174,10 @@ def fit(model: nn.Module, train: Split, val: Split, config: TrainConfig, *, arch
     device = train.labels.device
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr if lr is None else lr,
                                  weight_decay=config.weight_decay)
-    criterion = nn.CrossEntropyLoss(weight=class_weights)
-    val_criterion = nn.NLLLoss(weight=class_weights)
+    regression = config.head == "regression"
+    criterion = MasiLoss() if regression else nn.CrossEntropyLoss(weight=class_weights)
+    val_criterion = criterion if regression else nn.NLLLoss(weight=class_weights)
+    targets = train.masi if regression else train.labels
     order_rng = torch.Generator().manual_seed(config.seed)
     augment_rng = torch.Generator(device=device).manual_seed(config.seed)
     augment = Augment()
@@ -155,16 +195,17 @@ def fit(model: nn.Module, train: Split, val: Split, config: TrainConfig, *, arch
                 raise TrainingCancelled(f"cancelled during {arch} epoch {epoch}")
             rows_dev = rows_cpu.to(device, non_blocking=True)
             x = prepare_batch(train.images[rows_dev], augment=augment, generator=augment_rng)
-            loss, hits = train_step(model, optimizer, criterion, x, train.labels[rows_dev])
+            loss, outputs = train_step(model, optimizer, criterion, x, targets[rows_dev])
             loss_sum += loss * len(rows_cpu)
-            correct += hits
+            predicted = bins_from_masi(masi_from_output(outputs), config.cutoffs) if regression else outputs.argmax(1)
+            correct += (predicted == train.labels[rows_dev]).sum()
             now = time.perf_counter()
             if now - last_event >= BATCH_EVENT_EVERY_S or index == len(chunks):
                 last_event = now
                 emit({"type": "batch", "arch": arch, "epoch": epoch, "batch": index,
                       "n_batches": len(chunks), "loss": float(loss)})
         train_loss, train_acc = float(loss_sum) / len(train), float(correct) / len(train)
-        val_loss, val_acc = _evaluate_loss(model, val, val_criterion, config.batch_size)
+        val_loss, val_acc = _evaluate_loss(model, val, val_criterion, config.batch_size, config)
         improved = val_loss < best_loss
         if improved:
             best_loss, best_epoch, waited = val_loss, epoch, 0
@@ -192,11 +233,12 @@ def class_weights_for(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 
 def _train_arch(arch: str, splits: dict[str, Split], config: TrainConfig, device: torch.device,
-                data_info: dict[str, Any], test_skin: list[str | None], emit: OnEvent,
+                data_info: dict[str, Any], test_skin: list[str | None], test_paths: list[str], emit: OnEvent,
                 stop: ShouldStop) -> dict[str, Any]:
     classes = list(SEVERITIES)
+    regression = config.head == "regression"
     torch.manual_seed(config.seed)
-    model = create(arch, len(classes), config.pretrained).to(device)
+    model = create(arch, 1 if regression else len(classes), config.pretrained).to(device)
     pretrained = model.pretrained_source
     lr = config.learning_rate(pretrained)
     emit({"type": "log", "message": f"{arch}: weights {pretrained}; Adam lr {lr:g}"})
@@ -213,9 +255,16 @@ def _train_arch(arch: str, splits: dict[str, Split], config: TrainConfig, device
             "lower --batch-size or --image-size") from error
     seconds = time.perf_counter() - started
     test = splits["test"]
-    probs = predict_probs(model, test, config.batch_size)
-    evaluation = evaluate_predictions(test.labels.cpu().numpy(), probs, classes, config.bootstrap, config.seed)
-    val_predicted = predict_probs(model, splits["val"], config.batch_size).argmax(1)
+    if regression:
+        test_masi = predict_masi(model, test, config.batch_size)
+        evaluation = evaluate_regression(test.masi.cpu().numpy(), test_masi, config.cutoffs, classes,
+                                         config.bootstrap, config.seed)
+        probs = np.eye(len(classes))[masi_bins(test_masi, config.cutoffs)]  # one-hot of the derived bins
+        val_predicted = masi_bins(predict_masi(model, splits["val"], config.batch_size), config.cutoffs)
+    else:
+        probs = predict_probs(model, test, config.batch_size)
+        evaluation = evaluate_predictions(test.labels.cpu().numpy(), probs, classes, config.bootstrap, config.seed)
+        val_predicted = predict_probs(model, splits["val"], config.batch_size).argmax(1)
     collapse = detect_collapse({"validation": val_predicted, "test": probs.argmax(1)},
                                float(history["train_loss"].iloc[-1]), classes, lr=lr, pretrained_source=pretrained)
     if collapse.collapsed:
@@ -229,7 +278,7 @@ def _train_arch(arch: str, splits: dict[str, Split], config: TrainConfig, device
     save_checkpoint(arch_dir, model, {
         "classes": classes, "cutoffs": list(config.cutoffs), "image_size": config.image_size,
         "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "pretrained": pretrained, "seed": config.seed,
-        "manifest_hash": data_info["manifest_hash"], "head": "classification", "config": asdict(config),
+        "manifest_hash": data_info["manifest_hash"], "head": config.head, "config": asdict(config),
         "metrics": evaluation["metrics"], "ci95": evaluation["ci95"], "collapse": asdict(collapse),
         "data": data_info, "training": training,
     })
@@ -239,12 +288,20 @@ def _train_arch(arch: str, splits: dict[str, Split], config: TrainConfig, device
     history.to_csv(arch_dir / "history.csv", index=False)
     title = get_spec(arch).display_name
     figures.learning_curves(history, arch_dir / "learning_curves.png", title)
-    figures.roc_curves(test.labels.cpu().numpy(), probs, classes, arch_dir / "roc.png", title)
+    if regression:
+        pd.DataFrame({"path": test_paths, "masi": test.masi.cpu().numpy(), "predicted_masi": test_masi,
+                      "severity": [classes[i] for i in test.labels.cpu().numpy()],
+                      "predicted_severity": [classes[i] for i in probs.argmax(1)]},
+                     ).to_csv(arch_dir / "predictions.csv", index=False)
+    else:
+        figures.roc_curves(test.labels.cpu().numpy(), probs, classes, arch_dir / "roc.png", title)
     figures.confusion_matrix(evaluation["confusion_matrix"], classes, arch_dir / "confusion.png", title)
     emit({"type": "arch_done", "arch": arch, "metrics": evaluation["metrics"], "training": training,
           "pretrained": pretrained, "collapsed": collapse.collapsed, "collapse_cause": collapse.describe()})
-    return summary_row(arch, evaluation, {"pretrained": pretrained, "lr": lr, "collapsed": collapse.collapsed,
-                                          "collapse_cause": collapse.describe(), **subgroup_columns(subgroups),
+    group_columns = {key: value for key, value in subgroup_columns(subgroups).items()
+                     if not (regression and key.startswith("auc_macro["))}  # AUC needs probabilities
+    return summary_row(arch, evaluation, {"head": config.head, "pretrained": pretrained, "lr": lr, "collapsed": collapse.collapsed,
+                                          "collapse_cause": collapse.describe(), **group_columns,
                                           "epochs_run": training["epochs_run"],
                                           "best_epoch": training["best_epoch"], "train_seconds": seconds})
 
@@ -256,13 +313,19 @@ def train_many(config: TrainConfig, *, on_event: OnEvent | None = None,
     Bad data raises `DatasetError` before any training. A cancelled run (`should_stop()` True) stops
     after the current batch and returns the summary of the architectures already finished.
     """
-    from melasma.data.manifest import load_dataset, manifest_hash
+    from melasma.data.manifest import DatasetError, load_dataset, manifest_hash
     from melasma.data.skin_tone import skin_groups
 
     emit, stop = on_event or (lambda event: None), should_stop or (lambda: False)
     device = resolve_device(config.device)
     table = load_dataset(config.data, seed=config.seed, cutoffs=config.cutoffs,
                          allow_patient_overlap=config.allow_patient_overlap)
+    if config.head == "regression":
+        missing = int(table["masi"].isna().sum())
+        if missing:
+            raise DatasetError(f"{config.data}: the regression head trains on the mean MASI, but {missing} of "
+                               f"{len(table)} images have no masi value (severity only); give masi for every "
+                               "image or train the classification head")
     counts = table["split"].value_counts()
     started = time.perf_counter()
     splits = load_splits(table, config.image_size, device, config.cache_dir)
@@ -274,12 +337,13 @@ def train_many(config: TrainConfig, *, on_event: OnEvent | None = None,
                  "n": {name: int(counts.get(name, 0)) for name in ("train", "val", "test")}}
     test_skin = skin_groups(table.loc[table["split"] == "test", "skin_type"].tolist(),
                             splits["test"].images.cpu().numpy())
+    test_paths = table.loc[table["split"] == "test", "path"].astype(str).tolist()
     config.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for arch in config.archs:
         emit({"type": "log", "message": f"training {arch}"})
         try:
-            rows.append(_train_arch(arch, splits, config, device, data_info, test_skin, emit, stop))
+            rows.append(_train_arch(arch, splits, config, device, data_info, test_skin, test_paths, emit, stop))
         except TrainingCancelled as cancelled:
             kept = ", ".join(row["arch"] for row in rows) or "none"
             emit({"type": "log", "message": f"{cancelled}; finished architectures kept: {kept}"})

@@ -7,6 +7,7 @@ loop over resamples); with unit weights it reproduces the scikit-learn values ex
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -190,3 +191,54 @@ def subgroup_metrics(y_true: Sequence[int], probs: np.ndarray, groups: Sequence[
         results.append(SubgroupResult(group, int(rows.sum()), values["accuracy"], ci.get("accuracy", nan),
                                       values["auc_macro"], ci.get("auc_macro", nan)))
     return results
+
+
+#: Metrics of a regression head's derived bins (AUC and ECE need probabilities and are left out).
+BIN_METRICS: tuple[str, ...] = ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted",
+                                "precision_macro", "recall_macro", "f1_macro", "kappa_quadratic")
+
+
+def masi_bins(masi: np.ndarray, cutoffs: tuple[float, float]) -> np.ndarray:
+    """Severity indices of MASI values as `melasma.masi.severity`: mild below the first cut-off,
+    severe from the second."""
+    return np.searchsorted(np.asarray(cutoffs, dtype=float), np.asarray(masi, dtype=float), side="right")
+
+
+def evaluate_regression(true_masi: Sequence[float], predicted_masi: Sequence[float], cutoffs: tuple[float, float],
+                        classes: Sequence[str] = SEVERITIES, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """A MASI regressor's metrics as `evaluate_predictions`: `mae` with a bootstrap CI, `icc`
+    (ICC(2,1) of predicted vs consensus MASI, F-based CI from `annotation.agreement`), and the
+    `BIN_METRICS` of the bins derived from the predicted MASI with `cutoffs` (true bins from the
+    consensus MASI with the same cut-offs)."""
+    from annotation.agreement import icc, icc_ci
+
+    true, predicted = np.asarray(true_masi, dtype=float), np.asarray(predicted_masi, dtype=float)
+    if true.shape != predicted.shape or true.ndim != 1 or len(true) < 2 or not np.isfinite(true).all():
+        raise ValueError(f"need two equal-length series of at least 2 finite MASI values, got {true.shape} "
+                         f"and {predicted.shape}")
+    y_true, y_pred = masi_bins(true, cutoffs), masi_bins(predicted, cutoffs)
+    onehot = np.eye(len(classes))[y_pred]
+    values, _ = point_metrics(y_true, onehot, classes)
+    metrics = {name: values[name] for name in BIN_METRICS}
+    ci = {name: bounds for name, bounds in bootstrap_ci(y_true, onehot, classes, n_resamples, seed).items()
+          if name in BIN_METRICS}
+    errors = np.abs(predicted - true)
+    metrics["mae"] = float(skm.mean_absolute_error(true, predicted))
+    pair = np.column_stack([predicted, true])
+    metrics["icc"] = icc(pair, "2,1")
+    notes = []
+    if n_resamples >= 1:
+        weights = np.random.default_rng(seed).multinomial(len(true), np.full(len(true), 1 / len(true)),
+                                                          size=n_resamples)
+        ci["mae"] = tuple(float(v) for v in np.percentile(weights @ errors / len(true), [2.5, 97.5]))
+    if math.isfinite(metrics["icc"]):
+        ci["icc"] = icc_ci(pair, "2,1")
+    else:
+        notes.append("ICC is undefined: no variance in the predicted and consensus MASI")
+    return {
+        "n": len(true), "classes": list(classes),
+        "support": {name: int((y_true == c).sum()) for c, name in enumerate(classes)},
+        "metrics": metrics, "ci95": ci, "bootstrap_resamples": int(n_resamples),
+        "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=list(range(len(classes)))).tolist(),
+        "notes": notes, "cutoffs": list(cutoffs),
+    }

@@ -3,6 +3,10 @@
 Beyond the study's columns each row says what the weights started from (`pretrained`), whether the
 run collapsed to a constant or chance-level predictor (`collapsed`, `collapse_cause`), and accuracy
 and macro AUC per skin-type group (`accuracy[skin G]`, `auc_macro[skin G]` with `_lo`/`_hi`).
+Rows of a MASI regression head (`head` "regression") sit beside classifier rows: their bin metrics
+come from the predicted MASI, they add `mae` and `icc` (ICC(2,1) with the consensus MASI), and the
+probability-based columns (AUC, ECE) are n/a; classifier rows show n/a for MAE and ICC.
+`merge_summaries` puts the tables of several runs (e.g. one per head) into one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from melasma.training.metrics import SubgroupResult
 TABLE_COLUMNS: dict[str, str] = {
     "accuracy": "Accuracy", "precision_weighted": "Precision", "recall_weighted": "Recall",
     "f1_weighted": "F1", "f1_macro": "F1 macro", "kappa_quadratic": "QW kappa", "ece": "ECE",
+    "mae": "MAE", "icc": "ICC(2,1)",
 }
 
 
@@ -59,17 +64,20 @@ def to_markdown(summary: pd.DataFrame, classes: Sequence[str]) -> str:
     """Table 1 as markdown: point estimates with 95% bootstrap CIs in brackets."""
     columns = {**TABLE_COLUMNS, **{f"auc_{name}": f"AUC {name}" for name in classes}, "auc_macro": "AUC macro"}
     rows = summary.to_dict(orient="records")
-    lines = ["| Model | Weights | " + " | ".join(columns.values()) + " | Collapsed |",
-             "|---" * (len(columns) + 3) + "|"]
+    lines = ["| Model | Head | Weights | " + " | ".join(columns.values()) + " | Collapsed |",
+             "|---" * (len(columns) + 4) + "|"]
     for row in rows:
         collapsed = f"**yes**: {row.get('collapse_cause')}" if row.get("collapsed") in (True,) else "no"
-        lines.append(f"| {row['arch']} | {row.get('pretrained', 'n/a')} | "
+        head = row.get("head") if isinstance(row.get("head"), str) else "classification"
+        lines.append(f"| {row['arch']} | {head} | {row.get('pretrained', 'n/a')} | "
                      + " | ".join(_cell(row, name) for name in columns) + f" | {collapsed} |")
     n = ", ".join(f"{row['arch']} {row['n_test']}" for row in rows)
     lines += ["", f"Test images: {n}. Brackets: 95% bootstrap confidence intervals. Precision, recall "
                   "and F1 are support-weighted (as the study); QW kappa is quadratic-weighted; "
                   "ECE uses 15 bins. Collapsed: one predicted class on validation or test, or a final "
-                  "training loss not below ln 3 (chance)."]
+                  "training loss not below ln 3 (chance). Regression rows: bins derived from the predicted "
+                  "MASI with the run's cut-offs; MAE in MASI points; ICC(2,1) of predicted vs consensus "
+                  "MASI with its F-based CI; AUC and ECE need probabilities (n/a)."]
     groups = sorted({m.group(1) for key in summary.columns if (m := re.fullmatch(r"n\[skin (.+)\]", key))})
     if groups:
         lines += ["", "Per skin type (test images): accuracy / macro AUC with 95% bootstrap CIs", "",
@@ -79,6 +87,13 @@ def to_markdown(summary: pd.DataFrame, classes: Sequence[str]) -> str:
                      f"{_cell(row, f'auc_macro[skin {g}]')}" for g in groups]
             lines.append(f"| {row['arch']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def merge_summaries(runs: Sequence[str | Path], out: str | Path, classes: Sequence[str]) -> pd.DataFrame:
+    """One Table 1 from the `summary.csv` of several run folders (say a classifier and a regression
+    run on the same data), written to `out/summary.csv` and `out/summary.md`."""
+    tables = [pd.read_csv(Path(run) / "summary.csv") for run in runs]
+    return write_summary(pd.concat(tables, ignore_index=True).to_dict(orient="records"), out, classes)
 
 
 def write_summary(rows: Sequence[Mapping[str, Any]], out: str | Path, classes: Sequence[str]) -> pd.DataFrame:
