@@ -13,6 +13,7 @@ Everything is drawn from `numpy.random.default_rng`, so a seed gives the same by
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,12 +216,33 @@ def render(
     return out, mask
 
 
+#: The per-region item columns of labels.csv: the true scores, then each simulated rater's.
+ITEM_COLUMNS = (
+    [f"true_{r}_{i}" for r in REGIONS for i in ITEM_RANGES]
+    + [f"r{k}_{r}_{i}" for k in (1, 2, 3) for r in REGIONS for i in ITEM_RANGES]
+)
+
+
+def item_values(true: Scores, raters: Sequence[Scores]) -> dict[str, int]:
+    """One labels.csv row's ITEM_COLUMNS: the true A / D / H per region, then each rater's."""
+    values = {f"true_{r}_{i}": true[r][i] for r in REGIONS for i in ITEM_RANGES}
+    for k, scores in enumerate(raters, start=1):
+        values.update({f"r{k}_{r}_{i}": scores[r][i] for r in REGIONS for i in ITEM_RANGES})
+    return values
+
+
+def write_labels(out: Path, columns: Sequence[str], rows: Sequence[dict[str, object]]) -> Path:
+    """Write `out/labels.csv` with these columns; returns its path."""
+    labels = out / "labels.csv"
+    with labels.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+    return labels
+
+
 def _columns() -> list[str]:
-    items = list(ITEM_RANGES)
-    cols = ["image", "masi", "severity", "patient_id", "true_masi", "true_severity", "fitzpatrick"]
-    cols += [f"true_{r}_{i}" for r in REGIONS for i in items]
-    cols += [f"r{k}_{r}_{i}" for k in (1, 2, 3) for r in REGIONS for i in items]
-    return cols
+    return ["image", "masi", "severity", "patient_id", "true_masi", "true_severity", "fitzpatrick", *ITEM_COLUMNS]
 
 
 def generate(
@@ -263,19 +285,9 @@ def generate(
             "patient_id": f"P{patient:04d}", "true_masi": true_masi,
             "true_severity": severity, "fitzpatrick": look.fitzpatrick,
         }
-        for region in REGIONS:
-            for item in ITEM_RANGES:
-                row[f"true_{region}_{item}"] = true[region][item]
-                for k, scores in enumerate(raters, start=1):
-                    row[f"r{k}_{region}_{item}"] = scores[region][item]
+        row.update(item_values(true, raters))
         rows.append(row)
-
-    labels = out / "labels.csv"
-    with labels.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=_columns())
-        writer.writeheader()
-        writer.writerows(rows)
-    return labels
+    return write_labels(out, _columns(), rows)
 
 
 def rater_scores(row: dict[str, object], rater: int) -> Scores:

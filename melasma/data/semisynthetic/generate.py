@@ -15,7 +15,6 @@ first (or the names in a holdout list file) are never used and are written to `h
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from dataclasses import dataclass
@@ -28,8 +27,16 @@ from PIL import Image
 from melasma.data.images import load_image
 from melasma.data.semisynthetic.paint import PATTERNS, paint
 from melasma.data.semisynthetic.tone import mean_ita, shift_ita, skin_mask
-from melasma.data.synthetic import CLASS_PRIORS, Scores, rate, sample_true_scores
-from melasma.masi import ITEM_RANGES, REGIONS, SEVERITIES, Consensus, consensus, masi
+from melasma.data.synthetic import (
+    CLASS_PRIORS,
+    ITEM_COLUMNS,
+    Scores,
+    item_values,
+    rate,
+    sample_true_scores,
+    write_labels,
+)
+from melasma.masi import REGIONS, SEVERITIES, Consensus, consensus, masi
 
 #: Default number of bases held out for evaluation.
 HOLDOUT = 17
@@ -257,11 +264,8 @@ def tone_targets(rng: np.random.Generator, classes: Sequence[str]) -> np.ndarray
 
 
 def _columns() -> list[str]:
-    cols = ["image", "masi", "severity", "patient_id", "split", "true_masi", "true_severity", "base", "pattern",
-            "mirrored", "ita_base", "ita_target", "ita"]
-    cols += [f"true_{r}_{i}" for r in REGIONS for i in ITEM_RANGES]
-    cols += [f"r{k}_{r}_{i}" for k in (1, 2, 3) for r in REGIONS for i in ITEM_RANGES]
-    return cols
+    return ["image", "masi", "severity", "patient_id", "split", "true_masi", "true_severity", "base", "pattern",
+            "mirrored", "ita_base", "ita_target", "ita", *ITEM_COLUMNS]
 
 
 def generate(
@@ -333,16 +337,6 @@ def generate(
             "ita_base": round(tones[base.name], 2), "ita_target": round(target, 2),
             "ita": round(mean_ita(toned, view.face), 2),
         }
-        for region in REGIONS:
-            for item in ITEM_RANGES:
-                row[f"true_{region}_{item}"] = true[region][item]
-                for k, scores in enumerate(case.raters, start=1):
-                    row[f"r{k}_{region}_{item}"] = scores[region][item]
+        row.update(item_values(true, case.raters))
         rows.append(row)
-
-    labels = out / "labels.csv"
-    with labels.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=_columns())
-        writer.writeheader()
-        writer.writerows(rows)
-    return labels
+    return write_labels(out, _columns(), rows)
