@@ -18,7 +18,7 @@ from melasma.inference import Predictor
 from melasma.masi import severity
 from melasma.models import load_checkpoint
 from melasma.training import TrainConfig, train_many
-from melasma.training.evaluate import evaluate_checkpoint
+from melasma.training.evaluate import evaluate_checkpoint, format_table
 from melasma.training.metrics import evaluate_regression, masi_bins
 from melasma.training.report import merge_summaries
 
@@ -66,6 +66,7 @@ def test_a_regression_run_writes_a_regression_checkpoint(regression_run: Path) -
     for key in ("mae", "icc", "accuracy", "f1_weighted", "kappa_quadratic"):
         assert key in metrics["metrics"] and key in metrics["ci95"]
     assert "auc_macro" not in metrics["metrics"]
+    assert metrics["subgroups"] and all("auc_macro" not in group for group in metrics["subgroups"])
     saved = pd.read_csv(arch_dir / "predictions.csv")
     assert len(saved) == metrics["n"]
     assert metrics["metrics"]["mae"] == pytest.approx(mean_absolute_error(saved["masi"], saved["predicted_masi"]))
@@ -95,6 +96,7 @@ def test_evaluate_a_regression_checkpoint(regression_run: Path, synth_dir: Path)
     trained = json.loads((regression_run / "resnet10t" / "metrics.json").read_text())
     assert result["metrics"]["mae"] == pytest.approx(trained["metrics"]["mae"], abs=1e-4)
     assert all(0 <= row["predicted_masi"] <= 48 for row in result["predictions"])
+    assert "ICC(2,1)" in format_table(result) and "macro AUC" not in format_table(result)
 
 
 def test_table_1_puts_regression_beside_classifier_rows(regression_run: Path, synth_dir: Path,

@@ -52,8 +52,10 @@ def evaluate_checkpoint(weights: str | Path, data: str | Path, *, split: str = "
         probs = predict_probs(model, loaded, batch_size, tuple(meta["mean"]), tuple(meta["std"]))
         result = evaluate_predictions(loaded.labels.cpu().numpy(), probs, meta["classes"], bootstrap, seed)
     groups = skin_groups(table["skin_type"].tolist(), loaded.images.cpu().numpy())
-    result["subgroups"] = [asdict(group) for group in subgroup_metrics(
-        loaded.labels.cpu().numpy(), probs, groups, meta["classes"], bootstrap, seed)]
+    dropped = ("auc_macro", "auc_macro_ci95") if regression else ()  # AUC needs probabilities
+    result["subgroups"] = [{key: value for key, value in asdict(group).items() if key not in dropped}
+                           for group in subgroup_metrics(loaded.labels.cpu().numpy(), probs, groups,
+                                                         meta["classes"], bootstrap, seed)]
     result["pretrained"] = meta.get("pretrained", "not recorded")
     trained_on = meta.get("manifest_hash", (meta.get("data") or {}).get("manifest_hash"))
     if trained_on and manifest_hash(full) != trained_on:
@@ -83,8 +85,9 @@ def format_table(result: dict[str, Any]) -> str:
                      else f"{title:<16} {'n/a':>7}")
     lines.append("confusion (rows true, columns predicted): " + " ".join(map(str, result["confusion_matrix"])))
     for group in result.get("subgroups", []):
+        auc = (f", macro AUC {group['auc_macro']:.3f} ({group['auc_macro_ci95'][0]:.3f}-"
+               f"{group['auc_macro_ci95'][1]:.3f})" if "auc_macro" in group else "")
         lines.append(f"skin type {group['group']} (n={group['n']}): accuracy {group['accuracy']:.3f} "
-                     f"({group['accuracy_ci95'][0]:.3f}-{group['accuracy_ci95'][1]:.3f}), macro AUC "
-                     f"{group['auc_macro']:.3f} ({group['auc_macro_ci95'][0]:.3f}-{group['auc_macro_ci95'][1]:.3f})")
+                     f"({group['accuracy_ci95'][0]:.3f}-{group['accuracy_ci95'][1]:.3f}){auc}")
     lines += [f"note: {note}" for note in result["notes"]]
     return "\n".join(lines)

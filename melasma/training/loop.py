@@ -283,7 +283,9 @@ def _train_arch(arch: str, splits: dict[str, Split], config: TrainConfig, device
         "data": data_info, "training": training,
     })
     report = {**evaluation, "pretrained": pretrained, "collapse": asdict(collapse),
-              "subgroups": [asdict(group) for group in subgroups], "training": training}
+              "subgroups": [{key: value for key, value in asdict(group).items()
+                             if not (regression and key.startswith("auc_macro"))} for group in subgroups],
+              "training": training}
     (arch_dir / "metrics.json").write_text(json.dumps(jsonable(report), indent=2, allow_nan=False) + "\n")
     history.to_csv(arch_dir / "history.csv", index=False)
     title = get_spec(arch).display_name
