@@ -22,6 +22,8 @@ from melasma.training.evaluate import evaluate_checkpoint, format_table
 from melasma.training.metrics import evaluate_regression, masi_bins
 from melasma.training.report import merge_summaries
 
+pytestmark = pytest.mark.slow
+
 
 def _config(data: Path, out: Path, **changes) -> TrainConfig:
     values = dict(data=data, archs=("resnet10t",), epochs=2, batch_size=16, image_size=32, pretrained="off",

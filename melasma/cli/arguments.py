@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 
 #: Largest seed numpy, torch and Python's random all accept.
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**63 - 1  # TrainConfig's bound too; repeated here so parsing a flag imports no torch
 
 
 def _integer(text: str) -> int:

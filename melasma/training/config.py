@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from melasma.masi import DEFAULT_CUTOFFS, SCALE_MAX
 from melasma.models import get_spec
 from melasma.models.factory import PRETRAINED_SOURCES
+
+#: Seeds numpy and torch accept (64-bit).
+MAX_SEED = 2**63 - 1
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: Output heads: three severity logits, or one MASI value (scaled to 0-1) regressed on the mean MASI.
@@ -68,8 +72,10 @@ class TrainConfig:
         if not isinstance(self.image_size, int) or self.image_size < smallest.min_size:
             raise ValueError(f"image size must be at least {smallest.min_size} px for {smallest.name}, "
                              f"got {self.image_size!r}")
-        if not self.lr > 0:
-            raise ValueError(f"learning rate must be positive, got {self.lr!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be from 0 to 2**63-1, got {self.seed!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"learning rate must be positive and finite, got {self.lr!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight decay must be >= 0, got {self.weight_decay!r}")
         if self.device.split(":")[0] not in DEVICES:

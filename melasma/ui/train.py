@@ -77,17 +77,6 @@ def _number(value: float | None, name: str, *, integer: bool = True) -> Any:
     return int(value) if integer else float(value)
 
 
-#: Seeds the random generators accept (numpy and torch take 64-bit seeds).
-MAX_SEED = 2**63 - 1
-
-
-def _seed(value: float | None) -> int:
-    seed = _number(value, "seed")
-    if not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be from 0 to 2**63-1, got {value:g}")
-    return seed
-
-
 def make_config(
     data: str, archs: list[str], epochs: float, batch_size: float, image_size: float, lr: float,
     patience: float, seed: float, device: str, pretrained: str, cutoffs: str, *, data_dir: Path,
@@ -107,7 +96,7 @@ def make_config(
         image_size=_number(image_size, "image size"),
         lr=_number(lr, "learning rate", integer=False),
         patience=_number(patience, "patience"),
-        seed=_seed(seed),
+        seed=_number(seed, "seed"),
         device=(device or "auto").strip(),
         pretrained=weights,
         cutoffs=(cutoffs or "").strip() or DEFAULTS["cutoffs"],
