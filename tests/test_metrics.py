@@ -104,7 +104,7 @@ def test_summary_table_csv_and_markdown(tmp_path, predictions) -> None:
     text = (tmp_path / "summary.md").read_text()
     accuracy = evaluation["metrics"]["accuracy"]
     low, high = evaluation["ci95"]["accuracy"]
-    assert f"| resnet18 | torchvision IMAGENET1K_V1 | {accuracy:.3f} ({low:.2f}-{high:.2f}) |" in text
+    assert f"| resnet18 | classification | torchvision IMAGENET1K_V1 | {accuracy:.3f} ({low:.2f}-{high:.2f}) |" in text
     assert text.count("| no |") == 1 and "| **yes**: one predicted class on test |" in text
     assert "AUC moderate" in text
 
