@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One bounded check for a lent GPU machine (about 8 minutes on an H200), each step under its own limit:
+# One bounded check for a lent GPU machine (362 s on an H200, 2026-11-27), each step under its own limit:
 #   1. train the demo-model candidates on the semi-synthetic set (weights/train_demo.sh),
 #   2. predict / LRP / Grad-CAM / gradient x input latency per architecture on CUDA,
 #   3. batched LRP throughput (explain-report's path) on CUDA,
