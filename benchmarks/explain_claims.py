@@ -2,7 +2,7 @@
 
 1. "The study's mean gradient x input is mostly a rescaled logit": the correlation, over a
    synthetic set, between each image's mean gradient x input and its predicted class's logit, for
-   the demo checkpoint (`weights/demo`).
+   the demo checkpoint (`melasma/weights/demo`).
 2. MobileNetV2's depthwise convolutions under plain z+: the share of relevance that reaches the
    input (1 = conserved) with zennit's z+ on every convolution, against our `ZPlusFlatFallback`
    on the depthwise ones; random-init MobileNetV2 with batch-norm statistics from a few
@@ -30,7 +30,7 @@ from melasma.explain import Explainer  # noqa: E402
 from melasma.explain.report import load_models  # noqa: E402
 from melasma.models import create  # noqa: E402
 
-DEMO = Path(__file__).resolve().parents[1] / "weights" / "demo"
+DEMO = Path(__file__).resolve().parents[1] / "melasma" / "weights" / "demo"
 
 
 def gxi_against_logit(images: int, seed: int) -> tuple[float, float, int]:

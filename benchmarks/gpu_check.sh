@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One bounded check for a lent GPU machine (362 s on an H200, 2026-11-27), each step under its own limit:
-#   1. train the demo-model candidates on the semi-synthetic set (weights/train_demo.sh),
+#   1. train the demo-model candidates on the semi-synthetic set (melasma/weights/train_demo.sh),
 #   2. predict / LRP / Grad-CAM / gradient x input latency per architecture on CUDA,
 #   3. batched LRP throughput (explain-report's path) on CUDA,
 #   4. AlexNet and VGG16 from random init: the study's lr 1e-3 vs --lr-auto (collapse check).
@@ -25,7 +25,7 @@ step() {  # step NAME SECONDS COMMAND...
 
 step device 30 "$py" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
 print(torch.cuda.get_device_name(0), 'torch', torch.__version__)"
-step demo-train 300 env PYTHON="$py" DEVICE=cuda DATA="${DEMO_DATA:-.devdata/semisynth}" bash weights/train_demo.sh /tmp/demo_run
+step demo-train 300 env PYTHON="$py" DEVICE=cuda DATA="${DEMO_DATA:-.devdata/semisynth}" bash melasma/weights/train_demo.sh /tmp/demo_run
 # Pack whatever was trained, also when the step ran out of time (the transfer takes files <= 16 MB).
 step pack-checkpoints 60 bash -c "tar czf - -C /tmp demo_run | split -b 15M - '$out/run.tgz.part-'"
 step predict-latency 55 "$py" benchmarks/predict_latency.py --device cuda --repeats 20

@@ -178,7 +178,7 @@ def report(summary: Summary, results: list[PhotoResult], weights: Path, excluded
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", nargs="?", default=str(DEFAULT_DIR), help=f"default {DEFAULT_DIR}")
-    parser.add_argument("--weights", default=str(ROOT / "weights" / "demo"), help="checkpoint folder")
+    parser.add_argument("--weights", default=str(ROOT / "melasma" / "weights" / "demo"), help="checkpoint folder")
     parser.add_argument("--bases", default=None, help="bases.json whose train_bases are left out "
                                                       "(default: the one beside the weights)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many photos per folder")

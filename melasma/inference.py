@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Union
 
@@ -288,8 +289,8 @@ def fit_display(photo: Image.Image, longest: int = DISPLAY_MAX) -> Image.Image:
 
 
 def default_checkpoint() -> Path:
-    """The demo checkpoint shipped with the project (`weights/demo`)."""
-    return Path(__file__).resolve().parents[1] / "weights" / "demo"
+    """The demo checkpoint shipped with the project (`melasma/weights/demo`)."""
+    return Path(str(resources.files("melasma") / "weights" / "demo"))
 
 
 def _run_checkpoints(runs_dir: Path) -> Iterator[tuple[str, Path]]:

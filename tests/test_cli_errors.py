@@ -21,7 +21,7 @@ from melasma.cli.arguments import MAX_SEED
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "weights" / "demo"
+DEMO = ROOT / "melasma" / "weights" / "demo"
 
 
 def _melasma(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -57,7 +57,7 @@ def test_predict_reports_bad_files_and_still_predicts_the_rest(
 
 def test_predict_all_good_exits_zero(roboflow_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     photo = sorted((roboflow_dir / "non-melasma").glob("*.jpg"))[0]
-    assert main(["predict", "--weights", str(REPO / "weights" / "demo"), str(photo)]) == 0
+    assert main(["predict", "--weights", str(REPO / "melasma" / "weights" / "demo"), str(photo)]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["image"] == str(photo) and line["severity"] in SEVERITIES
 

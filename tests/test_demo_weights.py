@@ -15,7 +15,7 @@ from melasma.models import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
-CARD = Path(__file__).resolve().parents[1] / "weights" / "README.md"
+CARD = Path(__file__).resolve().parents[1] / "melasma" / "weights" / "README.md"
 #: The card's data command, as arguments of `melasma.data.synthetic.generate`.
 SYNTH_COMMAND = re.compile(r"python -m melasma synth --out (\S+) --n (\d+) --size (\d+) --seed (\d+)")
 #: A metric row: "| Accuracy | 0.843 | 0.745-0.922 |" in the card, "Accuracy   0.843   0.745-0.922" printed.

@@ -22,7 +22,7 @@ from melasma.explain.report import load_models
 
 pytestmark = pytest.mark.slow
 
-DEMO = Path(__file__).resolve().parents[1] / "weights" / "demo"
+DEMO = Path(__file__).resolve().parents[1] / "melasma" / "weights" / "demo"
 #: Measured on a 2-core CPU: gradient x input 4.2x, LRP (EpsilonPlusFlat) 2.8x the mask share.
 FLOOR = {"gxi": 2.5, "lrp": 1.8}
 

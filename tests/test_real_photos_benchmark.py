@@ -1,7 +1,7 @@
 """benchmarks/real_photos.py on real photos: its JSON, its exclusions, its errors, the tone baseline.
 
 No old-vs-new ordering test: the semi-synthetic candidate was not better on the real photos, so
-it was not shipped and only `weights/demo` is in the repository (docs/demo-model.md).
+it was not shipped and only `melasma/weights/demo` is in the repository (docs/demo-model.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the demo-model candidates on the semi-synthetic set, exactly as the model card says.
 #
-# Usage: bash weights/train_demo.sh RUN_DIR [PACK_DIR]
+# Usage: bash melasma/weights/train_demo.sh RUN_DIR [PACK_DIR]
 #   RUN_DIR   where the checkpoints go: RUN_DIR/{googlenet,mobilenetv2_100} at Adam lr 1e-3 (the
 #             study's) and RUN_DIR/lr3e-4/{googlenet,mobilenetv2_100} at 3e-4 (from random init
 #             MobileNetV2 diverged at 1e-3 on CPU before); the candidate is chosen by validation loss
@@ -11,7 +11,7 @@
 # which needs mediapipe and ../shared/data; it is made only when absent). DATA=... overrides it.
 # Device: DEVICE=cuda by default (bf16 autocast, channels-last); DEVICE=cpu for a CPU run.
 set -euo pipefail
-run="${1:?usage: bash weights/train_demo.sh RUN_DIR [PACK_DIR]}"
+run="${1:?usage: bash melasma/weights/train_demo.sh RUN_DIR [PACK_DIR]}"
 pack="${2:-}"
 data="${DATA:-.devdata/semisynth}"
 device="${DEVICE:-cuda}"
