@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Sequence
 
 import krippendorff
 import numpy as np
@@ -207,3 +207,45 @@ def agreement_report(store: RatingStore, settings: Settings) -> dict[str, object
         "krippendorff_alpha": round(alpha, 4) if math.isfinite(alpha) else None,
     }
     return report
+
+
+@dataclass(frozen=True)
+class MachineAgreement:
+    """How the image-derived MASI (a non-human "rater") agrees with the human consensus."""
+
+    compared: int  # complete photos with a machine score
+    without_score: int  # complete photos the machine could not score (no usable face)
+    icc: float | None  # ICC(2,1) of machine vs consensus, absolute agreement
+    ci_low: float | None
+    ci_high: float | None
+    pearson_r: float | None
+    bias: float | None  # mean of machine - consensus
+    mae: float | None
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def machine_table(rows: Sequence[ConsensusRow], machine: Mapping[str, float | None]) -> np.ndarray:
+    """(n x 2) table of [consensus MASI, machine MASI] for complete photos that have a machine score."""
+    pairs = [(row.label_masi, machine[row.image.id]) for row in rows if machine.get(row.image.id) is not None]
+    return np.array(pairs, dtype=np.float64).reshape(len(pairs), 2)
+
+
+def _finite(value: float) -> float | None:
+    return round(float(value), 4) if math.isfinite(value) else None
+
+
+def machine_agreement(rows: Sequence[ConsensusRow], machine: Mapping[str, float | None]) -> MachineAgreement:
+    """ICC(2,1), Pearson r, bias and MAE of machine vs consensus MASI over the complete photos."""
+    table = machine_table(rows, machine)
+    compared = table.shape[0]
+    if compared < 2:
+        return MachineAgreement(compared, len(rows) - compared, None, None, None, None, None, None)
+    value = icc(table, "2,1")
+    low, high = icc_ci(table, "2,1")
+    difference = table[:, 1] - table[:, 0]
+    spread = table.std(axis=0)
+    r = float(np.corrcoef(table.T)[0, 1]) if (spread > 0).all() else math.nan
+    return MachineAgreement(compared, len(rows) - compared, _finite(value), _finite(low), _finite(high),
+                            _finite(r), _finite(difference.mean()), _finite(np.abs(difference).mean()))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import combinations
-from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -29,4 +29,20 @@ def rater_scatter(table: np.ndarray, names: Sequence[str], scale: str = "masi") 
         axis.set(xlim=(0, top), ylim=(0, top), xlabel=f"{names[a]} {scale.upper()}",
                  ylabel=f"{names[b]} {scale.upper()}", aspect="equal")
     figure.suptitle(f"Rater vs rater {scale.upper()} ({table.shape[0]} fully rated images)")
+    return figure
+
+
+def machine_scatter(table: np.ndarray) -> Figure:
+    """Machine (image-derived) MASI against the human consensus: `table` is (n x 2) [consensus, machine]."""
+    table = np.asarray(table, dtype=np.float64).reshape(-1, 2)
+    top = SCALE_MAX["masi"]
+    figure = Figure(figsize=(3.8, 3.8), layout="constrained")
+    axis = figure.subplots()
+    axis.plot([0, top], [0, top], color="0.6", linewidth=1)
+    for cut in DEFAULT_CUTOFFS["masi"]:
+        axis.axvline(cut, color="0.8", linestyle=":", linewidth=1)
+        axis.axhline(cut, color="0.8", linestyle=":", linewidth=1)
+    axis.scatter(table[:, 0], table[:, 1], s=18, alpha=0.7, color="tab:orange")
+    axis.set(xlim=(0, top), ylim=(0, top), xlabel="consensus MASI (raters)", ylabel="image-derived MASI",
+             aspect="equal", title=f"Machine vs consensus ({table.shape[0]} photos)")
     return figure

@@ -25,7 +25,8 @@ from melasma.ui.annotate import AnnotateTab, build_annotate_tab
 pytestmark = pytest.mark.live
 
 N_IMAGES = 50
-API_NAMES = {"/ingest", "/next_image", "/submit_rating", "/agreement", "/export", "/photos", "/adjudicate",
+API_NAMES = {"/ingest", "/next_image", "/submit_rating", "/agreement", "/machine_agreement", "/export", "/photos",
+             "/adjudicate",
              "/request_rerate"}
 
 

@@ -66,6 +66,7 @@ ENDPOINTS: dict[str, tuple[Callable[[Client, str], Any], set[str]]] = {
     "/ingest": (lambda c, d: c.predict([handle_file(d)], "", "", api_name="/ingest"), {"coordinator"}),
     "/photos": (lambda c, d: c.predict(api_name="/photos"), {"coordinator"}),
     "/agreement": (lambda c, d: c.predict(api_name="/agreement"), {"coordinator"}),
+    "/machine_agreement": (lambda c, d: c.predict(api_name="/machine_agreement"), {"coordinator"}),
     "/export": (lambda c, d: c.predict(api_name="/export"), {"coordinator"}),
     "/adjudicate": (lambda c, d: c.predict("0" * 16, 10, "why", api_name="/adjudicate"), {"coordinator"}),
     "/request_rerate": (lambda c, d: c.predict("0" * 16, "ann", "why", api_name="/request_rerate"),

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from melasma.cli.settings_flags import add_store_arguments, open_store
+
+if TYPE_CHECKING:
+    from annotation.agreement import MachineAgreement
+    from annotation.store import RatingStore
+    from melasma.settings import Settings
 
 HELP = "rater agreement on fully rated photos: ICC(2,1), ICC(2,k), per-region ICC, kappa, alpha, queue"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="PNG", help="also write the rater-vs-rater scatter plot here")
+    parser.add_argument("--machine", action="store_true",
+                        help="also compare the image-derived MASI (face-region analysis) with the consensus")
     add_store_arguments(parser)
 
 
@@ -21,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings, store = open_store(args)
     report = agreement_report(store, settings)
+    if args.machine:
+        report["machine"] = _machine(store, settings).to_json()
     print(json.dumps(report, indent=2))
     if args.plot:
         import matplotlib
@@ -34,3 +44,15 @@ def run(args: argparse.Namespace) -> int:
         table, names = rating_table(rows, settings.ratings_per_image)
         rater_scatter(table, names).savefig(args.plot, dpi=120, bbox_inches="tight")
     return 0
+
+
+def _machine(store: RatingStore, settings: Settings) -> MachineAgreement:
+    """The image-derived MASI as a non-human rater (photos analysed once, then cached)."""
+    from annotation.agreement import machine_agreement
+    from annotation.workflow import consensus_rows
+    from melasma.regions.machine_rater import machine_scores
+
+    rows = consensus_rows(store, settings)
+    scores = machine_scores([row.image.id for row in rows], settings.photos_dir,
+                            settings.cache_dir / "machine_masi.json")
+    return machine_agreement(rows, {key: score.masi for key, score in scores.items()})

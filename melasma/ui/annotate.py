@@ -24,15 +24,16 @@ import pandas as pd
 from PIL import Image
 
 from annotation import workflow
-from annotation.agreement import agreement_report, rating_table
+from annotation.agreement import agreement_report, machine_agreement, machine_table, rating_table
 from annotation.export import class_counts, training_warnings
 from annotation.export import export as write_export
 from annotation.ingest import ingest, photo_path
-from annotation.plots import rater_scatter
+from annotation.plots import machine_scatter, rater_scatter
 from annotation.store import SCORE_FIELDS, AnnotationError, RatingStore
 from melasma.access import AccessDenied, Role, local_mode, require, require_rater, role_of
 from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, REGIONS, masi, mmasi, severity
 from melasma.regions import FaceNotFound, draw_regions, find_regions
+from melasma.regions.machine_rater import machine_scores
 from melasma.settings import Settings
 from melasma.ui import annotate_text as text
 from melasma.ui.components import PhotoStage, delete_uploads
@@ -306,6 +307,18 @@ class AnnotateTab:
             figure = rater_scatter(table, names)
         return report, figure
 
+    def machine_agreement(self, request: gr.Request) -> tuple[dict[str, Any], Any, str]:
+        """The image-derived MASI as a non-human rater: its agreement with the consensus (coordinators only;
+        raters never see it). New photos are analysed once and cached beside the photos."""
+        self.coordinator(request)
+        rows = workflow.consensus_rows(self.store, self.settings)
+        scores = machine_scores([row.image.id for row in rows], self.photos_dir,
+                                self.settings.cache_dir / "machine_masi.json")
+        result = machine_agreement(rows, {key: score.masi for key, score in scores.items()})
+        table = machine_table(rows, {key: score.masi for key, score in scores.items()})
+        figure = machine_scatter(table) if len(table) else None
+        return result.to_json(), figure, text.machine_markdown(result)
+
     def closed_choices(self, request: gr.Request) -> gr.Dropdown:
         """Closed photos for the Adjudicate screen, disputed ones first."""
         self.coordinator(request)
@@ -386,7 +399,7 @@ def _region_scores(region: str) -> tuple[list[gr.Radio], gr.Checkbox]:
 
 def build_annotate_tab(settings: Settings) -> AnnotateTab:
     """Lay out the Annotate tab inside the caller's open gr.Blocks / gr.Tab and wire its events."""
-    store = RatingStore(settings.data_dir / "annotations.sqlite")
+    store = RatingStore.for_settings(settings)
     banner = gr.Markdown(elem_id="annotate-banner")
     with gr.Accordion("How rating works", open=False):
         gr.Markdown(INTRO)
@@ -451,6 +464,11 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
             plot = gr.Plot(label="Rater vs rater MASI")
             with gr.Accordion("All numbers (JSON)", open=False):
                 numbers = gr.JSON(label="Agreement numbers")
+            machine_button = gr.Button("Compare with the image-derived MASI (machine rater)")
+            machine_summary = gr.Markdown()
+            machine_plot = gr.Plot(label="Machine vs consensus MASI")
+            with gr.Accordion("Machine rater numbers (JSON)", open=False):
+                machine_numbers = gr.JSON(label="Machine vs consensus")
         with gr.Tab("Adjudicate", id="annotate-adjudicate") as tabs["annotate-adjudicate"]:
             with gr.Row(equal_height=True):
                 case = gr.Dropdown([], value=None, label="Closed photo (disputed first)", scale=4,
@@ -518,6 +536,8 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
     refresh_photos.click(user_errors(tab.photos), None, photo_rows, api_name="photos")
     refresh.click(user_errors(tab.agreement), None, [numbers, plot], api_name="agreement"
                   ).success(text.report_markdown, numbers, summary, **quiet)
+    machine_button.click(user_errors(tab.machine_agreement), None, [machine_numbers, machine_plot, machine_summary],
+                         api_name="machine_agreement")
     gr.on([refresh_cases.click, tabs["annotate-adjudicate"].select], user_errors(tab.closed_choices), None,
           case, **quiet)
     tabs["annotate-photos"].select(user_errors(tab.photos), None, photo_rows, **quiet)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from annotation.agreement import MachineAgreement
 from annotation.store import SCORE_FIELDS, Adjudication, Rating
 from annotation.workflow import ConsensusRow, Submission
 from melasma.masi import REGIONS, SEVERITIES, severity
@@ -77,8 +78,8 @@ def _stat(value: float | None) -> str:
 
 def report_markdown(report: dict[str, Any]) -> str:
     """The agreement dashboard as Markdown; holds for perfect agreement (ICC 1, no CI)."""
-    lines = [f"**{report['complete']} of {report['images']} photos fully rated** "
-             f"({report['ratings_per_image']} ratings each)."]
+    lines = [(f"**{report['complete']} of {report['images']} photos fully rated** "
+             f"({report['ratings_per_image']} ratings each).")]
     if "masi_icc" in report:
         lines += ["", "| statistic | value |", "|---|---|",
                   f"| MASI ICC(2,1), single rater | {_icc(report['masi_icc']['2,1'])} |",
@@ -97,6 +98,22 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines += [f"- `{item['image_id']}` MASI {item['masi']:.1f}: {'; '.join(item['reasons'])}"
               for item in queue]
     return "\n".join(lines)
+
+
+def machine_markdown(result: MachineAgreement) -> str:
+    """The machine rater's agreement with the consensus, in words a coordinator can act on."""
+    if result.icc is None:
+        return (f"**Image-derived MASI:** {result.compared} fully rated photo(s) have a machine score "
+                f"({result.without_score} without a usable face); agreement needs at least 2.")
+    return "\n".join([
+        (f"**Image-derived MASI vs the raters' consensus** on {result.compared} fully rated photos "
+        f"({result.without_score} without a usable face are left out):"), "",
+        "| statistic | value |", "|---|---|",
+        f"| ICC(2,1), absolute agreement | {result.icc:.2f} (95% CI {_stat(result.ci_low)} to {_stat(result.ci_high)}) |",
+        f"| Pearson r | {_stat(result.pearson_r)} |",
+        f"| bias (machine - consensus) | {_stat(result.bias)} |",
+        f"| mean absolute difference | {_stat(result.mae)} |", "",
+        "The machine rater is the region analysis (melasma.regions), not the CNN; raters never see it."])
 
 
 PHOTO_COLUMNS = ("photo", "patient", "visit", "ratings", "consensus MASI", "bin", "spread", "status", "id")
