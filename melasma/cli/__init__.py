@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain-report": ("explain_report", "relevance, localisation and faithfulness report"),
     "regions": ("regions", "find and measure the four MASI face regions of photos (JSON lines, overlays)"),
     "serve": ("serve", "start the Gradio app"),
+    "visits-ingest": ("visits_ingest", "add visit photos from a CSV manifest or a <patient>_<date> folder"),
+    "timeline": ("timeline", "a patient's course over visits: change from baseline, MASI-50/75, figures"),
 }
 
 

@@ -23,6 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --base-photos: bases held out for evaluation (default 17)")
     parser.add_argument("--holdout-list", default=None,
                         help="with --base-photos: file of base names to hold out (one a line)")
+    parser.add_argument("--visits", type=positive_int, default=None,
+                        help="follow-up set: each simulated patient seen at this many visits (>= 2) with a "
+                             "known treatment effect (see docs/followup.md)")
+    parser.add_argument("--patients", type=positive_int, default=12,
+                        help="with --visits: number of simulated patients (default 12)")
+    parser.add_argument("--data-dir", default=None,
+                        help="with --visits: also ingest the set into this data folder, rated by the "
+                             "simulated raters")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
         from melasma.data.semisynthetic.cli import run_semisynthetic
 
         return run_semisynthetic(args)
+    if args.visits is not None:
+        from melasma.followup.demo import run_longitudinal
+
+        return run_longitudinal(args)
 
     import pandas as pd
 

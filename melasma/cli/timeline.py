@@ -1,0 +1,87 @@
+"""`python -m melasma timeline`: a patient's course (or the cohort's) from the rater store."""
+
+from __future__ import annotations
+
+import argparse
+
+from melasma.cli.settings_flags import add_store_arguments, open_store
+
+HELP = ("follow patients over time: each visit's consensus MASI, change from baseline, MASI-50 / MASI-75 "
+        "(one patient with --patient, else the cohort and its responders per visit window); figures and "
+        "CSV files to --out")
+
+
+def _edges(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated weeks like 0,6,10,14, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--patient", help="one patient's visits (default: every patient, and the cohort)")
+    parser.add_argument("--out", help="folder for the timeline PNG(s) and CSV files")
+    parser.add_argument("--windows", type=_edges, default=None,
+                        help="visit window edges in weeks after baseline (default 0,6,10,14,20,28,52)")
+    add_store_arguments(parser)
+
+
+def _fmt(value: object, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from melasma.followup import FollowupError, cohort_responders, load_patients, outcome, patient_timeline
+    from melasma.followup.export import visit_frame, write_long_csv, write_patient_record
+    from melasma.followup.outcomes import WINDOW_EDGES
+
+    settings, store = open_store(args)
+    patients = load_patients(store, settings)
+    if not patients:
+        raise FollowupError(f"no patient has dated photos in {settings.data_dir}: ingest photos with "
+                            "--patient-id and --visit-date, or with visits-ingest")
+    out = Path(args.out) if args.out else None
+    if args.patient is not None:
+        patient = patient_timeline(patients, args.patient)
+        table = visit_frame(patient)
+        shown = table[["visit_date", "status", "masi", "masi_low", "masi_high", "mmasi", "change",
+                       "percent_change", "masi50", "masi75", "treatment"]]
+        shown = shown.astype(object).where(shown.notna(), "-")
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+        if out is not None:
+            record = write_patient_record(patient, outcome(patient), out)
+            print(f"wrote {record.figure} and {record.table}")
+        return 0
+    rows, outcomes = [], []
+    for patient in patients.values():
+        try:
+            result = outcome(patient)
+        except FollowupError as error:
+            rows.append({"patient": patient.patient_id, "visits": len(patient.visits), "note": str(error)})
+            continue
+        outcomes.append(result)
+        rows.append({
+            "patient": patient.patient_id, "visits": len(patient.visits),
+            "baseline": _fmt(result.baseline.masi), "latest": _fmt(result.latest.masi),
+            "change": _fmt(result.latest.change, "+.1f"), "percent": _fmt(result.latest.percent, "+.0f"),
+            "MASI-50": _fmt(result.masi50, ""), "MASI-75": _fmt(result.masi75, ""), "note": "",
+        })
+        if out is not None:
+            write_patient_record(patient, result, out)
+    print(pd.DataFrame(rows).fillna("").to_string(index=False))
+    print()
+    print("responders per visit window (weeks after baseline; Wilson 95 % CI)")
+    for window in cohort_responders(outcomes, args.windows or WINDOW_EDGES):
+        shares = "; ".join(
+            f"{name} {window.responders[name]}/{window.patients}"
+            + (f" = {window.share(name):.0%} [{low:.0%}, {high:.0%}]" if window.patients else "")
+            for name, (low, high) in window.intervals.items())
+        print(f"  ({window.start_week:g}, {window.end_week:g}]: {shares}")
+    if out is not None:
+        path = write_long_csv(patients.values(), out / "followup_long.csv")
+        print(f"wrote {path} and {len(outcomes)} patient record(s) to {out}")
+    return 0
