@@ -206,5 +206,5 @@ def ingest_visits(
             elif result.outcome == "added" and result.photo_id and (entry.treatment or entry.notes):
                 notes.append(VisitNote(result.photo_id, entry.treatment, entry.notes))
             summary.files.append(result)
-    VisitNotes(store.path).put(notes)
+    VisitNotes(store).put(notes)
     return summary

@@ -1,20 +1,18 @@
-"""Treatment and notes per stored photo: a small side table in the rating store's SQLite file.
+"""Treatment and notes per stored photo: a small side table in the rating store's database.
 
-The rating store (annotation/store.py) has no column for them; this table lives beside it in the
-same file, created on first use with portable SQL (`CREATE TABLE IF NOT EXISTS`, `INSERT ... ON
+The rating store (annotation/store.py) has no column for them; this table lives beside its tables,
+reached through the store's own connections (`connect`, `transaction`: the same `?` SQL on SQLite and
+PostgreSQL), created on first use with portable SQL (`CREATE TABLE IF NOT EXISTS`, `INSERT ... ON
 CONFLICT ... DO UPDATE`, which SQLite >= 3.24 and PostgreSQL >= 9.5 both accept). Rows are keyed by
 the photo id the store gives a photo; a photo without a row has no treatment and no notes.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
-from contextlib import closing
 from dataclasses import dataclass
-from pathlib import Path
 
-from annotation.store import BUSY_TIMEOUT_MS, utc_now
+from annotation.store import RatingStore, utc_now
 
 MAX_TREATMENT = 200
 MAX_NOTES = 2000
@@ -39,30 +37,28 @@ class VisitNote:
 
 
 class VisitNotes:
-    """The `visit_notes` table of the SQLite file at `db_path` (created if missing)."""
+    """The `visit_notes` table beside `store`'s tables (created if missing)."""
 
-    def __init__(self, db_path: str | Path) -> None:
-        self.path = Path(db_path)
-        with closing(self._connect()) as conn, conn:
+    def __init__(self, store: RatingStore) -> None:
+        self.store = store
+        with store.transaction() as conn:
             conn.execute(SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
 
     def put(self, notes: Iterable[VisitNote]) -> int:
         """Store (or replace) the notes of each photo in one transaction; returns how many."""
         rows = [(n.image_id, n.treatment or None, n.notes or None, utc_now()) for n in notes]
-        with closing(self._connect()) as conn, conn:
-            conn.executemany(
-                "INSERT INTO visit_notes (image_id, treatment, notes, recorded_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (image_id) DO UPDATE SET treatment = excluded.treatment,"
-                " notes = excluded.notes, recorded_at = excluded.recorded_at",
-                rows,
-            )
+        with self.store.transaction() as conn:
+            for row in rows:
+                conn.execute(
+                    "INSERT INTO visit_notes (image_id, treatment, notes, recorded_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (image_id) DO UPDATE SET treatment = excluded.treatment,"
+                    " notes = excluded.notes, recorded_at = excluded.recorded_at",
+                    row,
+                )
         return len(rows)
 
     def all(self) -> dict[str, VisitNote]:
         """Every photo's notes, keyed by photo id."""
-        with closing(self._connect()) as conn:
+        with self.store.connect() as conn:
             rows = conn.execute("SELECT image_id, treatment, notes FROM visit_notes").fetchall()
-        return {row[0]: VisitNote(*row) for row in rows}
+        return {row[0]: VisitNote(row[0], row[1], row[2]) for row in rows}

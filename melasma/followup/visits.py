@@ -148,7 +148,7 @@ def load_patients(
 
     `model` optionally maps photo ids to a checkpoint's scores (see `melasma.followup.model`)."""
     rows = {row.image.id: row for row in consensus_rows(store, settings)}
-    notes = VisitNotes(store.path).all()
+    notes = VisitNotes(store).all()
     grouped: dict[str, dict[date, list[str]]] = defaultdict(lambda: defaultdict(list))
     for image in store.images():
         if image.patient_id and image.visit_date:
