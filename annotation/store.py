@@ -1,27 +1,32 @@
-"""The rating store: one SQLite file (WAL, foreign keys, CHECK constraints, append-only audit trail).
+"""The rating store: images, ratings, the append-only audit trail and the adjudication log, in one
+SQLite file (the zero-setup default) or a PostgreSQL database shared by several app servers.
 
-Every call opens its own short-lived connection, so the store is safe to share between threads and
-processes. Writes run in `BEGIN IMMEDIATE` transactions with `synchronous=FULL`: once a write
-returns, it survives the process being killed.
+Every call takes its own short-lived connection (SQLite: a fresh one; PostgreSQL: one from the
+process's pool), so the store is safe to share between threads and processes. A write is one
+transaction that checks, writes and audits together: SQLite takes the file's write lock up front
+(`BEGIN IMMEDIATE`, `synchronous=FULL`), PostgreSQL locks the photo's row. Once a write returns, it
+survives the process being killed. The SQL is written once; `annotation.db.engines` holds the
+differences between the engines and `annotation.db.schema` the tables.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
-from melasma.masi import ITEM_RANGES, ITEMS, REGIONS
+from annotation.db.engines import BUSY_TIMEOUT_MS, Connection, SchemaError, open_engine
+from annotation.db.schema import SCHEMA_VERSION, SCORE_COLUMNS, SCORE_FIELDS
+from melasma.masi import ITEMS, REGIONS
 
-SCHEMA_VERSION = 2
-BUSY_TIMEOUT_MS = 30_000
-#: (region, item) in the order of the 12 score columns and of every 12-value score list.
-SCORE_FIELDS: tuple[tuple[str, str], ...] = tuple((r, i) for r in REGIONS for i in ITEMS)
-SCORE_COLUMNS: tuple[str, ...] = tuple(f"{r}_{i}" for r, i in SCORE_FIELDS)
+if TYPE_CHECKING:
+    from melasma.settings import Settings
+
+__all__ = ["BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "SCORE_COLUMNS", "SCORE_FIELDS"]
 
 
 class AnnotationError(ValueError):
@@ -44,74 +49,9 @@ class ImageClosedError(AnnotationError):
     """The image has all its ratings: raters can no longer change theirs (a coordinator adjudicates)."""
 
 
-def _score_column(region: str, item: str) -> str:
-    low, high = ITEM_RANGES[item]
-    name = f"{region}_{item}"
-    return f"{name} INTEGER NOT NULL CHECK (typeof({name}) = 'integer' AND {name} BETWEEN {low} AND {high})"
-
-
-_SCORES_SQL = ",\n    ".join(_score_column(r, i) for r, i in SCORE_FIELDS)
-
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS images (
-    id TEXT PRIMARY KEY CHECK (length(id) = 16 AND id NOT GLOB '*[^0-9a-f]*'),
-    filename TEXT NOT NULL,
-    width INTEGER NOT NULL CHECK (width > 0),
-    height INTEGER NOT NULL CHECK (height > 0),
-    patient_id TEXT CHECK (patient_id IS NULL OR length(patient_id) BETWEEN 1 AND 64),
-    visit_date TEXT CHECK (visit_date IS NULL OR date(visit_date) IS visit_date),
-    added_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ratings (
-    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE RESTRICT,
-    rater TEXT NOT NULL CHECK (length(rater) BETWEEN 1 AND 64),
-    {_SCORES_SQL},
-    masi REAL NOT NULL CHECK (masi BETWEEN 0 AND 48),
-    mmasi REAL NOT NULL CHECK (mmasi BETWEEN 0 AND 24),
-    revision INTEGER NOT NULL CHECK (revision >= 1),
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    hidden TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (image_id, rater)
-);
-CREATE TABLE IF NOT EXISTS rating_audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE RESTRICT,
-    rater TEXT NOT NULL,
-    changed_at TEXT NOT NULL,
-    revision INTEGER NOT NULL CHECK (revision >= 1),
-    old_scores TEXT CHECK (old_scores IS NULL OR json_valid(old_scores)),
-    new_scores TEXT NOT NULL CHECK (json_valid(new_scores)),
-    old_masi REAL CHECK (old_masi IS NULL OR old_masi BETWEEN 0 AND 48),
-    new_masi REAL NOT NULL CHECK (new_masi BETWEEN 0 AND 48)
-);
-CREATE TRIGGER IF NOT EXISTS rating_audit_no_update BEFORE UPDATE ON rating_audit
-BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS rating_audit_no_delete BEFORE DELETE ON rating_audit
-BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
-CREATE INDEX IF NOT EXISTS ratings_by_rater ON ratings (rater);
-CREATE TABLE IF NOT EXISTS adjudications (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE RESTRICT,
-    coordinator TEXT NOT NULL CHECK (length(coordinator) BETWEEN 1 AND 64),
-    decided_at TEXT NOT NULL,
-    action TEXT NOT NULL CHECK (action IN ('adjudicate', 'rerate')),
-    rater TEXT CHECK ((action = 'rerate') = (rater IS NOT NULL)),
-    old_masi REAL CHECK (old_masi IS NULL OR old_masi BETWEEN 0 AND 48),
-    new_masi REAL CHECK ((action = 'adjudicate') = (new_masi IS NOT NULL) AND
-                         (new_masi IS NULL OR new_masi BETWEEN 0 AND 48)),
-    reason TEXT NOT NULL CHECK (length(trim(reason)) BETWEEN 1 AND 500)
-);
-CREATE TRIGGER IF NOT EXISTS adjudications_no_update BEFORE UPDATE ON adjudications
-BEGIN SELECT RAISE(ABORT, 'the adjudication log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS adjudications_no_delete BEFORE DELETE ON adjudications
-BEGIN SELECT RAISE(ABORT, 'the adjudication log is append-only'); END;
-"""
-
-
 def utc_now() -> str:
     """The current UTC time as an ISO 8601 string with microseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)
@@ -176,11 +116,11 @@ class Adjudication:
     reason: str
 
 
-def _image(row: sqlite3.Row) -> ImageRecord:
+def _image(row: Any) -> ImageRecord:
     return ImageRecord(**{key: row[key] for key in ImageRecord.__dataclass_fields__})
 
 
-def _rating(row: sqlite3.Row) -> Rating:
+def _rating(row: Any) -> Rating:
     scores: dict[str, dict[str, int]] = {r: {} for r in REGIONS}
     for (region, item), column in zip(SCORE_FIELDS, SCORE_COLUMNS):
         scores[region][item] = row[column]
@@ -191,7 +131,7 @@ def _rating(row: sqlite3.Row) -> Rating:
     )
 
 
-def _audit(row: sqlite3.Row) -> AuditEntry:
+def _audit(row: Any) -> AuditEntry:
     old = row["old_scores"]
     return AuditEntry(
         id=row["id"], image_id=row["image_id"], rater=row["rater"], changed_at=row["changed_at"],
@@ -200,15 +140,7 @@ def _audit(row: sqlite3.Row) -> AuditEntry:
     )
 
 
-def _missing_columns(conn: sqlite3.Connection) -> str:
-    """ALTER statements for columns an older database lacks (`ratings.hidden`, version 1)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(ratings)")}
-    if columns and "hidden" not in columns:
-        return "ALTER TABLE ratings ADD COLUMN hidden TEXT NOT NULL DEFAULT '';\n"
-    return ""
-
-
-def _rerate_pending(conn: sqlite3.Connection, rating: sqlite3.Row) -> bool:
+def _rerate_pending(conn: Connection, rating: Any) -> bool:
     """Whether a coordinator asked this rater to rate this image again after their last change."""
     return conn.execute(
         "SELECT 1 FROM adjudications WHERE image_id = ? AND rater = ? AND action = 'rerate'"
@@ -217,42 +149,38 @@ def _rerate_pending(conn: sqlite3.Connection, rating: sqlite3.Row) -> bool:
 
 
 class RatingStore:
-    """Images, ratings and the audit trail in one SQLite database at `db_path` (created if missing)."""
+    """Images, ratings, the audit trail and the adjudication log in one database (created if missing).
 
-    def __init__(self, db_path: str | Path) -> None:
-        self.path = Path(db_path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.connect() as conn:
-            conn.execute("PRAGMA journal_mode = WAL")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise AnnotationError(
-                    f"{self.path}: database schema version {version} is newer than this app's "
-                    f"{SCHEMA_VERSION}"
-                )
-            conn.executescript(
-                f"BEGIN IMMEDIATE;\n{SCHEMA}\n{_missing_columns(conn)}"
-                f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
-            )
+    `target`: an SQLite file path (or `sqlite:///PATH`), or a `postgresql://` URL; see
+    `for_settings` for the app's choice (MELASMA_DATABASE_URL, else the data folder's file).
+    """
 
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        """A fresh connection in autocommit mode with foreign keys, busy timeout and full sync."""
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    def __init__(self, target: str | Path) -> None:
+        self.engine = open_engine(target)
+        #: the SQLite file (None on PostgreSQL)
+        self.path: Path | None = self.engine.path
         try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA synchronous = FULL")
-            yield conn
-        finally:
-            conn.close()
+            self.engine.create_schema()
+        except SchemaError as error:
+            raise AnnotationError(str(error)) from None
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> RatingStore:
+        """The app's store: `settings.database_url` if set, else `annotations.sqlite` in the data folder."""
+        return cls(settings.database_url or settings.data_dir / "annotations.sqlite")
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken up front (`BEGIN IMMEDIATE`), committed on success."""
+    def connect(self) -> Iterator[Any]:
+        """A connection in autocommit mode (SQLite: a sqlite3.Connection with foreign keys, busy
+        timeout and full sync; PostgreSQL: a pooled one that takes the same `?` placeholders)."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A write transaction (SQLite: `BEGIN IMMEDIATE`, the write lock up front), committed on success."""
         with self.connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(self.engine.begin)
             try:
                 yield conn
             except BaseException:
@@ -265,8 +193,8 @@ class RatingStore:
         """Insert a photo's record; False when an image with the same id is already stored."""
         with self.transaction() as conn:
             cursor = conn.execute(
-                "INSERT OR IGNORE INTO images (id, filename, width, height, patient_id, visit_date,"
-                " added_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO images (id, filename, width, height, patient_id, visit_date, added_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 (record.id, record.filename, record.width, record.height, record.patient_id,
                  record.visit_date, record.added_at),
             )
@@ -281,7 +209,8 @@ class RatingStore:
     def images(self) -> list[ImageRecord]:
         """Every stored image, in ingestion order."""
         with self.connect() as conn:
-            return [_image(row) for row in conn.execute("SELECT * FROM images ORDER BY rowid")]
+            return [_image(row) for row in conn.execute(
+                f"SELECT * FROM images ORDER BY {self.engine.position}")]
 
     def next_unrated(self, rater: str, needed: int) -> ImageRecord | None:
         """The first image `rater` has not rated that has fewer than `needed` ratings.
@@ -290,11 +219,11 @@ class RatingStore:
         """
         with self.connect() as conn:
             row = conn.execute(
-                "SELECT i.*, (SELECT COUNT(*) FROM ratings r WHERE r.image_id = i.id) AS n"
-                " FROM images i"
-                " WHERE n < ? AND NOT EXISTS"
-                "  (SELECT 1 FROM ratings r WHERE r.image_id = i.id AND r.rater = ?)"
-                " ORDER BY n DESC, i.rowid LIMIT 1",
+                f"SELECT * FROM (SELECT i.*, i.{self.engine.position} AS ingested,"
+                "  (SELECT COUNT(*) FROM ratings r WHERE r.image_id = i.id) AS n FROM images i) AS c"
+                " WHERE c.n < ? AND NOT EXISTS"
+                "  (SELECT 1 FROM ratings r WHERE r.image_id = c.id AND r.rater = ?)"
+                " ORDER BY c.n DESC, c.ingested LIMIT 1",
                 (needed, rater),
             ).fetchone()
         return _image(row) if row is not None else None
@@ -320,7 +249,7 @@ class RatingStore:
         values = [scores[region][item] for region, item in SCORE_FIELDS]
         now = utc_now()
         with self.transaction() as conn:
-            if conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
+            if not self._lock_image(conn, image_id):
                 raise UnknownImageError(f"unknown image id {image_id!r}")
             row = conn.execute(
                 "SELECT * FROM ratings WHERE image_id = ? AND rater = ?", (image_id, rater)
@@ -379,21 +308,22 @@ class RatingStore:
         """Append a coordinator's decision on `image_id` to the (append-only) adjudication log."""
         now = utc_now()
         with self.transaction() as conn:
-            if conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
+            if not self._lock_image(conn, image_id):
                 raise UnknownImageError(f"unknown image id {image_id!r}")
             if rater is not None and conn.execute(
                 "SELECT 1 FROM ratings WHERE image_id = ? AND rater = ?", (image_id, rater)
             ).fetchone() is None:
                 raise AnnotationError(f"{rater} has not rated photo {image_id}")
             try:
-                cursor = conn.execute(
-                    "INSERT INTO adjudications (image_id, coordinator, decided_at, action, rater,"
-                    " old_masi, new_masi, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (image_id, coordinator, now, action, rater, old_masi, new_masi, reason.strip()),
-                )
-            except sqlite3.IntegrityError as error:
-                raise AnnotationError(f"adjudication refused: {error}") from None
-            return Adjudication(cursor.lastrowid or 0, image_id, coordinator, now, action, rater,
+                with self._savepoint(conn):
+                    new_id = conn.execute(
+                        "INSERT INTO adjudications (image_id, coordinator, decided_at, action, rater,"
+                        " old_masi, new_masi, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        (image_id, coordinator, now, action, rater, old_masi, new_masi, reason.strip()),
+                    ).fetchone()[0]
+            except self.engine.integrity_errors as error:
+                raise AnnotationError(f"adjudication refused: {_first_line(error)}") from None
+            return Adjudication(new_id, image_id, coordinator, now, action, rater,
                                 old_masi, new_masi, reason.strip())
 
     def adjudications(self, image_id: str | None = None) -> list[Adjudication]:
@@ -408,10 +338,10 @@ class RatingStore:
         """Ids of closed images a coordinator asked `rater` to rate again (still pending)."""
         with self.connect() as conn:
             rows = conn.execute(
-                "SELECT DISTINCT a.image_id FROM adjudications a JOIN ratings r"
+                "SELECT a.image_id FROM adjudications a JOIN ratings r"
                 " ON r.image_id = a.image_id AND r.rater = a.rater"
                 " WHERE a.rater = ? AND a.action = 'rerate' AND a.decided_at > r.updated_at"
-                " ORDER BY a.id", (rater,),
+                " GROUP BY a.image_id ORDER BY min(a.id)", (rater,),
             ).fetchall()
         return [row[0] for row in rows]
 
@@ -428,7 +358,7 @@ class RatingStore:
         with self.connect() as conn:
             rows = conn.execute(
                 "SELECT r.* FROM ratings r JOIN images i ON i.id = r.image_id"
-                " ORDER BY i.rowid, r.rater"
+                f" ORDER BY i.{self.engine.position}, r.rater"
             ).fetchall()
         return [_rating(row) for row in rows]
 
@@ -445,7 +375,7 @@ class RatingStore:
         with self.connect() as conn:
             rows = conn.execute(
                 "SELECT i.id, COUNT(r.rater) FROM images i LEFT JOIN ratings r ON r.image_id = i.id"
-                " GROUP BY i.id ORDER BY i.rowid"
+                f" GROUP BY i.id ORDER BY i.{self.engine.position}"
             ).fetchall()
         return {row[0]: row[1] for row in rows}
 
@@ -460,6 +390,28 @@ class RatingStore:
             return [_audit(row) for row in conn.execute(query + " ORDER BY id", params)]
 
     def integrity_check(self) -> str:
-        """The result of `PRAGMA integrity_check` ("ok" when the file is sound)."""
-        with self.connect() as conn:
-            return ", ".join(row[0] for row in conn.execute("PRAGMA integrity_check"))
+        """"ok" when the database is sound (SQLite: `PRAGMA integrity_check`; PostgreSQL: every
+        constraint validated and every append-only trigger enabled), else the problems found."""
+        return self.engine.integrity_check()
+
+    # internals -------------------------------------------------------------------------------
+    def _lock_image(self, conn: Connection, image_id: str) -> bool:
+        """Whether `image_id` exists; on PostgreSQL its row stays locked until the transaction ends,
+        so two writers of one photo take turns (SQLite's write lock already serialises them)."""
+        query = f"SELECT 1 FROM images WHERE id = ?{self.engine.lock}"
+        return conn.execute(query, (image_id,)).fetchone() is not None
+
+    @contextmanager
+    def _savepoint(self, conn: Connection) -> Iterator[None]:
+        """A statement that may fail without aborting the transaction (PostgreSQL aborts it otherwise)."""
+        conn.execute("SAVEPOINT attempt")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO SAVEPOINT attempt")
+            raise
+        conn.execute("RELEASE SAVEPOINT attempt")
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -9,6 +9,8 @@ from pathlib import Path
 from melasma.jobs.limits import TrainingLimits
 
 DEFAULT_RATERS = ("rater1", "rater2", "rater3")
+#: MELASMA_DATABASE_URL's accepted forms (annotation.db.engines reads them)
+DATABASE_SCHEMES = ("postgresql://", "postgres://", "sqlite:///")
 
 
 def _split_names(value: str) -> tuple[str, ...]:
@@ -38,7 +40,9 @@ class Settings:
     MELASMA_SPREAD_THRESHOLD, MELASMA_AUTH (user:password,...), MELASMA_MAX_UPLOAD_MB,
     MELASMA_MAX_UPLOAD_MEGAPIXELS (pixels decoded per upload batch, from the headers),
     MELASMA_COORDINATORS (comma list), MELASMA_VISITORS_CAN_TRAIN (1/0), MELASMA_OAUTH (1/0:
-    Hugging Face sign-in on a Space). Roles: see melasma.access.
+    Hugging Face sign-in on a Space), MELASMA_DATABASE_URL (`postgresql://...` for a rater store
+    shared by several app servers; unset: `annotations.sqlite` in the data folder). Roles: see
+    melasma.access.
     """
 
     data_dir: Path = Path("data")
@@ -52,6 +56,7 @@ class Settings:
     visitors_can_train: bool = False
     oauth: bool = False
     training: TrainingLimits = field(default_factory=TrainingLimits)
+    database_url: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -61,6 +66,9 @@ class Settings:
             raise ValueError("rater names must be unique")
         if self.auth and self.oauth:
             raise ValueError("choose one sign-in: MELASMA_AUTH (passwords) or MELASMA_OAUTH (Hugging Face)")
+        if self.database_url and not self.database_url.startswith(DATABASE_SCHEMES):
+            scheme = self.database_url.partition(":")[0]
+            raise ValueError(f"MELASMA_DATABASE_URL must start with postgresql:// or sqlite:///, got {scheme}:")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -83,6 +91,7 @@ class Settings:
             visitors_can_train=_flag(env.get("MELASMA_VISITORS_CAN_TRAIN", "")),
             oauth=_flag(env.get("MELASMA_OAUTH", "")),
             training=TrainingLimits.from_env(env),
+            database_url=env.get("MELASMA_DATABASE_URL", "").strip(),
         )
 
     @property

@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="data folder (default: MELASMA_DATA_DIR or ./data)")
     parser.add_argument("--raters", help="comma-separated rater names (default: MELASMA_RATERS)")
     parser.add_argument("--auth", help="user:password,... sign-in (default: MELASMA_AUTH)")
+    parser.add_argument("--database-url", help="rater store: postgresql://... (default: MELASMA_DATABASE_URL)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
 
 

@@ -12,7 +12,7 @@ from melasma.settings import Settings
 #: flag -> the environment variable it overrides
 FLAG_ENV = {
     "data_dir": "MELASMA_DATA_DIR", "raters": "MELASMA_RATERS", "auth": "MELASMA_AUTH",
-    "ratings_per_image": "MELASMA_RATINGS_PER_IMAGE",
+    "ratings_per_image": "MELASMA_RATINGS_PER_IMAGE", "database_url": "MELASMA_DATABASE_URL",
 }
 
 
@@ -32,6 +32,8 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raters", help="comma-separated rater names (default: MELASMA_RATERS)")
     parser.add_argument("--ratings-per-image", type=positive_int,
                         help="ratings needed per photo (default: MELASMA_RATINGS_PER_IMAGE or 3)")
+    parser.add_argument("--database-url", help="rater store: postgresql://... (default: MELASMA_DATABASE_URL, "
+                        "else annotations.sqlite in the data folder)")
 
 
 def open_store(args: argparse.Namespace) -> tuple[Settings, RatingStore]:
@@ -40,4 +42,4 @@ def open_store(args: argparse.Namespace) -> tuple[Settings, RatingStore]:
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         raise ValueError(f"data folder {settings.data_dir} is a file, not a folder")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return settings, RatingStore(settings.data_dir / "annotations.sqlite")
+    return settings, RatingStore.for_settings(settings)
