@@ -293,3 +293,43 @@ def test_timeline_cli_cohort_and_empty_store(exact, tmp_path: Path, capsys: pyte
     assert "no patient has dated photos" in capsys.readouterr().err
     assert main(["synth", "--visits", "1", "--out", str(tmp_path / "one")]) == 2
     assert "at least 2 visits" in capsys.readouterr().err
+
+
+def _moved(photo: Image.Image) -> Image.Image:
+    """The same face turned 8 degrees, shifted and shrunk to 85 %: a later visit's framing."""
+    w, h = photo.size
+    turned = photo.rotate(8, translate=(w * 0.05, h * 0.03), resample=Image.Resampling.BILINEAR)
+    return turned.resize((int(w * 0.85), int(h * 0.85)))
+
+
+@pytest.mark.realdata
+def test_before_after_alignment_by_landmarks_on_real_photos(roboflow_dir: Path) -> None:
+    from PIL import ImageOps
+
+    from melasma.followup.align import align_pair
+
+    centre = slice(64, 192)
+    checked = 0
+    for path in sorted((roboflow_dir / "non-melasma").glob("*.jpg"))[:4]:
+        with Image.open(path) as image:
+            photo = image.convert("RGB")
+        pair = align_pair(photo, _moved(photo), 256)
+        if pair.method != "landmarks":
+            continue
+        checked += 1
+        before, after = np.asarray(pair.before, float), np.asarray(pair.after, float)
+        naive = np.asarray(ImageOps.fit(_moved(photo), (256, 256)), float)
+        aligned_diff = np.abs(before[centre, centre] - after[centre, centre]).mean()
+        naive_diff = np.abs(before[centre, centre] - naive[centre, centre]).mean()
+        assert aligned_diff < 0.5 * naive_diff, (path.name, aligned_diff, naive_diff)
+    assert checked >= 3
+
+
+def test_before_after_without_a_face_scales_and_crops(tmp_path: Path) -> None:
+    from melasma.followup.align import align_pair
+
+    before = Image.fromarray(np.full((60, 90, 3), 200, np.uint8))
+    after = Image.fromarray(np.full((120, 80, 3), 50, np.uint8))
+    pair = align_pair(before, after, 64)
+    assert pair.method == "scale and crop" and "before and after" in pair.note
+    assert pair.before.size == pair.after.size == (64, 64)
