@@ -26,16 +26,23 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 SQLITE_SCHEME = "sqlite:///"
 #: Connections one process keeps open to a PostgreSQL store (shared by its threads).
 POOL_MAX_SIZE = 16
+CONNECT_TIMEOUT_S = 10
 
 
 class SchemaError(ValueError):
     """The database was written by a newer version of the app."""
 
 
+class DatabaseUnavailable(ConnectionError):
+    """The PostgreSQL server cannot be reached (or refuses us); the message says why, in one line."""
+
+
 class Connection(Protocol):
     """What the store needs from a connection (sqlite3.Connection has it; so has `_PostgresConnection`)."""
 
     def execute(self, sql: str, parameters: Sequence[Any] = ...) -> Any: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]], /) -> Any: ...
 
 
 def is_postgres(target: str | Path) -> bool:
@@ -146,6 +153,9 @@ class _PostgresConnection:
             return self.raw.execute(sql)
         return self.raw.execute(_PLACEHOLDER.sub("%s", sql), parameters)
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.raw.cursor().executemany(_PLACEHOLDER.sub("%s", sql), rows)
+
 
 _pools: dict[str, ConnectionPool] = {}
 _pools_lock = threading.Lock()
@@ -160,10 +170,19 @@ def _configure(conn: Any) -> None:
 
 
 def _pool(url: str) -> ConnectionPool:
-    """The process's connection pool for `url` (opened on first use, shared by every thread)."""
+    """The process's connection pool for `url` (opened on first use, shared by every thread).
+
+    A first direct connection fails fast with the server's reason (the pool would only time out)."""
     with _pools_lock:
         if url not in _pools:
+            import psycopg
             from psycopg_pool import ConnectionPool
+
+            try:
+                psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S).close()
+            except psycopg.Error as error:
+                reason = " ".join(str(error).split()) or type(error).__name__
+                raise DatabaseUnavailable(f"cannot open the rater store {redact(url)}: {reason}") from None
 
             _pools[url] = ConnectionPool(url, min_size=1, max_size=POOL_MAX_SIZE, configure=_configure,
                                          open=True, name="melasma-store")

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain-report": ("explain_report", "relevance, localisation and faithfulness report"),
     "regions": ("regions", "find and measure the four MASI face regions of photos (JSON lines, overlays)"),
     "serve": ("serve", "start the Gradio app"),
+    "db": ("db", "rater-store database tools: migrate an SQLite store to PostgreSQL"),
     "visits-ingest": ("visits_ingest", "add visit photos from a CSV manifest or a <patient>_<date> folder"),
     "timeline": ("timeline", "a patient's course over visits: change from baseline, MASI-50/75, figures"),
 }
