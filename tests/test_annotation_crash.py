@@ -1,5 +1,6 @@
 """A writer process killed with SIGKILL mid-stream loses nothing it acknowledged and leaves a
-sound database."""
+sound database: on SQLite one writer, on PostgreSQL two writer processes sharing the database (the
+second keeps writing while the first dies, then is killed too)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from melasma.settings import Settings
 
 settings = Settings(data_dir=Path(sys.argv[1]), raters=("rater1", "rater2", "rater3", "rater4"),
                     ratings_per_image=4)
-store = RatingStore(settings.data_dir / "annotations.sqlite")
+store = RatingStore(sys.argv[2])
 ids = [image.id for image in store.images()]
 for round_ in range(1, 1000):
     for image_id in ids:
@@ -50,10 +51,33 @@ for round_ in range(1, 1000):
 """
 
 
-def test_sigkill_keeps_every_acknowledged_rating(tmp_path: Path) -> None:
+def kill_after(writer: subprocess.Popen[str], n: int) -> list[list[str]]:
+    """Read `n` acknowledgements, SIGKILL the writer, then read whatever it flushed before dying."""
+    acks = []
+    try:
+        for line in writer.stdout:
+            acks.append(line.split())
+            if len(acks) == n:
+                os.kill(writer.pid, signal.SIGKILL)
+                break
+        acks += [line.split() for line in writer.stdout]
+    finally:
+        writer.kill()
+        writer.wait(timeout=60)
+    assert writer.returncode == -signal.SIGKILL, writer.stderr.read()
+    assert len(acks) >= n
+    return acks
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_sigkill_keeps_every_acknowledged_rating(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     settings = Settings(data_dir=tmp_path / "data", raters=("rater1", "rater2", "rater3", "rater4"),
                         ratings_per_image=4)
-    store = RatingStore(settings.data_dir / "annotations.sqlite")
+    target = request.getfixturevalue("postgres_url") if backend == "postgresql" else \
+        str(settings.data_dir / "annotations.sqlite")
+    store = RatingStore(target)
     photos = []
     for i in range(10):
         buffer = io.BytesIO()
@@ -64,27 +88,21 @@ def test_sigkill_keeps_every_acknowledged_rating(tmp_path: Path) -> None:
     assert len(ingest(store, settings.data_dir / "photos", photos).added) == 10
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(settings.data_dir)], cwd=REPO, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    acks = []
-    try:
-        for line in writer.stdout:
-            acks.append(line.split())
-            if len(acks) == ACKS_BEFORE_KILL:
-                os.kill(writer.pid, signal.SIGKILL)
-                break
-        acks += [line.split() for line in writer.stdout]  # anything flushed before the kill
-    finally:
-        writer.kill()
-        writer.wait(timeout=10)
-    assert writer.returncode == -signal.SIGKILL, writer.stderr.read()
-    assert len(acks) >= ACKS_BEFORE_KILL
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(settings.data_dir), target], cwd=REPO, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2 if backend == "postgresql" else 1)
+    ]
+    # The first dies mid-stream; the second (PostgreSQL) has kept writing meanwhile and dies next.
+    acks = [ack for writer in writers for ack in kill_after(writer, ACKS_BEFORE_KILL)]
 
     assert store.integrity_check() == "ok"
     with store.connect() as conn:
-        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        if backend == "sqlite":
+            assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        orphans = conn.execute("SELECT COUNT(*) FROM rating_audit a LEFT JOIN ratings r"
+                               " ON r.image_id = a.image_id AND r.rater = a.rater WHERE r.rater IS NULL")
+        assert orphans.fetchone()[0] == 0
     for _, image_id, rater, revision, masi in acks:
         rating = store.get_rating(image_id, rater)
         assert rating is not None and rating.revision >= int(revision)
