@@ -21,6 +21,7 @@ from melasma.jobs import JobRunner
 from melasma.settings import Settings
 from melasma.ui.annotate import GUEST, build_annotate_tab
 from melasma.ui.lanes import RATING_LANE, separate_lanes
+from melasma.ui.patients import build_patients_tab
 from melasma.ui.predict import build_predict_tab
 from melasma.ui.theme import CSS, build_theme
 from melasma.ui.train import build_train_tab
@@ -94,9 +95,12 @@ def build_app(settings: Settings, *, oauth: bool | None = None) -> gr.Blocks:
                 train = build_train_tab(settings, export_path=annotate.export_path)
             with gr.Tab("Predict", id="predict"):
                 predict = build_predict_tab(settings)
+            with gr.Tab("Patients", id="patients") as patients_tab:
+                patients = build_patients_tab(settings, patients_tab)
         gr.Markdown(FOOTER, elem_classes="melasma-footer")
         demo.load(annotate.welcome, None, [annotate.banner, *annotate.tabs.values()],
                   api_visibility="private", show_progress="hidden")
+        demo.load(patients.visibility, None, patients.tab, api_visibility="private", show_progress="hidden")
         # A finished training run's checkpoints become selectable in Predict without a reload.
         train.finished_run.change(
             predict.refresh_choices, None, predict.checkpoint, api_visibility="private",

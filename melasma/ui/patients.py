@@ -1,0 +1,234 @@
+"""The Patients tab (coordinators only; blinded raters never see it): the patient list with search,
+a patient's timeline, two visits side by side aligned with per-region numbers, and exports.
+
+API (gradio_client): ``/patients`` (search text) -> table of patients; ``/timeline`` (patient id)
+-> (the patient's visits and outcome as JSON, timeline PNG). Every handler checks the coordinator
+role on the server (``melasma.access``), as the Annotate tab's coordinator screens do.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+from PIL import Image
+
+from annotation.export import escape_frame
+from annotation.ingest import photo_path
+from annotation.store import RatingStore
+from melasma.access import Role, require, role_of
+from melasma.followup import FollowupError, Patient, load_patients, outcome, patient_timeline
+from melasma.followup.align import align_pair
+from melasma.followup.export import visit_frame, write_long_csv, write_patient_record
+from melasma.followup.figures import save_figure, timeline_figure
+from melasma.followup.visits import Visit
+from melasma.masi import REGIONS
+from melasma.settings import Settings
+from melasma.ui.annotate import user_errors
+from melasma.ui.components import PhotoStage
+from melasma.ui.lanes import RATING_LANE
+
+PATIENT_COLUMNS: tuple[str, ...] = ("patient", "visits", "scored", "baseline MASI", "latest MASI", "change %",
+                                    "MASI-50", "MASI-75", "treatment", "note")
+COMPARE_COLUMNS: tuple[str, ...] = ("region", "before", "after", "difference")
+INTRO = """
+Each patient's course from the rated photos: a visit is one patient on one date; its MASI is the
+raters' consensus (the adjudicated MASI where a coordinator decided). Only visits whose photos are
+closed and undisputed count for change from baseline and MASI-50 / MASI-75 (a reduction of at least
+50 % / 75 % from the first such visit).
+"""
+
+
+def _username(request: gr.Request | None) -> str | None:
+    return getattr(request, "username", None) if request is not None else None
+
+
+def _fmt(value: float | None, spec: str = ".1f") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _summary_row(patient: Patient) -> dict[str, object]:
+    row: dict[str, object] = {"patient": patient.patient_id, "visits": len(patient.visits),
+                              "scored": len(patient.scored_visits), "treatment": patient.treatment or ""}
+    try:
+        result = outcome(patient)
+    except FollowupError as error:
+        return {**row, "note": str(error).split(": ", 1)[-1]}
+    return {**row, "baseline MASI": _fmt(result.baseline.masi), "latest MASI": _fmt(result.latest.masi),
+            "change %": _fmt(result.latest.percent, "+.0f"),
+            "MASI-50": result.masi50.isoformat() if result.masi50 else "not reached",
+            "MASI-75": result.masi75.isoformat() if result.masi75 else "not reached", "note": ""}
+
+
+def _visit_json(visit: Visit) -> dict[str, object]:
+    return {"visit_date": visit.visit_date.isoformat(), "status": visit.status, "photos": len(visit.image_ids),
+            "masi": visit.masi, "mmasi": visit.mmasi, "masi_low": visit.masi_low, "masi_high": visit.masi_high,
+            "regions": visit.regions, "treatment": visit.treatment, "notes": visit.notes}
+
+
+@dataclass
+class PatientsTab:
+    """The tab's state; `tab` is shown only to coordinators (the app shell wires `visibility`)."""
+
+    settings: Settings
+    store: RatingStore
+    tab: gr.Tab
+    stage: PhotoStage = field(default_factory=PhotoStage)
+
+    def coordinator(self, request: gr.Request | None) -> None:
+        require(Role.COORDINATOR, _username(request), self.settings)
+
+    def visibility(self, request: gr.Request) -> gr.Tab:
+        """UI: the tab only for coordinators."""
+        return gr.Tab(visible=role_of(_username(request), self.settings) is Role.COORDINATOR)
+
+    def _patients(self) -> dict[str, Patient]:
+        return load_patients(self.store, self.settings)
+
+    def _staged_png(self, figure_writer: Any, name: str) -> str:
+        with tempfile.TemporaryDirectory() as folder:
+            return self.stage(figure_writer(Path(folder) / name))
+
+    # API -------------------------------------------------------------------------------------
+    def patients(self, query: str | None, request: gr.Request) -> pd.DataFrame:
+        """API/UI: one row per patient whose id or treatment contains `query` (any case)."""
+        self.coordinator(request)
+        needle = (query or "").strip().lower()
+        rows = [_summary_row(p) for p in self._patients().values()
+                if needle in p.patient_id.lower() or needle in (p.treatment or "").lower()]
+        return escape_frame(pd.DataFrame(rows, columns=list(PATIENT_COLUMNS)).fillna(""))
+
+    def timeline(self, patient_id: str | None, request: gr.Request) -> tuple[dict[str, object], str]:
+        """API/UI: the patient's visits and outcome (JSON) and the timeline figure (PNG)."""
+        self.coordinator(request)
+        patient = patient_timeline(self._patients(), (patient_id or "").strip())
+        result = outcome(patient)
+        figure = self._staged_png(lambda path: save_figure(timeline_figure(patient, result), path),
+                                  f"{patient.patient_id}_timeline.png")
+        summary = {
+            "patient_id": patient.patient_id, "treatment": patient.treatment,
+            "treatment_start": patient.treatment_start.isoformat() if patient.treatment_start else None,
+            "baseline": result.baseline.visit_date.isoformat(), "baseline_masi": result.baseline.masi,
+            "latest_masi": result.latest.masi, "change": result.latest.change, "percent": result.latest.percent,
+            "masi50": result.masi50.isoformat() if result.masi50 else None,
+            "masi75": result.masi75.isoformat() if result.masi75 else None,
+            "visits": [_visit_json(v) for v in patient.visits],
+        }
+        return summary, figure
+
+    # UI --------------------------------------------------------------------------------------
+    def choose(self, patient_id: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """UI: timeline, visit table and the two visit pickers (first and last scored visit)."""
+        summary, figure = self.timeline(patient_id, request)
+        patient = self._patients()[summary["patient_id"]]  # type: ignore[index]
+        dates = [v.visit_date.isoformat() for v in patient.visits]
+        scored = [v.visit_date.isoformat() for v in patient.scored_visits]
+        table = visit_frame(patient).drop(columns=["patient_id"])
+        return (figure, escape_frame(table.astype(object).where(table.notna(), "")),
+                gr.Dropdown(choices=dates, value=scored[0]), gr.Dropdown(choices=dates, value=scored[-1]))
+
+    def select_row(self, table: pd.DataFrame, evt: gr.SelectData) -> str:
+        """UI: the patient id of the clicked row of the patient list."""
+        return str(table.iloc[evt.index[0]]["patient"])
+
+    def compare(self, patient_id: str | None, before_day: str | None, after_day: str | None,
+                request: gr.Request) -> tuple[str, str, pd.DataFrame, str]:
+        """UI: the two visits' first photos aligned side by side, with per-region shares and differences."""
+        self.coordinator(request)
+        patient = patient_timeline(self._patients(), (patient_id or "").strip())
+        visits = {v.visit_date.isoformat(): v for v in patient.visits}
+        if before_day not in visits or after_day not in visits:
+            raise FollowupError("choose two visit dates of this patient")
+        before, after = visits[before_day], visits[after_day]  # type: ignore[index]
+        if before.visit_date == after.visit_date:
+            raise FollowupError("choose two different visits")
+        if before.masi is None or after.masi is None:
+            raise FollowupError("both visits need a consensus (open visits have no numbers yet)")
+        with Image.open(photo_path(self.settings.photos_dir, before.image_ids[0])) as one, \
+                Image.open(photo_path(self.settings.photos_dir, after.image_ids[0])) as two:
+            pair = align_pair(one, two)
+        with tempfile.TemporaryDirectory() as folder:
+            paths = []
+            for name, image in (("before", pair.before), ("after", pair.after)):
+                target = Path(folder) / f"{patient.patient_id}_{name}.jpg"
+                image.save(target, quality=90)
+                paths.append(self.stage(target))
+        rows = [{"region": r.replace("_", " "), "before": round(before.regions[r], 2),
+                 "after": round(after.regions[r], 2), "difference": round(after.regions[r] - before.regions[r], 2)}
+                for r in REGIONS]
+        rows.append({"region": "MASI", "before": round(before.masi, 2), "after": round(after.masi, 2),
+                     "difference": round(after.masi - before.masi, 2)})
+        note = (f"{before_day} vs {after_day} ({(after.visit_date - before.visit_date).days} days); aligned by "
+                f"{pair.method}" + (f" ({pair.note})" if pair.note else ""))
+        return paths[0], paths[1], pd.DataFrame(rows, columns=list(COMPARE_COLUMNS)), note
+
+    def export_cohort(self, request: gr.Request) -> str:
+        """UI: the long CSV (one row per patient x visit x region), written under exports/."""
+        self.coordinator(request)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = write_long_csv(self._patients().values(), self.settings.exports_dir / f"followup_{stamp}.csv")
+        return self.stage(path)
+
+    def export_patient(self, patient_id: str | None, request: gr.Request) -> list[str]:
+        """UI: the patient's clinic record, timeline PNG and visits CSV."""
+        self.coordinator(request)
+        patient = patient_timeline(self._patients(), (patient_id or "").strip())
+        folder = self.settings.exports_dir / f"followup_{patient.patient_id}_{date.today().isoformat()}"
+        record = write_patient_record(patient, outcome(patient), folder)
+        return [self.stage(record.figure), self.stage(record.table)]
+
+
+def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
+    """Lay out the Patients tab inside the caller's open gr.Tab `container` and wire its events
+    (the patient list loads when the tab is selected)."""
+    tab = PatientsTab(settings, RatingStore(settings.data_dir / "annotations.sqlite"), container)
+    gr.Markdown(INTRO)
+    with gr.Row(equal_height=True):
+        search = gr.Textbox(label="Search patients (id or treatment)", scale=3, elem_id="patients-search")
+        refresh = gr.Button("Refresh", scale=1)
+    table = gr.Dataframe(headers=list(PATIENT_COLUMNS), interactive=False, wrap=True,
+                         label="Patients (click a row to open)", elem_id="patients-table")
+    with gr.Row(equal_height=True):
+        patient = gr.Textbox(label="Patient id", scale=3, elem_id="patients-id")
+        show = gr.Button("Show timeline", variant="primary", scale=1, elem_id="patients-show")
+    figure = gr.Image(type="filepath", label="Timeline", interactive=False, elem_id="patients-timeline",
+                      buttons=["download", "fullscreen"])
+    visits = gr.Dataframe(label="Visits", interactive=False, wrap=True, elem_id="patients-visits")
+    summary = gr.JSON(visible=False)
+    gr.Markdown("### Before / after")
+    with gr.Row(equal_height=True):
+        before_day = gr.Dropdown([], label="Before (visit date)", allow_custom_value=True)
+        after_day = gr.Dropdown([], label="After (visit date)", allow_custom_value=True)
+        compare = gr.Button("Compare", elem_id="patients-compare")
+    with gr.Row():
+        before_photo = gr.Image(type="filepath", label="Before", interactive=False, height=360)
+        after_photo = gr.Image(type="filepath", label="After", interactive=False, height=360)
+    compare_note = gr.Markdown(elem_id="patients-compare-note")
+    compare_table = gr.Dataframe(headers=list(COMPARE_COLUMNS), interactive=False,
+                                 label="Region share of the MASI (weight x area x (darkness + homogeneity))")
+    gr.Markdown("### Export")
+    with gr.Row():
+        cohort_button = gr.Button("Export all patients (long CSV)")
+        patient_button = gr.Button("Export this patient (PNG + CSV)")
+    downloads = gr.File(label="Files", file_count="multiple", interactive=False)
+
+    quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
+    lane: dict[str, Any] = {"concurrency_id": RATING_LANE}
+    gr.on([refresh.click, search.submit], user_errors(tab.patients), search, table, api_name="patients", **lane)
+    container.select(user_errors(tab.patients), search, table, **quiet, **lane)
+    table.select(tab.select_row, table, patient, **quiet).success(
+        user_errors(tab.choose), patient, [figure, visits, before_day, after_day], **quiet, **lane)
+    gr.on([show.click, patient.submit], user_errors(tab.choose), patient, [figure, visits, before_day, after_day],
+          **quiet, **lane)
+    api_timeline = gr.Button(visible=False)
+    api_timeline.click(user_errors(tab.timeline), patient, [summary, figure], api_name="timeline", **lane)
+    compare.click(user_errors(tab.compare), [patient, before_day, after_day],
+                  [before_photo, after_photo, compare_table, compare_note], **quiet, **lane)
+    cohort_button.click(user_errors(tab.export_cohort), None, downloads, **quiet)
+    patient_button.click(user_errors(tab.export_patient), patient, downloads, **quiet)
+    return tab
