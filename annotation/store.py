@@ -167,7 +167,7 @@ class RatingStore:
     @classmethod
     def for_settings(cls, settings: Settings) -> RatingStore:
         """The app's store: `settings.database_url` if set, else `annotations.sqlite` in the data folder."""
-        return cls(settings.database_url or settings.data_dir / "annotations.sqlite")
+        return cls(settings.database_url or settings.ratings_db)
 
     @contextmanager
     def connect(self) -> Iterator[Any]:

@@ -49,6 +49,7 @@ from gradio_client import Client, handle_file
 from live_app import live_app
 
 from annotation.store import RatingStore
+from melasma.layout import DataLayout
 
 RATERS = ("rater1", "rater2", "rater3")
 GOOD_SCORES = [2, 2, 1] * 4
@@ -354,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
             serving_after_memory = _still_serving(client, good)
             flood = _flood(url, good, args.flood, args.raters, args.photos, args.deadline_s)
             serving_after_flood = _still_serving(client, good)
-            stored = {(r.image_id, r.rater) for r in RatingStore(data_dir / "annotations.sqlite").ratings()}
+            stored = {(r.image_id, r.rater) for r in RatingStore(DataLayout(data_dir).ratings_db).ratings()}
         lost = [pair for pair in flood["acknowledged"] if pair not in stored]
     clean = [a for a in answers if a.clean]
     print("| case | clean | answer |\n|---|---|---|")

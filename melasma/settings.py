@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from melasma.jobs.limits import TrainingLimits
+from melasma.layout import DataLayout
 
 DEFAULT_RATERS = ("rater1", "rater2", "rater3")
 #: MELASMA_DATABASE_URL's accepted forms (annotation.db.engines reads them)
@@ -42,7 +43,12 @@ class Settings:
     MELASMA_COORDINATORS (comma list), MELASMA_VISITORS_CAN_TRAIN (1/0), MELASMA_OAUTH (1/0:
     Hugging Face sign-in on a Space), MELASMA_DATABASE_URL (`postgresql://...` for a rater store
     shared by several app servers; unset: `annotations.sqlite` in the data folder). Roles: see
-    melasma.access.
+    melasma.access. Also read here, so that no other module reads the environment:
+    MELASMA_CACHE_DIR (decoded-image cache of trainings outside the app, default ~/.cache/melasma),
+    SPACE_ID (set by Hugging Face on a Space), GRADIO_SERVER_NAME, MELASMA_GPU_SECONDS (cap of a
+    ZeroGPU call). SPACES_ZERO_GPU is the exception: app.py and melasma.jobs.runner must know it while
+    modules are imported (ZeroGPU patches torch first), before this module can be. The data folder's
+    layout: melasma.layout.
     """
 
     data_dir: Path = Path("data")
@@ -57,6 +63,10 @@ class Settings:
     oauth: bool = False
     training: TrainingLimits = field(default_factory=TrainingLimits)
     database_url: str = ""
+    image_cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "melasma")
+    space_id: str = ""
+    server_name: str = ""
+    gpu_seconds: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -92,24 +102,41 @@ class Settings:
             oauth=_flag(env.get("MELASMA_OAUTH", "")),
             training=TrainingLimits.from_env(env),
             database_url=env.get("MELASMA_DATABASE_URL", "").strip(),
+            **({"image_cache_dir": Path(env["MELASMA_CACHE_DIR"])} if env.get("MELASMA_CACHE_DIR") else {}),
+            space_id=env.get("SPACE_ID", ""),
+            server_name=env.get("GRADIO_SERVER_NAME", ""),
+            gpu_seconds=int(env["MELASMA_GPU_SECONDS"]) if env.get("MELASMA_GPU_SECONDS") else None,
         )
 
     @property
+    def layout(self) -> DataLayout:
+        """The data folder's databases and sub-folders."""
+        return DataLayout(self.data_dir)
+
+    @property
+    def ratings_db(self) -> Path:
+        return self.layout.ratings_db
+
+    @property
+    def jobs_db(self) -> Path:
+        return self.layout.jobs_db
+
+    @property
     def runs_dir(self) -> Path:
-        return self.data_dir / "runs"
+        return self.layout.runs_dir
 
     @property
     def demo_dir(self) -> Path:
-        return self.data_dir / "demo"
+        return self.layout.demo_dir
 
     @property
     def photos_dir(self) -> Path:
-        return self.data_dir / "photos"
+        return self.layout.photos_dir
 
     @property
     def exports_dir(self) -> Path:
-        return self.data_dir / "exports"
+        return self.layout.exports_dir
 
     @property
     def cache_dir(self) -> Path:
-        return self.data_dir / "cache"
+        return self.layout.cache_dir

@@ -117,11 +117,11 @@ def test_demo_data_is_generated_once(tmp_path: Path) -> None:
 
 
 def test_oauth_is_a_spaces_option() -> None:
-    assert oauth_enabled({}) is False
-    assert oauth_enabled({"SPACE_ID": "me/studio"}) is False
-    assert oauth_enabled({"MELASMA_OAUTH": "1", "SPACE_ID": "me/studio"}) is True
+    assert oauth_enabled(Settings.from_env({})) is False
+    assert oauth_enabled(Settings.from_env({"SPACE_ID": "me/studio"})) is False
+    assert oauth_enabled(Settings.from_env({"MELASMA_OAUTH": "1", "SPACE_ID": "me/studio"})) is True
     with pytest.raises(ValueError, match="only on a Hugging Face Space"):
-        oauth_enabled({"MELASMA_OAUTH": "true"})
+        oauth_enabled(Settings.from_env({"MELASMA_OAUTH": "true"}))
 
 
 def test_oauth_username_from_session() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,19 @@ def test_parallel_decode_matches_serial_with_progress(synth_dir: Path, tmp_path:
     assert [d for d, _ in seen] == list(range(1, len(paths) + 1))
     assert {t for _, t in seen} == {len(paths)}
     assert len(list((tmp_path / "32px").glob("*.npy"))) == len(paths) - 1
+
+
+_FORKS: list[int] = []
+os.register_at_fork(before=lambda: _FORKS.append(os.getpid()))
+
+
+def test_parallel_decode_forks_no_process(synth_dir: Path, tmp_path: Path) -> None:
+    """The app decodes in its job thread beside uvicorn and torch threads: no fork there (threads)."""
+    paths = _images(synth_dir, MIN_PARALLEL + 4)
+    before = len(_FORKS)
+    out = load_cached(paths, 32, cache_dir=tmp_path)
+    assert len(_FORKS) == before and out.shape == (len(paths), 32, 32, 3)
+    assert multiprocessing.active_children() == []
 
 
 def test_bad_image_error_names_the_file(tmp_path: Path) -> None:

@@ -90,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "work":
         return _work(data_dir)
     from melasma.jobs.store import JobStore
+    from melasma.layout import DataLayout
 
-    store = JobStore(data_dir / "jobs.sqlite")
+    store = JobStore(DataLayout(data_dir).jobs_db)
     if args.action == "list":
         for job in store.list(args.limit):
             created = datetime.fromtimestamp(job["created"], timezone.utc)

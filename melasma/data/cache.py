@@ -1,20 +1,23 @@
 """Decode-once image cache: uint8 arrays at training size, on disk, keyed by content hash and size.
 
-The first call decodes every image (in a process pool when there are many) and writes
+The first call decodes every image (in a thread pool when there are many) and writes
 `<cache_dir>/<size>px/<sha256>.npy`; later calls only hash the files and read the arrays back.
 Unreadable or mis-shaped cache entries are decoded again and rewritten.
+
+Threads, not processes: the app runs this in its job thread beside uvicorn and torch threads, where
+forking is unsafe, and Pillow releases the GIL while it decodes and resizes, so threads decode in
+parallel without a process start-up or copying arrays back (docs/install.md has the measurement).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -27,9 +30,10 @@ Progress = Callable[[int, int], None]
 
 
 def default_cache_dir() -> Path:
-    """`$MELASMA_CACHE_DIR`, else `~/.cache/melasma`."""
-    env = os.environ.get("MELASMA_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "melasma"
+    """`$MELASMA_CACHE_DIR`, else `~/.cache/melasma` (read by `melasma.settings.Settings`)."""
+    from melasma.settings import Settings  # not at import: melasma.settings imports the training code
+
+    return Settings.from_env().image_cache_dir
 
 
 def entry_path(cache_dir: str | os.PathLike, digest: str, size: int) -> Path:
@@ -57,12 +61,6 @@ def _write_entry(path: Path, array: np.ndarray) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _pool() -> ProcessPoolExecutor:
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork") if "fork" in methods else None
-    return ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context)
 
 
 def load_cached(
@@ -101,8 +99,8 @@ def load_cached(
     digests = list(misses)
     with ExitStack() as stack:
         if len(digests) >= MIN_PARALLEL and (os.cpu_count() or 1) > 1:
-            pool = stack.enter_context(_pool())
-            arrays: Iterator[np.ndarray] = pool.map(decode, [sources[d] for d in digests], chunksize=4)
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=os.cpu_count() or 1))
+            arrays: Iterator[np.ndarray] = pool.map(decode, [sources[d] for d in digests])
         else:
             arrays = map(decode, [sources[d] for d in digests])
         for digest, array in zip(digests, arrays):

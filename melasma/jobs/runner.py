@@ -29,6 +29,7 @@ from melasma.jobs import worker
 from melasma.jobs.execute import config_to_dict, run_job
 from melasma.jobs.limits import TrainingLimits
 from melasma.jobs.store import FINAL_STATES, JobStore, owner_is_dead, owner_string
+from melasma.layout import DataLayout
 
 if TYPE_CHECKING:
     from melasma.training import TrainConfig
@@ -51,7 +52,9 @@ _SHARED_LOCK = threading.Lock()
 def gpu_seconds(db_path: str, job_id: str) -> int:
     """GPU time to request for a job: a minute plus 5 s per architecture-epoch, capped."""
     config = JobStore(db_path).get(job_id)["config"]
-    cap = int(os.environ.get("MELASMA_GPU_SECONDS", GPU_SECONDS_MAX))
+    from melasma.settings import Settings  # not at import: melasma.settings imports melasma.jobs
+
+    cap = Settings.from_env().gpu_seconds or GPU_SECONDS_MAX
     return min(cap, 60 + 5 * len(config.get("archs", [])) * int(config.get("epochs", 1)))
 
 
@@ -136,12 +139,13 @@ def enqueue(data_dir: str | Path, config: TrainConfig, *, user: str | None = Non
         limits.check(config)
     data_dir = Path(data_dir).expanduser().resolve()
     job_id = new_job_id()
-    run_dir = data_dir / "runs" / job_id
+    layout = DataLayout(data_dir)
+    run_dir = layout.runs_dir / job_id
     values = config_to_dict(config)
     values["data"] = str(Path(values["data"]).resolve())  # the job may run from another cwd
     values["out"] = str(run_dir)
-    values["cache_dir"] = values.get("cache_dir") or str(data_dir / "cache")
-    JobStore(data_dir / "jobs.sqlite").add(
+    values["cache_dir"] = values.get("cache_dir") or str(layout.cache_dir)
+    JobStore(layout.jobs_db).add(
         job_id, values, run_dir, submitted_by=user,
         max_jobs=limits.max_jobs if limits else None,
         max_jobs_per_user=limits.max_jobs_per_user if limits else None)
@@ -158,8 +162,8 @@ class JobRunner:
 
     def __init__(self, data_dir: str | Path) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
-        self.runs_dir = self.data_dir / "runs"
-        self.store = JobStore(self.data_dir / "jobs.sqlite")
+        self.runs_dir = DataLayout(self.data_dir).runs_dir
+        self.store = JobStore(DataLayout(self.data_dir).jobs_db)
         self._token = secrets.token_hex(8)
         self._owner = owner_string(self._token)
         _LIVE_TOKENS.add(self._token)

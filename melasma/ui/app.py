@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import gradio as gr
 
 from melasma.inference import default_checkpoint, warm_up_in_background
 from melasma.jobs import JobRunner
+from melasma.layout import DataLayout
 from melasma.settings import Settings
 from melasma.ui.annotate import GUEST, build_annotate_tab
 from melasma.ui.lanes import RATING_LANE, separate_lanes
@@ -60,12 +59,11 @@ def ensure_demo_data(settings: Settings) -> Path:
     return generate(settings.demo_dir, n=DEMO_IMAGES, seed=0, size=DEMO_SIZE)
 
 
-def oauth_enabled(env: Mapping[str, str] | None = None) -> bool:
+def oauth_enabled(settings: Settings) -> bool:
     """Whether raters sign in with Hugging Face: ``MELASMA_OAUTH=1`` on a Space (``hf_oauth: true``)."""
-    env = os.environ if env is None else env
-    if env.get("MELASMA_OAUTH", "").strip().lower() not in {"1", "true", "yes", "on"}:
+    if not settings.oauth:
         return False
-    if not env.get("SPACE_ID"):
+    if not settings.space_id:
         raise ValueError("MELASMA_OAUTH=1 works only on a Hugging Face Space with hf_oauth: true")
     return True
 
@@ -82,7 +80,7 @@ def build_app(settings: Settings, *, oauth: bool | None = None) -> gr.Blocks:
     """The whole app: header, the Annotate / Train / Predict tabs, footer. Writes demo data once."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_demo_data(settings)
-    oauth = (oauth_enabled() or settings.oauth) if oauth is None else oauth
+    oauth = oauth_enabled(settings) if oauth is None else oauth
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         with gr.Row(equal_height=True):
             gr.Markdown(HEADER, elem_classes="melasma-header")
@@ -112,15 +110,13 @@ def build_app(settings: Settings, *, oauth: bool | None = None) -> gr.Blocks:
 def private_files(settings: Settings) -> list[Path]:
     """What in the data folder the web server must refuse to serve by URL: the SQLite stores and
     journals, the stored photos and the exports (handlers hand out copies to those allowed)."""
-    root = settings.data_dir.resolve()
-    databases = [root / f"{db}{suffix}" for db in ("annotations.sqlite", "jobs.sqlite")
-                 for suffix in ("", "-wal", "-shm", "-journal")]
-    return [*databases, settings.photos_dir.resolve(), settings.exports_dir.resolve()]
+    layout = DataLayout(settings.data_dir.resolve())
+    return [*layout.databases, layout.photos_dir, layout.exports_dir]
 
 
 def launch_options(settings: Settings, *, oauth: bool | None = None) -> dict[str, Any]:
     """The ``launch()`` keyword arguments every entry point shares (auth, upload cap, theme)."""
-    oauth = (oauth_enabled() or settings.oauth) if oauth is None else oauth
+    oauth = oauth_enabled(settings) if oauth is None else oauth
     if oauth and settings.auth:
         raise ValueError("choose one sign-in: MELASMA_AUTH (passwords) or MELASMA_OAUTH (Hugging Face)")
     options: dict[str, Any] = {
@@ -154,7 +150,7 @@ def serve(
     demo = build_app(settings)
     demo.queue(default_concurrency_limit=2)
     separate_lanes(demo, LANE_SIZE, {RATING_LANE: RATING_LANE_SIZE})
-    if host is None and os.environ.get("SPACE_ID") and not os.environ.get("GRADIO_SERVER_NAME"):
+    if host is None and settings.space_id and not settings.server_name:
         host = "0.0.0.0"
     if host is not None:
         options["server_name"] = host

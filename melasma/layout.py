@@ -1,0 +1,58 @@
+"""The data folder's layout: the one place that names its databases and sub-folders.
+
+`Settings` exposes these as properties (`settings.ratings_db`, `settings.runs_dir`, ...); code that only
+has a data folder (the job queue, `melasma jobs`) uses `DataLayout(data_dir)` directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+RATINGS_DB = "annotations.sqlite"
+JOBS_DB = "jobs.sqlite"
+#: SQLite's companion files of a database (write-ahead log, shared memory, rollback journal).
+SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """Paths inside one data folder (`MELASMA_DATA_DIR`, default ./data)."""
+
+    root: Path
+
+    @property
+    def ratings_db(self) -> Path:
+        """The rater store's SQLite file (unless MELASMA_DATABASE_URL names another database)."""
+        return self.root / RATINGS_DB
+
+    @property
+    def jobs_db(self) -> Path:
+        """The training queue."""
+        return self.root / JOBS_DB
+
+    @property
+    def databases(self) -> tuple[Path, ...]:
+        """Both SQLite databases with their journals: files the web server must never serve."""
+        return tuple(Path(f"{db}{suffix}") for db in (self.ratings_db, self.jobs_db) for suffix in SQLITE_SUFFIXES)
+
+    @property
+    def photos_dir(self) -> Path:
+        return self.root / "photos"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.root / "demo"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Decoded training images (melasma.data.cache) and per-photo results."""
+        return self.root / "cache"
