@@ -29,9 +29,7 @@ from zennit.canonizers import AttributeCanonizer, Canonizer, MergeBatchNorm
 from zennit.layer import Sum
 from zennit.types import BatchNorm, Linear
 
-#: The ImageNet statistics torchvision's GoogLeNet hard-codes in `_transform_input`.
-GOOGLENET_MEAN = (0.485, 0.456, 0.406)
-GOOGLENET_STD = (0.229, 0.224, 0.225)
+from melasma.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 
 class UnknownCanonizerError(ValueError):
@@ -224,8 +222,9 @@ class GoogLeNetInputCanonizer(AttributeCanonizer):
 
         if isinstance(module, GoogLeNet) and module.transform_input:
             reference = next(module.parameters())
-            mean = torch.tensor(GOOGLENET_MEAN, device=reference.device, dtype=reference.dtype)
-            std = torch.tensor(GOOGLENET_STD, device=reference.device, dtype=reference.dtype)
+            # torchvision's GoogLeNet hard-codes ImageNet's statistics in `_transform_input`
+            mean = torch.tensor(IMAGENET_MEAN, device=reference.device, dtype=reference.dtype)
+            std = torch.tensor(IMAGENET_STD, device=reference.device, dtype=reference.dtype)
             return {
                 "forward": cls.forward.__get__(module),
                 "canonizer_transform": ChannelAffine(std / 0.5, (mean - 0.5) / 0.5),

@@ -25,9 +25,7 @@ from zennit.core import BasicHook, Composite, ParamMod, Stabilizer
 from zennit.rules import ClampMod, zero_bias
 
 from melasma.explain.canonizers import canonizers_for
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from melasma.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 
 class ExplainError(ValueError):

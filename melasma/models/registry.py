@@ -15,6 +15,12 @@ from torch import nn
 
 KwargPairs = tuple[tuple[str, Any], ...]
 
+#: ImageNet's channel statistics (timm's IMAGENET_DEFAULT_MEAN / _STD, torchvision's transforms): the
+#: normalisation of the study, of every ImageNet-pretrained network here and of GoogLeNet's
+#: `transform_input`. The one definition in the package; checkpoints record the values they used.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
 
 @dataclass(frozen=True)
 class ArchSpec:
