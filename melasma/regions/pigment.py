@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from melasma.masi import REGION_WEIGHTS, REGIONS
+from melasma.masi import REGION_WEIGHTS, REGIONS, region_score
 from melasma.regions.color import ita, to_lab
 from melasma.regions.find import analysis_size, as_rgb, resize_mask, resize_rgb
 from melasma.regions.types import FaceRegions, RegionMeasure, RegionMeasures
@@ -202,7 +202,7 @@ def measure_pigment(
             dark_L = dark_ita = homogeneity = 0.0
             darkness = homogeneity_item = 0
         measures[name] = RegionMeasure(name, share, dark_L, dark_ita, homogeneity, area, darkness, homogeneity_item)
-        masi += REGION_WEIGHTS[name] * area * (darkness + homogeneity_item)
+        masi += REGION_WEIGHTS[name] * region_score(area, darkness, homogeneity_item)
         mmasi += REGION_WEIGHTS[name] * area * darkness
     return RegionMeasures(
         regions=measures,
