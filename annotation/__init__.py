@@ -1,7 +1,8 @@
-"""Blinded multi-rater MASI annotation: SQLite store, ingest, workflow, agreement, export, plots.
+"""Blinded multi-rater MASI annotation: rater store (SQLite or PostgreSQL), ingest, workflow, agreement,
+export, plots.
 
-Modules: `store` (RatingStore, errors), `ingest` (photos and zips -> content-hash ids),
-`workflow` (next image, submit / revise, consensus, adjudication queue), `agreement` (ICC forms
+Modules: `store` (RatingStore, errors), `db` (the two database engines, schema, migrate),
+`ingest` (photos and zips -> content-hash ids), `workflow` (next image, submit / revise, consensus, adjudication queue), `agreement` (ICC forms
 with confidence intervals, weighted kappa, Krippendorff's alpha, dashboard numbers), `export`
 (training manifest and long-format ratings CSVs), `plots` (rater-vs-rater scatter).
 """
