@@ -315,12 +315,11 @@ class RatingStore:
             ).fetchone() is None:
                 raise AnnotationError(f"{rater} has not rated photo {image_id}")
             try:
-                with self._savepoint(conn):
-                    new_id = conn.execute(
-                        "INSERT INTO adjudications (image_id, coordinator, decided_at, action, rater,"
-                        " old_masi, new_masi, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                        (image_id, coordinator, now, action, rater, old_masi, new_masi, reason.strip()),
-                    ).fetchone()[0]
+                new_id = conn.execute(
+                    "INSERT INTO adjudications (image_id, coordinator, decided_at, action, rater,"
+                    " old_masi, new_masi, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    (image_id, coordinator, now, action, rater, old_masi, new_masi, reason.strip()),
+                ).fetchone()[0]
             except self.engine.integrity_errors as error:
                 raise AnnotationError(f"adjudication refused: {_first_line(error)}") from None
             return Adjudication(new_id, image_id, coordinator, now, action, rater,
@@ -400,17 +399,6 @@ class RatingStore:
         so two writers of one photo take turns (SQLite's write lock already serialises them)."""
         query = f"SELECT 1 FROM images WHERE id = ?{self.engine.lock}"
         return conn.execute(query, (image_id,)).fetchone() is not None
-
-    @contextmanager
-    def _savepoint(self, conn: Connection) -> Iterator[None]:
-        """A statement that may fail without aborting the transaction (PostgreSQL aborts it otherwise)."""
-        conn.execute("SAVEPOINT attempt")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK TO SAVEPOINT attempt")
-            raise
-        conn.execute("RELEASE SAVEPOINT attempt")
 
 
 def _first_line(error: BaseException) -> str:

@@ -165,3 +165,32 @@ def test_schema_version_newer_than_the_app_is_refused(postgres_url: str) -> None
     with pytest.raises(AnnotationError, match="schema version 99 is newer"):
         RatingStore(postgres_url)
     assert json.dumps(store.rating_counts()) == "{}"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_adjudication_log_is_checked_and_append_only(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", coordinators=("boss",))
+    target = request.getfixturevalue("postgres_url") if backend == "postgresql" else \
+        settings.data_dir / "annotations.sqlite"
+    store = RatingStore(target)
+    ids = filled_store(store, settings, tmp_path)
+    with pytest.raises(AnnotationError, match=r"^adjudication refused: .*(?i:check)"):
+        store.add_adjudication(ids[0], "boss", "adjudicate", "no MASI given", old_masi=4.0)
+    with pytest.raises(AnnotationError, match="adjudication refused"):
+        store.add_adjudication(ids[0], "boss", "adjudicate", "  ", old_masi=4.0, new_masi=5.0)
+    assert len(store.adjudications()) == 2  # the refused ones left nothing behind
+    statements = ["UPDATE adjudications SET reason = 'edited'", "DELETE FROM adjudications"]
+    if backend == "postgresql":
+        statements.append("TRUNCATE adjudications")
+    with store.connect() as conn:
+        for statement in statements:
+            with pytest.raises(store.engine.integrity_errors, match="adjudication log is append-only"):
+                conn.execute(statement)
+    assert [a.reason for a in store.adjudications()] == ["consensus meeting", "chin scored as forehead"]
+    later = store.add_adjudication(ids[1], "boss", "adjudicate", "after re-rating", old_masi=4.0, new_masi=6.0)
+    # Writable after each refusal. Ids only grow: PostgreSQL's sequences keep the numbers that a
+    # refused insert drew (gaps), SQLite's AUTOINCREMENT does not.
+    assert later.id == 3 if backend == "sqlite" else later.id > 2
+    assert [a.id for a in store.adjudications()] == sorted(a.id for a in store.adjudications())
