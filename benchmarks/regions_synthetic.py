@@ -6,7 +6,7 @@ regions come from the generator's own geometry: each image is drawn with `render
 `render` consumes it; region masks are the generator's region ellipses minus eyes, brows, nose,
 mouth and hair. Prints, per item, the ICC(2,1) between estimated and true scores over all
 (image, region) pairs, and with `--fit` the D and H cut points that best match the truth on this
-set (the values `melasma.regions.pigment.DEFAULT` uses were fitted with `--fit --seed 0 --n 150`).
+set (the values `melasma.regions.pigment.CARTOON` holds were fitted with `--fit --seed 0 --n 150`).
 
     python benchmarks/regions_synthetic.py [--n 150] [--seed 1] [--fit] [--json]
 """
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from annotation.agreement import icc  # noqa: E402
 from melasma.data import synthetic  # noqa: E402
 from melasma.masi import REGIONS, SEVERITIES  # noqa: E402
-from melasma.regions.pigment import DEFAULT, PigmentSettings, measure_pigment  # noqa: E402
+from melasma.regions.pigment import CARTOON, PigmentSettings, measure_pigment  # noqa: E402
 from melasma.regions.types import FaceRegions, Region  # noqa: E402
 
 SIZE = 256
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit", action="store_true", help="fit the D and H cut points on this set first")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    settings = DEFAULT
+    settings = CARTOON
     if args.fit:
         truth, measured = collect(args.n, args.seed, settings)
         affected = truth[:, 0] > 0

@@ -14,13 +14,15 @@
    skin L*, a Weber contrast that holds across skin tones), the mean delta ITA of the pigmented
    pixels, and how confluent and even the pigment is (-> H).
 
-Calibration (see `DEFAULT` and docs/regions.md): the D and H cut points and the pixel thresholds
-were fitted on the synthetic set (`melasma.data.synthetic`, true per-region A/D/H known).
+Calibration (see docs/regions.md): the pixel thresholds and the H cut points were fitted on the
+cartoon set (`CARTOON`, `benchmarks/regions_synthetic.py --fit`); for photos (`DEFAULT`) the
+minimum area share and the D cut points were refitted on real faces with painted melasma
+(`benchmarks/machine_rater.py --fit`: semi-synthetic set, training bases only; true items known).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -55,7 +57,12 @@ class PigmentSettings:
     homogeneity_cuts: tuple[float, ...] = (0.032, 0.097, 0.134)  # homogeneity for H >= 2, 3, 4
 
 
-DEFAULT = PigmentSettings()
+#: Fitted on the cartoon set: `python benchmarks/regions_synthetic.py --fit --seed 0 --n 150`.
+CARTOON = PigmentSettings()
+#: For photos: CARTOON with min_share and the D cuts refitted on the semi-synthetic training bases
+#: (`python benchmarks/machine_rater.py --fit --n 240 --seed 11`); painted pigment on real skin is
+#: subtler than the cartoons' (Weber contrast 4.6-8.4 % for D 2-4 instead of 9-22 %).
+DEFAULT = replace(CARTOON, min_share=0.15, darkness_cuts=(4.61, 6.01, 8.35))
 
 
 def area_item(share: float, min_share: float) -> int:
@@ -72,7 +79,7 @@ def _cut(value: float, cuts: tuple[float, ...]) -> int:
 def _local_reference(lab: np.ndarray, skin: np.ndarray, settings: PigmentSettings) -> tuple[np.ndarray, np.ndarray]:
     """Normal-skin L* and b* at every pixel of a face crop, from per-cell upper percentiles."""
     height, width = skin.shape
-    cell = max(4, int(round(max(height, width) / settings.cells)))
+    cell = max(4, round(max(height, width) / settings.cells))
     rows, cols = -(-height // cell), -(-width // cell)
     lightness, b_star = lab[..., 0], lab[..., 2]
     global_L = float(np.percentile(lightness[skin], settings.reference_percentile))
@@ -194,7 +201,7 @@ def measure_pigment(
         area = area_item(share, settings.min_share)
         if area:
             dark_L = float(np.percentile(delta_L[inside], settings.contrast_percentile))
-            dark_ita = float(delta_ita[pigmented].mean())
+            dark_ita = float(delta_ita[pigmented].mean()) if pigmented.any() else 0.0
             homogeneity = _homogeneity(pigmented, delta_L)
             darkness = 1 + _cut(100 * dark_L / max(skin_L, 1.0), settings.darkness_cuts)
             homogeneity_item = 1 + _cut(homogeneity, settings.homogeneity_cuts)
