@@ -4,6 +4,7 @@ and clear errors for a server that cannot be reached. Real databases only (`post
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import threading
@@ -17,7 +18,8 @@ from annotation import workflow
 from annotation.db.engines import DatabaseUnavailable
 from annotation.ingest import ingest
 from annotation.store import AnnotationError, ImageCompleteError, RatingStore
-from melasma.cli import main
+from melasma.cli import main, serve
+from melasma.cli.settings_flags import settings_from_args
 from melasma.masi import REGIONS
 from melasma.settings import Settings
 
@@ -63,6 +65,9 @@ def test_settings_and_flag_select_the_backend(tmp_path: Path, postgres_url: str)
     assert RatingStore.for_settings(chosen).engine.name == "postgresql"
     with pytest.raises(ValueError, match="must start with postgresql:// or sqlite:///, got mysql:"):
         Settings(database_url="mysql://root:secret@db/x")
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)  # `serve` and app.py take the flag too
+    assert settings_from_args(parser.parse_args(["--database-url", postgres_url]), {}).database_url == postgres_url
 
     # The annotation commands are unchanged: --database-url sends them to PostgreSQL.
     photo = write_pngs(tmp_path / "in", 1)[0]
@@ -152,6 +157,9 @@ def test_unreachable_server_is_one_clear_line(tmp_path: Path, capsys: pytest.Cap
     with pytest.raises(DatabaseUnavailable, match="cannot open the rater store") as info:
         RatingStore(url)
     assert "s3cret" not in str(info.value) and "melasma:***@" in str(info.value)
+    with pytest.raises(DatabaseUnavailable) as info:
+        RatingStore(f"postgresql:///nowhere?host={tmp_path}&user=melasma&password=s3cret")
+    assert "s3cret" not in str(info.value) and "password=***" in str(info.value)
     assert main(["agreement", "--data-dir", str(tmp_path), "--database-url", url]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: cannot open the rater store") and "s3cret" not in err

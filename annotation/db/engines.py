@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from annotation.db.schema import SCHEMA_VERSION, postgres_schema, sqlite_schema
 
@@ -50,12 +50,13 @@ def is_postgres(target: str | Path) -> bool:
 
 
 def redact(url: str) -> str:
-    """`url` without its password (for messages and logs)."""
+    """`url` without its password, given before the host or as `?password=` (for messages and logs)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username}:***@{host}")
+    query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="/*")))
 
 
 def sqlite_path(target: str | Path) -> Path:
