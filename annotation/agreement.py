@@ -22,7 +22,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from annotation.store import RatingStore
 from annotation.workflow import ConsensusRow, consensus_rows, progress
-from melasma.masi import REGION_WEIGHTS, REGIONS, SEVERITIES, severity
+from melasma.masi import REGION_WEIGHTS, REGIONS, SEVERITIES, region_score, severity
 from melasma.settings import Settings
 
 FORMS: tuple[str, ...] = ("1,1", "2,1", "3,1", "1,k", "2,k", "3,k")
@@ -151,8 +151,7 @@ def ordinal_alpha(bins: np.ndarray | Sequence[Sequence[float]]) -> float:
 
 
 def _region_score(scores: dict[str, dict[str, int]], region: str) -> float:
-    s = scores[region]
-    return float(s["area"] * (s["darkness"] + s["homogeneity"]))
+    return float(region_score(**scores[region]))
 
 
 def rating_table(rows: Sequence[ConsensusRow], k: int) -> tuple[np.ndarray, list[str]]:

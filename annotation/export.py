@@ -21,7 +21,7 @@ import pandas as pd
 from annotation.ingest import photo_path
 from annotation.store import AnnotationError, RatingStore
 from annotation.workflow import ConsensusRow, consensus_rows
-from melasma.masi import REGION_WEIGHTS, REGIONS, SEVERITIES, severity
+from melasma.masi import REGION_WEIGHTS, REGIONS, SEVERITIES, region_score, severity
 from melasma.settings import Settings
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -89,7 +89,7 @@ def ratings_frame(rows: list[ConsensusRow]) -> pd.DataFrame:
                     "image_id": row.image.id, "patient_id": row.image.patient_id,
                     "visit_date": row.image.visit_date, "rater": rating.rater, "region": region,
                     "weight": REGION_WEIGHTS[region], **scores,
-                    "region_score": scores["area"] * (scores["darkness"] + scores["homogeneity"]),
+                    "region_score": region_score(**scores),
                     "rater_masi": rating.masi, "rater_mmasi": rating.mmasi,
                     "revision": rating.revision, "rated_at": rating.updated_at,
                     "not_visible": region in rating.hidden,

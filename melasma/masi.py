@@ -72,13 +72,16 @@ def validate(scores: Scores) -> dict[str, dict[str, int]]:
     return clean
 
 
+def region_score(area: float, darkness: float, homogeneity: float) -> float:
+    """One region's MASI term before its weight: A x (D + H), 0-48 for valid items. The one place the
+    formula is written; `region_score(**scores[region])` for a rater's mapping."""
+    return area * (darkness + homogeneity)
+
+
 def masi(scores: Scores) -> float:
     """MASI = sum over regions of weight * area * (darkness + homogeneity), range 0-48."""
     clean = validate(scores)
-    total = sum(
-        REGION_WEIGHTS[r] * s["area"] * (s["darkness"] + s["homogeneity"]) for r, s in clean.items()
-    )
-    return round(total, 10)
+    return round(sum(REGION_WEIGHTS[r] * region_score(**s) for r, s in clean.items()), 10)
 
 
 def mmasi(scores: Scores) -> float:

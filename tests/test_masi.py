@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from melasma.masi import REGIONS, consensus, masi, mmasi, severity
+from melasma.masi import REGION_WEIGHTS, REGIONS, consensus, masi, mmasi, region_score, severity
 
 
 def uniform(area: int, darkness: int, homogeneity: int) -> dict:
@@ -27,6 +27,12 @@ def test_worked_example():
     assert masi(WORKED) == pytest.approx(10.9)
     # mMASI: 0.3*3*2 + 0.3*4*3 + 0.3*2*1 + 0.1*1*1 = 1.8 + 3.6 + 0.6 + 0.1
     assert mmasi(WORKED) == pytest.approx(6.1)
+
+
+def test_region_score_is_the_term_masi_weights():
+    assert region_score(4, 3, 2) == 20 and region_score(**WORKED["chin"]) == 1
+    assert region_score(6, 4, 4) == 48 and region_score(0, 4, 4) == 0
+    assert sum(REGION_WEIGHTS[r] * region_score(**WORKED[r]) for r in REGIONS) == pytest.approx(masi(WORKED))
 
 
 def test_extremes():

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from melasma.masi import ITEM_RANGES, REGION_WEIGHTS, REGIONS, SEVERITIES, consensus
+from melasma.masi import ITEM_RANGES, REGION_WEIGHTS, REGIONS, SEVERITIES, consensus, region_score
 
 #: Fitzpatrick skin types I-VI, typical RGB skin colours.
 SKIN_TONES: dict[str, tuple[int, int, int]] = {
@@ -70,9 +70,7 @@ class Appearance:
 
 
 def _region_masi(scores: Scores) -> float:
-    return sum(
-        REGION_WEIGHTS[r] * s["area"] * (s["darkness"] + s["homogeneity"]) for r, s in scores.items()
-    )
+    return sum(REGION_WEIGHTS[r] * region_score(**s) for r, s in scores.items())
 
 
 def sample_true_scores(rng: np.random.Generator, severity: str) -> Scores:

@@ -21,7 +21,7 @@ from typing import Literal
 from annotation.store import RatingStore
 from annotation.visit_notes import VisitNote, VisitNotes
 from annotation.workflow import ConsensusRow, consensus_rows
-from melasma.masi import REGION_WEIGHTS, REGIONS, severity
+from melasma.masi import REGION_WEIGHTS, REGIONS, region_score, severity
 from melasma.settings import Settings
 
 Status = Literal["open", "complete", "needs adjudication"]
@@ -87,8 +87,7 @@ class Patient:
 
 
 def _region_share(row: ConsensusRow, region: str) -> float:
-    values = [r.scores[region]["area"] * (r.scores[region]["darkness"] + r.scores[region]["homogeneity"])
-              for r in row.ratings]
+    values = [region_score(**r.scores[region]) for r in row.ratings]
     return REGION_WEIGHTS[region] * fmean(values)
 
 

@@ -9,7 +9,6 @@ process alike. Each call opens its own short connection, which keeps the store t
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import sqlite3
@@ -18,6 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from melasma.jsonable import dumps
 
 STATES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
@@ -69,26 +70,6 @@ class JobNotFoundError(ValueError):
 
 class QueueFullError(ValueError):
     """Too many jobs waiting or running (for this user, or in total); the message says which."""
-
-
-def _clean(value: Any) -> Any:
-    """JSON-able copy: NaN/inf become None, numpy scalars and paths become plain values."""
-    if isinstance(value, dict):
-        return {str(key): _clean(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(item) for item in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    if hasattr(value, "item"):  # numpy / torch scalars
-        return _clean(value.item())
-    return str(value)
-
-
-def dumps(value: Any) -> str:
-    """Strict JSON (no NaN) of `value` after `_clean`."""
-    return json.dumps(_clean(value), allow_nan=False)
 
 
 def _pid_alive(pid: int) -> bool:

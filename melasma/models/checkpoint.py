@@ -19,10 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
+from melasma.jsonable import jsonable
 from melasma.masi import SCALE_MAX, SEVERITIES
 from melasma.models.factory import build
 from melasma.models.registry import ArchSpec, get_spec
@@ -36,23 +36,6 @@ IMAGE_SIZE_RANGE = (16, 1024)
 
 class CheckpointError(ValueError):
     """A checkpoint folder that is missing, damaged or does not fit its architecture."""
-
-
-def jsonable(value: Any) -> Any:
-    """`value` with numpy scalars/arrays, paths and tuples made JSON-safe; NaN and inf become None."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def library_versions() -> dict[str, str]:
