@@ -8,14 +8,16 @@ import argparse
 import io
 import json
 import threading
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from annotation import workflow
-from annotation.db.engines import DatabaseUnavailable
+from annotation.db.engines import DatabaseUnavailable, close_pool
 from annotation.ingest import ingest
 from annotation.store import AnnotationError, ImageCompleteError, RatingStore
 from melasma.cli import main, serve
@@ -202,3 +204,20 @@ def test_adjudication_log_is_checked_and_append_only(
     # refused insert drew (gaps), SQLite's AUTOINCREMENT does not.
     assert later.id == 3 if backend == "sqlite" else later.id > 2
     assert [a.id for a in store.adjudications()] == sorted(a.id for a in store.adjudications())
+
+
+def test_a_user_without_create_rights_gets_one_line(postgres_url: str) -> None:
+    import psycopg
+
+    role = f"reader_{uuid.uuid4().hex[:8]}"  # PostgreSQL 15+: no CREATE on schema public for others
+    parts = urlsplit(postgres_url)
+    reader = urlunsplit(parts._replace(netloc=f"{role}:pw-{role}@{parts.netloc.rpartition('@')[2]}"))
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+    try:
+        with pytest.raises(DatabaseUnavailable, match="cannot set up the rater store .*permission denied"):
+            RatingStore(reader)
+    finally:
+        close_pool(reader)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"DROP ROLE {role}")

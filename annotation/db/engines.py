@@ -162,6 +162,11 @@ _pools: dict[str, ConnectionPool] = {}
 _pools_lock = threading.Lock()
 
 
+def _reason(error: Exception) -> str:
+    """A psycopg error as one line."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def _configure(conn: Any) -> None:
     from psycopg.types.string import TextLoader
 
@@ -182,8 +187,8 @@ def _pool(url: str) -> ConnectionPool:
             try:
                 psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S).close()
             except psycopg.Error as error:
-                reason = " ".join(str(error).split()) or type(error).__name__
-                raise DatabaseUnavailable(f"cannot open the rater store {redact(url)}: {reason}") from None
+                raise DatabaseUnavailable(f"cannot open the rater store {redact(url)}: "
+                                          f"{_reason(error)}") from None
 
             _pools[url] = ConnectionPool(url, min_size=1, max_size=POOL_MAX_SIZE, configure=_configure,
                                          open=True, name="melasma-store")
@@ -224,7 +229,17 @@ class PostgresEngine:
             yield _PostgresConnection(conn)
 
     def create_schema(self) -> None:
-        """Create the tables once; concurrent app processes wait on an advisory lock."""
+        """Create the tables once; concurrent app processes wait on an advisory lock. A server that
+        refuses (no CREATE privilege, ...) is a `DatabaseUnavailable` line, not a traceback."""
+        import psycopg
+
+        try:
+            self._create_schema()
+        except psycopg.Error as error:
+            raise DatabaseUnavailable(f"cannot set up the rater store {redact(self.url)}: "
+                                      f"{_reason(error)}") from None
+
+    def _create_schema(self) -> None:
         with self.connect() as conn:
             conn.execute("BEGIN")
             try:
