@@ -1,16 +1,21 @@
 """The rating workflow on top of the store: who may rate, what to rate next, submit / revise,
 consensus and the adjudication queue.
 
+The rules come from a `RatingPolicy` (raters, k ratings per photo, spread threshold, severity
+cut-offs), not from the app's Settings: `Workflow(store, policy)` binds both, and the functions below
+take the policy (or anything with a `rating_policy`, such as `melasma.settings.Settings`).
+
 Blindness: nothing here returns another rater's scores for an image that still lacks ratings. Only
-images with all k ratings (`Settings.ratings_per_image`) reach consensus, agreement and export, and
-by then no one else can rate them. A closed image's ratings are final for raters: only a coordinator
-changes the outcome, by adjudicating a MASI or asking one rater to rate again (both logged).
+images with all k ratings reach consensus, agreement and export, and by then no one else can rate
+them. A closed image's ratings are final for raters: only a coordinator changes the outcome, by
+adjudicating a MASI or asking one rater to rate again (both logged).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from annotation.store import (
     SCORE_FIELDS,
@@ -23,16 +28,52 @@ from annotation.store import (
     UnknownRaterError,
 )
 from melasma import masi as masi_scale
-from melasma.settings import Settings
 
 
-def check_rater(rater: str | None, settings: Settings) -> str:
+@dataclass(frozen=True)
+class RatingPolicy:
+    """Who rates, how many ratings close a photo (k), when raters disagree enough to need a
+    coordinator (MASI spread above `spread_threshold`, or different severity bins under `cutoffs`)."""
+
+    raters: tuple[str, ...]
+    k: int = 3
+    spread_threshold: float = 8.0
+    cutoffs: tuple[float, float] = field(default=masi_scale.DEFAULT_CUTOFFS["masi"])
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "raters", tuple(self.raters))
+        object.__setattr__(self, "cutoffs", tuple(self.cutoffs))
+        if self.k < 2:
+            raise ValueError(f"ratings per image must be at least 2, got {self.k}")
+        if len(set(self.raters)) != len(self.raters):
+            raise ValueError("rater names must be unique")
+        masi_scale.severity(0.0, "masi", self.cutoffs)  # raises on cut-offs outside 0 < moderate < severe <= 48
+
+    def check_rater(self, rater: str | None) -> str:
+        """Return `rater` when it is one of the raters, else raise UnknownRaterError."""
+        if not rater or rater not in self.raters:
+            raise UnknownRaterError(f"unknown rater {rater!r}; configured raters: {', '.join(self.raters)}")
+        return rater
+
+
+class HasRatingPolicy(Protocol):
+    """Anything that carries a policy, e.g. the app's `melasma.settings.Settings`."""
+
+    @property
+    def rating_policy(self) -> RatingPolicy: ...
+
+
+Policy = RatingPolicy | HasRatingPolicy
+
+
+def as_policy(policy: Policy) -> RatingPolicy:
+    """`policy` itself, or the `rating_policy` it carries."""
+    return policy if isinstance(policy, RatingPolicy) else policy.rating_policy
+
+
+def check_rater(rater: str | None, policy: Policy) -> str:
     """Return `rater` when it is one of the configured raters, else raise UnknownRaterError."""
-    if not rater or rater not in settings.raters:
-        raise UnknownRaterError(
-            f"unknown rater {rater!r}; configured raters: {', '.join(settings.raters)}"
-        )
-    return rater
+    return as_policy(policy).check_rater(rater)
 
 
 def scores_from_values(values: Sequence[object]) -> dict[str, dict[str, object]]:
@@ -46,13 +87,14 @@ def scores_from_values(values: Sequence[object]) -> dict[str, dict[str, object]]
     return scores
 
 
-def next_image(store: RatingStore, settings: Settings, rater: str) -> ImageRecord | None:
+def next_image(store: RatingStore, policy: Policy, rater: str) -> ImageRecord | None:
     """The next image for `rater`: a coordinator's re-rating request first, else one they have not
     rated that still needs ratings; None when done."""
-    check_rater(rater, settings)
+    rules = as_policy(policy)
+    rules.check_rater(rater)
     for image_id in store.rerate_requests(rater):
         return store.get_image(image_id)
-    return store.next_unrated(rater, settings.ratings_per_image)
+    return store.next_unrated(rater, rules.k)
 
 
 @dataclass(frozen=True)
@@ -82,7 +124,7 @@ def hide_regions(scores: masi_scale.Scores, hidden: Sequence[str]) -> dict[str, 
 
 
 def submit(
-    store: RatingStore, settings: Settings, rater: str, image_id: str, scores: masi_scale.Scores,
+    store: RatingStore, policy: Policy, rater: str, image_id: str, scores: masi_scale.Scores,
     hidden: Sequence[str] = (),
 ) -> Submission:
     """Validate and store `rater`'s scores for `image_id` (a second submit revises, audited).
@@ -91,19 +133,20 @@ def submit(
     Raises UnknownRaterError, UnknownImageError, ImageCompleteError or ValueError (bad scores);
     nothing is stored then.
     """
-    check_rater(rater, settings)
+    rules = as_policy(policy)
+    rules.check_rater(rater)
     hidden = tuple(region for region in masi_scale.REGIONS if region in set(hidden))
     clean = masi_scale.validate(hide_regions(scores, hidden) if hidden else scores)
     rating = store.save_rating(
         image_id, rater, clean, masi_scale.masi(clean), masi_scale.mmasi(clean),
-        max_ratings=settings.ratings_per_image, hidden=hidden,
+        max_ratings=rules.k, hidden=hidden,
     )
     return Submission(rating.image_id, rating.rater, rating.masi, rating.mmasi, rating.revision)
 
 
-def own_rating(store: RatingStore, settings: Settings, rater: str, image_id: str) -> Rating | None:
+def own_rating(store: RatingStore, policy: Policy, rater: str, image_id: str) -> Rating | None:
     """`rater`'s own rating of `image_id` (to revise it), or None; never another rater's."""
-    check_rater(rater, settings)
+    check_rater(rater, policy)
     if store.get_image(image_id) is None:
         raise UnknownImageError(f"unknown image id {image_id!r}")
     return store.get_rating(image_id, rater)
@@ -168,19 +211,19 @@ class ConsensusRow:
         return self.hidden is not None or self.adjudicated is not None
 
 
-def _disagreements(ratings: Sequence[Rating], spread: float, threshold: float) -> tuple[str, ...]:
+def _disagreements(ratings: Sequence[Rating], spread: float, rules: RatingPolicy) -> tuple[str, ...]:
     reasons = []
     if len({r.hidden for r in ratings}) > 1:
         reasons.append("raters disagree on which regions are visible")
-    bins = {masi_scale.severity(r.masi) for r in ratings}
+    bins = {masi_scale.severity(r.masi, "masi", rules.cutoffs) for r in ratings}
     if len(bins) > 1:
         reasons.append("raters disagree on the severity bin (" + ", ".join(sorted(bins)) + ")")
-    if spread > threshold:
-        reasons.append(f"MASI spread {spread:.1f} exceeds {threshold:g}")
+    if spread > rules.spread_threshold:
+        reasons.append(f"MASI spread {spread:.1f} exceeds {rules.spread_threshold:g}")
     return tuple(reasons)
 
 
-def consensus_rows(store: RatingStore, settings: Settings) -> list[ConsensusRow]:
+def consensus_rows(store: RatingStore, policy: Policy) -> list[ConsensusRow]:
     """Consensus (mean MASI, bin, region means, spread) of every image with all k ratings."""
     by_image: dict[str, list[Rating]] = {}
     for rating in store.ratings():
@@ -188,38 +231,39 @@ def consensus_rows(store: RatingStore, settings: Settings) -> list[ConsensusRow]
     decisions: dict[str, list[Adjudication]] = {}
     for decision in store.adjudications():
         decisions.setdefault(decision.image_id, []).append(decision)
+    rules = as_policy(policy)
     rows = []
     for image in store.images():
         ratings = by_image.get(image.id, [])
-        if len(ratings) < settings.ratings_per_image:
+        if len(ratings) < rules.k:
             continue
-        result = masi_scale.consensus([r.scores for r in ratings])
-        reasons = _disagreements(ratings, result.spread, settings.spread_threshold)
+        result = masi_scale.consensus([r.scores for r in ratings], rules.cutoffs)
+        reasons = _disagreements(ratings, result.spread, rules)
         rows.append(ConsensusRow(image, tuple(ratings), result, reasons,
                                  tuple(decisions.get(image.id, ()))))
     return rows
 
 
-def adjudication_queue(store: RatingStore, settings: Settings) -> list[ConsensusRow]:
+def adjudication_queue(store: RatingStore, policy: Policy) -> list[ConsensusRow]:
     """Fully rated images whose raters disagree (bin or spread) and no coordinator has resolved."""
-    return [row for row in consensus_rows(store, settings) if row.status == "disputed"]
+    return [row for row in consensus_rows(store, policy) if row.status == "disputed"]
 
 
-def closed_row(store: RatingStore, settings: Settings, image_id: str) -> ConsensusRow:
+def closed_row(store: RatingStore, policy: Policy, image_id: str) -> ConsensusRow:
     """The consensus row of a closed (fully rated) image, or AnnotationError."""
-    for row in consensus_rows(store, settings):
+    for row in consensus_rows(store, policy):
         if row.image.id == image_id:
             return row
     if store.get_image(image_id) is None:
         raise UnknownImageError(f"unknown image id {image_id!r}")
-    raise AnnotationError(f"photo {image_id} does not have all {settings.ratings_per_image} ratings yet")
+    raise AnnotationError(f"photo {image_id} does not have all {as_policy(policy).k} ratings yet")
 
 
 def adjudicate(
-    store: RatingStore, settings: Settings, coordinator: str, image_id: str, masi: float, reason: str
+    store: RatingStore, policy: Policy, coordinator: str, image_id: str, masi: float, reason: str
 ) -> Adjudication:
     """Record a coordinator's MASI for a closed photo (logged: who, when, old consensus, new, why)."""
-    row = closed_row(store, settings, image_id)
+    row = closed_row(store, policy, image_id)
     top = masi_scale.SCALE_MAX["masi"]
     if not 0 <= masi <= top:
         raise AnnotationError(f"the adjudicated MASI must be between 0 and {top:g}")
@@ -230,24 +274,60 @@ def adjudicate(
 
 
 def request_rerate(
-    store: RatingStore, settings: Settings, coordinator: str, image_id: str, rater: str, reason: str
+    store: RatingStore, policy: Policy, coordinator: str, image_id: str, rater: str, reason: str
 ) -> Adjudication:
     """Ask one rater to rate a closed photo again: it comes first in their queue, blank (logged)."""
-    row = closed_row(store, settings, image_id)
-    check_rater(rater, settings)
+    row = closed_row(store, policy, image_id)
+    check_rater(rater, policy)
     if not reason.strip():
         raise AnnotationError("say why (the reason is kept in the audit log)")
     return store.add_adjudication(image_id, coordinator, "rerate", reason,
                                   old_masi=row.label_masi, rater=rater)
 
 
-def progress(store: RatingStore, settings: Settings) -> dict[str, dict[str, int]]:
+def progress(store: RatingStore, policy: Policy) -> dict[str, dict[str, int]]:
     """Per rater: images rated, and images still open to them (not rated, not yet complete)."""
     counts = store.rating_counts()
-    needed = settings.ratings_per_image
+    rules = as_policy(policy)
+    needed = rules.k
     result = {}
-    for rater in settings.raters:
+    for rater in rules.raters:
         mine = set(store.rated_by(rater))
         open_to_rater = sum(1 for i, n in counts.items() if i not in mine and n < needed)
         result[rater] = {"rated": len(mine), "remaining": open_to_rater}
     return result
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """The rating workflow of one store under one policy: what the Annotate tab and the CLI call."""
+
+    store: RatingStore
+    policy: RatingPolicy
+
+    def next_image(self, rater: str) -> ImageRecord | None:
+        return next_image(self.store, self.policy, rater)
+
+    def submit(self, rater: str, image_id: str, scores: masi_scale.Scores, hidden: Sequence[str] = ()) -> Submission:
+        return submit(self.store, self.policy, rater, image_id, scores, hidden)
+
+    def own_rating(self, rater: str, image_id: str) -> Rating | None:
+        return own_rating(self.store, self.policy, rater, image_id)
+
+    def consensus_rows(self) -> list[ConsensusRow]:
+        return consensus_rows(self.store, self.policy)
+
+    def adjudication_queue(self) -> list[ConsensusRow]:
+        return adjudication_queue(self.store, self.policy)
+
+    def closed_row(self, image_id: str) -> ConsensusRow:
+        return closed_row(self.store, self.policy, image_id)
+
+    def adjudicate(self, coordinator: str, image_id: str, masi: float, reason: str) -> Adjudication:
+        return adjudicate(self.store, self.policy, coordinator, image_id, masi, reason)
+
+    def request_rerate(self, coordinator: str, image_id: str, rater: str, reason: str) -> Adjudication:
+        return request_rerate(self.store, self.policy, coordinator, image_id, rater, reason)
+
+    def progress(self) -> dict[str, dict[str, int]]:
+        return progress(self.store, self.policy)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from melasma.jobs.limits import TrainingLimits
 from melasma.layout import DataLayout
+
+if TYPE_CHECKING:
+    from annotation.workflow import RatingPolicy
 
 DEFAULT_RATERS = ("rater1", "rater2", "rater3")
 #: MELASMA_DATABASE_URL's accepted forms (annotation.db.engines reads them)
@@ -107,6 +111,13 @@ class Settings:
             server_name=env.get("GRADIO_SERVER_NAME", ""),
             gpu_seconds=int(env["MELASMA_GPU_SECONDS"]) if env.get("MELASMA_GPU_SECONDS") else None,
         )
+
+    @property
+    def rating_policy(self) -> RatingPolicy:
+        """The annotation rules (raters, k, spread threshold; the study's cut-offs) for annotation.workflow."""
+        from annotation.workflow import RatingPolicy  # not at import: the store is not needed to read settings
+
+        return RatingPolicy(self.raters, self.ratings_per_image, self.spread_threshold)
 
     @property
     def layout(self) -> DataLayout:

@@ -30,14 +30,14 @@ def run(args: argparse.Namespace) -> int:
 
     settings, store = open_store(args)
     if args.image is None:
-        record = workflow.next_image(store, settings, args.rater)
+        record = workflow.Workflow(store, settings.rating_policy).next_image(args.rater)
         print(json.dumps({"rater": args.rater, "next_image": record.id if record else None,
                           "photo": str(settings.photos_dir / f"{record.id}.jpg") if record else None}))
         return 0
     if not args.scores:
         raise ValueError("--scores is required with --image")
     scores = workflow.scores_from_values(_parse_scores(args.scores))
-    entry = workflow.submit(store, settings, args.rater, args.image, scores)
+    entry = workflow.Workflow(store, settings.rating_policy).submit(args.rater, args.image, scores)
     print(json.dumps({"image_id": entry.image_id, "rater": entry.rater, "masi": entry.masi,
                       "mmasi": entry.mmasi, "revision": entry.revision}))
     return 0

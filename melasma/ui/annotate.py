@@ -106,6 +106,11 @@ class AnnotateTab:
     tabs: dict[str, gr.Tab] = field(default_factory=dict)
     stage: PhotoStage = field(default_factory=PhotoStage)
 
+    @property
+    def workflow(self) -> workflow.Workflow:
+        """The rating workflow of this store under the settings' rating policy."""
+        return workflow.Workflow(self.store, self.settings.rating_policy)
+
     # identity -------------------------------------------------------------------------------
     def rater_for(self, chosen: str | None, request: gr.Request | None) -> str:
         """The rater this user rates as (their login when signed in; the chosen name locally)."""
@@ -180,7 +185,7 @@ class AnnotateTab:
     # rater: next / submit / revise ----------------------------------------------------------
     def next_for(self, rater: str, outlines: bool = False) -> tuple[str, str | None, str]:
         """(image id, photo, status) of the rater's next photo; ("", None, status) when done."""
-        record = workflow.next_image(self.store, self.settings, rater)
+        record = self.workflow.next_image(rater)
         done = len(self.store.rated_by(rater))
         if record is None:
             return "", None, f"**{rater}**: no photos left to rate ({done} rated). Thank you!"
@@ -200,8 +205,7 @@ class AnnotateTab:
         if not image_id:
             raise AnnotationError("no photo selected: press Next photo first")
         filled = text.fill_zero_areas(text.fill_hidden(values, hidden))
-        return workflow.submit(self.store, self.settings, name, image_id,
-                               workflow.scores_from_values(filled), hidden=hidden)
+        return self.workflow.submit(name, image_id, workflow.scores_from_values(filled), hidden=hidden)
 
     def submit_rating(
         self, request: gr.Request, rater: str | None, image_id: str | None, *values: Any
@@ -272,7 +276,7 @@ class AnnotateTab:
         scores; in the local mode (no proof of who is at the keyboard) the form starts blank."""
         name = self.rater_for(rater, request)
         image_id = ids[evt.index]
-        rating = workflow.own_rating(self.store, self.settings, name, image_id)
+        rating = self.workflow.own_rating(name, image_id)
         if rating is None:
             raise AnnotationError("you have not rated this photo")
         if local_mode(self.settings):
@@ -289,7 +293,7 @@ class AnnotateTab:
     def photos(self, request: gr.Request) -> pd.DataFrame:
         """API/UI: one row per photo: thumbnail, patient, visit, ratings, consensus, bin, spread, status."""
         self.coordinator(request)
-        rows = {row.image.id: row for row in workflow.consensus_rows(self.store, self.settings)}
+        rows = {row.image.id: row for row in self.workflow.consensus_rows()}
         images = self.store.images()
         thumbs = {i.id: f"/gradio_api/file={self.stage.thumbnail(photo_path(self.photos_dir, i.id), 96)}"
                   for i in images[-200:]}
@@ -300,7 +304,7 @@ class AnnotateTab:
         """Dashboard numbers (fully rated photos only) and the rater-vs-rater scatter plot."""
         self.coordinator(request)
         report = agreement_report(self.store, self.settings)
-        rows = workflow.consensus_rows(self.store, self.settings)
+        rows = self.workflow.consensus_rows()
         figure = None
         if rows:
             table, names = rating_table(rows, self.settings.ratings_per_image)
@@ -311,7 +315,7 @@ class AnnotateTab:
         """The image-derived MASI as a non-human rater: its agreement with the consensus (coordinators only;
         raters never see it). New photos are analysed once and cached beside the photos."""
         self.coordinator(request)
-        rows = workflow.consensus_rows(self.store, self.settings)
+        rows = self.workflow.consensus_rows()
         scores = machine_scores([row.image.id for row in rows], self.photos_dir,
                                 self.settings.cache_dir / "machine_masi.json")
         result = machine_agreement(rows, {key: score.masi for key, score in scores.items()})
@@ -323,7 +327,7 @@ class AnnotateTab:
         """Closed photos for the Adjudicate screen, disputed ones first."""
         self.coordinator(request)
         order = {"disputed": 0, "re-rating": 1, "adjudicated": 2, "agreed": 3}
-        rows = sorted(workflow.consensus_rows(self.store, self.settings), key=lambda r: order[r.status])
+        rows = sorted(self.workflow.consensus_rows(), key=lambda r: order[r.status])
         choices = [(f"{row.status} · MASI {row.label_masi:.1f} · {row.image.patient_id or 'no patient id'}"
                     f" · {row.image.id}", row.image.id) for row in rows]
         return gr.Dropdown(choices=choices, value=None)
@@ -333,7 +337,7 @@ class AnnotateTab:
         self.coordinator(request)
         if not image_id:
             raise AnnotationError("choose a photo first")
-        row = workflow.closed_row(self.store, self.settings, image_id)
+        row = self.workflow.closed_row(image_id)
         summary = (f"Consensus MASI **{row.consensus.masi:.1f}** ({row.consensus.severity}), spread "
                    f"{row.consensus.spread:.1f} · status **{row.status}**"
                    + (f" · adjudicated MASI **{row.adjudicated:.1f}**" if row.adjudicated is not None else "")
@@ -349,7 +353,7 @@ class AnnotateTab:
         who = self.coordinator(request)
         if value is None:
             raise AnnotationError("enter the adjudicated MASI (0-48)")
-        decision = workflow.adjudicate(self.store, self.settings, who, image_id or "", float(value), reason or "")
+        decision = self.workflow.adjudicate(who, image_id or "", float(value), reason or "")
         return (f"Recorded: {who} set MASI {decision.new_masi:.1f} ({severity(decision.new_masi)}) "
                 f"for this photo (was {decision.old_masi:.1f}).")
 
@@ -359,7 +363,7 @@ class AnnotateTab:
         who = self.coordinator(request)
         if not rater:
             raise AnnotationError("choose the rater to ask")
-        workflow.request_rerate(self.store, self.settings, who, image_id or "", rater, reason or "")
+        self.workflow.request_rerate(who, image_id or "", rater, reason or "")
         return f"Recorded: {who} asked {rater} to rate this photo again; it is first in their queue."
 
     def decisions(self, image_id: str | None, request: gr.Request) -> pd.DataFrame:
@@ -370,7 +374,7 @@ class AnnotateTab:
     def export_preview(self, request: gr.Request) -> str:
         """Class counts of what an export would write, with a warning when it could not train."""
         self.coordinator(request)
-        counts = class_counts(workflow.consensus_rows(self.store, self.settings))
+        counts = class_counts(self.workflow.consensus_rows())
         return text.class_counts_markdown(counts, training_warnings(counts))
 
     def export(self, request: gr.Request) -> tuple[list[str], str]:
