@@ -11,7 +11,13 @@ import torchvision
 from safetensors.torch import save_file
 
 from melasma.models import ARCHITECTURES, create, get_spec, resolve_module
-from melasma.models.factory import OFFLINE_FALLBACK, RANDOM_INIT, load_backbone, torchvision_cache_file
+from melasma.models.factory import (
+    OFFLINE_FALLBACK,
+    RANDOM_INIT,
+    PretrainedWeightsWarning,
+    load_backbone,
+    torchvision_cache_file,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -175,6 +181,24 @@ def test_a_cached_file_that_does_not_fit_is_an_error_not_a_fallback(offline) -> 
     torch.save(state, cached)
     with pytest.raises(ValueError, match="wrong shape .*conv1.weight"):
         create("resnet18", pretrained="auto")
+
+
+def test_a_corrupt_cached_file_is_an_error_not_a_fallback(offline) -> None:
+    cached = torchvision_cache_file(get_spec("resnet18"))
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"PK\x03\x04 half a download")
+    with pytest.raises(ValueError, match="cannot read weights file resnet18-"):
+        create("resnet18", pretrained="auto")
+
+
+def test_nothing_remembers_that_the_hub_was_unreachable(offline) -> None:
+    """A fallback is decided per call: weights cached after it are used by the next call."""
+    with pytest.warns(PretrainedWeightsWarning):
+        assert create("resnet18", pretrained="auto").pretrained_source == OFFLINE_FALLBACK
+    cached = torchvision_cache_file(get_spec("resnet18"))
+    cached.parent.mkdir(parents=True, exist_ok=True)  # the failed download made the folder
+    torch.save(_torchvision_twin("resnet18", 7).state_dict(), cached)
+    assert create("resnet18", pretrained="auto").pretrained_source == "torchvision IMAGENET1K_V1"
 
 
 def test_timm_recipe_from_the_hugging_face_cache_offline(offline) -> None:
