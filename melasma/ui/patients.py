@@ -18,7 +18,6 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from annotation.export import escape_frame
 from annotation.ingest import photo_path
 from annotation.store import RatingStore
 from melasma.access import Role, require, role_of
@@ -36,6 +35,8 @@ from melasma.ui.lanes import RATING_LANE
 PATIENT_COLUMNS: tuple[str, ...] = ("patient", "visits", "scored", "baseline MASI", "latest MASI", "change %",
                                     "MASI-50", "MASI-75", "treatment", "note")
 COMPARE_COLUMNS: tuple[str, ...] = ("region", "before", "after", "difference")
+VISIT_TABLE: tuple[str, ...] = ("visit_date", "days_from_baseline", "status", "masi", "masi_low", "masi_high",
+                                "change", "percent_change", "masi50", "masi75", "treatment", "notes")
 INTRO = """
 Each patient's course from the rated photos: a visit is one patient on one date; its MASI is the
 raters' consensus (the adjudicated MASI where a coordinator decided). Only visits whose photos are
@@ -48,8 +49,8 @@ def _username(request: gr.Request | None) -> str | None:
     return getattr(request, "username", None) if request is not None else None
 
 
-def _fmt(value: float | None, spec: str = ".1f") -> str:
-    return "" if value is None else format(value, spec)
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _summary_row(patient: Patient) -> dict[str, object]:
@@ -59,8 +60,8 @@ def _summary_row(patient: Patient) -> dict[str, object]:
         result = outcome(patient)
     except FollowupError as error:
         return {**row, "note": str(error).split(": ", 1)[-1]}
-    return {**row, "baseline MASI": _fmt(result.baseline.masi), "latest MASI": _fmt(result.latest.masi),
-            "change %": _fmt(result.latest.percent, "+.0f"),
+    return {**row, "baseline MASI": _round(result.baseline.masi), "latest MASI": _round(result.latest.masi),
+            "change %": _round(result.latest.percent, 0),
             "MASI-50": result.masi50.isoformat() if result.masi50 else "not reached",
             "MASI-75": result.masi75.isoformat() if result.masi75 else "not reached", "note": ""}
 
@@ -101,7 +102,7 @@ class PatientsTab:
         needle = (query or "").strip().lower()
         rows = [_summary_row(p) for p in self._patients().values()
                 if needle in p.patient_id.lower() or needle in (p.treatment or "").lower()]
-        return escape_frame(pd.DataFrame(rows, columns=list(PATIENT_COLUMNS)).fillna(""))
+        return pd.DataFrame(rows, columns=list(PATIENT_COLUMNS)).astype(object).fillna("")
 
     def timeline(self, patient_id: str | None, request: gr.Request) -> tuple[dict[str, object], str]:
         """API/UI: the patient's visits and outcome (JSON) and the timeline figure (PNG)."""
@@ -128,8 +129,8 @@ class PatientsTab:
         patient = self._patients()[summary["patient_id"]]  # type: ignore[index]
         dates = [v.visit_date.isoformat() for v in patient.visits]
         scored = [v.visit_date.isoformat() for v in patient.scored_visits]
-        table = visit_frame(patient).drop(columns=["patient_id"])
-        return (figure, escape_frame(table.astype(object).where(table.notna(), "")),
+        table = visit_frame(patient)[list(VISIT_TABLE)].round(2)
+        return (figure, table.astype(object).where(table.notna(), ""),
                 gr.Dropdown(choices=dates, value=scored[0]), gr.Dropdown(choices=dates, value=scored[-1]))
 
     def select_row(self, table: pd.DataFrame, evt: gr.SelectData) -> str:
@@ -198,7 +199,8 @@ def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
         show = gr.Button("Show timeline", variant="primary", scale=1, elem_id="patients-show")
     figure = gr.Image(type="filepath", label="Timeline", interactive=False, elem_id="patients-timeline",
                       buttons=["download", "fullscreen"])
-    visits = gr.Dataframe(label="Visits", interactive=False, wrap=True, elem_id="patients-visits")
+    visits = gr.Dataframe(headers=list(VISIT_TABLE), interactive=False, wrap=True, label="Visits",
+                          elem_id="patients-visits")
     summary = gr.JSON(visible=False)
     gr.Markdown("### Before / after")
     with gr.Row(equal_height=True):
@@ -206,16 +208,19 @@ def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
         after_day = gr.Dropdown([], label="After (visit date)", allow_custom_value=True)
         compare = gr.Button("Compare", elem_id="patients-compare")
     with gr.Row():
-        before_photo = gr.Image(type="filepath", label="Before", interactive=False, height=360)
-        after_photo = gr.Image(type="filepath", label="After", interactive=False, height=360)
+        before_photo = gr.Image(type="filepath", label="Before", interactive=False, height=360,
+                                elem_id="patients-before")
+        after_photo = gr.Image(type="filepath", label="After", interactive=False, height=360,
+                               elem_id="patients-after")
     compare_note = gr.Markdown(elem_id="patients-compare-note")
     compare_table = gr.Dataframe(headers=list(COMPARE_COLUMNS), interactive=False,
-                                 label="Region share of the MASI (weight x area x (darkness + homogeneity))")
+                                 label="Region share of the MASI (weight x area x (darkness + homogeneity))",
+                                 elem_id="patients-compare-table")
     gr.Markdown("### Export")
     with gr.Row():
         cohort_button = gr.Button("Export all patients (long CSV)")
         patient_button = gr.Button("Export this patient (PNG + CSV)")
-    downloads = gr.File(label="Files", file_count="multiple", interactive=False)
+    downloads = gr.File(label="Files", file_count="multiple", interactive=False, elem_id="patients-files")
 
     quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
     lane: dict[str, Any] = {"concurrency_id": RATING_LANE}

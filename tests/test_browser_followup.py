@@ -1,0 +1,65 @@
+"""The Patients tab in a real browser (Playwright + Debian chromium): the list loads when the tab
+opens, search filters it, a patient id opens the timeline, two visits are compared side by side with
+per-region differences, and a patient's record is exported. Set MELASMA_SCREENSHOTS=docs/images to
+refresh the docs' screenshot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from live_app import live_app
+from playwright.sync_api import Page, expect, sync_playwright
+from test_browser import CHROMIUM, CHROMIUM_ARGS
+from test_browser_annotate import shot
+
+from annotation.store import RatingStore
+from melasma.data.longitudinal import generate
+from melasma.followup.demo import load_into_store
+from melasma.settings import Settings
+
+pytestmark = pytest.mark.browser
+expect.set_options(timeout=30_000)
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Page]:
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            yield page
+        finally:
+            page.screenshot(path=str(tmp_path / "last_page.png"), full_page=True)
+            browser.close()
+
+
+def test_patients_tab_timeline_compare_export(page: Page, tmp_path: Path) -> None:
+    generate(tmp_path / "set", patients=4, visits=4, size=128, seed=2)
+    settings = Settings(data_dir=tmp_path / "data")
+    load_into_store(tmp_path / "set", RatingStore(settings.data_dir / "annotations.sqlite"), settings)
+    with live_app(tmp_path / "data") as (url, _):
+        page.goto(url)
+        page.get_by_role("tab", name="Patients", exact=True).click()
+        table = page.locator("#patients-table")
+        expect(table).to_contain_text("P003")
+        page.locator("#patients-search input, #patients-search textarea").first.fill("P002")
+        page.locator("#patients-search input, #patients-search textarea").first.press("Enter")
+        expect(table).not_to_contain_text("P003")
+        page.locator("#patients-id input, #patients-id textarea").first.fill("P002")
+        page.locator("#patients-show").click()
+        expect(page.locator("#patients-timeline img")).to_be_visible()
+        expect(page.locator("#patients-visits")).to_contain_text("complete")
+        shot(page, tmp_path, "patients_timeline")
+        page.locator("#patients-compare").click()
+        expect(page.locator("#patients-compare-note")).to_contain_text("aligned by")
+        expect(page.locator("#patients-before img")).to_be_visible()
+        expect(page.locator("#patients-after img")).to_be_visible()
+        expect(page.locator("#patients-compare-table")).to_contain_text("left malar")
+        shot(page, tmp_path, "patients_compare")
+        page.get_by_role("button", name="Export this patient (PNG + CSV)").click()
+        expect(page.locator("#patients-files")).to_contain_text("P002_visits")
+        expect(page.locator(".toast-body.error")).to_have_count(0)
