@@ -112,7 +112,7 @@ class Submission:
         return self.revision > 1
 
 
-def hide_regions(scores: masi_scale.Scores, hidden: Sequence[str]) -> dict[str, dict[str, object]]:
+def hide_regions(scores: masi_scale.RawScores, hidden: Sequence[str]) -> dict[str, dict[str, object]]:
     """The scores with every region in `hidden` ("not visible in this photo") set to 0."""
     unknown = sorted(set(hidden) - set(masi_scale.REGIONS))
     if unknown:
@@ -124,7 +124,7 @@ def hide_regions(scores: masi_scale.Scores, hidden: Sequence[str]) -> dict[str, 
 
 
 def submit(
-    store: RatingStore, policy: Policy, rater: str, image_id: str, scores: masi_scale.Scores,
+    store: RatingStore, policy: Policy, rater: str, image_id: str, scores: masi_scale.RawScores,
     hidden: Sequence[str] = (),
 ) -> Submission:
     """Validate and store `rater`'s scores for `image_id` (a second submit revises, audited).
@@ -308,7 +308,7 @@ class Workflow:
     def next_image(self, rater: str) -> ImageRecord | None:
         return next_image(self.store, self.policy, rater)
 
-    def submit(self, rater: str, image_id: str, scores: masi_scale.Scores, hidden: Sequence[str] = ()) -> Submission:
+    def submit(self, rater: str, image_id: str, scores: masi_scale.RawScores, hidden: Sequence[str] = ()) -> Submission:
         return submit(self.store, self.policy, rater, image_id, scores, hidden)
 
     def own_rating(self, rater: str, image_id: str) -> Rating | None:

@@ -2,15 +2,16 @@
 
 A rater's scores are a mapping ``{region: {"area": A, "darkness": D, "homogeneity": H}}`` over the
 four facial regions. MASI = sum of weight * A * (D + H) (range 0-48); mMASI = sum of weight * A * D
-(range 0-24). Every invalid value raises ``ValueError`` naming the field and the allowed range.
+(range 0-24). Every invalid value raises ``ValueError`` (a wrong type too: hence the TRY004 noqa) naming
+the field and the allowed range.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
-from typing import Mapping, Sequence
 
 REGIONS: tuple[str, ...] = ("forehead", "right_malar", "left_malar", "chin")
 REGION_WEIGHTS: dict[str, float] = {"forehead": 0.3, "right_malar": 0.3, "left_malar": 0.3, "chin": 0.1}
@@ -31,14 +32,17 @@ SCALE_MAX: dict[str, float] = {"masi": 48.0, "mmasi": 24.0}
 #: validated published cut-offs exist for either scale, so callers may pass their own.
 DEFAULT_CUTOFFS: dict[str, tuple[float, float]] = {"masi": (16.0, 32.0), "mmasi": (8.0, 16.0)}
 
+#: Validated scores: region -> item -> integer.
 Scores = Mapping[str, Mapping[str, int]]
+#: Scores as they arrive (form fields, JSON, CSV): checked by `validate` before any use.
+RawScores = Mapping[str, Mapping[str, object]]
 
 
 def _check_item(region: str, item: str, value: object) -> int:
     low, high = ITEM_RANGES[item]
     allowed = f"an integer {low}-{high}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{region}.{item} must be {allowed}, got {value!r}")
+        raise ValueError(f"{region}.{item} must be {allowed}, got {value!r}")  # noqa: TRY004
     if isinstance(value, float) and (math.isnan(value) or not value.is_integer()):
         raise ValueError(f"{region}.{item} must be {allowed}, got {value!r}")
     if not low <= value <= high:
@@ -46,10 +50,10 @@ def _check_item(region: str, item: str, value: object) -> int:
     return int(value)
 
 
-def validate(scores: Scores) -> dict[str, dict[str, int]]:
+def validate(scores: RawScores) -> dict[str, dict[str, int]]:
     """Return a clean copy of one rater's scores, or raise ValueError naming the bad field."""
     if not isinstance(scores, Mapping):
-        raise ValueError(f"scores must be a mapping of regions {REGIONS}, got {type(scores).__name__}")
+        raise ValueError(f"scores must be a mapping of regions {REGIONS}, got {type(scores).__name__}")  # noqa: TRY004
     unknown = sorted(set(scores) - set(REGIONS))
     if unknown:
         raise ValueError(f"unknown region {unknown[0]!r}; allowed regions are {', '.join(REGIONS)}")
@@ -59,7 +63,7 @@ def validate(scores: Scores) -> dict[str, dict[str, int]]:
             raise ValueError(f"missing region {region!r}; all of {', '.join(REGIONS)} are required")
         items = scores[region]
         if not isinstance(items, Mapping):
-            raise ValueError(f"{region} must be a mapping of {', '.join(ITEMS)}")
+            raise ValueError(f"{region} must be a mapping of {', '.join(ITEMS)}")  # noqa: TRY004
         extra = sorted(set(items) - set(ITEMS))
         if extra:
             raise ValueError(f"{region}: unknown item {extra[0]!r}; allowed items are {', '.join(ITEMS)}")
@@ -78,13 +82,13 @@ def region_score(area: float, darkness: float, homogeneity: float) -> float:
     return area * (darkness + homogeneity)
 
 
-def masi(scores: Scores) -> float:
+def masi(scores: RawScores) -> float:
     """MASI = sum over regions of weight * area * (darkness + homogeneity), range 0-48."""
     clean = validate(scores)
     return round(sum(REGION_WEIGHTS[r] * region_score(**s) for r, s in clean.items()), 10)
 
 
-def mmasi(scores: Scores) -> float:
+def mmasi(scores: RawScores) -> float:
     """Modified MASI = sum over regions of weight * area * darkness, range 0-24."""
     clean = validate(scores)
     return round(sum(REGION_WEIGHTS[r] * s["area"] * s["darkness"] for r, s in clean.items()), 10)
@@ -124,7 +128,7 @@ class Consensus:
 
 
 def consensus(
-    raters: Sequence[Scores], cutoffs: tuple[float, float] | None = None
+    raters: Sequence[RawScores], cutoffs: tuple[float, float] | None = None
 ) -> Consensus:
     """Average the raters' MASI values (the study's final score) and bin the mean."""
     if isinstance(raters, Mapping) or not isinstance(raters, Sequence) or len(raters) == 0:

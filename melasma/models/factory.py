@@ -19,8 +19,9 @@ import logging
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -61,9 +62,14 @@ def build(spec: ArchSpec, num_classes: int, extra_kwargs: Mapping[str, Any] | No
         import torchvision
 
         model = getattr(torchvision.models, spec.builder)(weights=None, num_classes=num_classes, **kwargs)
-    model.arch_name = spec.name
-    model.arch_kwargs = dict(extra_kwargs or {})
+    _describe(model, arch_name=spec.name, arch_kwargs=dict(extra_kwargs or {}))
     return model
+
+
+def _describe(model: nn.Module, **attributes: object) -> None:
+    """Plain attributes on `model` (what it is, where its weights came from): set in its `__dict__`,
+    as `nn.Module.__setattr__` does for values that are neither tensors nor modules."""
+    vars(model).update(attributes)
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -72,6 +78,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"pretrained weights file not found: {path}")
     if path.suffix not in WEIGHT_SUFFIXES:
         raise ValueError(f"pretrained weights must be one of {', '.join(WEIGHT_SUFFIXES)}, got {path.name}")
+    state: Any
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -79,7 +86,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any decoding failure is a bad file
+    except Exception as error:
         raise ValueError(f"cannot read weights file {path.name}: {error}") from error
     for key in ("state_dict", "model"):  # common training-checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -202,7 +209,7 @@ def create(arch: str, num_classes: int = 3, pretrained: str | Path = "off") -> n
     spec = get_spec(arch)
     if str(pretrained) == "off":
         model = build(spec, num_classes)
-        model.pretrained_source = RANDOM_INIT
+        _describe(model, pretrained_source=RANDOM_INIT)
         return model
     if str(pretrained) in ("auto", "timm"):
         use_torchvision = spec.source == "torchvision" or (pretrained == "auto" and bool(spec.torchvision_weights))
@@ -219,12 +226,12 @@ def create(arch: str, num_classes: int = 3, pretrained: str | Path = "off") -> n
             log.warning(message)
             warnings.warn(message, PretrainedWeightsWarning, stacklevel=2)
             model = build(spec, num_classes)
-            model.pretrained_source = OFFLINE_FALLBACK
+            _describe(model, pretrained_source=OFFLINE_FALLBACK)
             return model
     else:
         path = Path(pretrained).expanduser()
         state, provenance = _read_weights(path), _file_provenance(path)
     model = build(spec, num_classes, dict(spec.pretrained_kwargs))
     load_backbone(model, state, provenance)
-    model.pretrained_source = provenance
+    _describe(model, pretrained_source=provenance)
     return model

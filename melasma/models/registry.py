@@ -111,11 +111,11 @@ def get_spec(arch_or_model: str | nn.Module) -> ArchSpec:
     if isinstance(arch_or_model, nn.Module):
         name = getattr(arch_or_model, "arch_name", None)
         if not isinstance(name, str):
-            raise ValueError("model has no arch_name: build it with melasma.models.create")
+            raise ValueError("model has no arch_name: build it with melasma.models.create")  # noqa: TRY004
     elif isinstance(arch_or_model, str):
         name = arch_or_model.strip()
     else:
-        raise ValueError(f"expected an architecture name or a model, got {type(arch_or_model).__name__}")
+        raise ValueError(f"expected an architecture name or a model, got {type(arch_or_model).__name__}")  # noqa: TRY004
     if name in ARCHITECTURES:
         return ARCHITECTURES[name]
     if isinstance(arch_or_model, nn.Module):
@@ -135,5 +135,5 @@ def resolve_module(model: nn.Module, dotted: str) -> nn.Module:
         except (AttributeError, IndexError) as error:
             raise ValueError(f"{type(model).__name__} has no module {dotted!r} ({part!r} missing)") from error
         if not isinstance(module, nn.Module):
-            raise ValueError(f"{dotted!r} in {type(model).__name__} is not a module")
+            raise ValueError(f"{dotted!r} in {type(model).__name__} is not a module")  # noqa: TRY004
     return module
