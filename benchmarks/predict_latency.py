@@ -1,17 +1,20 @@
 """Batch-1 latency of predict, LRP, Grad-CAM and gradient x input per architecture, CPU or CUDA.
 
 Random-init models from `melasma.models.create`, one input, fp32, eager, as the Predict tab runs
-them: a `Predictor`'s channels-last model for predict and its `Explainer` (set up once, hooks kept)
-for each method alone and for all three in one call. Prints the median of `--repeats` timed runs
-after warm-up as a markdown table, each explanation as a multiple of predict, and yes/no against
-issue 14's targets:
+them: a `Predictor`'s channels-last model for predict and its `Explainer` (set up once, hooks kept,
+lean LRP rules) for each method alone and for all three in one call (what the tab runs after
+predict). Prints the median of `--repeats` timed runs after warm-up as a markdown table: wall time,
+and CPU time of this process (`time.process_time`, all threads) so that a run on a shared machine
+can be read; each explanation as a multiple of predict, and yes/no against issue 14's targets:
 
 - GPU: LRP <= 3x predict for all six and <= 15 ms for googlenet, resnet18, mobilenetv2;
   Grad-CAM and gxi <= 2x predict.
 - 2-core CPU: predict + LRP + Grad-CAM + gxi <= 250 ms for googlenet, <= 500 ms for densenet121,
-  <= 2.5 s for vgg16; LRP <= 4x predict for every architecture.
+  <= 2.5 s for vgg16 (measured as the tab runs it: predict, then all three maps in one call);
+  LRP <= 4x predict for every architecture.
 
-`--per-call` adds the old path (`melasma.explain.explain`: canonize, hook, unhook per call) for LRP.
+`--per-call` adds the old path (`melasma.explain.explain`: canonize, hook, unhook per call, stock
+zennit rules) for LRP, in the same run, and its ratio to ours.
 
     python benchmarks/predict_latency.py --device cuda --repeats 20
     python benchmarks/predict_latency.py --device cpu --archs googlenet,densenet121 --repeats 5
@@ -35,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from melasma.explain import explain  # noqa: E402
 from melasma.explain.lrp import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from melasma.explain.methods import METHODS  # noqa: E402
 from melasma.inference import Predictor  # noqa: E402
 from melasma.models import create  # noqa: E402
 
@@ -47,23 +51,32 @@ CPU_LRP_RATIO = 4.0
 CPU_TOTAL_MS = {"googlenet": 250.0, "densenet121": 500.0, "vgg16": 2500.0}  # predict + three maps
 
 
-def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2) -> float:
-    """Median wall time of `fn()` in milliseconds (CUDA work synchronised)."""
-    times = []
+#: Median CPU milliseconds per measured step, filled beside the wall times by `median_ms`.
+CPU_MS: dict[str, float] = {}
+
+
+def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2,
+              name: str = "") -> float:
+    """Median wall time of `fn()` in milliseconds (CUDA work synchronised); the median CPU time of
+    this process over the same runs goes to `CPU_MS[name]`."""
+    times, cpu = [], []
     for i in range(warmup + repeats):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if i >= warmup:
             times.append((time.perf_counter() - start) * 1000.0)
+            cpu.append((time.process_time() - start_cpu) * 1000.0)
+    CPU_MS[name] = statistics.median(cpu)
     return statistics.median(times)
 
 
 def measure(arch: str, device: torch.device, size: int, repeats: int, per_call: bool) -> dict[str, float]:
-    """Median latencies (ms) for one random-init architecture, as the Predict tab runs it."""
+    """Median wall latencies (ms) for one random-init architecture, as the Predict tab runs it
+    (CPU times in `CPU_MS`)."""
     torch.manual_seed(0)
     model = create(arch, num_classes=3, pretrained="off").eval()
     predictor = Predictor(model, {"arch": arch, "image_size": size, "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
@@ -75,13 +88,15 @@ def measure(arch: str, device: torch.device, size: int, repeats: int, per_call: 
         with torch.inference_mode():
             return torch.softmax(predictor.model(x), dim=1).cpu()
 
-    row = {"predict": median_ms(predict, device, repeats)}
-    for method in ("lrp", "gradcam", "gxi"):
-        row[method] = median_ms(lambda m=method: explainer.explain(x, methods=(m,)), device, repeats)
-    row["all three"] = median_ms(lambda: explainer.explain(x), device, repeats)
+    CPU_MS.clear()
+    row = {"predict": median_ms(predict, device, repeats, name="predict")}
+    for method in METHODS:
+        row[method] = median_ms(lambda m=method: explainer.explain(x, methods=(m,)), device, repeats, name=method)
+    row["all three"] = median_ms(lambda: explainer.explain(x), device, repeats, name="all three")
     if per_call:
         reference = copy.deepcopy(predictor.model)
-        row["per-call lrp"] = median_ms(lambda: explain(reference, x, "lrp"), device, max(3, repeats // 4))
+        row["per-call lrp"] = median_ms(lambda: explain(reference, x, "lrp"), device, max(3, repeats // 4),
+                                        name="per-call lrp")
     predictor.close()
     return row
 
@@ -102,7 +117,7 @@ def verdicts(device: torch.device, arch: str, row: dict[str, float]) -> str:
     notes = [f"LRP <= {CPU_LRP_RATIO:g}x: {mark(row['lrp'] <= CPU_LRP_RATIO * predict)}"]
     if arch in CPU_TOTAL_MS:
         limit = CPU_TOTAL_MS[arch]
-        notes.append(f"predict + 3 maps <= {limit:g} ms: {mark(row['sum'] <= limit)}")
+        notes.append(f"predict + 3 maps <= {limit:g} ms: {mark(row['tab'] <= limit)}")
     return "; ".join(notes)
 
 
@@ -114,23 +129,32 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--per-call", action="store_true", help="also time the old per-call LRP path")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads")
-    print(f"torch {torch.__version__}, {name}, batch 1, fp32, {args.size} px, median of {args.repeats}")
+    print(f"torch {torch.__version__}, {name}, batch 1, fp32, {args.size} px, median of {args.repeats}; "
+          "each cell: wall ms (CPU ms of this process)")
     print()
-    extra = " per-call LRP ms |" if args.per_call else ""
-    print(f"| arch | predict ms | LRP ms | Grad-CAM ms | gxi ms | all three ms | predict + 3 maps ms |{extra} "
+    extra = " per-call LRP ms | per-call / ours |" if args.per_call else ""
+    print(f"| arch | predict ms | LRP ms | Grad-CAM ms | gxi ms | all three ms | predict + all three ms |{extra} "
           "LRP / predict | Grad-CAM / predict | gxi / predict | targets |")
-    print("|---" * (11 + bool(args.per_call)) + "|")
+    print("|---" * (11 + 2 * bool(args.per_call)) + "|")
     for arch in args.archs.split(","):
         row = measure(arch, device, args.size, args.repeats, args.per_call)
-        row["sum"] = row["predict"] + row["lrp"] + row["gradcam"] + row["gxi"]
-        per_call = f" {row['per-call lrp']:.1f} |" if args.per_call else ""
+        row["tab"] = row["predict"] + row["all three"]
+        CPU_MS["tab"] = CPU_MS["predict"] + CPU_MS["all three"]
+
+        def cell(key: str) -> str:
+            return f"{row[key]:.1f} ({CPU_MS[key]:.0f})"
+
+        per_call = f" {cell('per-call lrp')} | {row['per-call lrp'] / row['lrp']:.1f} |" if args.per_call else ""
         p = row["predict"]
-        print(f"| {arch} | {p:.1f} | {row['lrp']:.1f} | {row['gradcam']:.1f} | {row['gxi']:.1f} | "
-              f"{row['all three']:.1f} | {row['sum']:.1f} |{per_call} {row['lrp'] / p:.1f} | "
+        print(f"| {arch} | {cell('predict')} | {cell('lrp')} | {cell('gradcam')} | {cell('gxi')} | "
+              f"{cell('all three')} | {cell('tab')} |{per_call} {row['lrp'] / p:.1f} | "
               f"{row['gradcam'] / p:.1f} | {row['gxi'] / p:.1f} | {verdicts(device, arch, row)} |", flush=True)
 
 

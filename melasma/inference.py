@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Union
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -179,6 +179,11 @@ class Predictor:
         x = x.unsqueeze(0).float().div_(255.0)
         x = ((x - self._mean) / self._std).to(self.device)
         return x.contiguous(memory_format=torch.channels_last)
+
+    def batch(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        """Photos decoded and preprocessed as `predict` does: (N, 3, S, S) on the device (the explain
+        report's input, so its numbers are the Predict tab's)."""
+        return torch.cat([self.preprocess(self.decode(image)) for image in images])
 
     def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

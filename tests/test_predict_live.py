@@ -15,7 +15,7 @@ from PIL import Image
 from melasma.masi import DEFAULT_CUTOFFS, SEVERITIES
 from melasma.models import create, save_checkpoint
 from melasma.settings import Settings
-from melasma.ui.predict import PredictTab, build_predict_tab
+from melasma.ui.predict import STEP_LABELS, PredictTab, build_predict_tab
 
 pytestmark = [pytest.mark.live, pytest.mark.realdata]
 
@@ -137,8 +137,11 @@ def test_analysis_shows_regions_and_scales_or_says_the_severity_means_nothing(
     visible = [row for row in table if row[1] == "yes"]
     assert visible and all(0 <= row[2] <= 100 for row in visible)
     assert all(row[6] == "" or 0 <= row[6] <= 100 for row in visible)  # LRP % in the region
-    steps = [row[0] for row in latency_rows]
-    assert {"explain: gradient pass", "explain: lrp", "regions + pigment", "total"} <= set(steps)
+    steps = {row[0]: row[1] for row in latency_rows}
+    explainer_steps = [STEP_LABELS[f"explain: {step}"] for step in ("gradient pass", "lrp", "lrp forward", "lrp relevance")]
+    assert {*explainer_steps, "regions + pigment", "total"} <= set(steps)
+    lrp, forward, relevance = (steps[label] for label in explainer_steps[1:])
+    assert 0 < forward < lrp and 0 < relevance < lrp  # LRP's two parts, each timed
 
     probabilities, latency = tab.predict(str(wall), "demo")
     severity, notice, masi, *rest = tab.analyse(str(wall), "demo", latency)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from melasma.cli.arguments import device
+from melasma.explain.methods import METHODS
 
 HELP = "explain one photo's prediction (LRP, Grad-CAM or gradient x input): photo, overlay, legend as PNG"
 
@@ -14,7 +15,7 @@ HELP = "explain one photo's prediction (LRP, Grad-CAM or gradient x input): phot
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMG", help="the photo to explain")
     parser.add_argument("--out", metavar="PNG", required=True, help="where to write the figure (PNG)")
-    parser.add_argument("--method", choices=("lrp", "gradcam", "gxi"), default="lrp", help="default: lrp")
+    parser.add_argument("--method", choices=METHODS, default="lrp", help="default: lrp")
     parser.add_argument(
         "--weights", metavar="RUN/ARCH", default=None,
         help="checkpoint directory (model.safetensors + model.json); default: the demo weights",

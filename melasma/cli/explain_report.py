@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from melasma.cli.arguments import device, positive_int
+from melasma.explain.methods import METHODS, method_list
 
 HELP = "relevance report: the study's mean gradient x input, mass in lesion masks, pointing game, deletion AUC"
 
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="labels.csv / class folders (severity = label) or any folder of photos (severity = predicted)",
     )
     parser.add_argument("--out", metavar="DIR", required=True, help="folder for the CSV files and plots")
-    parser.add_argument("--methods", default="lrp,gradcam,gxi", help="comma list (default: lrp,gradcam,gxi)")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list (default: {','.join(METHODS)})")
     parser.add_argument("--max-images", type=positive_int, default=None, metavar="N", help="at most N images per model")
     parser.add_argument("--split", default="val", choices=("all", "train", "val", "test"),
                         help="for labelled data: which split, rebuilt with the checkpoint's seed and cut-offs "
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = explain_report(
         [w.strip() for w in args.weights.split(",") if w.strip()], args.data, args.out,
-        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        methods=method_list(args.methods),
         max_images=args.max_images, split=args.split, device=args.device, batch_size=args.batch_size,
         deletion_steps=args.deletion_steps, baseline=args.baseline, force=args.force, progress=progress,
         estimate=lambda seconds, total: bar.write(f"{total} images: about {seconds:.0f} s", file=sys.stderr),

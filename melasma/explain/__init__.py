@@ -17,6 +17,7 @@ from torch import nn
 from melasma.explain.cam import gradcam_map
 from melasma.explain.explainer import Explainer, Explanations
 from melasma.explain.gxi import gxi_map
+from melasma.explain.methods import METHODS, TABLE, Method
 from melasma.explain.lrp import (
     IMAGENET_MEAN, IMAGENET_STD, LRP_ZERO_BIAS, ExplainError, Targets, check_input, lrp_map,
 )
@@ -57,8 +58,10 @@ def _gxi(model, x, target, spec, composite, mean, std) -> torch.Tensor:
     return gxi_map(model, x, target)
 
 
-#: method name -> implementation(model, x, target, spec, composite, mean, std) -> (H, W).
-METHODS: dict[str, Callable[..., torch.Tensor]] = {"lrp": _lrp, "gradcam": _gradcam, "gxi": _gxi}
+#: method name (`melasma.explain.methods.TABLE`) -> implementation(model, x, target, spec, composite,
+#: mean, std) -> (N, H, W).
+IMPLEMENTATIONS: dict[str, Callable[..., torch.Tensor]] = {"lrp": _lrp, "gradcam": _gradcam, "gxi": _gxi}
+assert tuple(IMPLEMENTATIONS) == METHODS, "every method of the table needs a per-call implementation"
 
 
 def explain(
@@ -87,9 +90,9 @@ def explain(
     check_input(x)
     spec = get_spec(model)
     with inference_state(model):
-        relevance = METHODS[method](model, x, target, spec, composite, mean, std)
+        relevance = IMPLEMENTATIONS[method](model, x, target, spec, composite, mean, std)
     relevance = relevance.detach().float().cpu()
     return relevance[0] if x.shape[0] == 1 else relevance
 
 
-__all__ = ["METHODS", "ExplainError", "Explainer", "Explanations", "explain", "inference_state"]
+__all__ = ["METHODS", "TABLE", "ExplainError", "Explainer", "Explanations", "Method", "explain", "inference_state"]

@@ -6,7 +6,9 @@ not arithmetic, made explanations 20-40 times slower than the forward pass (issu
 `Explainer` does it once per loaded model:
 
 - LRP: a dedicated copy of the model, canonized, with the composite's hooks registered until
-  `close()`;
+  `close()`, using the lean form of zennit's rules (`melasma.explain.rules`: modified parameters
+  computed once, all-zero branches skipped, and each hooked layer's own backward, whose result
+  zennit discards, never run);
 - Grad-CAM and gradient x input: a second copy carrying pytorch-grad-cam's activation and
   gradient hooks on the target layer. One forward and one backward of the target logits give both
   maps: the gradient at the input (gxi) and the layer's activations and gradients (Grad-CAM).
@@ -29,13 +31,13 @@ from torch import nn
 
 from melasma.explain.cam import cam_targets
 from melasma.explain.canonizers import canonizers_for
+from melasma.explain.rules import skip_replaced_backward
+from melasma.explain.methods import METHODS
 from melasma.explain.lrp import (
     COMPOSITES, IMAGENET_MEAN, IMAGENET_STD, LRP_ZERO_BIAS, ExplainError, Targets, check_input,
     one_hot_start, target_indices,
 )
 
-#: Explanation methods, in the order they are computed and shown.
-METHODS: tuple[str, ...] = ("lrp", "gradcam", "gxi")
 #: Grad-CAM feature maps with fewer cells than this per side localise too coarsely to trust.
 COARSE_CAM_CELLS = 4
 
@@ -46,7 +48,8 @@ class Explanations:
 
     `logits` (N, C) come from the plain (uncanonized) forward when Grad-CAM or gxi ran, else from
     the LRP copy. `cam_grid` is Grad-CAM's feature-map size (rows, columns), or None.
-    `latency_ms` holds "gradient pass" (Grad-CAM and gxi together) and "lrp", as run.
+    `latency_ms` holds "gradient pass" (Grad-CAM and gxi together) and "lrp", as run, and LRP's two
+    parts, "lrp forward" and "lrp relevance" (the backward pass of the rules).
     """
 
     targets: tuple[int, ...]
@@ -100,9 +103,10 @@ class Explainer:
         probe = torch.zeros(1, 3, 1, 1, dtype=reference.dtype, device=reference.device)
         zero_params = "bias" if LRP_ZERO_BIAS[composite] else None
         self._composite = COMPOSITES[composite](
-            self._lrp_model, probe, canonizers_for(spec.lrp_canonizer), zero_params, mean, std
+            self._lrp_model, probe, canonizers_for(spec.lrp_canonizer), zero_params, mean, std, lean=True
         )
         self._composite.register(self._lrp_model)
+        self._detours = skip_replaced_backward(self._lrp_model, self._composite)
         self._grad_model = _frozen_copy(model)
         self._cam = GradCAM(model=self._grad_model, target_layers=[resolve_module(self._grad_model, spec.cam_layer)])
         self.device = reference.device
@@ -119,6 +123,8 @@ class Explainer:
         with self._lock:
             if self.closed:
                 return
+            for handle in self._detours:
+                handle.remove()
             self._composite.remove()
             self._cam.activations_and_grads.release()
             del self._lrp_model, self._grad_model, self._cam, self._composite
@@ -145,10 +151,8 @@ class Explainer:
                 _synchronise(self.device)
                 latency["gradient pass"] = (time.perf_counter() - start) * 1000.0
             if "lrp" in methods:
-                start = time.perf_counter()
-                lrp_logits, maps["lrp"] = self._lrp(x, target)
+                lrp_logits, maps["lrp"] = self._lrp(x, target, latency)
                 logits = lrp_logits if logits is None else logits
-                latency["lrp"] = (time.perf_counter() - start) * 1000.0
             targets = tuple(int(t) for t in target_indices(target, logits).tolist())
         ordered = {m: maps[m] for m in METHODS if m in maps}
         return Explanations(targets, logits.detach().float().cpu(), ordered, cam_grid, latency)
@@ -174,10 +178,17 @@ class Explainer:
         self._cam.activations_and_grads.clear()
         return logits.detach(), index, cam_grid
 
-    def _lrp(self, x: torch.Tensor, target: Targets) -> tuple[torch.Tensor, torch.Tensor]:
+    def _lrp(self, x: torch.Tensor, target: Targets, latency: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        began = time.perf_counter()
         with torch.enable_grad():
             inputs = x.detach().clone().requires_grad_(True)
             output = self._lrp_model(inputs)
             start = one_hot_start(target)(output.detach())
+            _synchronise(self.device)
+            middle = time.perf_counter()
             (relevance,) = torch.autograd.grad(output, inputs, grad_outputs=start)
-        return output.detach(), relevance.sum(1).float().cpu()
+        relevance = relevance.sum(1).float().cpu()
+        end = time.perf_counter()
+        latency.update({"lrp": (end - began) * 1000.0, "lrp forward": (middle - began) * 1000.0,
+                        "lrp relevance": (end - middle) * 1000.0})
+        return output.detach(), relevance

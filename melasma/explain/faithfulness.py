@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -81,52 +82,79 @@ def _baseline(x: torch.Tensor, kind: str) -> torch.Tensor:
     raise ExplainError(f"baseline must be one of {', '.join(BASELINES)}, got {kind!r}")
 
 
-def deletion_curve(
+def deletion_curves(
     model: nn.Module,
     x: torch.Tensor,
     relevance: np.ndarray | torch.Tensor,
-    target: int,
+    targets: Sequence[int],
     *,
     patch: int | None = None,
     steps: int = 16,
     baseline: str = "mean",
-    batch_size: int = 16,
+    batch_size: int = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(fraction deleted, target probability) after deleting patches in order of summed relevance.
+    """Deletion curves of a batch: fractions deleted (K,) and each image's target probability after
+    deleting its patches in order of summed relevance (N, K); x (N, 3, H, W), relevance (N, H, W).
 
-    Patches are `patch` px squares (default: 1/8 of the side); `steps + 1` points from 0 to 1.
-    The model must be in eval mode.
+    Patches are `patch` px squares (default: 1/8 of the side); `steps + 1` points from 0 to 1 (ties
+    in relevance are deleted in reading order). The N x K deleted images go through the model
+    `batch_size` at a time, without gradients. The model must be in eval mode.
     """
     check_input(x)
+    count, _, height, width = x.shape
     relevance_t = torch.as_tensor(_array(relevance), dtype=torch.float32, device=x.device)
-    height, width = x.shape[-2:]
-    if relevance_t.shape != (height, width):
-        raise ExplainError(f"relevance {tuple(relevance_t.shape)} must match the input's {(height, width)}")
+    if relevance_t.shape != (count, height, width):
+        raise ExplainError(f"relevance {tuple(relevance_t.shape)} must be one map per input image, "
+                           f"{(count, height, width)}")
+    if len(targets) != count:
+        raise ExplainError(f"expected {count} targets (one per image), got {len(targets)}")
     patch = patch or max(1, min(height, width) // 8)
-    scores = F.avg_pool2d(relevance_t[None, None], patch, ceil_mode=True)[0, 0]
-    order = torch.argsort(scores.flatten(), descending=True)
-    grid_w = scores.shape[1]
-    counts = np.unique(np.linspace(0, order.numel(), steps + 1).round().astype(int))
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.numel(), device=order.device)
+    scores = F.avg_pool2d(relevance_t[:, None], patch, ceil_mode=True)[:, 0]
+    grid_w = scores.shape[2]
+    order = torch.argsort(scores.flatten(1), dim=1, descending=True, stable=True)
+    cells = order.shape[1]
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(cells, device=x.device).expand(count, cells))
     pixel_rank = F.interpolate(
-        rank.view(1, 1, -1, grid_w).float(), scale_factor=patch, mode="nearest"
-    )[0, 0, :height, :width]
+        rank.view(count, 1, -1, grid_w).float(), scale_factor=patch, mode="nearest"
+    )[:, 0, :height, :width]
+    counts = np.unique(np.linspace(0, cells, steps + 1).round().astype(int))
+    image = torch.arange(count, device=x.device).repeat_interleave(len(counts))
+    deleted_cells = torch.as_tensor(counts, device=x.device, dtype=torch.float32).repeat(count)
+    target = torch.as_tensor([int(t) for t in targets], device=x.device)[image]
     fill = _baseline(x, baseline)
     probabilities = []
     with torch.no_grad():
-        for start in range(0, len(counts), batch_size):
-            chunk = torch.as_tensor(counts[start:start + batch_size], device=x.device, dtype=torch.float32)
-            deleted = (pixel_rank[None] < chunk[:, None, None])[:, None]
-            batch = torch.where(deleted, fill, x)
-            probabilities.append(torch.softmax(model(batch).float(), dim=1)[:, target].cpu())
-    return counts / order.numel(), torch.cat(probabilities).numpy()
+        for start in range(0, len(image), batch_size):
+            rows = slice(start, start + batch_size)
+            which = image[rows]
+            deleted = (pixel_rank[which] < deleted_cells[rows, None, None])[:, None]
+            output = model(torch.where(deleted, fill[which], x[which])).float()
+            chosen = torch.softmax(output, dim=1).gather(1, target[rows, None])[:, 0]
+            probabilities.append(chosen.cpu())
+    return counts / cells, torch.cat(probabilities).view(count, len(counts)).numpy()
+
+
+def deletion_aucs(
+    model: nn.Module, x: torch.Tensor, relevance: np.ndarray | torch.Tensor, targets: Sequence[int], **options
+) -> np.ndarray:
+    """Per image of a batch: the area under its deletion curve divided by its starting probability
+    (lower: more faithful). Options as `deletion_curves`."""
+    fractions, probabilities = deletion_curves(model, x, relevance, targets, **options)
+    start = np.maximum(probabilities[:, :1], 1e-12)
+    return np.trapezoid(probabilities / start, fractions, axis=1)
+
+
+def deletion_curve(
+    model: nn.Module, x: torch.Tensor, relevance: np.ndarray | torch.Tensor, target: int, **options
+) -> tuple[np.ndarray, np.ndarray]:
+    """One image's deletion curve: (fraction deleted, target probability); x (1, 3, H, W),
+    relevance (H, W). Options as `deletion_curves`."""
+    fractions, probabilities = deletion_curves(model, x, _array(relevance)[None], [target], **options)
+    return fractions, probabilities[0]
 
 
 def deletion_auc(
     model: nn.Module, x: torch.Tensor, relevance: np.ndarray | torch.Tensor, target: int, **options
 ) -> float:
-    """Area under the deletion curve divided by the starting probability (lower: more faithful)."""
-    fractions, probabilities = deletion_curve(model, x, relevance, target, **options)
-    start = max(float(probabilities[0]), 1e-12)
-    return float(np.trapezoid(probabilities, fractions) / start)
+    """One image's area under the deletion curve divided by the starting probability."""
+    return float(deletion_aucs(model, x, _array(relevance)[None], [target], **options)[0])

@@ -25,6 +25,7 @@ from zennit.core import BasicHook, Composite, ParamMod, Stabilizer
 from zennit.rules import ClampMod, zero_bias
 
 from melasma.explain.canonizers import canonizers_for
+from melasma.explain.rules import Lean, lean_layer_maps
 from melasma.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -81,23 +82,35 @@ class DepthwiseConv2d(metaclass=_DepthwiseMeta):
     """Matches depthwise `nn.Conv2d` instances in zennit layer maps (`isinstance` only)."""
 
 
-def _depthwise_map(zero_params: str | None) -> list[tuple[tuple[type, ...], BasicHook]]:
-    return [((DepthwiseConv2d,), ZPlusFlatFallback(zero_params=zero_params))]
+class LeanZPlusFlatFallback(Lean, ZPlusFlatFallback):
+    """`ZPlusFlatFallback` with cached parameters and its negative-input branch skipped when empty."""
+
+    negative_branches = (1,)
 
 
-def _epsilon_plus_flat(model, x, canonizers, zero_params, mean, std) -> Composite:
-    return EpsilonPlusFlat(
-        zero_params=zero_params, canonizers=canonizers, layer_map=_depthwise_map(zero_params)
-    )
+def _maps(composite: str, zero_params: str | None, lean: bool, low=None, high=None) -> tuple[list, list]:
+    """(layer_map, first_map) to prepend to zennit's composite: the depthwise fallback, and with
+    `lean` zennit's own rules in their lean form (`melasma.explain.rules`)."""
+    fallback = (LeanZPlusFlatFallback if lean else ZPlusFlatFallback)(zero_params=zero_params)
+    depthwise: list[tuple[tuple[type, ...], BasicHook]] = [((DepthwiseConv2d,), fallback)]
+    if not lean:
+        return depthwise, []
+    layer_map, first_map = lean_layer_maps(composite, zero_params, low=low, high=high)
+    return depthwise + layer_map, first_map
 
 
-def _epsilon_gamma_box(model, x, canonizers, zero_params, mean, std) -> Composite:
+def _epsilon_plus_flat(model, x, canonizers, zero_params, mean, std, lean=False) -> Composite:
+    layer_map, first_map = _maps("epsilon_plus_flat", zero_params, lean)
+    return EpsilonPlusFlat(zero_params=zero_params, canonizers=canonizers, layer_map=layer_map, first_map=first_map)
+
+
+def _epsilon_gamma_box(model, x, canonizers, zero_params, mean, std, lean=False) -> Composite:
     low, high = box_bounds(x, mean, std)
     if getattr(model, "transform_input", False):  # GoogLeNet: the first conv sees re-normalised input
         low, high = model._transform_input(low), model._transform_input(high)
+    layer_map, first_map = _maps("epsilon_gamma_box", zero_params, lean, low, high)
     return EpsilonGammaBox(
-        low=low, high=high, zero_params=zero_params, canonizers=canonizers,
-        layer_map=_depthwise_map(zero_params),
+        low=low, high=high, zero_params=zero_params, canonizers=canonizers, layer_map=layer_map, first_map=first_map,
     )
 
 
@@ -106,7 +119,8 @@ def _epsilon_gamma_box(model, x, canonizers, zero_params, mean, std) -> Composit
 #: with zeroed biases divides by near-zero sums, so EpsilonGammaBox keeps them.
 LRP_ZERO_BIAS: dict[str, bool] = {"epsilon_plus_flat": True, "epsilon_gamma_box": False}
 
-#: composite name -> builder(model, x, canonizers, zero_params, mean, std).
+#: composite name -> builder(model, x, canonizers, zero_params, mean, std, lean=False); `lean`: the
+#: rules of `melasma.explain.rules` (same maps, work cached across calls: for `Explainer`).
 COMPOSITES: dict[str, Callable[..., Composite]] = {
     "epsilon_plus_flat": _epsilon_plus_flat,
     "epsilon_gamma_box": _epsilon_gamma_box,

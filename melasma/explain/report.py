@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,9 +27,10 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from melasma.explain import METHODS, Explainer, inference_state
+from melasma.explain import METHODS, TABLE, Explainer
+from melasma.inference import Predictor
 from melasma.explain.faithfulness import (
-    deletion_auc,
+    deletion_aucs,
     mean_relevance,
     pointing_game,
     relevance_mass_accuracy,
@@ -38,8 +39,6 @@ from melasma.explain.faithfulness import (
 
 SPLIT_CHOICES = ("all", "train", "val", "test")
 SUMMARY_METRICS = ("mean_relevance", "positive_share", "mass_in_mask", "mask_share", "pointing_game", "deletion_auc")
-#: Methods whose per-image mean carries no information (LRP with EpsilonPlusFlat: 1 / (H * W)).
-CONSERVED: frozenset[str] = frozenset({"lrp"})
 
 
 class ReportError(ValueError):
@@ -48,29 +47,49 @@ class ReportError(ValueError):
 
 @dataclass
 class LoadedModel:
-    """A checkpoint ready for the report: its label, model, input preprocessing and split settings."""
+    """A checkpoint ready for the report: its label and its `Predictor` (model, the Predict tab's
+    preprocessing, and the Explainer the report runs through)."""
 
     label: str
-    model: nn.Module
-    arch: str
-    classes: tuple[str, ...]
-    size: int
-    mean: torch.Tensor
-    std: torch.Tensor
-    meta: dict = field(default_factory=dict)
+    predictor: Predictor
+
+    @property
+    def model(self) -> nn.Module:
+        return self.predictor.model
+
+    @property
+    def meta(self) -> dict:
+        return self.predictor.meta
+
+    @property
+    def arch(self) -> str:
+        return self.predictor.arch
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.predictor.classes
+
+    @property
+    def size(self) -> int:
+        return self.predictor.image_size
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """The input normalisation's mean, (1, 3, 1, 1)."""
+        return torch.tensor(self.meta["mean"], dtype=torch.float32).view(1, 3, 1, 1)
+
+    @property
+    def std(self) -> torch.Tensor:
+        """The input normalisation's standard deviation, (1, 3, 1, 1)."""
+        return torch.tensor(self.meta["std"], dtype=torch.float32).view(1, 3, 1, 1)
 
     def tensor(self, path: str) -> torch.Tensor:
         """The photo squashed to the model's square input and normalised: (1, 3, S, S)."""
         return self.batch([path])
 
     def batch(self, paths: Sequence[str]) -> torch.Tensor:
-        """Photos squashed to the model's square input and normalised: (N, 3, S, S) on its device."""
-        from melasma.data.images import load_array
-
-        pixels = np.stack([load_array(path, self.size) for path in paths])
-        x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255.0)
-        device = next(self.model.parameters()).device
-        return ((x - self.mean) / self.std).to(device)
+        """Photos preprocessed exactly as the Predict tab does: (N, 3, S, S) on the model's device."""
+        return self.predictor.batch(paths)
 
     @property
     def seed(self) -> int:
@@ -88,21 +107,14 @@ class LoadedModel:
 
 def load_models(weights: Sequence[str | os.PathLike], device: str = "cpu") -> list[LoadedModel]:
     """Each checkpoint directory loaded once; labels are folder names (RUN/ARCH when they clash)."""
-    from melasma.models import load_checkpoint
-
     directories = [Path(w) for w in weights]
     if not directories:
         raise ReportError("give at least one checkpoint directory with --weights")
     names = [d.resolve().name for d in directories]
     loaded = []
     for directory, name in zip(directories, names):
-        model, meta = load_checkpoint(directory, device=device)
         label = name if names.count(name) == 1 else f"{directory.resolve().parent.name}/{name}"
-        loaded.append(LoadedModel(
-            label, model, str(meta["arch"]), tuple(meta["classes"]), int(meta["image_size"]),
-            torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1),
-            torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1), meta,
-        ))
+        loaded.append(LoadedModel(label, Predictor.from_checkpoint(directory, device=device)))
     return loaded
 
 
@@ -190,6 +202,11 @@ def batch_rows(
     x = loaded.batch(images["path"].tolist())
     result = explainer.explain(x, methods=tuple(methods))
     probabilities = torch.softmax(result.logits, dim=1)
+    aucs = {
+        method: deletion_aucs(loaded.model, x, result.maps[method].to(x.device), result.targets,
+                              steps=deletion_steps, baseline=baseline)
+        for method in methods
+    }
     rows = []
     for i, image in enumerate(images.itertuples(index=False)):
         index = result.targets[i]
@@ -197,20 +214,17 @@ def batch_rows(
         mask = _lesion_mask(image.path, loaded.size)
         for method in methods:
             relevance = result.maps[method][i]
-            with inference_state(loaded.model):
-                auc = deletion_auc(loaded.model, x[i:i + 1], relevance.to(x.device), index,
-                                   steps=deletion_steps, baseline=baseline)
             rows.append({
                 "model": loaded.label, "arch": loaded.arch, "image": image.path,
                 "true_severity": image.true_severity, "predicted": predicted,
                 "severity": image.true_severity or predicted, "probability": float(probabilities[i, index]),
                 "method": method,
-                "mean_relevance": math.nan if method in CONSERVED else mean_relevance(relevance),
+                "mean_relevance": math.nan if TABLE[method].conserved else mean_relevance(relevance),
                 "positive_share": positive_share(relevance),
                 "mass_in_mask": relevance_mass_accuracy(relevance, mask) if mask is not None else math.nan,
                 "mask_share": float(mask.mean()) if mask is not None else math.nan,
                 "pointing_game": float(pointing_game(relevance, mask)) if mask is not None else math.nan,
-                "deletion_auc": auc,
+                "deletion_auc": float(aucs[method][i]),
             })
     return rows
 
@@ -305,8 +319,8 @@ def explain_report(
     rows: list[dict] = []
     total, done = sum(len(images) for images in listed), 0
     for loaded, images in zip(models, listed):
-        normalisation = {"mean": loaded.mean.flatten().tolist(), "std": loaded.std.flatten().tolist()}
-        with Explainer(loaded.model, **normalisation) as explainer:
+        explainer = loaded.predictor.explainer
+        try:
             starts = [0, *range(1, len(images), batch_size)] if done == 0 else range(0, len(images), batch_size)
             bounds = list(starts) + [len(images)]
             for start, stop in zip(bounds, bounds[1:]):
@@ -317,6 +331,8 @@ def explain_report(
                     estimate((time.perf_counter() - began) * total, total)
                 if progress is not None:
                     progress(done, total)
+        finally:
+            loaded.predictor.close()
     per_image = pd.DataFrame(rows)
     per_image.to_csv(out_dir / "per_image.csv", index=False)
     summary = summarise(per_image)

@@ -20,10 +20,8 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from PIL import Image
 
-#: Colour map per method; signed methods get symmetric limits around zero.
-CMAPS: dict[str, str] = {"lrp": "bwr", "gxi": "bwr", "gradcam": "inferno"}
-SIGNED: frozenset[str] = frozenset({"lrp", "gxi"})
-TITLES: dict[str, str] = {"lrp": "LRP (signed)", "gxi": "gradient x input", "gradcam": "Grad-CAM"}
+from melasma.explain.methods import METHODS, TABLE
+
 #: Percentile of |relevance| used as the colour limit, so a few extreme pixels do not wash out the map.
 CLIP_PERCENTILE = 99.5
 
@@ -51,14 +49,14 @@ def resize_map(relevance: np.ndarray | torch.Tensor, size: tuple[int, int]) -> n
 
 
 def _check_method(method: str) -> None:
-    if method not in CMAPS:
-        raise ViewError(f"method must be one of {', '.join(CMAPS)}, got {method!r}")
+    if method not in TABLE:
+        raise ViewError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
 
 
 def color_norm(relevance: np.ndarray, method: str) -> Normalize:
     """Symmetric limits around zero for signed methods, [0, max] for Grad-CAM."""
     limit = float(np.percentile(np.abs(relevance), CLIP_PERCENTILE)) or 1e-12
-    if method in SIGNED:
+    if TABLE[method].signed:
         return TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
     return Normalize(vmin=0.0, vmax=max(float(relevance.max()), 1e-12))
 
@@ -67,8 +65,8 @@ def heatmap_rgba(relevance: np.ndarray, method: str) -> np.ndarray:
     """(H, W, 4) float RGBA colours; alpha grows with |relevance| so near-zero shows the photo."""
     _check_method(method)
     norm = color_norm(relevance, method)
-    rgba = colormaps[CMAPS[method]](norm(relevance))
-    if method in SIGNED:
+    rgba = colormaps[TABLE[method].cmap](norm(relevance))
+    if TABLE[method].signed:
         strength = np.clip(np.abs(relevance) / norm.vmax, 0.0, 1.0)
     else:
         strength = np.clip(norm(relevance), 0.0, 1.0)
@@ -102,9 +100,9 @@ def side_by_side(
     for axis, (method, relevance) in zip(axes[1:], maps.items()):
         resized = resize_map(relevance, photo.size)
         axis.imshow(overlay(photo, resized, method))
-        axis.set_title(TITLES[method])
-        mappable = ScalarMappable(norm=color_norm(resized, method), cmap=CMAPS[method])
-        label = "relevance (red +, blue -)" if method in SIGNED else "activation (scaled 0-1)"
+        axis.set_title(TABLE[method].title)
+        mappable = ScalarMappable(norm=color_norm(resized, method), cmap=TABLE[method].cmap)
+        label = "relevance (red +, blue -)" if TABLE[method].signed else "activation (scaled 0-1)"
         figure.colorbar(mappable, ax=axis, orientation="horizontal", fraction=0.05, pad=0.02, label=label)
     for axis in axes:
         axis.set_axis_off()
@@ -128,14 +126,14 @@ def colour_scale_html(relevance: np.ndarray | torch.Tensor, method: str, stops: 
     _check_method(method)
     array = _as_array(relevance)
     norm = color_norm(array, method)
-    cmap = colormaps[CMAPS[method]]
+    cmap = colormaps[TABLE[method].cmap]
     colours = ", ".join(
         "#{:02x}{:02x}{:02x}".format(*(round(255 * c) for c in cmap(i / (stops - 1))[:3])) for i in range(stops)
     )
-    middle = "0" if method in SIGNED else f"{(norm.vmin + norm.vmax) / 2:.3g}"
-    meaning = "red supports the class, blue speaks against it" if method in SIGNED else "scaled 0-1 per photo"
+    middle = "0" if TABLE[method].signed else f"{(norm.vmin + norm.vmax) / 2:.3g}"
+    meaning = "red supports the class, blue speaks against it" if TABLE[method].signed else "scaled 0-1 per photo"
     return (
-        f'<div class="colour-scale" title="{TITLES[method]}: {meaning}">'
+        f'<div class="colour-scale" title="{TABLE[method].title}: {meaning}">'
         f'<div style="height:10px;border-radius:3px;background:linear-gradient(to right, {colours})"></div>'
         f'<div style="display:flex;justify-content:space-between;font-size:11px">'
         f"<span>{norm.vmin:.3g}</span><span>{middle}</span><span>{norm.vmax:.3g}</span></div>"

@@ -16,6 +16,7 @@ import gradio as gr
 from PIL import Image
 
 from melasma.data.images import load_image
+from melasma.explain.methods import TABLE
 from melasma.face_reading import FaceReading, read_face
 from melasma.inference import (
     DISPLAY_MAX, METHODS, ExplanationSet, Predictor, describe_checkpoint, fit_display, get_predictor,
@@ -24,16 +25,11 @@ from melasma.inference import (
 from melasma.settings import Settings
 from melasma.ui.components import PhotoInput
 
-METHOD_LABELS: dict[str, str] = {
-    "lrp": "LRP (signed relevance)",
-    "gradcam": "Grad-CAM",
-    "gxi": "Gradient x input",
-}
 #: Example photos offered from the synthetic demo set.
 EXAMPLES = 4
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 REGION_HEADERS = ["region", "visible", "pigmented %", "A (0-6)", "D (0-4)", "H (0-4)",
-                  *(f"{METHOD_LABELS[m].split(' (')[0]} % in region" for m in METHODS)]
+                  *(f"{TABLE[m].short} % in region" for m in METHODS)]
 LATENCY_HEADERS = ["step", "ms"]
 
 INTRO = """
@@ -70,8 +66,17 @@ def labelled_choices(runs_dir: Path) -> list[tuple[str, str]]:
             for key, path in list_checkpoints(runs_dir).items()]
 
 
+#: How the latency table names the Explainer's steps (set up once per checkpoint; LRP split in two).
+STEP_LABELS: dict[str, str] = {
+    "explain: gradient pass": "explain: Grad-CAM + gradient x input (one shared forward and backward)",
+    "explain: lrp": "explain: LRP",
+    "explain: lrp forward": "  LRP forward (also gives the logits)",
+    "explain: lrp relevance": "  LRP relevance pass (cached rules)",
+}
+
+
 def _latency_rows(steps: dict[str, float]) -> list[list[object]]:
-    return [[name, round(float(ms), 1)] for name, ms in steps.items()]
+    return [[STEP_LABELS.get(name, name), round(float(ms), 1)] for name, ms in steps.items()]
 
 
 def _masi_text(reading: FaceReading, explanations: ExplanationSet) -> str:
@@ -210,7 +215,7 @@ def build_predict_tab(settings: Settings) -> PredictTab:
     with gr.Row():
         for m in METHODS:
             with gr.Column(min_width=200):
-                heatmaps[m] = gr.Image(label=METHOD_LABELS[m], type="pil", format="png", interactive=False)
+                heatmaps[m] = gr.Image(label=TABLE[m].label, type="pil", format="png", interactive=False)
                 scales[m] = gr.HTML()
     cam_note = gr.Markdown()
     with gr.Row():
@@ -220,7 +225,7 @@ def build_predict_tab(settings: Settings) -> PredictTab:
         region_table = gr.Dataframe(headers=REGION_HEADERS, label="Per region", interactive=False, scale=2)
     with gr.Accordion("One method, larger", open=False):
         method = gr.Radio(
-            choices=[(METHOD_LABELS[m], m) for m in METHODS], value="lrp", label="Method",
+            choices=[(TABLE[m].label, m) for m in METHODS], value="lrp", label="Method",
         )
         show = gr.Button("Show")
         detail = gr.Image(label="Photo and heatmap with legend", type="pil", format="png", interactive=False)
