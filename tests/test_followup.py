@@ -333,3 +333,20 @@ def test_before_after_without_a_face_scales_and_crops(tmp_path: Path) -> None:
     pair = align_pair(before, after, 64)
     assert pair.method == "scale and crop" and "before and after" in pair.note
     assert pair.before.size == pair.after.size == (64, 64)
+
+
+def test_checkpoint_and_image_derived_scores_join_the_visits(exact) -> None:
+    from melasma.followup.model import checkpoint_scores
+    from melasma.inference import Predictor, default_checkpoint
+
+    store, settings, _ = exact
+    patient = load_patients(store, settings)["P000"]
+    ids = [i for visit in patient.visits for i in visit.image_ids]
+    model = checkpoint_scores(Predictor.from_checkpoint(default_checkpoint()), settings.photos_dir, ids)
+    measured = {ids[0]: 12.5, ids[-1]: 3.0}  # the region analysis found a face in two photos
+    patient = load_patients(store, settings, model, measured)["P000"]
+    assert all(v.model is not None and v.model.severity in ("mild", "moderate", "severe") for v in patient.visits)
+    assert [v.image_masi for v in patient.visits] == [12.5, None, None, 3.0]
+    figure = timeline_figure(patient, outcome(patient))
+    assert "image-derived MASI (face regions)" in [line.get_label() for line in figure.axes[0].get_lines()]
+    assert list(long_frame([patient])["image_masi"].dropna().unique()) == [12.5, 3.0]

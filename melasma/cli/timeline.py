@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="folder for the timeline PNG(s) and CSV files")
     parser.add_argument("--windows", type=_edges, default=None,
                         help="visit window edges in weeks after baseline (default 0,6,10,14,20,28,52)")
+    parser.add_argument("--checkpoint", help="also show this checkpoint's severity (and MASI, for a regression "
+                        "head) per visit: a run folder with model.safetensors + model.json")
+    parser.add_argument("--measure", action="store_true",
+                        help="also show the image-derived MASI of the face-region analysis per visit")
     add_store_arguments(parser)
 
 
@@ -41,6 +45,16 @@ def run(args: argparse.Namespace) -> int:
 
     settings, store = open_store(args)
     patients = load_patients(store, settings)
+    if args.checkpoint or args.measure:
+        from melasma.followup.model import checkpoint_scores, image_derived_masi
+        from melasma.inference import Predictor
+
+        chosen = [patients[args.patient]] if args.patient in patients else list(patients.values())
+        ids = [i for patient in chosen for visit in patient.visits for i in visit.image_ids]
+        model = checkpoint_scores(Predictor.from_checkpoint(args.checkpoint), settings.photos_dir, ids) \
+            if args.checkpoint else None
+        measured = image_derived_masi(settings.photos_dir, ids) if args.measure else None
+        patients = load_patients(store, settings, model, measured)
     if not patients:
         raise FollowupError(f"no patient has dated photos in {settings.data_dir}: ingest photos with "
                             "--patient-id and --visit-date, or with visits-ingest")
@@ -48,8 +62,11 @@ def run(args: argparse.Namespace) -> int:
     if args.patient is not None:
         patient = patient_timeline(patients, args.patient)
         table = visit_frame(patient)
-        shown = table[["visit_date", "status", "masi", "masi_low", "masi_high", "mmasi", "change",
-                       "percent_change", "masi50", "masi75", "treatment"]]
+        columns = ["visit_date", "status", "masi", "masi_low", "masi_high", "mmasi", "change", "percent_change",
+                   "masi50", "masi75", "treatment"]
+        columns += ["model_severity", "model_masi"] if args.checkpoint else []
+        columns += ["image_masi"] if args.measure else []
+        shown = table[columns]
         shown = shown.astype(object).where(shown.notna(), "-")
         print(shown.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
         if out is not None:

@@ -19,7 +19,7 @@ from melasma.masi import REGION_WEIGHTS, REGIONS
 VISIT_COLUMNS: tuple[str, ...] = (
     "patient_id", "visit_date", "days_from_baseline", "status", "photos", "treatment", "notes", "masi",
     "mmasi", "masi_low", "masi_high", "change", "percent_change", "masi50", "masi75", "model_severity",
-    "model_masi",
+    "model_masi", "image_masi",
 )
 LONG_COLUMNS: tuple[str, ...] = (*VISIT_COLUMNS, "region", "weight", "region_share", "region_change")
 
@@ -45,7 +45,7 @@ def _visit_record(visit: Visit, baseline: Visit | None, change: VisitChange | No
         "masi50": change.levels["MASI-50"] if change else None,
         "masi75": change.levels["MASI-75"] if change else None,
         "model_severity": visit.model.severity if visit.model else None,
-        "model_masi": visit.model.masi if visit.model else None,
+        "model_masi": visit.model.masi if visit.model else None, "image_masi": visit.image_masi,
     }
 
 

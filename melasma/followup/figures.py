@@ -45,6 +45,10 @@ def timeline_figure(patient: Patient, result: Outcome) -> Figure:
     if modelled:
         top.plot([d for d, _ in modelled], [m for _, m in modelled], "-s",
                  color="tab:orange", linewidth=1.5, markersize=4, label="model MASI")
+    derived = [(v.visit_date, v.image_masi) for v in patient.visits if v.image_masi is not None]
+    if derived:
+        top.plot([d for d, _ in derived], [m for _, m in derived], ":^", color="tab:purple", linewidth=1.2,
+                 markersize=4, label="image-derived MASI (face regions)")
     baseline = float(result.baseline.masi or 0.0)
     for name, level in LEVELS.items():
         top.axhline(baseline * (1 - level), color="0.35", linestyle=LEVEL_STYLES[name], linewidth=1,
@@ -56,7 +60,7 @@ def timeline_figure(patient: Patient, result: Outcome) -> Figure:
     if first50 is not None:
         top.annotate("MASI-50 reached", (first50.visit_date, first50.masi), textcoords="offset points",
                      xytext=(-70, 14), fontsize=8, arrowprops={"arrowstyle": "-", "color": "0.4"})
-    ymax = max([v.masi_high or 0 for v in closed] + [m for _, m in modelled] + [1])
+    ymax = max([v.masi_high or 0 for v in closed] + [m for _, m in modelled] + [m for _, m in derived] + [1])
     top.set(ylabel="MASI (0-48)", ylim=(0, min(SCALE_MAX["masi"], ymax * 1.15 + 1)))
     top.set_title(_title(patient, result), fontsize=10)
     top.grid(alpha=0.3)

@@ -59,6 +59,7 @@ class Visit:
     treatment: str | None = None
     notes: str | None = None
     model: ModelScore | None = None
+    image_masi: float | None = None  # the face-region analysis's MASI, mean over the photos it measured
 
     @property
     def scored(self) -> bool:
@@ -119,14 +120,16 @@ def _mean_model(scores: list[ModelScore]) -> ModelScore | None:
 
 def _visit(
     patient_id: str, day: date, image_ids: list[str], rows: Mapping[str, ConsensusRow],
-    notes: Mapping[str, VisitNote], model: Mapping[str, ModelScore],
+    notes: Mapping[str, VisitNote], model: Mapping[str, ModelScore], measured: Mapping[str, float],
 ) -> Visit:
     found = [rows.get(i) for i in image_ids]
     status = _status(found)
     treatment = _join([notes[i].treatment if i in notes else None for i in image_ids])
     text = _join([notes[i].notes if i in notes else None for i in image_ids])
     model_score = _mean_model([model[i] for i in image_ids if i in model])
-    visit = Visit(patient_id, day, tuple(image_ids), status, treatment=treatment, notes=text, model=model_score)
+    derived = [measured[i] for i in image_ids if i in measured]
+    visit = Visit(patient_id, day, tuple(image_ids), status, treatment=treatment, notes=text, model=model_score,
+                  image_masi=round(fmean(derived), 10) if derived else None)
     if status == "open":
         return visit
     closed = [row for row in found if row is not None]
@@ -141,11 +144,13 @@ def _visit(
 
 
 def load_patients(
-    store: RatingStore, settings: Settings, model: Mapping[str, ModelScore] | None = None
+    store: RatingStore, settings: Settings, model: Mapping[str, ModelScore] | None = None,
+    measured: Mapping[str, float] | None = None,
 ) -> dict[str, Patient]:
     """Every patient with at least one dated photo, by id (sorted), visits in date order.
 
-    `model` optionally maps photo ids to a checkpoint's scores (see `melasma.followup.model`)."""
+    `model` maps photo ids to a checkpoint's scores, `measured` to the image-derived MASI (both
+    optional; see `melasma.followup.model`)."""
     rows = {row.image.id: row for row in consensus_rows(store, settings)}
     notes = VisitNotes(store).all()
     grouped: dict[str, dict[date, list[str]]] = defaultdict(lambda: defaultdict(list))
@@ -153,15 +158,10 @@ def load_patients(
         if image.patient_id and image.visit_date:
             grouped[image.patient_id][date.fromisoformat(image.visit_date)].append(image.id)
     return {
-        pid: Patient(pid, tuple(_visit(pid, day, ids, rows, notes, model or {})
+        pid: Patient(pid, tuple(_visit(pid, day, ids, rows, notes, model or {}, measured or {})
                                 for day, ids in sorted(grouped[pid].items())))
         for pid in sorted(grouped)
     }
-
-
-def undated_photos(store: RatingStore, patient_id: str) -> int:
-    """How many of a patient's photos have no visit date (left out of the course)."""
-    return sum(1 for i in store.images() if i.patient_id == patient_id and not i.visit_date)
 
 
 def patient_timeline(patients: Mapping[str, Patient], patient_id: str) -> Patient:
