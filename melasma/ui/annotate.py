@@ -30,6 +30,7 @@ from annotation.export import export as write_export
 from annotation.ingest import ingest, photo_path
 from annotation.plots import machine_scatter, rater_scatter
 from annotation.store import SCORE_FIELDS, AnnotationError, RatingStore
+from annotation.workflow import Submission, Workflow
 from melasma.access import AccessDenied, Role, local_mode, require, require_rater, role_of
 from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, REGIONS, masi, mmasi, severity
 from melasma.regions import FaceNotFound, draw_regions, find_regions
@@ -85,9 +86,9 @@ def live_scores(*values: Any) -> str:
     missing = sum(value is None for value in filled)
     if missing:
         return f"MASI - · mMASI - ({missing} of {len(filled)} scores still to choose)"
-    scores = workflow.scores_from_values(filled)
-    value = masi(scores)
-    return f"**MASI {value:.1f}** ({severity(value)}) · **mMASI {mmasi(scores):.1f}**"
+    entry = workflow.scores_from_values(filled)
+    value = masi(entry)
+    return f"**MASI {value:.1f}** ({severity(value)}) · **mMASI {mmasi(entry):.1f}**"
 
 
 def _username(request: gr.Request | None) -> str | None:
@@ -107,9 +108,9 @@ class AnnotateTab:
     stage: PhotoStage = field(default_factory=PhotoStage)
 
     @property
-    def workflow(self) -> workflow.Workflow:
+    def workflow(self) -> Workflow:
         """The rating workflow of this store under the settings' rating policy."""
-        return workflow.Workflow(self.store, self.settings.rating_policy)
+        return Workflow(self.store, self.settings.rating_policy)
 
     # identity -------------------------------------------------------------------------------
     def rater_for(self, chosen: str | None, request: gr.Request | None) -> str:
@@ -199,7 +200,7 @@ class AnnotateTab:
 
     def submit(
         self, name: str, image_id: str | None, values: list[int | None], hidden: list[str]
-    ) -> workflow.Submission:
+    ) -> Submission:
         """Store (or revise, while the photo is open) the rater's 12 scores; `hidden` regions are
         "not visible in this photo"."""
         if not image_id:
