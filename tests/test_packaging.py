@@ -125,7 +125,8 @@ def test_the_wheel_installs_and_predicts_outside_the_checkout(tmp_path: Path) ->
           str(wheel)], tmp_path)
     out = tmp_path / "outside"
     out.mkdir()
-    assert "predict" in _run([str(venv / "bin" / "melasma"), "--help"], out)
+    usage = _run([str(venv / "bin" / "melasma"), "--help"], out)
+    assert usage.startswith("usage: melasma ") and "predict" in usage
     _run([str(venv / "bin" / "melasma"), "synth", "--out", "demo", "-n", "3", "--size", "64"], out)
     line = _run([str(venv / "bin" / "melasma"), "predict", "demo/images/synth_0000.jpg"], out)
     assert '"severity"' in line

@@ -59,7 +59,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; only the chosen sub-command's module is imported."""
     parser = Parser(
-        prog="python -m melasma",
+        prog="melasma" if os.path.basename(sys.argv[0]) == "melasma" else "python -m melasma",  # console script
         description="Melasma Severity Studio: MASI grading, CNN training and explained prediction.",
     )
     parser.add_argument("--debug", action="store_true",
