@@ -5,14 +5,15 @@ refresh the docs' screenshot."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from live_app import live_app
+from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 from test_browser import CHROMIUM, CHROMIUM_ARGS
-from test_browser_annotate import shot
 
 from annotation.store import RatingStore
 from melasma.data.longitudinal import generate
@@ -37,6 +38,19 @@ def page(tmp_path: Path) -> Iterator[Page]:
             browser.close()
 
 
+def section_shot(page: Page, tmp_path: Path, selector: str, name: str) -> None:
+    """A screenshot of one part of the page, at most 1000 px wide, into MELASMA_SCREENSHOTS (if set)
+    or the tmp folder."""
+    folder = Path(os.environ.get("MELASMA_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    page.locator(selector).screenshot(path=str(path))
+    with Image.open(path) as image:
+        scale = min(1.0, 1000 / image.width)
+        small = image.convert("RGB").resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+    small.quantize(colors=128).save(path, optimize=True)
+
+
 def test_patients_tab_timeline_compare_export(page: Page, tmp_path: Path) -> None:
     generate(tmp_path / "set", patients=4, visits=4, size=128, seed=2)
     settings = Settings(data_dir=tmp_path / "data")
@@ -53,13 +67,13 @@ def test_patients_tab_timeline_compare_export(page: Page, tmp_path: Path) -> Non
         page.locator("#patients-show").click()
         expect(page.locator("#patients-timeline img")).to_be_visible()
         expect(page.locator("#patients-visits")).to_contain_text("complete")
-        shot(page, tmp_path, "patients_timeline")
+        section_shot(page, tmp_path, "#patients-timeline", "patients_timeline")
         page.locator("#patients-compare").click()
         expect(page.locator("#patients-compare-note")).to_contain_text("aligned by")
         expect(page.locator("#patients-before img")).to_be_visible()
         expect(page.locator("#patients-after img")).to_be_visible()
         expect(page.locator("#patients-compare-table")).to_contain_text("left malar")
-        shot(page, tmp_path, "patients_compare")
+        section_shot(page, tmp_path, "#patients-compare-section", "patients_compare")
         page.get_by_role("button", name="Export this patient (PNG + CSV)").click()
         expect(page.locator("#patients-files")).to_contain_text("P002_visits")
         expect(page.locator(".toast-body.error")).to_have_count(0)

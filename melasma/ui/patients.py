@@ -202,20 +202,21 @@ def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
     visits = gr.Dataframe(headers=list(VISIT_TABLE), interactive=False, wrap=True, label="Visits",
                           elem_id="patients-visits")
     summary = gr.JSON(visible=False)
-    gr.Markdown("### Before / after")
-    with gr.Row(equal_height=True):
-        before_day = gr.Dropdown([], label="Before (visit date)", allow_custom_value=True)
-        after_day = gr.Dropdown([], label="After (visit date)", allow_custom_value=True)
-        compare = gr.Button("Compare", elem_id="patients-compare")
-    with gr.Row():
-        before_photo = gr.Image(type="filepath", label="Before", interactive=False, height=360,
-                                elem_id="patients-before")
-        after_photo = gr.Image(type="filepath", label="After", interactive=False, height=360,
-                               elem_id="patients-after")
-    compare_note = gr.Markdown(elem_id="patients-compare-note")
-    compare_table = gr.Dataframe(headers=list(COMPARE_COLUMNS), interactive=False,
-                                 label="Region share of the MASI (weight x area x (darkness + homogeneity))",
-                                 elem_id="patients-compare-table")
+    with gr.Column(elem_id="patients-compare-section"):
+        gr.Markdown("### Before / after")
+        with gr.Row(equal_height=True):
+            before_day = gr.Dropdown([], label="Before (visit date)", allow_custom_value=True)
+            after_day = gr.Dropdown([], label="After (visit date)", allow_custom_value=True)
+            compare = gr.Button("Compare", elem_id="patients-compare")
+        with gr.Row():
+            before_photo = gr.Image(type="filepath", label="Before", interactive=False, height=360,
+                                    elem_id="patients-before")
+            after_photo = gr.Image(type="filepath", label="After", interactive=False, height=360,
+                                   elem_id="patients-after")
+        compare_note = gr.Markdown(elem_id="patients-compare-note")
+        compare_table = gr.Dataframe(headers=list(COMPARE_COLUMNS), interactive=False,
+                                     label="Region share of the MASI (weight x area x (darkness + homogeneity))",
+                                     elem_id="patients-compare-table")
     gr.Markdown("### Export")
     with gr.Row():
         cohort_button = gr.Button("Export all patients (long CSV)")
