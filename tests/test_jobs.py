@@ -151,5 +151,5 @@ def test_training_runs_under_spaces_gpu_only_on_zerogpu() -> None:
              "print(hasattr(r.train_job, 'zerogpu'), r.train_job.__wrapped__ is r.run_job, 'spaces' in sys.modules)")
     env = {**os.environ, "SPACES_ZERO_GPU": "true", "SPACES_ZERO_DEVICE_API_URL": "http://127.0.0.1:9"}
     result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[1])
+                            cwd=Path(__file__).resolve().parents[1], check=False)
     assert result.stdout.split() == ["True", "True", "True"], result.stderr[-2000:]

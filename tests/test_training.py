@@ -15,6 +15,7 @@ from melasma.training.augment import Augment, rotate
 from melasma.training.collapse import detect_collapse
 from melasma.training.config import SCRATCH_LR
 from melasma.training.evaluate import evaluate_checkpoint
+from melasma.training.events import ArchDone, BatchDone, LogLine, TrainingEvent
 from melasma.training.loop import _evaluate_loss, batch_indices, load_splits
 
 pytestmark = pytest.mark.slow
@@ -27,8 +28,8 @@ AUC_FLOOR = 0.7
 
 
 def _config(data: Path, out: Path, **changes) -> TrainConfig:
-    values = dict(data=data, archs=("resnet18",), epochs=1, batch_size=16, image_size=32, pretrained="off",
-                  out=out, cache_dir=out.parent / "cache", bootstrap=100)
+    values = {"data": data, "archs": ("resnet18",), "epochs": 1, "batch_size": 16, "image_size": 32,
+              "pretrained": "off", "out": out, "cache_dir": out.parent / "cache", "bootstrap": 100}
     return TrainConfig(**{**values, **changes})
 
 
@@ -92,34 +93,33 @@ def test_early_stopping_restores_the_best_weights(synth_dir: Path, tmp_path: Pat
     splits = load_splits(load_dataset(synth_dir), 32, torch.device("cpu"), config.cache_dir)
     torch.manual_seed(0)
     model = create("resnet18")
-    events: list[dict] = []
+    events: list[TrainingEvent] = []
     history = fit(model, splits["train"], splits["val"], config, arch="resnet18", on_event=events.append)
     best_epoch = int(history.loc[history["val_loss"].idxmin(), "epoch"])
     assert len(history) < 30
     assert len(history) == best_epoch + config.patience  # stopped exactly `patience` epochs after the best
     restored_loss, _ = _evaluate_loss(model, splits["val"], torch.nn.NLLLoss(), 16)
     assert restored_loss == pytest.approx(history["val_loss"].min(), rel=1e-4)
-    assert any(e["type"] == "log" and "early stop" in e["message"] for e in events)
+    assert any(isinstance(e, LogLine) and "early stop" in e.message for e in events)
     assert list(history.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 
 
 def test_cancel_keeps_finished_architectures(synth_dir: Path, tmp_path: Path) -> None:
-    events: list[dict] = []
+    events: list[TrainingEvent] = []
     config = _config(synth_dir, tmp_path / "run", archs=("resnet18", "mobilenetv2_100"))
 
     def should_stop() -> bool:  # cancel as soon as the second architecture starts
-        return any(e.get("arch") == "mobilenetv2_100" or "mobilenetv2_100" in str(e.get("message"))
-                   for e in events)
+        return any(isinstance(e, LogLine) and "mobilenetv2_100" in e.message for e in events)
 
     summary = train_many(config, on_event=events.append, should_stop=should_stop)
     assert list(summary["arch"]) == ["resnet18"]
     assert (config.out / "resnet18" / "model.safetensors").is_file()
     assert not (config.out / "mobilenetv2_100" / "model.json").exists()
     assert "resnet18" in (config.out / "summary.md").read_text()
-    batch = next(e for e in events if e["type"] == "batch")
-    assert {"arch", "epoch", "batch", "n_batches", "loss"} <= set(batch)
-    assert [e["arch"] for e in events if e["type"] == "arch_done"] == ["resnet18"]
-    assert any(e["type"] == "log" and "cancelled" in e["message"] for e in events)
+    batch = next(e for e in events if isinstance(e, BatchDone))
+    assert batch.arch == "resnet18" and 1 <= batch.batch <= batch.n_batches and batch.loss > 0
+    assert [e.arch for e in events if isinstance(e, ArchDone)] == ["resnet18"]
+    assert any(isinstance(e, LogLine) and "cancelled" in e.message for e in events)
     _, meta = load_checkpoint(config.out / "resnet18")
     assert meta["data"]["manifest_hash"] and meta["config"]["seed"] == 0
 
@@ -179,7 +179,7 @@ def test_lr_auto_lowers_the_rate_only_from_random_init(tmp_path: Path) -> None:
 
 
 def test_a_collapsed_run_is_marked_everywhere(synth_dir: Path, tmp_path: Path) -> None:
-    events: list[dict] = []
+    events: list[TrainingEvent] = []
     config = _config(synth_dir, tmp_path / "run", lr=5.0)  # Adam at lr 5 from random init diverges
     summary = train_many(config, on_event=events.append)
     row = summary.iloc[0]
@@ -191,9 +191,9 @@ def test_a_collapsed_run_is_marked_everywhere(synth_dir: Path, tmp_path: Path) -
     assert metrics["collapse"]["collapsed"] and metrics["pretrained"] == "random init"
     _, meta = load_checkpoint(config.out / "resnet18")
     assert meta["collapse"]["collapsed"] and meta["pretrained"] == "random init"
-    assert any(e["type"] == "log" and e["message"].startswith("warning: resnet18 collapsed") for e in events)
-    done = next(e for e in events if e["type"] == "arch_done")
-    assert done["collapsed"] and done["pretrained"] == "random init"
+    assert any(isinstance(e, LogLine) and e.message.startswith("warning: resnet18 collapsed") for e in events)
+    done = next(e for e in events if isinstance(e, ArchDone))
+    assert done.collapsed and done.pretrained == "random init"
 
 
 def test_provenance_cutoffs_and_subgroups_travel_with_the_run(synth_dir: Path, tmp_path: Path) -> None:
@@ -202,13 +202,13 @@ def test_provenance_cutoffs_and_subgroups_travel_with_the_run(synth_dir: Path, t
     torch.manual_seed(0)
     weights = tmp_path / "resnet18-torchvision.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
-    events: list[dict] = []
+    events: list[TrainingEvent] = []
     config = _config(synth_dir, tmp_path / "run", pretrained=str(weights), cutoffs=(10.0, 40.0))
     summary = train_many(config, on_event=events.append)
     provenance = summary.iloc[0]["pretrained"]
     assert provenance.startswith(f"file {weights} sha256:") and len(provenance.split("sha256:")[1]) == 64
     assert provenance in (config.out / "summary.md").read_text()
-    assert any(e["type"] == "log" and f"weights {provenance}" in e["message"] for e in events)
+    assert any(isinstance(e, LogLine) and f"weights {provenance}" in e.message for e in events)
     _, meta = load_checkpoint(config.out / "resnet18")
     assert meta["pretrained"] == provenance and meta["cutoffs"] == [10.0, 40.0] and meta["seed"] == 0
     assert meta["manifest_hash"] == meta["data"]["manifest_hash"] and meta["head"] == "classification"

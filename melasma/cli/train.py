@@ -1,4 +1,7 @@
-"""`python -m melasma train`: train the study's CNNs on a data set and write RUN/<arch>/ + summary."""
+"""`python -m melasma train`: train the study's CNNs on a data set and write RUN/<arch>/ + summary.
+
+`torchrun --nproc-per-node N -m melasma train ...` trains data-parallel (docs/multi-gpu.md); rank 0 prints.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from melasma.cli.arguments import device, non_negative_float, non_negative_int, 
 
 if TYPE_CHECKING:
     from melasma.training import TrainConfig
+    from melasma.training.events import TrainingEvent
 
 #: Where `train` writes its run unless --out says otherwise.
 DEFAULT_OUT = "runs/latest"
@@ -35,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_out: bool = True) -> 
     parser.add_argument("--class-weighted", action="store_true", help="weight the loss by inverse class frequency")
     if with_out:
         parser.add_argument("--out", default=DEFAULT_OUT, help=f"run folder (default {DEFAULT_OUT})")
+    else:
+        parser.add_argument("--processes", type=non_negative_int, default=0,
+                            help="data-parallel training processes (torchrun, one GPU each): 0 = one per GPU "
+                                 "when several are present, else one (default 0)")
     parser.add_argument("--device", type=device, default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--pretrained", default="auto",
                         help="auto (the study's torchvision ImageNet weights: local cache, then download, "
@@ -53,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_out: bool = True) -> 
     parser.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples for the 95%% CIs")
 
 
-def config_from_args(args: argparse.Namespace) -> "TrainConfig":
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the flags of `add_arguments` describe."""
     from melasma.training import TrainConfig
 
@@ -63,7 +71,7 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":
         device=args.device, pretrained=args.pretrained, seed=args.seed, out=getattr(args, "out", DEFAULT_OUT),
         class_weighted=args.class_weighted, cache_dir=args.cache_dir, bootstrap=args.bootstrap,
         lr_auto=args.lr_auto, allow_patient_overlap=args.allow_patient_overlap,
-        head=args.head,
+        head=args.head, processes=getattr(args, "processes", 0),
         **({"cutoffs": args.cutoffs} if args.cutoffs else {}),
     )
 
@@ -79,32 +87,31 @@ class ProgressBar:
             self.bar.close()
             self.bar = None
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: TrainingEvent) -> None:
         from tqdm import tqdm
 
-        kind = event["type"]
-        if kind == "batch":
-            if self.bar is None:
-                self.bar = tqdm(total=event["n_batches"], unit="batch", leave=False,
-                                desc=f"{event['arch']} epoch {event['epoch']}")
-            self.bar.set_postfix(loss=f"{event['loss']:.3f}", refresh=False)
-            self.bar.update(event["batch"] - self.bar.n)
-        elif kind == "epoch":
-            self._close()
-            tqdm.write(f"{event['arch']} epoch {event['epoch']}/{event['epochs']}: train loss "
-                       f"{event['train_loss']:.4f} acc {event['train_acc']:.3f} | val loss "
-                       f"{event['val_loss']:.4f} acc {event['val_acc']:.3f} | {event['seconds']:.1f} s"
-                       + (" *" if event.get("best") else ""))
-        elif kind == "arch_done":
-            metrics = event["metrics"]
-            last = (f"MAE {metrics['mae']:.2f}, ICC {metrics['icc']:.3f}" if "mae" in metrics
-                    else f"macro AUC {metrics['auc_macro']:.3f}")
-            tqdm.write(f"{event['arch']} test: accuracy {metrics['accuracy']:.3f}, F1 {metrics['f1_weighted']:.3f}, "
-                       + last
-                       + (f" | COLLAPSED: {event['collapse_cause']}" if event.get("collapsed") else ""))
-        elif kind == "log":
-            self._close()
-            tqdm.write(str(event["message"]))
+        from melasma.training.events import ArchDone, BatchDone, EpochDone, LogLine
+
+        match event:
+            case BatchDone():
+                if self.bar is None:
+                    self.bar = tqdm(total=event.n_batches, unit="batch", leave=False,
+                                    desc=f"{event.arch} epoch {event.epoch}")
+                self.bar.set_postfix(loss=f"{event.loss:.3f}", refresh=False)
+                self.bar.update(event.batch - self.bar.n)
+            case EpochDone():
+                self._close()
+                tqdm.write(f"{event.arch} epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.4f} "
+                           f"acc {event.train_acc:.3f} | val loss {event.val_loss:.4f} acc {event.val_acc:.3f} | "
+                           f"{event.seconds:.1f} s" + (" *" if event.best else ""))
+            case ArchDone(metrics=metrics):
+                last = (f"MAE {metrics['mae']:.2f}, ICC {metrics['icc']:.3f}" if "mae" in metrics
+                        else f"macro AUC {metrics['auc_macro']:.3f}")
+                tqdm.write(f"{event.arch} test: accuracy {metrics['accuracy']:.3f}, F1 {metrics['f1_weighted']:.3f}, "
+                           + last + (f" | COLLAPSED: {event.collapse_cause}" if event.collapsed else ""))
+            case LogLine():
+                self._close()
+                tqdm.write(event.message)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from melasma.models.factory import PretrainedWeightsWarning
-    from melasma.training import train_many
+    from melasma.training import distributed, train_many
 
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     warnings.simplefilter("ignore", PretrainedWeightsWarning)  # logged once already
@@ -125,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     except torch.OutOfMemoryError as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 1
+    if distributed.launched_rank() != 0:
+        return 0  # under torchrun rank 0 reports
     if len(summary) == 0:
         print("no architecture finished", file=sys.stderr)
         return 1

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # torch and the training code load only when a job runs
     import pandas as pd
 
     from melasma.training import TrainConfig
+    from melasma.training.events import EpochDone, TrainingEvent
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +46,24 @@ def describe_error(error: BaseException, arch: str | None) -> str:
     """A readable message for a failed run: input errors as raised, others in one line."""
     import torch
 
+    from melasma.training import distributed
+
     where = f" while training {arch}" if arch else ""
     if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
         return f"out of memory{where}: lower the batch size or the image size"
+    if distributed.launched() and distributed.lost_peer(error):
+        return (f"another process of this multi-process training stopped (killed, crashed or out of memory){where}, "
+                f"so the run cannot go on: {str(error).splitlines()[0]}")
     if isinstance(error, (ValueError, FileNotFoundError)) and str(error):
         return str(error)  # our input errors (DatasetError lists every problem): shown as written
     first = str(error).splitlines()[0] if str(error) else ""
     return f"{type(error).__name__}{where}: {first}" if first else f"{type(error).__name__}{where}"
 
 
-#: epoch-event fields shown in the log line
-EPOCH_FIELDS = ("train_loss", "val_loss", "train_acc", "val_acc")
-
-
-def _epoch_line(event: dict[str, Any], epochs: int) -> str:
-    parts = [f"{key.replace('_', ' ')} {event[key]:.3f}" for key in EPOCH_FIELDS if key in event]
-    best = " (best so far)" if event.get("best") else ""
-    return f"{event.get('arch')} epoch {event.get('epoch')}/{event.get('epochs', epochs)}: " + ", ".join(parts) + best
+def _epoch_line(event: EpochDone) -> str:
+    best = " (best so far)" if event.best else ""
+    return (f"{event.arch} epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.3f}, val loss "
+            f"{event.val_loss:.3f}, train acc {event.train_acc:.3f}, val acc {event.val_acc:.3f}{best}")
 
 
 class EventRecorder:
@@ -79,32 +81,38 @@ class EventRecorder:
         within = min(max(epoch_done / self.epochs, 0.0), 1.0)
         return min((index + within) / max(len(self.archs), 1), 0.99)  # 1.0 once the job is done
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind, arch, epoch = event.get("type"), event.get("arch"), event.get("epoch")
-        new_arch = bool(arch) and arch != self.arch
-        if arch:
-            self.arch = str(arch)
-        if kind == "batch":
-            now = time.monotonic()
-            if now - self._last_write < PROGRESS_EVERY_S and not new_arch:
-                return
-            self._last_write = now
-            batches = max(int(event.get("n_batches") or 1), 1)
-            done = (int(epoch or 1) - 1) + int(event.get("batch") or 0) / batches
-            self.store.update(self.job_id, progress=self._progress(arch, done), arch=arch, epoch=epoch)
-        elif kind == "epoch":
-            self.store.update(self.job_id, progress=self._progress(arch, float(epoch or 0)), arch=arch,
-                              epoch=epoch)
-            self.store.add_event(self.job_id, "epoch", {key: value for key, value in event.items()
-                                                        if key != "type"})
-            self.store.add_event(self.job_id, "log", _epoch_line(event, self.epochs))
-        elif kind == "arch_done":
-            self.store.update(self.job_id, progress=self._progress(arch, self.epochs), arch=arch)
-            accuracy = (event.get("metrics") or {}).get("accuracy")
-            tested = f": test accuracy {accuracy:.3f}" if isinstance(accuracy, float) else ""
-            self.store.add_event(self.job_id, "log", f"{arch} finished{tested}")
-        elif kind == "log":
-            self.store.add_event(self.job_id, "log", str(event.get("message", "")))
+    def _enter(self, arch: str) -> bool:
+        """Note the architecture an event is about; whether it is a new one."""
+        new = arch != self.arch
+        self.arch = arch
+        return new
+
+    def __call__(self, event: TrainingEvent) -> None:
+        from melasma.training.events import ArchDone, BatchDone, EpochDone, LogLine
+
+        match event:
+            case BatchDone(arch=arch, epoch=epoch):
+                now = time.monotonic()
+                if now - self._last_write < PROGRESS_EVERY_S and not self._enter(arch):
+                    return
+                self._last_write = now
+                done = (epoch - 1) + event.batch / max(event.n_batches, 1)
+                self.store.update(self.job_id, progress=self._progress(arch, done), arch=arch, epoch=epoch)
+            case EpochDone(arch=arch, epoch=epoch):
+                self._enter(arch)
+                self.store.update(self.job_id, progress=self._progress(arch, float(epoch)), arch=arch, epoch=epoch)
+                history_row = event.to_json()
+                del history_row["type"]
+                self.store.add_event(self.job_id, "epoch", history_row)
+                self.store.add_event(self.job_id, "log", _epoch_line(event))
+            case ArchDone(arch=arch):
+                self._enter(arch)
+                self.store.update(self.job_id, progress=self._progress(arch, self.epochs), arch=arch)
+                accuracy = event.metrics.get("accuracy")
+                tested = f": test accuracy {accuracy:.3f}" if isinstance(accuracy, float) else ""
+                self.store.add_event(self.job_id, "log", f"{arch} finished{tested}")
+            case LogLine(message=message):
+                self.store.add_event(self.job_id, "log", message)
 
     def should_stop(self) -> bool:
         """Polled every batch: whether the job was cancelled (stays True once seen)."""
@@ -114,13 +122,35 @@ class EventRecorder:
         return self.stopped
 
 
+def _run_other_rank(db_path: str, job_id: str) -> None:
+    """A rank other than 0 of a multi-process job: trains its shard, writes nothing. An error ends the
+    process (torchrun then stops the others, and rank 0 or the runner records why)."""
+    from melasma.training import train_many
+
+    train_many(config_from_dict(JobStore(db_path).get(job_id)["config"]))
+
+
 def summary_rows(summary: pd.DataFrame) -> list[dict[str, Any]]:
     """The summary DataFrame as a list of row dicts."""
     return [dict(row) for row in summary.to_dict(orient="records")]
 
 
+def job_processes(db_path: str, job_id: str) -> int:
+    """How many processes `job_id` trains with (`TrainConfig.processes`; 0: one per GPU present)."""
+    from melasma.training import distributed
+
+    config = JobStore(db_path).get(job_id)["config"]
+    return distributed.processes_for(int(config.get("processes", 0)), str(config.get("device", "auto")))
+
+
 def run_job(db_path: str, job_id: str) -> None:
-    """Train the running job `job_id` and record its end in the store; never raises."""
+    """Train the running job `job_id` and record its end in the store; never raises. Under torchrun,
+    rank 0 does this and the other ranks only train (`_run_other_rank`)."""
+    from melasma.training import distributed
+
+    if distributed.launched_rank() != 0:
+        _run_other_rank(db_path, job_id)
+        return
     store = JobStore(db_path)
     job = store.get(job_id)
     config_values = job["config"]
@@ -135,7 +165,7 @@ def run_job(db_path: str, job_id: str) -> None:
         require_memory(config)  # memory may have shrunk since the job was queued
         summary = train_many(config, on_event=recorder, should_stop=recorder.should_stop)
         rows = summary_rows(summary)
-    except Exception as error:  # noqa: BLE001 - any training error fails the job, the app keeps serving
+    except Exception as error:
         message = describe_error(error, recorder.arch)
         log.warning("training job %s failed: %s", job_id, message, exc_info=not isinstance(error, ValueError))
         import torch

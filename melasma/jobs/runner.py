@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,7 @@ GPU_SECONDS_MAX = 600
 #: Tokens of the runners alive in this process (a running job owned by another token of this pid
 #: belongs to a process that was replaced, e.g. a container restart that reused the pid).
 _LIVE_TOKENS: set[str] = set()
-_SHARED: dict[Path, "JobRunner"] = {}
+_SHARED: dict[Path, JobRunner] = {}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -98,7 +98,7 @@ def _run_claimed(db_path: str, job_id: str) -> None:
 
 def new_job_id() -> str:
     """A sortable, readable id: UTC time plus 6 random hex digits."""
-    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
 def job_status(store: JobStore, job_id: str) -> dict[str, Any]:
@@ -173,7 +173,7 @@ class JobRunner:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
-    def start(self) -> "JobRunner":
+    def start(self) -> JobRunner:
         """Start the worker thread (once; later calls do nothing). Returns the runner."""
         with self._start_lock:
             if self._thread is None and not self._closed.is_set():
@@ -183,7 +183,7 @@ class JobRunner:
         return self
 
     @classmethod
-    def shared(cls, data_dir: str | Path) -> "JobRunner":
+    def shared(cls, data_dir: str | Path) -> JobRunner:
         """The one runner of this process for `data_dir` (the app's tabs and rebuilds share it);
         not started (see `start`)."""
         key = Path(data_dir).expanduser().resolve()

@@ -2,7 +2,8 @@
 
 The app's `JobRunner` starts this process for each job and waits for it, so a job that runs out of
 memory (the kernel's SIGKILL) or crashes takes only this process down; the runner then records why
-(`describe_exit`). Progress, log lines and the cancel flag travel through the job store (SQLite), as
+(`describe_exit`). A job of several processes (`TrainConfig.processes`, or one per GPU) replaces
+this process with torchrun, which starts this module once per rank and stops them all when one fails. Progress, log lines and the cancel flag travel through the job store (SQLite), as
 they do for a job run in-process. The worker dies with its parent (Linux: PR_SET_PDEATHSIG), so a
 restarted app never finds an old worker still training.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,16 +25,31 @@ KILLED = ("out of memory: the training process was killed (SIGKILL), most likely
           "and submit it again")
 
 
+#: torchrun's report of the first process that failed ("Root Cause ... rank : 1 ... exitcode : -9")
+_ROOT_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.DOTALL)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def describe_exit(returncode: int, stderr_tail: str = "") -> str:
-    """Why a worker that did not record an end of its own stopped, in one line."""
+    """Why a worker that did not record an end of its own stopped, in one line (for a torchrun
+    launch, which of its processes failed first and how)."""
+    root = _ROOT_CAUSE.search(stderr_tail)
+    if root:
+        rank, code = int(root.group(1)), int(root.group(2))
+        how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with status {code}"
+        cause = " (most likely the out-of-memory killer)" if code == -signal.SIGKILL else ""
+        return (f"training process rank {rank} {how}{cause}; torchrun stopped the other processes of the "
+                "run; submit the job again if needed")
     if returncode == -signal.SIGKILL:
         return KILLED
     if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"the training process was stopped by {name}; submit the job again if needed"
+        return f"the training process was stopped by {_signal_name(-returncode)}; submit the job again if needed"
     last = stderr_tail.strip().splitlines()[-1] if stderr_tail.strip() else ""
     return f"the training process exited with status {returncode}" + (f": {last}" if last else "")
 
@@ -74,8 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m melasma.jobs.worker DB_PATH JOB_ID", file=sys.stderr)
         return 2
     _die_with_parent()
-    from melasma.jobs.execute import run_job
+    from melasma.jobs.execute import job_processes, run_job
+    from melasma.training import distributed
 
+    processes = job_processes(args[0], args[1])
+    if processes > 1 and not distributed.launched():  # become torchrun (it dies with the app, as this process)
+        command = distributed.launch_command(processes, "melasma.jobs.worker", args)
+        os.execv(command[0], command)
     run_job(args[0], args[1])
     return 0
 

@@ -24,13 +24,18 @@ class Augment:
     contrast: float = 0.2
     saturation: float = 0.2
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Augmented copy of `x` (B, 3, H, W) in [0, 1]; randomness from `generator` (on x's device)."""
-        batch = x.shape[0]
+    def __call__(self, x: torch.Tensor, generator: torch.Generator, rows: torch.Tensor | None = None,
+                 batch: int | None = None) -> torch.Tensor:
+        """Augmented copy of `x` (B, 3, H, W) in [0, 1]; randomness from `generator` (on x's device).
+
+        With `rows`, `x` holds only those rows of a batch of `batch` images (one rank's share in a
+        multi-process run): the draws are made for the whole batch, as one process would, and each
+        row gets its own."""
+        size = x.shape[0] if rows is None or batch is None else batch
 
         def uniform(low: float, high: float) -> torch.Tensor:
-            u = torch.rand(batch, 1, 1, 1, generator=generator, device=x.device, dtype=x.dtype)
-            return low + (high - low) * u
+            u = torch.rand(size, 1, 1, 1, generator=generator, device=x.device, dtype=x.dtype)
+            return low + (high - low) * (u if rows is None else u[rows])
 
         if self.flip:
             x = torch.where(uniform(0, 1) < 0.5, x.flip(-1), x)
@@ -50,6 +55,8 @@ class Augment:
 
 def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     """Rotate each image of `x` by its own angle about the centre; corners fill with black."""
+    if x.shape[0] == 0:  # a rank's empty share of a batch
+        return x
     radians = degrees.to(torch.float32) * (math.pi / 180)
     cos, sin = torch.cos(radians), torch.sin(radians)
     zero = torch.zeros_like(cos)

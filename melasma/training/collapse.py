@@ -7,8 +7,8 @@ class. `detect_collapse` names such runs and the likely cause, so Table 1 never 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -33,6 +33,8 @@ class TrainConfig:
     `allow_patient_overlap` accepts a user `split` column that puts one patient in two splits.
     `head` "regression" trains one output on the manifest's mean MASI (smooth L1 on MASI / 48)
     instead of the three severity logits; bins then come from the predicted MASI and `cutoffs`.
+    `processes` is how many data-parallel processes a queued job trains with (the job runner
+    launches torchrun for more than one): 0 means one per GPU when several are present, else one.
     """
 
     data: Path
@@ -54,6 +56,7 @@ class TrainConfig:
     lr_auto: bool = False
     allow_patient_overlap: bool = False
     head: str = "classification"
+    processes: int = 0
 
     def __post_init__(self) -> None:
         self.data = Path(self.data).expanduser()
@@ -64,7 +67,7 @@ class TrainConfig:
         if not self.archs:
             raise ValueError("choose at least one architecture")
         specs = [get_spec(name) for name in self.archs]  # ValueError naming an unknown one
-        for name, low in (("epochs", 1), ("batch size", 2), ("patience", 1), ("bootstrap", 0)):
+        for name, low in (("epochs", 1), ("batch size", 2), ("patience", 1), ("bootstrap", 0), ("processes", 0)):
             value = getattr(self, name.replace(" ", "_"))
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -73,15 +74,15 @@ def format_table(result: dict[str, Any]) -> str:
     """The metrics with 95% CIs as aligned text lines."""
     names = {**TABLE_COLUMNS, **{f"auc_{c}": f"AUC {c}" for c in result["classes"]}, "auc_macro": "AUC macro",
              "precision_macro": "Precision macro", "recall_macro": "Recall macro"}
-    lines = [f"{result['arch']} on {result['split']} split: {result['n']} images "
-             f"({', '.join(f'{k} {v}' for k, v in result['support'].items())})",
+    lines = [(f"{result['arch']} on {result['split']} split: {result['n']} images "
+              f"({', '.join(f'{k} {v}' for k, v in result['support'].items())})"),
              f"{'metric':<16} {'value':>7}   95% CI"]
     for key, title in names.items():
         if key not in result["metrics"]:
             continue
         value = result["metrics"][key]
         low, high = result["ci95"].get(key, (float("nan"), float("nan")))
-        lines.append(f"{title:<16} {value:>7.3f}   {low:.3f}-{high:.3f}" if value == value
+        lines.append(f"{title:<16} {value:>7.3f}   {low:.3f}-{high:.3f}" if not math.isnan(value)
                      else f"{title:<16} {'n/a':>7}")
     lines.append("confusion (rows true, columns predicted): " + " ".join(map(str, result["confusion_matrix"])))
     for group in result.get("subgroups", []):

@@ -8,8 +8,9 @@ loop over resamples); with unit weights it reproduces the scikit-learn values ex
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
@@ -152,7 +153,7 @@ def evaluate_predictions(y_true: Sequence[int], probs: np.ndarray, classes: Sequ
     values, notes = point_metrics(y_true, probs, classes)
     confusion = skm.confusion_matrix(y_true, probs.argmax(1), labels=list(range(len(classes))))
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "classes": list(classes),
         "support": {name: int((y_true == c).sum()) for c, name in enumerate(classes)},
         "metrics": values,
@@ -181,7 +182,8 @@ def subgroup_metrics(y_true: Sequence[int], probs: np.ndarray, groups: Sequence[
     """Per-group accuracy and macro AUC (classes with a defined AUC) with CIs; images without a
     group are left out; an empty list when no image has one."""
     y_true, probs = np.asarray(y_true, dtype=int), np.asarray(probs, dtype=float)
-    labels = np.array(["" if g is None or g != g else str(g) for g in groups], dtype=object)
+    labels = np.array(["" if g is None or (isinstance(g, float) and math.isnan(g)) else str(g) for g in groups],
+                      dtype=object)
     results = []
     for group in sorted(set(labels) - {""}):
         rows = labels == group

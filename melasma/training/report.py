@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -72,12 +73,12 @@ def to_markdown(summary: pd.DataFrame, classes: Sequence[str]) -> str:
         lines.append(f"| {row['arch']} | {head} | {row.get('pretrained', 'n/a')} | "
                      + " | ".join(_cell(row, name) for name in columns) + f" | {collapsed} |")
     n = ", ".join(f"{row['arch']} {row['n_test']}" for row in rows)
-    lines += ["", f"Test images: {n}. Brackets: 95% bootstrap confidence intervals. Precision, recall "
+    lines += ["", (f"Test images: {n}. Brackets: 95% bootstrap confidence intervals. Precision, recall "
                   "and F1 are support-weighted (as the study); QW kappa is quadratic-weighted; "
                   "ECE uses 15 bins. Collapsed: one predicted class on validation or test, or a final "
                   "training loss not below ln 3 (chance). Regression rows: bins derived from the predicted "
                   "MASI with the run's cut-offs; MAE in MASI points; ICC(2,1) of predicted vs consensus "
-                  "MASI with its F-based CI; AUC and ECE need probabilities (n/a)."]
+                  "MASI with its F-based CI; AUC and ECE need probabilities (n/a).")]
     groups = sorted({m.group(1) for key in summary.columns if (m := re.fullmatch(r"n\[skin (.+)\]", key))})
     if groups:
         lines += ["", "Per skin type (test images): accuracy / macro AUC with 95% bootstrap CIs", "",
