@@ -92,11 +92,13 @@ def run(args: argparse.Namespace) -> int:
     print(pd.DataFrame(rows).fillna("").to_string(index=False))
     print()
     print("responders per visit window (weeks after baseline; Wilson 95 % CI)")
-    for window in cohort_responders(outcomes, args.windows or WINDOW_EDGES):
+    windows = [w for w in cohort_responders(outcomes, args.windows or WINDOW_EDGES) if w.patients]
+    if not windows:
+        print("  no scored follow-up visit falls in these windows")
+    for window in windows:
         shares = "; ".join(
-            f"{name} {window.responders[name]}/{window.patients}"
-            + (f" = {window.share(name):.0%} [{low:.0%}, {high:.0%}]" if window.patients else "")
-            for name, (low, high) in window.intervals.items())
+            f"{name} {window.responders[name]}/{window.patients} = {window.share(name) or 0:.0%}"
+            f" [{low:.0%}, {high:.0%}]" for name, (low, high) in window.intervals.items())
         print(f"  ({window.start_week:g}, {window.end_week:g}]: {shares}")
     if out is not None:
         path = write_long_csv(patients.values(), out / "followup_long.csv")
