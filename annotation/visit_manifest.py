@@ -93,8 +93,8 @@ def _entry(row: dict[str, str], base: Path, where: str, problems: list[str]) -> 
 
 
 def read_manifest(path: str | Path) -> list[VisitEntry]:
-    """The entries of a CSV manifest; ManifestError listing every problem of its text (files are
-    checked by `check_entries`)."""
+    """The entries of a CSV manifest; ManifestError listing every problem, row by row (text and
+    files; `ingest_visits` checks the files again under the caller's size caps)."""
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -113,10 +113,16 @@ def read_manifest(path: str | Path) -> list[VisitEntry]:
         problems.append(f"{len(rows)} rows, more than the {MAX_ROWS} allowed")
     if problems:
         raise ManifestError(path.name, problems)
-    entries = [_entry(row, path.parent, f"{path.name} line {n}", problems) for n, row in enumerate(rows, start=2)]
+    entries, seen = [], {}
+    for n, row in enumerate(rows, start=2):
+        entry = _entry(row, path.parent, f"{path.name} line {n}", problems)
+        if entry is not None:
+            problem = _file_problem(entry, seen, MAX_UPLOAD_BYTES, MAX_PIXELS)
+            problems += [problem] if problem else []
+            entries.append(entry)
     if problems:
         raise ManifestError(path.name, problems)
-    return [e for e in entries if e is not None]
+    return entries
 
 
 def entries_from_folder(folder: str | Path) -> list[VisitEntry]:
@@ -143,31 +149,31 @@ def entries_from_folder(folder: str | Path) -> list[VisitEntry]:
     return entries
 
 
+def _file_problem(entry: VisitEntry, seen: dict[Path, str], max_bytes: int, max_pixels: int) -> str | None:
+    """What is wrong with the entry's file (missing, listed twice, too large, not an image), or None."""
+    key = entry.image.resolve()
+    if key in seen:
+        return f"{entry.where}: {entry.image.name} is already listed ({seen[key]})"
+    seen[key] = entry.where
+    if not entry.image.is_file():
+        return f"{entry.where}: {entry.image} is not a file"
+    try:
+        check_upload_size(entry.image.stat().st_size, entry.image.name, max_bytes)
+        header = read_header(entry.image, name=entry.image.name)
+    except (ValueError, OSError) as error:
+        return f"{entry.where}: {str(error).splitlines()[0]}"
+    if header.pixels > max_pixels:
+        return f"{entry.where}: {header.width}x{header.height} pixels, more than the {max_pixels:,} allowed"
+    return None
+
+
 def check_entries(
     entries: Sequence[VisitEntry], *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS,
 ) -> list[str]:
     """Every problem of the entries' files: missing, listed twice, too large, not a readable image."""
-    problems = []
     seen: dict[Path, str] = {}
-    for entry in entries:
-        key = entry.image.resolve()
-        if key in seen:
-            problems.append(f"{entry.where}: {entry.image.name} is already listed ({seen[key]})")
-            continue
-        seen[key] = entry.where
-        if not entry.image.is_file():
-            problems.append(f"{entry.where}: {entry.image} is not a file")
-            continue
-        try:
-            check_upload_size(entry.image.stat().st_size, entry.image.name, max_bytes)
-            header = read_header(entry.image, name=entry.image.name)
-        except (ValueError, OSError) as error:
-            problems.append(f"{entry.where}: {str(error).splitlines()[0]}")
-            continue
-        if header.pixels > max_pixels:
-            problems.append(f"{entry.where}: {header.width}x{header.height} pixels, more than the "
-                            f"{max_pixels:,} allowed")
-    return problems
+    found = (_file_problem(entry, seen, max_bytes, max_pixels) for entry in entries)
+    return [problem for problem in found if problem]
 
 
 def ingest_visits(

@@ -16,7 +16,13 @@ from PIL import Image
 
 from annotation import workflow
 from annotation.store import RatingStore
-from annotation.visit_manifest import ManifestError, entries_from_folder, ingest_visits, read_manifest
+from annotation.visit_manifest import (
+    ManifestError,
+    VisitEntry,
+    entries_from_folder,
+    ingest_visits,
+    read_manifest,
+)
 from annotation.visit_notes import VisitNotes
 from melasma.cli import main
 from melasma.data.longitudinal import generate, shrink
@@ -178,16 +184,17 @@ def test_manifest_lists_every_problem_and_stores_nothing(tmp_path: Path) -> None
         "broken.jpg,P2,2026-01-05,,\n"      # not an image
     )
     with pytest.raises(ManifestError) as caught:
-        entries = read_manifest(manifest)
+        read_manifest(manifest)
     text = str(caught.value)
-    assert "2 problem(s)" in text and "line 3: patient_id is empty" in text and "line 4: visit date" in text
-    manifest.write_text("\n".join(manifest.read_text().splitlines()[:2] + manifest.read_text().splitlines()[5:]) + "\n")
-    entries = read_manifest(manifest)
+    assert text.startswith("visits.csv: 5 problem(s), nothing stored")
+    for expected in ("line 3: patient_id is empty", "line 4: visit date", "line 5: ", "missing.png is not a file",
+                     "line 6: p0.png is already listed (visits.csv line 2)", "line 7: broken.jpg"):
+        assert expected in text
+    # the ingest checks the files again (they may change after reading): nothing is stored then
     store = RatingStore(tmp_path / "annotations.sqlite")
-    with pytest.raises(ManifestError) as caught:
-        ingest_visits(store, tmp_path / "photos", entries, source="visits.csv")
-    assert "2 problem(s)" in str(caught.value) and "already listed" in str(caught.value)
-    assert "broken.jpg" in str(caught.value)
+    entries = [VisitEntry(tmp_path / "p1.png", "P1", "2026-01-05"), VisitEntry(tmp_path / "gone.png", "P1", "2026-02-05")]
+    with pytest.raises(ManifestError, match="1 problem"):
+        ingest_visits(store, tmp_path / "photos", entries)
     assert store.images() == []  # nothing stored
 
 
