@@ -51,7 +51,7 @@ def face(bases_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A real base at 160 px and its visible region masks."""
     from melasma.regions import find_regions
 
-    image = np.asarray(Image.open(sorted(bases_dir.iterdir())[0]).convert("RGB").resize((160, 160)))
+    image = np.asarray(Image.open(min(bases_dir.iterdir())).convert("RGB").resize((160, 160)))
     found = find_regions(image)
     return image, {n: r.mask for n, r in found.regions.items() if r.visible and r.mask.sum() > 50}
 
@@ -97,7 +97,10 @@ def test_generated_set_labels_masks_and_bases(semi_dir: Path, bases_dir: Path) -
         with Image.open(semi_dir / row["image"]) as image:
             assert image.size == (64, 64)
         mask = np.asarray(Image.open(semi_dir / "masks" / (Path(row["image"]).stem + ".png"))) > 0
-        assert mask.any() == (row["true_masi"] > 0)
+        if row["true_masi"] == 0:
+            assert not mask.any()
+        if row["severity"] != "mild":  # a close-up may miss a mild face's few lesions, never a worse one's
+            assert mask.any()
     assert set(table["base"]) <= {p.name for p in bases_dir.iterdir()}
     assert table.groupby("base")["split"].nunique().max() == 1  # one base, one split
     assert set(table["split"]) == {"train", "val", "test"}

@@ -4,9 +4,11 @@ For each image: a training base (round robin over a shuffled list), a balanced l
 consensus class), a clinical pattern that can reach it, true per-region A/D/H
 (`melasma.data.synthetic.sample_true_scores`, kept to the pattern's visible regions and re-drawn
 until the MASI stays in the class window), three simulated raters and their consensus
-(`synthetic.rate`, `melasma.masi.consensus`). The photo is
-cropped around the face, maybe mirrored (right and left malar swap), moved to a skin tone (ITA)
-stratified identically within each class (independent of the severity), painted, then relit and colour-shifted.
+(`synthetic.rate`, `melasma.masi.consensus`). The photo is maybe mirrored (right and left malar
+swap), moved to a skin tone (ITA) stratified identically within each class (independent of the
+severity), painted, given a shadow or moles by chance (`camera.scene`), cropped tightly around the
+face or to one region, relit, given a flash look, blur or resampling by chance (`camera.camera`)
+and saved at a random JPEG quality.
 
 Bases are split once, deterministically: the `holdout` names whose SHA-256 of the file name sort
 first (or the names in a holdout list file) are never used and are written to `holdout.txt` and
@@ -17,14 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from melasma.data.images import load_image
+from melasma.data.semisynthetic.camera import camera, jpeg, scene
 from melasma.data.semisynthetic.paint import PATTERNS, paint
 from melasma.data.semisynthetic.tone import mean_ita, shift_ita, skin_mask
 from melasma.data.synthetic import (
@@ -56,7 +59,9 @@ _DRAWS = 60
 WORK_SIZE = 320
 #: Share of images cropped as close-ups (a cheek, the forehead or the chin fills the frame), as
 #: many clinical photos are; the label stays the whole face's, as painted before the crop.
-CLOSE_UP = 0.25
+CLOSE_UP = 0.35
+#: Side of a whole-face crop relative to the face's extent: clinical photos frame the face tightly.
+FACE_CROP = (0.8, 1.3)
 #: Regions a severity needs visible: severe needs the forehead and both cheeks, moderate both cheeks
 #: or the forehead and one (weights 0.3 each), mild any region.
 _NEEDS: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -196,7 +201,7 @@ def _crop_box(rng: np.random.Generator, face: np.ndarray, regions: dict[str, np.
         rows, cols = np.nonzero(regions[str(rng.choice(sorted(regions)))])
         factor = rng.uniform(0.45, 0.9)
     else:
-        factor = rng.uniform(1.05, 1.6)
+        factor = rng.uniform(*FACE_CROP)
     side = int(max(16, min(height, width, extent * factor)))
     centre_r = (rows.min() + rows.max()) / 2 + rng.uniform(-0.08, 0.08) * side
     centre_c = (cols.min() + cols.max()) / 2 + rng.uniform(-0.08, 0.08) * side
@@ -276,11 +281,11 @@ def generate(
     seed: int = 0,
     holdout: int = HOLDOUT,
     holdout_list: Sequence[str] | None = None,
-    quality: int = 90,
+    quality: int | None = None,
     find: Callable | None = None,
 ) -> Path:
     """Write the data set under `out_dir`; returns labels.csv. `find` defaults to
-    `melasma.regions.find_regions`."""
+    `melasma.regions.find_regions`; `quality` fixes the JPEG quality (default: drawn per image)."""
     if n < 1:
         raise ValueError(f"n must be at least 1 image, got {n}")
     if not 32 <= size <= 1024:
@@ -324,10 +329,14 @@ def generate(
         target = float(targets[i])
         toned = shift_ita(view.image, view.face | skin_mask(view.image), target, reference=view.face)
         painted = paint(image_rng, toned, view.regions, true)
-        pixels, lesion = crop(image_rng, painted.image, painted.lesion, view.face, view.regions, size)
-        pixels = relight(image_rng, pixels)
+        pixels = scene(image_rng, painted.image, view.face)
+        pixels, lesion = crop(image_rng, pixels, painted.lesion, view.face, view.regions, size)
+        pixels = camera(image_rng, relight(image_rng, pixels))
         name = f"semi_{i:05d}"
-        Image.fromarray(pixels).save(out / "images" / f"{name}.jpg", quality=quality)
+        if quality is None:
+            (out / "images" / f"{name}.jpg").write_bytes(jpeg(image_rng, pixels))
+        else:
+            Image.fromarray(pixels).save(out / "images" / f"{name}.jpg", quality=quality)
         Image.fromarray(lesion.astype(np.uint8) * 255).save(out / "masks" / f"{name}.png")
         row: dict[str, object] = {
             "image": f"images/{name}.jpg", "masi": case.agreed.masi, "severity": case.agreed.severity,

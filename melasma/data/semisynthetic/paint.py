@@ -1,18 +1,19 @@
 """Paint melasma into the MASI regions of a real face photo, with known area, darkness, homogeneity.
 
 Per region, a pigment field mixes one confluent patch (weight = homogeneity), blotchy and
-reticulated noise at two scales (weight = 1 - homogeneity) and the skin's own texture (its darker
-pores and creases take pigment first). The field's top `share` of the region's skin (share inside
-the area score's band, as in `melasma.data.synthetic.AREA_SHARES`) becomes the lesion; its edges are
-softened and its depth varies more when homogeneity is low. Pigment multiplies the person's own
+reticulated noise at two scales (weight = 1 - homogeneity), freckle-sized speckle (so edges break
+into macules) and the skin's own texture (its darker pores and creases take pigment first). The
+field's top `share` of the region's skin (share inside the area score's band, as in
+`melasma.data.synthetic.AREA_SHARES`) becomes the lesion; its edges are softened, its depth varies
+more when homogeneity is low and is mottled at macule scale. Pigment multiplies the person's own
 colour in linear RGB by a melanin-like transmittance (blue absorbed most, red least), so lesions
 are a darker brown of that skin and keep its texture and shading.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 from PIL import Image
@@ -80,9 +81,10 @@ def lesion_field(
     blob = -(((yy - centre_r) / (rows.std() + 1)) ** 2 + ((xx - centre_c) / (cols.std() + 1)) ** 2)
     blotchy = _noise(rng, inside.shape, 0.025 * side) + 0.5 * _noise(rng, inside.shape, 0.01 * side)
     reticulated = -np.abs(_noise(rng, inside.shape, 0.012 * side))  # a network of ridges
+    speckled = _noise(rng, inside.shape, 0.005 * side)  # freckle-sized macules at the edges
     mix = rng.uniform(0.2, 0.8)
     irregular = (1 - mix) * _zscore(blotchy, inside) + mix * _zscore(reticulated, inside)
-    return (h * _zscore(blob, inside) + (1.15 - h) * irregular
+    return (h * _zscore(blob, inside) + (1.15 - h) * irregular + 0.5 * _zscore(speckled, inside)
             - 0.35 * _zscore(texture, inside))
 
 
@@ -104,6 +106,9 @@ def paint_region(
     soft *= np.clip(2 * ndimage.gaussian_filter(inside.astype(np.float32), 0.006 * side + 0.5), 0, 1)
     noise = np.clip(_noise(rng, inside.shape, 0.015 * side) * 0.4 + 0.5, 0, 1)
     variation = 1 - (1 - items["homogeneity"] / 4) * 0.6 * noise
+    # mottling: clinical lesions are a mesh of small macules, not an even stain
+    mottle = np.clip(_noise(rng, inside.shape, 0.004 * side) * 0.5 + 0.5, 0, 1)
+    variation *= 1 - rng.uniform(0.2, 0.6) * (1 - 0.5 * items["homogeneity"] / 4) * mottle
     return mask, soft * variation * items["darkness"] * DEPTH_PER_POINT
 
 
