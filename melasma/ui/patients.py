@@ -187,7 +187,7 @@ class PatientsTab:
 def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
     """Lay out the Patients tab inside the caller's open gr.Tab `container` and wire its events
     (the patient list loads when the tab is selected)."""
-    tab = PatientsTab(settings, RatingStore(settings.data_dir / "annotations.sqlite"), container)
+    tab = PatientsTab(settings, RatingStore.for_settings(settings), container)
     gr.Markdown(INTRO)
     with gr.Row(equal_height=True):
         search = gr.Textbox(label="Search patients (id or treatment)", scale=3, elem_id="patients-search")
