@@ -25,10 +25,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from melasma.data.synthetic import generate  # noqa: E402
-from melasma.explain import Explainer  # noqa: E402
-from melasma.explain.report import load_models  # noqa: E402
-from melasma.models import create  # noqa: E402
+from melasma.data.synthetic import generate
+from melasma.explain import Explainer
+from melasma.explain.report import load_models
+from melasma.models import create
 
 DEMO = Path(__file__).resolve().parents[1] / "melasma" / "weights" / "demo"
 

@@ -18,17 +18,17 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from melasma.explain import Explainer  # noqa: E402
-from melasma.explain.faithfulness import deletion_aucs  # noqa: E402
-from melasma.explain.methods import METHODS  # noqa: E402
-from melasma.models import create  # noqa: E402
+from melasma.explain import Explainer
+from melasma.explain.faithfulness import deletion_aucs
+from melasma.explain.methods import METHODS
+from melasma.models import create
 
 GPU_LRP_TARGET = 500.0  # images/s, resnet18, 224 px, batch 64
 

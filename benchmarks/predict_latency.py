@@ -29,18 +29,18 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from melasma.explain import explain  # noqa: E402
-from melasma.explain.lrp import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from melasma.explain.methods import METHODS  # noqa: E402
-from melasma.inference import Predictor  # noqa: E402
-from melasma.models import create  # noqa: E402
+from melasma.explain import explain
+from melasma.explain.lrp import IMAGENET_MEAN, IMAGENET_STD
+from melasma.explain.methods import METHODS
+from melasma.inference import Predictor
+from melasma.models import create
 
 ARCHS = ("alexnet", "googlenet", "resnet18", "vgg16", "densenet121", "mobilenetv2_100")
 GPU_LRP_RATIO = 3.0
@@ -148,7 +148,7 @@ def main() -> None:
         row["tab"] = row["predict"] + row["all three"]
         CPU_MS["tab"] = CPU_MS["predict"] + CPU_MS["all three"]
 
-        def cell(key: str) -> str:
+        def cell(key: str, row: dict[str, float] = row) -> str:
             return f"{row[key]:.1f} ({CPU_MS[key]:.0f})"
 
         per_call = f" {cell('per-call lrp')} | {row['per-call lrp'] / row['lrp']:.1f} |" if args.per_call else ""

@@ -14,10 +14,11 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 #: Longest side, in pixels, of the photo that maps and overlays are drawn at.
 DISPLAY_MAX = 512
 
-ImageInput = Union[ImageSource, Image.Image, np.ndarray]
+ImageInput = ImageSource | Image.Image | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class Predictor:
         self._explainer: Explainer | None = None
 
     @classmethod
-    def from_checkpoint(cls, directory: str | Path, device: str = "cpu") -> "Predictor":
+    def from_checkpoint(cls, directory: str | Path, device: str = "cpu") -> Predictor:
         """Load `directory` (model.safetensors + model.json) once and warm it up; raises
         CheckpointError."""
         from melasma.models.checkpoint import load_checkpoint
@@ -209,7 +210,7 @@ class Predictor:
         return Prediction(self.classes[int(probs.argmax())], probabilities, timer.result())
 
     @property
-    def explainer(self) -> "Explainer":
+    def explainer(self) -> Explainer:
         """This checkpoint's Explainer, built on first use (two model copies with their hooks)."""
         from melasma.explain import Explainer
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from zennit.core import Composite
 
-from melasma.explain import ExplainError, Explainer, explain
+from melasma.explain import Explainer, ExplainError, explain
 from melasma.explain.canonizers import canonizers_for
 from melasma.explain.explainer import METHODS
 from melasma.models import create, get_spec

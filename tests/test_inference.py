@@ -13,7 +13,12 @@ from PIL import Image
 
 from melasma.data.images import ImageLoadError, load_array, load_image
 from melasma.inference import (
-    DISPLAY_MAX, METHODS, Predictor, default_checkpoint, get_predictor, list_checkpoints,
+    DISPLAY_MAX,
+    METHODS,
+    Predictor,
+    default_checkpoint,
+    get_predictor,
+    list_checkpoints,
 )
 from melasma.masi import DEFAULT_CUTOFFS, SEVERITIES
 from melasma.models import create, save_checkpoint

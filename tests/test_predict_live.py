@@ -3,8 +3,8 @@ analysis below the severity (heatmaps with colour scales, regions, latency), err
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import gradio as gr
 import pytest
@@ -28,9 +28,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, P
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with gr.Blocks() as demo:
-        with gr.Tab("Predict"):
-            tab = build_predict_tab(Settings(data_dir=data_dir))
+    with gr.Blocks() as demo, gr.Tab("Predict"):
+        tab = build_predict_tab(Settings(data_dir=data_dir))
     demo.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
     try:
         yield Client(demo.local_url, verbose=False, download_files=str(data_dir / "downloads")), tab, data_dir
@@ -40,7 +39,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, P
 
 @pytest.fixture(scope="module")
 def photo(roboflow_dir: Path) -> Path:
-    return sorted((roboflow_dir / "melasma").glob("*.jpg"))[0]
+    return min((roboflow_dir / "melasma").glob("*.jpg"))
 
 
 def test_predict_and_explain(served: tuple[Client, PredictTab, Path], photo: Path) -> None:
@@ -123,7 +122,7 @@ def test_analysis_shows_regions_and_scales_or_says_the_severity_means_nothing(
 ) -> None:
     _, tab, _ = served
     face = roboflow_dir / "melasma" / "Melasma25_jpg.rf.d2f50b7749f5be22ee57eb32166725c1.jpg"
-    probabilities, latency = tab.predict(str(face), "demo")
+    _, latency = tab.predict(str(face), "demo")
     (severity, notice, masi, *rest) = tab.analyse(str(face), "demo", latency)
     overlays, scales, (cam_note, regions, table, latency_rows) = rest[:3], rest[3:6], rest[6:]
     assert severity.label == "Severity (CNN)"
@@ -143,7 +142,7 @@ def test_analysis_shows_regions_and_scales_or_says_the_severity_means_nothing(
     lrp, forward, relevance = (steps[label] for label in explainer_steps[1:])
     assert 0 < forward < lrp and 0 < relevance < lrp  # LRP's two parts, each timed
 
-    probabilities, latency = tab.predict(str(wall), "demo")
+    _, latency = tab.predict(str(wall), "demo")
     severity, notice, masi, *rest = tab.analyse(str(wall), "demo", latency)
     assert "NOT meaningful" in severity.label
     assert notice.startswith("### No face found") and masi == ""

@@ -9,7 +9,7 @@ train/eval flag and the parameters' `requires_grad` flags restored).
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -17,10 +17,16 @@ from torch import nn
 from melasma.explain.cam import gradcam_map
 from melasma.explain.explainer import Explainer, Explanations
 from melasma.explain.gxi import gxi_map
-from melasma.explain.methods import METHODS, TABLE, Method
 from melasma.explain.lrp import (
-    IMAGENET_MEAN, IMAGENET_STD, LRP_ZERO_BIAS, ExplainError, Targets, check_input, lrp_map,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LRP_ZERO_BIAS,
+    ExplainError,
+    Targets,
+    check_input,
+    lrp_map,
 )
+from melasma.explain.methods import METHODS, TABLE, Method
 
 
 @contextlib.contextmanager

@@ -20,7 +20,8 @@ their inputs unchanged in sum, so they conserve relevance as they are. `CANONIZE
 
 from __future__ import annotations
 
-from typing import Callable
+import itertools
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,7 @@ class SiblingMergeBatchNorm(MergeBatchNorm):
             if isinstance(parent, BatchNorm):
                 continue
             children = list(parent.children())
-            for linear, norm in zip(children, children[1:]):
+            for linear, norm in itertools.pairwise(children):
                 if isinstance(linear, Linear) and isinstance(norm, BatchNorm) and _fits(linear, norm):
                     instance = self.copy()
                     instance.register((linear,), norm)
@@ -94,7 +95,7 @@ class _ForwardCanonizer(AttributeCanonizer):
         """Whether this block needs the rewrite (default: every instance)."""
         return True
 
-    def copy(self) -> "_ForwardCanonizer":
+    def copy(self) -> _ForwardCanonizer:
         return type(self)()
 
 
@@ -113,7 +114,7 @@ class TimmResNetBlockCanonizer(_ForwardCanonizer):
         super().__init__()
 
     @staticmethod
-    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:  # noqa: PLW0211 (bound to the block)
         shortcut = x
         if hasattr(self, "conv3"):  # Bottleneck
             x = self.act1(self.bn1(self.conv1(x)))
@@ -144,7 +145,7 @@ class TimmMobileNetSkipCanonizer(_ForwardCanonizer):
         return bool(module.has_skip)
 
     @staticmethod
-    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:  # noqa: PLW0211 (bound to the block)
         shortcut = x
         if self.conv_s2d is not None:
             x = self.bn_s2d(self.conv_s2d(x))
@@ -186,11 +187,11 @@ class TimmConvMlpCanonizer(AttributeCanonizer):
             }
         return None
 
-    def copy(self) -> "TimmConvMlpCanonizer":
+    def copy(self) -> TimmConvMlpCanonizer:
         return TimmConvMlpCanonizer()
 
     @staticmethod
-    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:  # noqa: PLW0211 (bound to the block)
         if min(x.shape[-2:]) < self.input_kernel_size:
             x = self.canonizer_pool(x)
         x = self.drop(self.act1(self.fc1(x)))
@@ -231,17 +232,17 @@ class GoogLeNetInputCanonizer(AttributeCanonizer):
             }
         return None
 
-    def copy(self) -> "GoogLeNetInputCanonizer":
+    def copy(self) -> GoogLeNetInputCanonizer:
         return GoogLeNetInputCanonizer()
 
     @staticmethod
-    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:  # noqa: PLW0211 (bound to the block)
         return self._forward(self.canonizer_transform(x))[0]
 
 
 #: ArchSpec.lrp_canonizer key -> factory of the canonizers that architecture family needs.
 CANONIZERS: dict[str, Callable[[], list[Canonizer]]] = {
-    "alexnet": lambda: [],
+    "alexnet": list,
     # merge first: the input canonizer adds a batch-norm-like module after `fc`
     "googlenet": lambda: [SiblingMergeBatchNorm(), GoogLeNetInputCanonizer()],
     "timm_resnet": lambda: [SiblingMergeBatchNorm(), TimmResNetBlockCanonizer()],

@@ -23,20 +23,28 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Self
 
 import torch
 from torch import nn
 
 from melasma.explain.cam import cam_targets
 from melasma.explain.canonizers import canonizers_for
-from melasma.explain.rules import skip_replaced_backward
-from melasma.explain.methods import METHODS
 from melasma.explain.lrp import (
-    COMPOSITES, IMAGENET_MEAN, IMAGENET_STD, LRP_ZERO_BIAS, ExplainError, Targets, check_input,
-    one_hot_start, target_indices,
+    COMPOSITES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LRP_ZERO_BIAS,
+    ExplainError,
+    Targets,
+    check_input,
+    one_hot_start,
+    target_indices,
 )
+from melasma.explain.methods import METHODS
+from melasma.explain.rules import skip_replaced_backward
 
 #: Grad-CAM feature maps with fewer cells than this per side localise too coarsely to trust.
 COARSE_CAM_CELLS = 4
@@ -112,7 +120,7 @@ class Explainer:
         self.device = reference.device
         self.closed = False
 
-    def __enter__(self) -> "Explainer":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -143,7 +151,8 @@ class Explainer:
                 raise ExplainError("this explainer is closed (its checkpoint was unloaded)")
             maps: dict[str, torch.Tensor] = {}
             latency: dict[str, float] = {}
-            logits, cam_grid = None, None
+            logits: torch.Tensor | None = None
+            cam_grid: tuple[int, int] | None = None
             if "gradcam" in methods or "gxi" in methods:
                 start = time.perf_counter()
                 logits, index, cam_grid = self._gradient_pass(x, target, methods, maps)
@@ -153,6 +162,7 @@ class Explainer:
             if "lrp" in methods:
                 lrp_logits, maps["lrp"] = self._lrp(x, target, latency)
                 logits = lrp_logits if logits is None else logits
+            assert logits is not None  # `methods` is not empty
             targets = tuple(int(t) for t in target_indices(target, logits).tolist())
         ordered = {m: maps[m] for m in METHODS if m in maps}
         return Explanations(targets, logits.detach().float().cpu(), ordered, cam_grid, latency)

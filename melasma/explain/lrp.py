@@ -13,7 +13,7 @@ MobileNetV2's 17 blocks). The fallback spreads it uniformly over the receptive f
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -144,7 +144,7 @@ def check_target(target: int | None, num_classes: int) -> None:
 
 
 #: A class index for every image, one index per image, or None (each image's predicted class).
-Targets = Union[int, Sequence[int], None]
+Targets = int | Sequence[int] | None
 
 
 def target_indices(target: Targets, logits: torch.Tensor) -> torch.Tensor:

@@ -14,12 +14,13 @@ study_table2.csv and bar plots (PNG) into the output folder.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,6 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from melasma.explain import METHODS, TABLE, Explainer
-from melasma.inference import Predictor
 from melasma.explain.faithfulness import (
     deletion_aucs,
     mean_relevance,
@@ -36,6 +36,7 @@ from melasma.explain.faithfulness import (
     relevance_mass_accuracy,
     resize_mask,
 )
+from melasma.inference import Predictor
 
 SPLIT_CHOICES = ("all", "train", "val", "test")
 SUMMARY_METRICS = ("mean_relevance", "positive_share", "mass_in_mask", "mask_share", "pointing_game", "deletion_auc")
@@ -323,7 +324,7 @@ def explain_report(
         try:
             starts = [0, *range(1, len(images), batch_size)] if done == 0 else range(0, len(images), batch_size)
             bounds = list(starts) + [len(images)]
-            for start, stop in zip(bounds, bounds[1:]):
+            for start, stop in itertools.pairwise(bounds):
                 began = time.perf_counter()
                 rows.extend(batch_rows(loaded, explainer, images.iloc[start:stop], methods, deletion_steps, baseline))
                 done += stop - start

@@ -20,7 +20,7 @@ of `melasma.explain.lrp` with these rules.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,10 +49,10 @@ def _modified_parameters(module: nn.Module, param_mod: ParamMod | Callable) -> P
 
 def _run(module: nn.Module, params: ParamSet, x: torch.Tensor, args: Sequence, kwargs: dict) -> torch.Tensor:
     """`module.forward(x)` with `params` in place of its own (no hooks run, as in zennit)."""
-    kind = type(module)
-    if kind.forward is nn.Conv2d.forward and not args and not kwargs:
+    plain = not args and not kwargs
+    if plain and isinstance(module, nn.Conv2d) and type(module).forward is nn.Conv2d.forward:
         return module._conv_forward(x, params["weight"], params.get("bias"))
-    if kind.forward is nn.Linear.forward and not args and not kwargs:
+    if plain and isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward:
         return F.linear(x, params["weight"], params.get("bias"))
     originals = {name: getattr(module, name) for name in params}
     try:

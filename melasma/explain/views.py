@@ -9,7 +9,7 @@ non-negative and min-max scaled, uses a sequential one. Figures use matplotlib's
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch

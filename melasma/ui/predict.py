@@ -19,7 +19,13 @@ from melasma.data.images import load_image
 from melasma.explain.methods import TABLE
 from melasma.face_reading import FaceReading, read_face
 from melasma.inference import (
-    DISPLAY_MAX, METHODS, ExplanationSet, Predictor, describe_checkpoint, fit_display, get_predictor,
+    DISPLAY_MAX,
+    METHODS,
+    ExplanationSet,
+    Predictor,
+    describe_checkpoint,
+    fit_display,
+    get_predictor,
     list_checkpoints,
 )
 from melasma.settings import Settings
