@@ -3,6 +3,7 @@ sanitiser."""
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from melasma.jsonable import dumps, jsonable
-from melasma.layout import DataLayout
+from melasma.layout import JOBS_DB, RATINGS_DB, DataLayout
 from melasma.settings import Settings
 from melasma.ui.app import private_files
 
@@ -27,6 +28,17 @@ def test_settings_and_layout_name_the_same_files(tmp_path: Path) -> None:
     private = private_files(settings)
     assert tmp_path.resolve() / "jobs.sqlite-wal" in private and tmp_path.resolve() / "annotations.sqlite" in private
     assert tmp_path.resolve() / "photos" in private
+
+
+def test_only_the_layout_names_the_databases() -> None:
+    """A path built from "annotations.sqlite" or "jobs.sqlite" anywhere else bypasses DataLayout."""
+    root = Path(__file__).resolve().parents[1]
+    spelled = sorted(f"{path.relative_to(root)}:{node.lineno}"
+                     for package in ("melasma", "annotation") for path in (root / package).rglob("*.py")
+                     if path.name != "layout.py"
+                     for node in ast.walk(ast.parse(path.read_text()))
+                     if isinstance(node, ast.Constant) and node.value in (RATINGS_DB, JOBS_DB))
+    assert spelled == []
 
 
 def test_environment_read_in_settings() -> None:
