@@ -380,7 +380,7 @@ class RatingStore:
 
     def audit_trail(self, image_id: str | None = None, rater: str | None = None) -> list[AuditEntry]:
         """Audit rows, oldest first, optionally only for one image and/or one rater."""
-        query, params = "SELECT * FROM rating_audit WHERE 1 = 1", []
+        query, params = "SELECT * FROM rating_audit WHERE 1 = 1", list[str]()
         if image_id is not None:
             query, params = query + " AND image_id = ?", [*params, image_id]
         if rater is not None:

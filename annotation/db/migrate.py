@@ -53,11 +53,15 @@ def _describe(target: str | Path) -> str:
     return redact(str(target)) if is_postgres(target) else str(sqlite_path(target))
 
 
+def _identity(target: str | Path) -> str:
+    return str(target) if is_postgres(target) else str(sqlite_path(target).resolve())
+
+
 def migrate(source: str | Path, target: str | Path) -> MigrationReport:
     """Copy every row of the store at `source` into the empty store at `target` (created if missing)."""
     if not is_postgres(source) and not sqlite_path(source).is_file():
         raise MigrationError(f"source {_describe(source)} does not exist")
-    if _describe(source) == _describe(target):
+    if _identity(source) == _identity(target):
         raise MigrationError("source and target are the same database")
     origin, destination = RatingStore(source), RatingStore(target)
     with origin.connect() as read, destination.transaction() as write:
