@@ -90,9 +90,12 @@ def test_migrate_copies_everything_and_refuses_a_non_empty_target(
     ids = filled_store(source, settings, tmp_path)
     before = snapshot(source)
 
+    with source.transaction() as conn:  # a side table of another module beside the store's
+        conn.execute("CREATE TABLE side_notes (image_id TEXT PRIMARY KEY)")
     assert main(["db", "migrate", "--from", f"sqlite:///{source.path}", "--to", postgres_url]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "rating_audit        8       8" in out and "verified: 21 rows" in out
+    assert "not copied (not part of the rater store): side_notes" in err
     target = RatingStore(postgres_url)
     assert snapshot(target) == before  # same rows, ids, order, timestamps, revisions
     assert target.audit_trail(image_id=ids[2])[1].old_scores == uniform(1, 1, 1)

@@ -108,6 +108,11 @@ class SQLiteEngine:
         with self.connect() as conn:
             return ", ".join(row[0] for row in conn.execute("PRAGMA integrity_check"))
 
+    def table_names(self, conn: Connection) -> set[str]:
+        """Every table in the database (the store's and any side table beside them)."""
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        return {row[0] for row in rows}
+
     def reset_sequences(self, conn: Connection) -> None:
         """Nothing to do: AUTOINCREMENT continues after the largest id inserted."""
 
@@ -258,6 +263,11 @@ class PostgresEngine:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    def table_names(self, conn: Connection) -> set[str]:
+        """Every table in the current schema (the store's, its version table and any side table)."""
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        return {row[0] for row in rows} - {"melasma_schema"}
 
     def integrity_check(self) -> str:
         """"ok" when every constraint is validated and every append-only trigger enabled."""

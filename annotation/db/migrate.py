@@ -3,6 +3,8 @@
 Every row of the four tables is copied with its ids, timestamps and revisions, in one transaction on
 the target, which must be empty; the copy is committed only when the target's row count of every
 table equals the source's. The photos stay where they are (the file system, by content hash).
+Other tables beside the store's (a module's side table such as `visit_notes`) are named in the
+report, not copied.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class MigrationReport:
     source: str
     target: str
     counts: tuple[TableCount, ...]
+    #: tables in the source beside the store's (e.g. visit_notes): not copied
+    skipped: tuple[str, ...] = ()
 
     @property
     def verified(self) -> bool:
@@ -78,7 +82,8 @@ def migrate(source: str | Path, target: str | Path) -> MigrationReport:
                 copied = _copy_table(table, read, write, origin, destination)
                 stored = write.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
                 counts.append(TableCount(table, copied, stored))
-            report = MigrationReport(_describe(source), _describe(target), tuple(counts))
+            skipped = tuple(sorted(origin.engine.table_names(read) - set(TABLES)))
+            report = MigrationReport(_describe(source), _describe(target), tuple(counts), skipped)
             if not report.verified:
                 raise MigrationError("verification failed, nothing written: " + ", ".join(
                     f"{c.table} {c.source} -> {c.target}" for c in counts))

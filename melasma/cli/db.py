@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "rater-store database tools: migrate (copy an SQLite store to PostgreSQL, verified by counts)"
 
@@ -31,4 +32,6 @@ def run(args: argparse.Namespace) -> int:
     for count in report.counts:
         print(f"{count.table.ljust(width)}  {count.source:6d}  {count.target:6d}")
     print(f"verified: {report.rows} rows, every table's count matches")
+    if report.skipped:
+        print(f"not copied (not part of the rater store): {', '.join(report.skipped)}", file=sys.stderr)
     return 0
