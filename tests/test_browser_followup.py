@@ -1,5 +1,5 @@
 """The Patients tab in a real browser (Playwright + Debian chromium): the list loads when the tab
-opens, search filters it, a patient id opens the timeline, two visits are compared side by side with
+opens, search filters it, a click on a row opens the timeline, two visits are compared side by side with
 per-region differences, and a patient's record is exported. Set MELASMA_SCREENSHOTS=docs/images to
 refresh the docs' screenshot."""
 
@@ -63,8 +63,8 @@ def test_patients_tab_timeline_compare_export(page: Page, tmp_path: Path) -> Non
         page.locator("#patients-search input, #patients-search textarea").first.fill("P002")
         page.locator("#patients-search input, #patients-search textarea").first.press("Enter")
         expect(table).not_to_contain_text("P003")
-        page.locator("#patients-id input, #patients-id textarea").first.fill("P002")
-        page.locator("#patients-show").click()
+        table.get_by_role("gridcell", name="P002", exact=True).click()  # a click on the row opens it
+        expect(page.locator("#patients-id input, #patients-id textarea").first).to_have_value("P002")
         expect(page.locator("#patients-timeline img")).to_be_visible()
         expect(page.locator("#patients-visits")).to_contain_text("complete")
         section_shot(page, tmp_path, "#patients-timeline", "patients_timeline")
