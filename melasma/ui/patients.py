@@ -30,8 +30,9 @@ from melasma.masi import REGIONS
 from melasma.settings import Settings
 from melasma.ui.annotate import user_errors
 from melasma.ui.components import PhotoStage
-from melasma.ui.lanes import RATING_LANE
 
+#: The tab's own concurrency group: figures and alignment must not queue behind (or ahead of) ratings.
+FOLLOWUP_LANE = "followup"
 PATIENT_COLUMNS: tuple[str, ...] = ("patient", "visits", "scored", "baseline MASI", "latest MASI", "change %",
                                     "MASI-50", "MASI-75", "treatment", "note")
 COMPARE_COLUMNS: tuple[str, ...] = ("region", "before", "after", "difference")
@@ -224,7 +225,7 @@ def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
     downloads = gr.File(label="Files", file_count="multiple", interactive=False, elem_id="patients-files")
 
     quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
-    lane: dict[str, Any] = {"concurrency_id": RATING_LANE}
+    lane: dict[str, Any] = {"concurrency_id": FOLLOWUP_LANE, "concurrency_limit": 2}
     gr.on([refresh.click, search.submit], user_errors(tab.patients), search, table, api_name="patients", **lane)
     container.select(user_errors(tab.patients), search, table, **quiet, **lane)
     table.select(tab.select_row, table, patient, **quiet).success(
@@ -235,6 +236,6 @@ def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
     api_timeline.click(user_errors(tab.timeline), patient, [summary, figure], api_name="timeline", **lane)
     compare.click(user_errors(tab.compare), [patient, before_day, after_day],
                   [before_photo, after_photo, compare_table, compare_note], **quiet, **lane)
-    cohort_button.click(user_errors(tab.export_cohort), None, downloads, **quiet)
-    patient_button.click(user_errors(tab.export_patient), patient, downloads, **quiet)
+    cohort_button.click(user_errors(tab.export_cohort), None, downloads, **quiet, **lane)
+    patient_button.click(user_errors(tab.export_patient), patient, downloads, **quiet, **lane)
     return tab
