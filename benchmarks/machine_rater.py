@@ -32,7 +32,7 @@ from dataclasses import replace
 
 from annotation.agreement import icc, icc_ci
 from melasma.data.images import load_image
-from melasma.masi import REGION_WEIGHTS, REGIONS
+from melasma.masi import REGION_WEIGHTS, REGIONS, region_score
 from melasma.regions.find import find_regions
 from melasma.regions.pigment import CARTOON, DEFAULT, PigmentSettings, area_item, measure_pigment
 from melasma.regions.report import analyse
@@ -53,7 +53,7 @@ def _rater_masi(labels: pd.DataFrame, rater: str) -> np.ndarray:
     total = np.zeros(len(labels))
     for region in REGIONS:
         a, d, h = (labels[f"{rater}_{region}_{item}"].to_numpy(float) for item in ("area", "darkness", "homogeneity"))
-        total += REGION_WEIGHTS[region] * a * (d + h)
+        total += REGION_WEIGHTS[region] * region_score(a, d, h)
     return total
 
 
@@ -89,8 +89,9 @@ def _items(rows: pd.DataFrame, settings: PigmentSettings) -> pd.DataFrame:
     darkness = np.where(area > 0, 1 + np.searchsorted(settings.darkness_cuts, rows["darkness"], side="right"), 0)
     homogeneity = np.where(area > 0, rows["H"], 0)
     weight = rows["region"].map(REGION_WEIGHTS).to_numpy()
-    truth = weight * rows["true_area"] * (rows["true_darkness"] + rows["true_homogeneity"])
-    return pd.DataFrame({"photo": rows["photo"], "masi": weight * area * (darkness + homogeneity), "true": truth})
+    truth = weight * region_score(rows["true_area"], rows["true_darkness"], rows["true_homogeneity"])
+    return pd.DataFrame({"photo": rows["photo"], "masi": weight * region_score(area, darkness, homogeneity),
+                         "true": truth})
 
 
 def masi_icc(rows: pd.DataFrame, settings: PigmentSettings) -> float:
