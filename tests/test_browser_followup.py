@@ -1,5 +1,5 @@
 """The Patients tab in a real browser (Playwright + Debian chromium): the list loads when the tab
-opens, search filters it, a click on a row opens the timeline, two visits are compared side by side with
+opens with the cohort's responders per window, search filters it, a click on a row opens the timeline, two visits are compared side by side with
 per-region differences, and a patient's record is exported. Set MELASMA_SCREENSHOTS=docs/images to
 refresh the docs' screenshot."""
 
@@ -60,6 +60,8 @@ def test_patients_tab_timeline_compare_export(page: Page, tmp_path: Path) -> Non
         page.get_by_role("tab", name="Patients", exact=True).click()
         table = page.locator("#patients-table")
         expect(table).to_contain_text("P003")
+        page.get_by_text("Cohort: responders per visit window").click()
+        expect(page.locator("#patients-cohort")).to_contain_text("10-14")  # visits every 4 weeks: weeks 4, 8, 12
         page.locator("#patients-search input, #patients-search textarea").first.fill("P002")
         page.locator("#patients-search input, #patients-search textarea").first.press("Enter")
         expect(table).not_to_contain_text("P003")

@@ -49,6 +49,12 @@ def test_patients_and_timeline_api(tmp_path: Path) -> None:
             assert png.format == "PNG" and png.width > 500
         with pytest.raises(AppError, match="unknown patient 'P999'"):
             client.predict("P999", api_name="/timeline")
+        # with the demo checkpoint and the face-region analysis: the machine's numbers per visit
+        machine, _ = client.predict("P001", "demo", True, api_name="/timeline")
+        assert all(v["model_severity"] in ("mild", "moderate", "severe") for v in machine["visits"])
+        assert [v["masi"] for v in machine["visits"]] == [v["masi"] for v in summary["visits"]]
+        with pytest.raises(AppError, match="unknown checkpoint 'nope'"):
+            client.predict("P001", "nope", False, api_name="/timeline")
 
 
 def test_raters_cannot_read_the_patients_tab(tmp_path: Path) -> None:

@@ -21,11 +21,13 @@ from PIL import Image
 from annotation.ingest import photo_path
 from annotation.store import RatingStore
 from melasma.access import Role, require, role_of
-from melasma.followup import FollowupError, Patient, load_patients, outcome, patient_timeline
+from melasma.followup import FollowupError, Patient, cohort_responders, load_patients, outcome, patient_timeline
 from melasma.followup.align import align_pair
 from melasma.followup.export import visit_frame, write_long_csv, write_patient_record
 from melasma.followup.figures import save_figure, timeline_figure
+from melasma.followup.model import checkpoint_scores, image_derived_masi
 from melasma.followup.visits import Visit
+from melasma.inference import get_predictor, list_checkpoints
 from melasma.masi import REGIONS
 from melasma.settings import Settings
 from melasma.ui.annotate import user_errors
@@ -36,6 +38,8 @@ FOLLOWUP_LANE = "followup"
 PATIENT_COLUMNS: tuple[str, ...] = ("patient", "visits", "scored", "baseline MASI", "latest MASI", "change %",
                                     "MASI-50", "MASI-75", "treatment", "note")
 COMPARE_COLUMNS: tuple[str, ...] = ("region", "before", "after", "difference")
+COHORT_COLUMNS: tuple[str, ...] = ("weeks after baseline", "patients", "MASI-50", "MASI-50 95 % CI", "MASI-75",
+                                   "MASI-75 95 % CI")
 VISIT_TABLE: tuple[str, ...] = ("visit_date", "days_from_baseline", "status", "masi", "masi_low", "masi_high",
                                 "change", "percent_change", "masi50", "masi75", "treatment", "notes")
 INTRO = """
@@ -70,7 +74,9 @@ def _summary_row(patient: Patient) -> dict[str, object]:
 def _visit_json(visit: Visit) -> dict[str, object]:
     return {"visit_date": visit.visit_date.isoformat(), "status": visit.status, "photos": len(visit.image_ids),
             "masi": visit.masi, "mmasi": visit.mmasi, "masi_low": visit.masi_low, "masi_high": visit.masi_high,
-            "regions": visit.regions, "treatment": visit.treatment, "notes": visit.notes}
+            "regions": visit.regions, "treatment": visit.treatment, "notes": visit.notes,
+            "model_severity": visit.model.severity if visit.model else None,
+            "model_masi": visit.model.masi if visit.model else None, "image_masi": visit.image_masi}
 
 
 @dataclass
@@ -89,8 +95,26 @@ class PatientsTab:
         """UI: the tab only for coordinators."""
         return gr.Tab(visible=role_of(_username(request), self.settings) is Role.COORDINATOR)
 
-    def _patients(self) -> dict[str, Patient]:
-        return load_patients(self.store, self.settings)
+    def _patients(self, patient_id: str | None = None, checkpoint: str | None = None,
+                  measure: bool = False) -> dict[str, Patient]:
+        """Every patient; with a checkpoint key or `measure`, the machine's numbers for `patient_id`'s photos."""
+        patients = load_patients(self.store, self.settings)
+        patient = patients.get(patient_id or "")
+        if patient is None or not (checkpoint or measure):
+            return patients
+        ids = [i for visit in patient.visits for i in visit.image_ids]
+        model = None
+        if checkpoint:
+            found = list_checkpoints(self.settings.runs_dir)
+            if checkpoint not in found:
+                raise FollowupError(f"unknown checkpoint {checkpoint!r}; choose one of {', '.join(found)}")
+            model = checkpoint_scores(get_predictor(found[checkpoint]), self.settings.photos_dir, ids)
+        measured = image_derived_masi(self.settings.photos_dir, ids) if measure else None
+        return load_patients(self.store, self.settings, model, measured)
+
+    def checkpoints(self) -> gr.Dropdown:
+        """UI: the checkpoints on disk for the model line (none chosen)."""
+        return gr.Dropdown(choices=[("none", ""), *[(key, key) for key in list_checkpoints(self.settings.runs_dir)]])
 
     def _staged_png(self, figure_writer: Any, name: str) -> str:
         with tempfile.TemporaryDirectory() as folder:
@@ -105,10 +129,34 @@ class PatientsTab:
                 if needle in p.patient_id.lower() or needle in (p.treatment or "").lower()]
         return pd.DataFrame(rows, columns=list(PATIENT_COLUMNS)).astype(object).fillna("")
 
-    def timeline(self, patient_id: str | None, request: gr.Request) -> tuple[dict[str, object], str]:
-        """API/UI: the patient's visits and outcome (JSON) and the timeline figure (PNG)."""
+    def cohort(self, request: gr.Request) -> pd.DataFrame:
+        """UI: responders per visit window (weeks after baseline) with Wilson 95 % intervals."""
         self.coordinator(request)
-        patient = patient_timeline(self._patients(), (patient_id or "").strip())
+        outcomes = []
+        for patient in self._patients().values():
+            try:
+                outcomes.append(outcome(patient))
+            except FollowupError:
+                continue
+        rows = []
+        for window in cohort_responders(outcomes):
+            if not window.patients:
+                continue
+            row: dict[str, object] = {"weeks after baseline": f"{window.start_week:g}-{window.end_week:g}",
+                                      "patients": window.patients}
+            for name, (low, high) in window.intervals.items():
+                row[name] = f"{window.responders[name]} ({window.share(name) or 0:.0%})"
+                row[f"{name} 95 % CI"] = f"{low:.0%}-{high:.0%}"
+            rows.append(row)
+        return pd.DataFrame(rows, columns=list(COHORT_COLUMNS))
+
+    def timeline(self, patient_id: str | None, checkpoint: str | None, measure: bool | None,
+                 request: gr.Request) -> tuple[dict[str, object], str]:
+        """API/UI: the patient's visits and outcome (JSON) and the timeline figure (PNG); a checkpoint
+        key adds the model's severity / MASI per visit, `measure` the image-derived MASI."""
+        self.coordinator(request)
+        patient_id = (patient_id or "").strip()
+        patient = patient_timeline(self._patients(patient_id, checkpoint, bool(measure)), patient_id)
         result = outcome(patient)
         figure = self._staged_png(lambda path: save_figure(timeline_figure(patient, result), path),
                                   f"{patient.patient_id}_timeline.png")
@@ -124,9 +172,10 @@ class PatientsTab:
         return summary, figure
 
     # UI --------------------------------------------------------------------------------------
-    def choose(self, patient_id: str | None, request: gr.Request) -> tuple[Any, ...]:
+    def choose(self, patient_id: str | None, checkpoint: str | None, measure: bool | None,
+               request: gr.Request) -> tuple[Any, ...]:
         """UI: timeline, visit table and the two visit pickers (first and last scored visit)."""
-        summary, figure = self.timeline(patient_id, request)
+        summary, figure = self.timeline(patient_id, checkpoint, measure, request)
         patient = self._patients()[summary["patient_id"]]  # type: ignore[index]
         dates = [v.visit_date.isoformat() for v in patient.visits]
         scored = [v.visit_date.isoformat() for v in patient.scored_visits]
@@ -195,8 +244,14 @@ def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
         refresh = gr.Button("Refresh", scale=1)
     table = gr.Dataframe(headers=list(PATIENT_COLUMNS), interactive=False, wrap=True,
                          label="Patients (click a row to open)", elem_id="patients-table")
+    with gr.Accordion("Cohort: responders per visit window", open=False):
+        cohort = gr.Dataframe(headers=list(COHORT_COLUMNS), interactive=False, elem_id="patients-cohort",
+                              label="Each patient counted once per window, at their last complete visit in it")
     with gr.Row(equal_height=True):
         patient = gr.Textbox(label="Patient id", scale=3, elem_id="patients-id")
+        checkpoint = gr.Dropdown(tab.checkpoints().choices, value="", label="Model line (optional checkpoint)",
+                                 allow_custom_value=True, scale=2)  # the handler checks the key
+        measure = gr.Checkbox(False, label="Image-derived MASI (face regions)", scale=1)
         show = gr.Button("Show timeline", variant="primary", scale=1, elem_id="patients-show")
     figure = gr.Image(type="filepath", label="Timeline", interactive=False, elem_id="patients-timeline",
                       buttons=["download", "fullscreen"])
@@ -226,14 +281,18 @@ def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
 
     quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
     lane: dict[str, Any] = {"concurrency_id": FOLLOWUP_LANE, "concurrency_limit": 2}
-    gr.on([refresh.click, search.submit], user_errors(tab.patients), search, table, api_name="patients", **lane)
-    container.select(user_errors(tab.patients), search, table, **quiet, **lane)
+    gr.on([refresh.click, search.submit], user_errors(tab.patients), search, table, api_name="patients", **lane
+          ).success(tab.cohort, None, cohort, **quiet, **lane)
+    container.select(user_errors(tab.patients), search, table, **quiet, **lane).success(
+        tab.cohort, None, cohort, **quiet, **lane).then(tab.checkpoints, None, checkpoint, **quiet)
+    opened = [figure, visits, before_day, after_day]
     table.select(tab.select_row, table, patient, **quiet).success(
-        user_errors(tab.choose), patient, [figure, visits, before_day, after_day], **quiet, **lane)
-    gr.on([show.click, patient.submit], user_errors(tab.choose), patient, [figure, visits, before_day, after_day],
+        user_errors(tab.choose), [patient, checkpoint, measure], opened, **quiet, **lane)
+    gr.on([show.click, patient.submit], user_errors(tab.choose), [patient, checkpoint, measure], opened,
           **quiet, **lane)
     api_timeline = gr.Button(visible=False)
-    api_timeline.click(user_errors(tab.timeline), patient, [summary, figure], api_name="timeline", **lane)
+    api_timeline.click(user_errors(tab.timeline), [patient, checkpoint, measure], [summary, figure],
+                       api_name="timeline", **lane)
     compare.click(user_errors(tab.compare), [patient, before_day, after_day],
                   [before_photo, after_photo, compare_table, compare_note], **quiet, **lane)
     cohort_button.click(user_errors(tab.export_cohort), None, downloads, **quiet, **lane)
