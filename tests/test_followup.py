@@ -357,3 +357,20 @@ def test_checkpoint_and_image_derived_scores_join_the_visits(exact) -> None:
     figure = timeline_figure(patient, outcome(patient))
     assert "image-derived MASI (face regions)" in [line.get_label() for line in figure.axes[0].get_lines()]
     assert list(long_frame([patient])["image_masi"].dropna().unique()) == [12.5, 3.0]
+
+
+def test_disputed_visit_needs_adjudication_until_a_coordinator_decides(tmp_path: Path) -> None:
+    settings = _store_with(tmp_path, [("P1", "2026-01-05", True), ("P1", "2026-02-05", False)])
+    store = RatingStore(settings.data_dir / "annotations.sqlite")
+    second = store.images()[1].id
+    for rater, area in (("r1", 1), ("r2", 6)):  # MASI 2.0 vs 12.0: spread 10, over the threshold of 8
+        workflow.submit(store, settings, rater, second, {r: {"area": area, "darkness": 1, "homogeneity": 1} for r in REGIONS})
+    visit = load_patients(store, settings)["P1"].visits[1]
+    assert (visit.status, visit.scored, visit.masi, visit.masi_low, visit.masi_high) == (
+        "needs adjudication", False, 7.0, 2.0, 12.0)
+    with pytest.raises(FollowupError, match="waiting: 2026-02-05 needs adjudication"):
+        patient_timeline(load_patients(store, settings), "P1")
+    workflow.adjudicate(store, settings, "coordinator", second, 4.0, "reviewed")
+    patient = load_patients(store, settings)["P1"]
+    assert patient.visits[1].status == "complete" and patient.visits[1].masi == 4.0
+    assert outcome(patient).masi50 == date(2026, 2, 5)  # baseline 8.0 -> 4.0 is exactly 50 %
