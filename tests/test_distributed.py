@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
+from melasma.jobs.execute import describe_error
 from melasma.jobs.worker import describe_exit
 from melasma.training import TrainConfig, distributed, train_many
 from melasma.training.augment import Augment
@@ -83,7 +84,7 @@ def test_events_cross_json_and_unknown_ones_are_refused() -> None:
         event_from_json({"type": "log"})
 
 
-def test_torchrun_failures_and_process_counts_read_plainly() -> None:
+def test_torchrun_failures_and_process_counts_read_plainly(monkeypatch: pytest.MonkeyPatch) -> None:
     report = """ChildFailedError:
     Failures:
       <NO_OTHER_FAILURES>
@@ -102,6 +103,14 @@ def test_torchrun_failures_and_process_counts_read_plainly() -> None:
     command = distributed.launch_command(2, "melasma.jobs.worker", ["db", "job"])
     assert command[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node=2" in command
     assert command[-4:] == ["-m", "melasma.jobs.worker", "db", "job"]
+    gloo = RuntimeError("[../gloo/transport/tcp/pair.cc:545] Read error [127.0.0.1]:52877: Connection reset by "
+                        "peer. This is typically caused by a remote worker hanging. GLHF!")
+    assert describe_error(gloo, "resnet18") == "RuntimeError while training resnet18: " + str(gloo)  # one process
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it for each of two processes
+    assert describe_error(gloo, "resnet18") == (
+        "another process of this multi-process training stopped (killed, crashed or out of memory) while training "
+        "resnet18, so the run cannot go on (connection reset by peer)")
+    assert describe_error(RuntimeError("shape mismatch"), None) == "RuntimeError: shape mismatch"
 
 
 @pytest.mark.slow
@@ -169,5 +178,6 @@ def test_a_killed_rank_fails_the_job_with_a_clear_message(synth_dir: Path, tmp_p
         runner.close()
     assert status["state"] == "failed"
     assert ("training process rank 1 was killed by SIGKILL" in status["error"]
-            or "another process of this multi-process training stopped" in status["error"]), status["error"]
+            or status["error"].startswith("another process of this multi-process training stopped")), status["error"]
+    assert "GLHF" not in status["error"]
     assert status["log"][-1] == f"failed: {status['error']}"

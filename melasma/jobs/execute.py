@@ -51,9 +51,10 @@ def describe_error(error: BaseException, arch: str | None) -> str:
     where = f" while training {arch}" if arch else ""
     if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
         return f"out of memory{where}: lower the batch size or the image size"
-    if distributed.launched() and distributed.lost_peer(error):
+    lost = distributed.peer_lost(error) if distributed.launched() else None
+    if lost:
         return (f"another process of this multi-process training stopped (killed, crashed or out of memory){where}, "
-                f"so the run cannot go on: {str(error).splitlines()[0]}")
+                f"so the run cannot go on ({lost})")
     if isinstance(error, (ValueError, FileNotFoundError)) and str(error):
         return str(error)  # our input errors (DatasetError lists every problem): shown as written
     first = str(error).splitlines()[0] if str(error) else ""

@@ -162,14 +162,20 @@ def gather_rows(local: torch.Tensor, n: int, ctx: Context, device: torch.device)
     return whole
 
 
-def lost_peer(error: BaseException) -> bool:
-    """Whether `error` is a collective that failed because another rank is gone (gloo's closed
-    connection, NCCL's remote error, a collective timeout)."""
-    if isinstance(error, dist.DistError):
-        return True
+#: what gloo and NCCL say when a collective fails because another rank is gone
+PEER_LOST_SIGNS = ("Connection closed by peer", "Connection reset by peer", "NCCL error", "timed out")
+
+
+def peer_lost(error: BaseException) -> str | None:
+    """For a collective that failed because another rank is gone (its connection closed, NCCL's
+    remote error, a collective timeout): that reason in a few words; None for other errors."""
+    if not isinstance(error, RuntimeError):
+        return None
     text = str(error)
-    return isinstance(error, RuntimeError) and any(
-        sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "NCCL", "timed out"))
+    sign = next((sign for sign in PEER_LOST_SIGNS if sign.lower() in text.lower()), None)
+    if sign is None and isinstance(error, dist.DistError):
+        sign = text.splitlines()[0][:120] if text else type(error).__name__
+    return sign.lower() if sign else None
 
 
 def barrier(ctx: Context) -> None:
