@@ -34,8 +34,8 @@ def main() -> None:
         start = time.perf_counter()
         generate(root / "set", patients=PATIENTS, visits=VISITS, seed=SEED, size=SIZE)
         settings = Settings(data_dir=root / "data")
-        load_into_store(root / "set", RatingStore(settings.data_dir / "annotations.sqlite"), settings)
-        patients = load_patients(RatingStore(settings.data_dir / "annotations.sqlite"), settings)
+        load_into_store(root / "set", RatingStore.for_settings(settings), settings)
+        patients = load_patients(RatingStore.for_settings(settings), settings)
         print(f"{PATIENTS} patients x {VISITS} visits generated, ingested and rated in "
               f"{time.perf_counter() - start:.1f} s")
     outcomes = {pid: outcome(p) for pid, p in patients.items()}
