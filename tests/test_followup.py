@@ -374,3 +374,22 @@ def test_disputed_visit_needs_adjudication_until_a_coordinator_decides(tmp_path:
     patient = load_patients(store, settings)["P1"]
     assert patient.visits[1].status == "complete" and patient.visits[1].masi == 4.0
     assert outcome(patient).masi50 == date(2026, 2, 5)  # baseline 8.0 -> 4.0 is exactly 50 %
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_visits_and_notes_on_both_rater_store_backends(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The manifest ingest, the visit_notes side table and the timeline on SQLite and PostgreSQL."""
+    generate(tmp_path / "set", patients=2, visits=3, size=32, seed=5, rater_noise=False)
+    settings = Settings(data_dir=tmp_path / "data")
+    target = request.getfixturevalue("postgres_url") if backend == "postgresql" else \
+        settings.data_dir / "annotations.sqlite"
+    store = RatingStore(target)
+    load_into_store(tmp_path / "set", store, settings)
+    VisitNotes(store).put([])  # the table exists once; a second open is harmless
+    patients = load_patients(store, settings)
+    assert sorted(patients) == ["P000", "P001"]
+    patient = patient_timeline(patients, "P001")
+    assert [v.notes for v in patient.visits] == ["baseline, before treatment", "visit 2", "visit 3"]
+    assert patient.treatment_start == patient.visits[0].visit_date and outcome(patient).latest.percent < 0
