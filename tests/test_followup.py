@@ -393,3 +393,12 @@ def test_visits_and_notes_on_both_rater_store_backends(
     patient = patient_timeline(patients, "P001")
     assert [v.notes for v in patient.visits] == ["baseline, before treatment", "visit 2", "visit 3"]
     assert patient.treatment_start == patient.visits[0].visit_date and outcome(patient).latest.percent < 0
+
+
+def test_odd_patient_ids_stay_inside_the_output_folder_and_render(tmp_path: Path) -> None:
+    odd = "../$\\sqrt$"  # a path climb, and mathtext that matplotlib cannot parse
+    settings = _store_with(tmp_path, [(odd, "2026-01-05", True), (odd, "2026-02-05", True)])
+    patient = load_patients(RatingStore(settings.data_dir / "annotations.sqlite"), settings)[odd]
+    record = write_patient_record(patient, outcome(patient), tmp_path / "out")
+    assert record.figure.parent == record.table.parent == tmp_path / "out"
+    assert record.figure.name == "_____sqrt__timeline.png" and record.figure.stat().st_size > 10_000

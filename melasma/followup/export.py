@@ -91,12 +91,18 @@ class PatientRecord:
     table: Path
 
 
+def file_stem(patient_id: str) -> str:
+    """A patient id made safe for a file name: letters, digits, `-` and `_` kept, anything else `_`
+    (an id may hold `/` or `..`)."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in patient_id)
+
+
 def write_patient_record(patient: Patient, result: Outcome, out_dir: str | Path) -> PatientRecord:
     """`<patient>_timeline.png` and `<patient>_visits.csv` under `out_dir` (file names keep only
     letters, digits, `-` and `_` of the id)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in patient.patient_id)
+    stem = file_stem(patient.patient_id)
     figure = save_figure(timeline_figure(patient, result), out / f"{stem}_timeline.png")
     table = out / f"{stem}_visits.csv"
     escape_frame(visit_frame(patient)).to_csv(table, index=False)

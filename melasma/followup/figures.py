@@ -18,11 +18,16 @@ REGION_COLOURS = {"forehead": "#4c72b0", "right_malar": "#dd8452", "left_malar":
 LEVEL_STYLES = {"MASI-50": "--", "MASI-75": ":"}
 
 
+def _plain(text: str) -> str:
+    """Text shown as written: matplotlib reads `$...$` as mathematics (and fails on a lone `$`)."""
+    return text.replace("$", r"\$")
+
+
 def _title(patient: Patient, result: Outcome) -> str:
     latest = result.latest
     change = f"{latest.percent:+.0f} %" if latest.percent is not None else f"{latest.change:+.1f}"
     reached = [f"{name} at {day.isoformat()}" for name, day in result.first_reached.items() if day]
-    return (f"Patient {patient.patient_id}: baseline MASI {result.baseline.masi:.1f}, latest {latest.masi:.1f} "
+    return (f"Patient {_plain(patient.patient_id)}: baseline MASI {result.baseline.masi:.1f}, latest {latest.masi:.1f} "
             f"({change}); " + (", ".join(reached) if reached else "MASI-50 not reached"))
 
 
@@ -55,7 +60,7 @@ def timeline_figure(patient: Patient, result: Outcome) -> Figure:
                     label=f"{name} ({100 * (1 - level):.0f} % of baseline)")
     start = patient.treatment_start
     if start is not None:
-        top.axvline(start, color="tab:green", linewidth=1.5, label=f"treatment start: {patient.treatment}")
+        top.axvline(start, color="tab:green", linewidth=1.5, label=f"treatment start: {_plain(patient.treatment or '')}")
     first50 = next((v for v in scored if v.visit_date == result.masi50), None)
     if first50 is not None:
         top.annotate("MASI-50 reached", (first50.visit_date, first50.masi), textcoords="offset points",

@@ -23,9 +23,10 @@ from annotation.store import RatingStore
 from melasma.access import Role, require, role_of
 from melasma.followup import FollowupError, Patient, cohort_responders, load_patients, outcome, patient_timeline
 from melasma.followup.align import align_pair
-from melasma.followup.export import visit_frame, write_long_csv, write_patient_record
+from melasma.followup.export import file_stem, visit_frame, write_long_csv, write_patient_record
 from melasma.followup.figures import save_figure, timeline_figure
 from melasma.followup.model import checkpoint_scores, image_derived_masi
+from melasma.followup.outcomes import Outcome
 from melasma.followup.visits import Visit
 from melasma.inference import get_predictor, list_checkpoints
 from melasma.masi import REGIONS
@@ -116,9 +117,11 @@ class PatientsTab:
         """UI: the checkpoints on disk for the model line (none chosen)."""
         return gr.Dropdown(choices=[("none", ""), *[(key, key) for key in list_checkpoints(self.settings.runs_dir)]])
 
-    def _staged_png(self, figure_writer: Any, name: str) -> str:
+    def _staged_timeline(self, patient: Patient, result: Outcome) -> str:
+        """The timeline PNG as a copy Gradio may serve."""
         with tempfile.TemporaryDirectory() as folder:
-            return self.stage(figure_writer(Path(folder) / name))
+            path = save_figure(timeline_figure(patient, result), Path(folder) / f"{file_stem(patient.patient_id)}_timeline.png")
+            return self.stage(path)
 
     # API -------------------------------------------------------------------------------------
     def patients(self, query: str | None, request: gr.Request) -> pd.DataFrame:
@@ -158,8 +161,7 @@ class PatientsTab:
         patient_id = (patient_id or "").strip()
         patient = patient_timeline(self._patients(patient_id, checkpoint, bool(measure)), patient_id)
         result = outcome(patient)
-        figure = self._staged_png(lambda path: save_figure(timeline_figure(patient, result), path),
-                                  f"{patient.patient_id}_timeline.png")
+        figure = self._staged_timeline(patient, result)
         summary = {
             "patient_id": patient.patient_id, "treatment": patient.treatment,
             "treatment_start": patient.treatment_start.isoformat() if patient.treatment_start else None,
@@ -206,7 +208,7 @@ class PatientsTab:
         with tempfile.TemporaryDirectory() as folder:
             paths = []
             for name, image in (("before", pair.before), ("after", pair.after)):
-                target = Path(folder) / f"{patient.patient_id}_{name}.jpg"
+                target = Path(folder) / f"{file_stem(patient.patient_id)}_{name}.jpg"
                 image.save(target, quality=90)
                 paths.append(self.stage(target))
         rows = [{"region": r.replace("_", " "), "before": round(before.regions[r], 2),
@@ -229,7 +231,7 @@ class PatientsTab:
         """UI: the patient's clinic record, timeline PNG and visits CSV."""
         self.coordinator(request)
         patient = patient_timeline(self._patients(), (patient_id or "").strip())
-        folder = self.settings.exports_dir / f"followup_{patient.patient_id}_{date.today().isoformat()}"
+        folder = self.settings.exports_dir / f"followup_{file_stem(patient.patient_id)}_{date.today().isoformat()}"
         record = write_patient_record(patient, outcome(patient), folder)
         return [self.stage(record.figure), self.stage(record.table)]
 
