@@ -137,7 +137,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads")
     print(f"torch {torch.__version__}, {name}, batch 1, fp32, {args.size} px, median of {args.repeats}; "
-          "each cell: wall ms (CPU ms of this process)")
+          "each cell: wall ms (CPU ms of this process); ratios: wall (CPU); targets judged on wall time")
     print()
     extra = " per-call LRP ms | per-call / ours |" if args.per_call else ""
     print(f"| arch | predict ms | LRP ms | Grad-CAM ms | gxi ms | all three ms | predict + all three ms |{extra} "
@@ -152,10 +152,12 @@ def main() -> None:
             return f"{row[key]:.1f} ({CPU_MS[key]:.0f})"
 
         per_call = f" {cell('per-call lrp')} | {row['per-call lrp'] / row['lrp']:.1f} |" if args.per_call else ""
-        p = row["predict"]
+        def ratio(key: str, row: dict[str, float] = row) -> str:
+            return f"{row[key] / row['predict']:.1f} ({CPU_MS[key] / CPU_MS['predict']:.1f})"
+
         print(f"| {arch} | {cell('predict')} | {cell('lrp')} | {cell('gradcam')} | {cell('gxi')} | "
-              f"{cell('all three')} | {cell('tab')} |{per_call} {row['lrp'] / p:.1f} | "
-              f"{row['gradcam'] / p:.1f} | {row['gxi'] / p:.1f} | {verdicts(device, arch, row)} |", flush=True)
+              f"{cell('all three')} | {cell('tab')} |{per_call} {ratio('lrp')} | "
+              f"{ratio('gradcam')} | {ratio('gxi')} | {verdicts(device, arch, row)} |", flush=True)
 
 
 if __name__ == "__main__":

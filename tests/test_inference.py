@@ -150,7 +150,9 @@ def test_explain_all_gives_the_three_single_method_maps(demo: Predictor, photos:
         assert together.maps[method].shape == alone.shape
         scale = np.abs(alone).max()
         assert np.abs(together.maps[method] - alone).max() <= 1e-5 * scale, method
-    assert {"gradient pass", "lrp", "total"} <= set(together.latency_ms)
+    latency = together.latency_ms
+    assert {"gradient pass", "lrp", "lrp forward", "lrp relevance", "total"} <= set(latency)
+    assert latency["lrp forward"] + latency["lrp relevance"] <= latency["lrp"] + 0.1  # LRP's two parts (ms)
     assert together.cam_grid == (2, 2) and "too coarse" in together.cam_note  # googlenet at 64 px
 
 

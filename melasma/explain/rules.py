@@ -114,11 +114,6 @@ class Lean(BasicHook):
         return tuple(relevance if g is not None and g.shape == relevance.shape else None for g in grad_input)
 
 
-def _plus(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a + b, or a alone when b is a skipped branch's zero scalar (equal up to the sign of zero)."""
-    return a if b.ndim == 0 else a + b
-
-
 class SignStabilizer:
     """zennit's default stabiliser, `z + eps * sign(z)` with sign(0) = +1, in four tensor operations
     instead of six (same values: NaN stays NaN, -0.0 counts as 0)."""
@@ -131,7 +126,9 @@ class SignStabilizer:
 
 
 class LeanZPlus(Lean, ZPlus):
-    """zennit's ZPlus, lean; its gradient mapper and reducer add no zero branch."""
+    """zennit's ZPlus, lean. With the negative branch skipped, its gradient mapper and reducer add no
+    zero branch, and the stabiliser reduces to `z + eps` (z >= 0 there); values as zennit's, up to
+    the sign of zero, which the stabiliser treats alike."""
 
     negative_branches = (1,)
 
@@ -140,10 +137,13 @@ class LeanZPlus(Lean, ZPlus):
         stabilize = SignStabilizer(stabilizer)
 
         def gradient_mapper(out_grad: torch.Tensor, outputs: list[torch.Tensor]) -> list[torch.Tensor]:
-            return [out_grad / stabilize(_plus(outputs[0], outputs[1]))] * 2
+            if outputs[1].ndim == 0:  # non-negative input: z = W+ x + b+ >= 0, so the stabiliser adds eps
+                return [out_grad / (outputs[0] + stabilize.epsilon)] * 2
+            return [out_grad / stabilize(outputs[0] + outputs[1])] * 2
 
         def reducer(inputs: list[torch.Tensor], gradients: list[torch.Tensor]) -> torch.Tensor:
-            return _plus(inputs[0] * gradients[0], inputs[1] * gradients[1])
+            positive = inputs[0] * gradients[0]
+            return positive if inputs[1].ndim == 0 else positive + inputs[1] * gradients[1]
 
         self.gradient_mapper, self.reducer = gradient_mapper, reducer
 
