@@ -113,9 +113,13 @@ class PatientsTab:
         measured = image_derived_masi(self.settings.photos_dir, ids) if measure else None
         return load_patients(self.store, self.settings, model, measured)
 
+    def checkpoint_choices(self) -> list[tuple[str, str]]:
+        """(label, key) of the checkpoints on disk for the model line, "none" first."""
+        return [("none", ""), *[(key, key) for key in list_checkpoints(self.settings.runs_dir)]]
+
     def checkpoints(self) -> gr.Dropdown:
-        """UI: the checkpoints on disk for the model line (none chosen)."""
-        return gr.Dropdown(choices=[("none", ""), *[(key, key) for key in list_checkpoints(self.settings.runs_dir)]])
+        """UI: the checkpoint dropdown refreshed (e.g. after a training run), none chosen."""
+        return gr.Dropdown(choices=self.checkpoint_choices())
 
     def _staged_timeline(self, patient: Patient, result: Outcome) -> str:
         """The timeline PNG as a copy Gradio may serve."""
@@ -162,7 +166,7 @@ class PatientsTab:
         patient = patient_timeline(self._patients(patient_id, checkpoint, bool(measure)), patient_id)
         result = outcome(patient)
         figure = self._staged_timeline(patient, result)
-        summary = {
+        summary: dict[str, object] = {
             "patient_id": patient.patient_id, "treatment": patient.treatment,
             "treatment_start": patient.treatment_start.isoformat() if patient.treatment_start else None,
             "baseline": result.baseline.visit_date.isoformat(), "baseline_masi": result.baseline.masi,
@@ -178,7 +182,7 @@ class PatientsTab:
                request: gr.Request) -> tuple[Any, ...]:
         """UI: timeline, visit table and the two visit pickers (first and last scored visit)."""
         summary, figure = self.timeline(patient_id, checkpoint, measure, request)
-        patient = self._patients()[summary["patient_id"]]  # type: ignore[index]
+        patient = self._patients()[str(summary["patient_id"])]
         dates = [v.visit_date.isoformat() for v in patient.visits]
         scored = [v.visit_date.isoformat() for v in patient.scored_visits]
         table = visit_frame(patient)[list(VISIT_TABLE)].round(2)
@@ -197,7 +201,7 @@ class PatientsTab:
         visits = {v.visit_date.isoformat(): v for v in patient.visits}
         if before_day not in visits or after_day not in visits:
             raise FollowupError("choose two visit dates of this patient")
-        before, after = visits[before_day], visits[after_day]  # type: ignore[index]
+        before, after = visits[str(before_day)], visits[str(after_day)]
         if before.visit_date == after.visit_date:
             raise FollowupError("choose two different visits")
         if before.masi is None or after.masi is None:
@@ -251,7 +255,7 @@ def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
                               label="Each patient counted once per window, at their last complete visit in it")
     with gr.Row(equal_height=True):
         patient = gr.Textbox(label="Patient id", scale=3, elem_id="patients-id")
-        checkpoint = gr.Dropdown(tab.checkpoints().choices, value="", label="Model line (optional checkpoint)",
+        checkpoint = gr.Dropdown(tab.checkpoint_choices(), value="", label="Model line (optional checkpoint)",
                                  allow_custom_value=True, scale=2)  # the handler checks the key
         measure = gr.Checkbox(False, label="Image-derived MASI (face regions)", scale=1)
         show = gr.Button("Show timeline", variant="primary", scale=1, elem_id="patients-show")
