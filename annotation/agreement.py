@@ -194,10 +194,11 @@ def agreement_report(store: RatingStore, settings: Settings) -> dict[str, object
     table, columns = rating_table(rows, k)
     report["columns"] = columns
     report["masi_icc"] = {form: _icc_entry(table, form) for form in ("2,1", "2,k")}
-    report["region_icc"] = {}
+    region_icc: dict[str, dict[str, float | None]] = {}
     for region in REGIONS:
         region_table = np.array([[_region_score(r.scores, region) for r in row.ratings[:k]] for row in rows])
-        report["region_icc"][region] = _icc_entry(region_table, "2,1") | {"weight": REGION_WEIGHTS[region]}
+        region_icc[region] = _icc_entry(region_table, "2,1") | {"weight": REGION_WEIGHTS[region]}
+    report["region_icc"] = region_icc
     bins = np.vectorize(lambda v: SEVERITIES.index(severity(v)))(table)
     kappa = mean_weighted_kappa(bins)
     alpha = ordinal_alpha(bins)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -135,7 +135,7 @@ def export(
             f"nothing to export yet: no image has all {settings.ratings_per_image} ratings"
         )
     root = Path(out_root) if out_root is not None else settings.exports_dir
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S_%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S_%fZ")
     final = root / stamp
     staging = root / f".{stamp}.partial"
     (staging / "images").mkdir(parents=True)

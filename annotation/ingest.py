@@ -18,10 +18,11 @@ import os
 import re
 import tempfile
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -43,6 +44,7 @@ MAX_ZIP_BYTES = 2 * 1024**3
 #: Most pixels (width x height, summed from the headers) decoded in one ingest call.
 MAX_BATCH_PIXELS = 200_000_000
 ID_LENGTH = 16
+_IMAGE_ID = re.compile(f"[0-9a-f]{{{ID_LENGTH}}}")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _PATIENT_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
 
@@ -105,7 +107,7 @@ class IngestSummary:
 
 def photo_path(photos_dir: str | Path, image_id: str) -> Path:
     """Where the stripped copy of `image_id` is stored."""
-    if not re.fullmatch(r"[0-9a-f]{%d}" % ID_LENGTH, image_id):
+    if not _IMAGE_ID.fullmatch(image_id):
         raise AnnotationError(f"malformed image id {image_id!r}")
     return Path(photos_dir) / f"{image_id}.jpg"
 

@@ -113,7 +113,8 @@ def read_manifest(path: str | Path) -> list[VisitEntry]:
         problems.append(f"{len(rows)} rows, more than the {MAX_ROWS} allowed")
     if problems:
         raise ManifestError(path.name, problems)
-    entries, seen = [], {}
+    entries: list[VisitEntry] = []
+    seen: dict[Path, str] = {}
     for n, row in enumerate(rows, start=2):
         entry = _entry(row, path.parent, f"{path.name} line {n}", problems)
         if entry is not None:

@@ -46,9 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from gradio_client import Client, handle_file
-from live_app import live_app
 
 from annotation.store import RatingStore
+from live_app import live_app
 from melasma.layout import DataLayout
 
 RATERS = ("rater1", "rater2", "rater3")

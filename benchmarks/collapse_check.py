@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from melasma.data.synthetic import generate  # noqa: E402
-from melasma.training import TrainConfig, train_many  # noqa: E402
+from melasma.data.synthetic import generate
+from melasma.training import TrainConfig, train_many
 
 #: setting name -> TrainConfig changes
 SETTINGS: dict[str, dict] = {"study lr 1e-3": {"lr": 1e-3}, "lr-auto (1e-4)": {"lr_auto": True}}

@@ -28,9 +28,9 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from melasma.data.masks import coco_masks  # noqa: E402
-from melasma.regions import FaceNotFound, find_regions  # noqa: E402
-from melasma.regions.pigment import DEFAULT, PigmentSettings, measure_pigment  # noqa: E402
+from melasma.data.masks import coco_masks
+from melasma.regions import FaceNotFound, find_regions
+from melasma.regions.pigment import DEFAULT, PigmentSettings, measure_pigment
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "roboflow-melasma"
 COCO = "_annotations.coco.json"

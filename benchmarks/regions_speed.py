@@ -22,7 +22,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from melasma.regions import FaceNotFound, find_regions, measure_pigment  # noqa: E402
+from melasma.regions import FaceNotFound, find_regions, measure_pigment
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "roboflow-melasma"
 TARGET_MS = 150.0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import sys
 from dataclasses import replace
@@ -24,11 +25,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from annotation.agreement import icc  # noqa: E402
-from melasma.data import synthetic  # noqa: E402
-from melasma.masi import REGIONS, SEVERITIES  # noqa: E402
-from melasma.regions.pigment import CARTOON, PigmentSettings, measure_pigment  # noqa: E402
-from melasma.regions.types import FaceRegions, Region  # noqa: E402
+from annotation.agreement import icc
+from melasma.data import synthetic
+from melasma.masi import REGIONS, SEVERITIES
+from melasma.regions.pigment import CARTOON, PigmentSettings, measure_pigment
+from melasma.regions.types import FaceRegions, Region
 
 SIZE = 256
 
@@ -100,7 +101,7 @@ def fit_cuts(values: np.ndarray, truth: np.ndarray, levels: range) -> tuple[floa
     """Cut points between consecutive true levels: midpoints of the per-level medians (monotone)."""
     medians = [float(np.median(values[truth == level])) if (truth == level).any() else np.nan for level in levels]
     medians = np.maximum.accumulate(np.nan_to_num(medians, nan=-np.inf))
-    return tuple(round(float((a + b) / 2), 3) for a, b in zip(medians, medians[1:]))
+    return tuple(round(float((a + b) / 2), 3) for a, b in itertools.pairwise(medians))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,12 +27,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from melasma.data.cache import load_cached  # noqa: E402
-from melasma.masi import SEVERITIES  # noqa: E402
-from melasma.models import ARCHITECTURES, create  # noqa: E402
-from melasma.training.augment import IMAGENET_MEAN, IMAGENET_STD, Augment  # noqa: E402
-from melasma.training.device import resolve_device  # noqa: E402
-from melasma.training.loop import batch_indices, prepare_batch, train_step  # noqa: E402
+from melasma.data.cache import load_cached
+from melasma.masi import SEVERITIES
+from melasma.models import ARCHITECTURES, create
+from melasma.training.augment import IMAGENET_MEAN, IMAGENET_STD, Augment
+from melasma.training.device import resolve_device
+from melasma.training.loop import batch_indices, prepare_batch, train_step
 
 
 def make_jpegs(folder: Path, n: int, width: int, height: int, seed: int = 0) -> list[Path]:

@@ -9,8 +9,8 @@ without a face gives `found=False` and a notice instead of numbers.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 from PIL import Image
@@ -53,7 +53,7 @@ class FaceReading:
 
     def table(self, methods: tuple[str, ...]) -> list[list[object]]:
         """Rows for a table: region, visible, pigmented %, A, D, H, then % relevance per method."""
-        def cell(value: float | int | None) -> object:
+        def cell(value: float | None) -> object:
             return "" if value is None else value
 
         return [

@@ -85,7 +85,7 @@ class Settings:
             raise ValueError(f"MELASMA_DATABASE_URL must start with postgresql:// or sqlite:///, got {scheme}:")
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         """Read the settings from environment variables, falling back to the defaults."""
         env = dict(os.environ if env is None else env)
         auth = _parse_auth(env.get("MELASMA_AUTH", ""))

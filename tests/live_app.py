@@ -8,9 +8,10 @@ stops the Train tab's job worker (cancelling any job still queued or running).
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from gradio_client import Client
 

@@ -28,7 +28,6 @@ from melasma.data.synthetic import rater_scores
 from melasma.masi import REGIONS
 from melasma.settings import Settings
 
-
 #: Shrout & Fleiss (1979) Table 2: 6 targets x 4 judges.
 SHROUT_FLEISS = [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]
 #: Their published ICCs (2 decimals); the 95% intervals are those printed by R's psych::ICC and

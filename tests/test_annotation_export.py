@@ -18,7 +18,6 @@ from melasma.data.manifest import load_dataset
 from melasma.data.synthetic import rater_scores
 from melasma.settings import Settings
 
-
 HOSTILE_ID = "=HYPERLINK(\"http://evil.example\",\"x\")"
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import gradio as gr
 import numpy as np
@@ -35,9 +35,8 @@ def served(
     settings: Settings, auth: list[tuple[str, str]] | None = None
 ) -> Iterator[tuple[AnnotateTab, str]]:
     """Only the Annotate tab in a Blocks of its own, on a free port; yields (tab, url)."""
-    with gr.Blocks() as demo:
-        with gr.Tab("Annotate"):
-            tab = build_annotate_tab(settings)
+    with gr.Blocks() as demo, gr.Tab("Annotate"):
+        tab = build_annotate_tab(settings)
     demo.queue(default_concurrency_limit=2)
     demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True, auth=auth,
                 allowed_paths=[str(settings.data_dir)])

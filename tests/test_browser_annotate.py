@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from gradio_client import handle_file
-from live_app import live_app
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 from test_browser import CHROMIUM, CHROMIUM_ARGS
 
+from live_app import live_app
 from melasma.data.synthetic import generate
 
 pytestmark = pytest.mark.browser

@@ -25,7 +25,7 @@ def bad_files(tmp_path: Path, roboflow_dir: Path) -> dict[str, Path]:
     empty.write_bytes(b"")
     text = tmp_path / "notes.jpg"
     text.write_text("these are not pixels\n")
-    real = sorted((roboflow_dir / "melasma").glob("*.jpg"))[0].read_bytes()
+    real = min((roboflow_dir / "melasma").glob("*.jpg")).read_bytes()
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(real[: len(real) // 2])
     return {"empty": empty, "text": text, "truncated": truncated}
@@ -56,7 +56,7 @@ def test_predict_reports_bad_files_and_still_predicts_the_rest(
 
 
 def test_predict_all_good_exits_zero(roboflow_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    photo = sorted((roboflow_dir / "non-melasma").glob("*.jpg"))[0]
+    photo = min((roboflow_dir / "non-melasma").glob("*.jpg"))
     assert main(["predict", "--weights", str(REPO / "melasma" / "weights" / "demo"), str(photo)]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["image"] == str(photo) and line["severity"] in SEVERITIES

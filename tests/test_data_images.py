@@ -138,7 +138,7 @@ def test_animated_gif_gives_first_frame(tmp_path: Path) -> None:
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
     with Image.open(path) as raw:
         assert raw.n_frames == 2
-    r, g, b = np.asarray(load_image(path))[4, 4].astype(int)
+    r, _, b = np.asarray(load_image(path))[4, 4].astype(int)
     assert r > 200 and b < 50
 
 

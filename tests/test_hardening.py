@@ -9,8 +9,8 @@ import io
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import numpy as np
@@ -50,7 +50,7 @@ def _png_header_only(side: int = 30000) -> bytes:
 
 def _png16() -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray((np.arange(48 * 72, dtype=np.uint16).reshape(48, 72) * 18)).save(buffer, "PNG")
+    Image.fromarray(np.arange(48 * 72, dtype=np.uint16).reshape(48, 72) * 18).save(buffer, "PNG")
     assert Image.open(io.BytesIO(buffer.getvalue())).mode == "I;16"
     return buffer.getvalue()
 
@@ -120,7 +120,7 @@ def _still_serving(client: Client, good_photo: Path) -> None:
 # -- rejected files: ingest lists why, predict says why ---------------------------------------
 @pytest.mark.parametrize("name", list(REJECTED))
 def test_bad_file_is_refused_with_its_reason(app, tmp_path: Path, good_photo: Path, name: str) -> None:
-    _, client, data_dir = app
+    _, client, _ = app
     make, message = REJECTED[name]
     path = _write(tmp_path, name, make())
     summary = _ingest(client, path)

@@ -11,10 +11,10 @@ import httpx
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
-from live_app import live_app
 from PIL import Image
 
 from annotation.store import RatingStore
+from live_app import live_app
 
 pytestmark = pytest.mark.live
 

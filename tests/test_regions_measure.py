@@ -12,7 +12,11 @@ from PIL import Image
 from melasma.cli import main
 from melasma.masi import REGION_WEIGHTS
 from melasma.regions import (
-    FaceRegions, draw_regions, find_regions, measure_pigment, relevance_share,
+    FaceRegions,
+    draw_regions,
+    find_regions,
+    measure_pigment,
+    relevance_share,
 )
 from melasma.regions.pigment import area_item
 from melasma.regions.report import analyse

@@ -14,8 +14,9 @@ import pytest
 from gradio.utils import get_upload_folder
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from live_app import live_app
 from PIL import Image
+
+from live_app import live_app
 
 pytestmark = pytest.mark.live
 

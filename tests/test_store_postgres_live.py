@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from live_app import free_port
 from test_annotation_live import N_IMAGES, photo_zip, scores_for
 
 from annotation.store import RatingStore
+from live_app import free_port
 from melasma.settings import Settings
 
 pytestmark = pytest.mark.live

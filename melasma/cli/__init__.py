@@ -20,7 +20,8 @@ import importlib
 import os
 import sys
 import traceback
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 #: sub-command name -> (module under melasma.cli, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -17,7 +17,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -44,7 +44,7 @@ def _allowed_formats() -> tuple[str, ...]:
 
 ALLOWED_FORMATS = _allowed_formats()
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
 _ORIENTATION_TAG = 0x0112
 _SWAPPED_ORIENTATIONS = {5, 6, 7, 8}

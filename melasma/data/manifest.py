@@ -22,7 +22,7 @@ from melasma.data.images import file_sha256
 from melasma.data.splits import SPLITS, DatasetError, assign_splits, patients_in_several_splits
 from melasma.masi import SCALE_MAX, SEVERITIES, severity
 
-__all__ = ["DatasetError", "IMAGE_EXTENSIONS", "load_dataset", "manifest_hash"]
+__all__ = ["IMAGE_EXTENSIONS", "DatasetError", "load_dataset", "manifest_hash"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 DEFAULT_CSV_NAMES = ("labels.csv", "manifest.csv")
@@ -65,7 +65,7 @@ def _read_csv(csv_path: Path, cutoffs: tuple[float, float] | None, problems: lis
     masi = masi.where(masi.between(0, top))
 
     given = raw["severity"].str.strip().str.lower() if "severity" in raw else pd.Series("", index=raw.index)
-    labels = given.where(masi.isna(), masi.map(lambda m: severity(m, "masi", cutoffs) if m == m else ""))
+    labels = given.where(masi.isna(), masi.map(lambda m: severity(m, "masi", cutoffs) if pd.notna(m) else ""))
     unknown = line[(masi.isna()) & (masi_text == "") & ~given.isin(SEVERITIES)].tolist()
     if unknown:
         problems.append(
@@ -189,7 +189,7 @@ def manifest_hash(df: pd.DataFrame) -> str:
     """sha256 over (content hash, label, split, masi) rows in a stable order; paths do not matter."""
     digests = df["sha256"] if "sha256" in df else df["path"].map(file_sha256)
     rows = sorted(
-        f"{d}\t{label}\t{split}\t{'' if m != m else round(float(m), 6)}"
+        f"{d}\t{label}\t{split}\t{'' if pd.isna(m) else round(float(m), 6)}"
         for d, label, split, m in zip(digests, df["label"], df["split"], df["masi"])
     )
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()

@@ -3,7 +3,7 @@ ITA groups (Chardon et al. 1991) from each image's mean skin colour (`semisynthe
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -13,7 +13,7 @@ Everything is drawn from `numpy.random.default_rng`, so a seed gives the same by
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,7 +160,7 @@ def render(
     rng: np.random.Generator, look: Appearance, true: Scores, size: int = RENDER_SIZE
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one face; returns (uint8 RGB image, bool lesion mask), both size x size."""
-    n = RENDER_SIZE if size < RENDER_SIZE else size
+    n = max(size, RENDER_SIZE)
     yy, xx = (np.mgrid[0:n, 0:n].astype(np.float32) + 0.5) / n - 0.5
     angle = np.deg2rad(rng.uniform(-12, 12))
     scale = rng.uniform(0.9, 1.08)
@@ -262,7 +262,8 @@ def generate(
         classes = [str(c) for c in rng.choice(SEVERITIES, size=n, p=(0.5, 0.35, 0.15))]
 
     rows = []
-    patient, left, look = -1, 0, None
+    patient, left = -1, 0
+    look: Appearance  # drawn for each new patient, the first one included (left starts at 0)
     for i, severity in enumerate(classes):
         if left == 0:  # a new patient with 1-3 photos
             patient += 1
@@ -288,7 +289,7 @@ def generate(
     return write_labels(out, _columns(), rows)
 
 
-def rater_scores(row: dict[str, object], rater: int) -> Scores:
+def rater_scores(row: Mapping[str, str | int | float], rater: int) -> Scores:
     """Rebuild rater `rater` (1-3) scores from one labels.csv row (as a dict)."""
     return {r: {i: int(row[f"r{rater}_{r}_{i}"]) for i in ITEM_RANGES} for r in REGIONS}
 

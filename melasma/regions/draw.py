@@ -37,7 +37,7 @@ def draw_regions(
     draw = ImageDraw.Draw(photo)
     width = max(2, round(max(photo.size) / 300))
     for name, region in regions.regions.items():
-        points = [tuple(map(float, point)) for point in region.polygon]
+        points = [(float(x), float(y)) for x, y in region.polygon]
         if region.visible:
             draw.polygon(points, outline=COLOURS[name], width=width)
         else:

@@ -106,6 +106,6 @@ def exclusion_mask(landmarks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     for indices in EXCLUDED.values():
         hull = cv2.convexHull(np.round(xy[list(indices)]).astype(np.int32))
         cv2.fillPoly(mask, [hull], 1)
-    grow = max(int(round(EXCLUSION_MARGIN * interocular(landmarks))), 1)
+    grow = max(round(EXCLUSION_MARGIN * interocular(landmarks)), 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
     return cv2.dilate(mask, kernel).astype(bool)

@@ -62,7 +62,7 @@ def detect_faces(rgb: np.ndarray) -> list[np.ndarray]:
         for share in RETRY_PADS:
             if faces:
                 break
-            pad = int(round(max(rgb.shape[:2]) * share))
+            pad = round(max(rgb.shape[:2]) * share)
             padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
             faces = [face - np.array([pad, pad, 0], dtype=np.float32) for face in _run(padded)]
     return faces

@@ -115,8 +115,8 @@ def _homogeneity(pigment: np.ndarray, contrast: np.ndarray) -> float:
 
 def _masked_blur(values: np.ndarray, skin: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian mean of `values` over skin pixels only (non-skin neither counts nor bleeds in)."""
-    weight = skin.astype(np.float32)
-    total = np.where(skin, values, 0).astype(np.float32)
+    weight: np.ndarray = skin.astype(np.float32)
+    total: np.ndarray = np.where(skin, values, 0).astype(np.float32)
     height, width = skin.shape
     step = int(sigma // 3)  # wide blurs run on a smaller copy: the result is smooth at that scale
     if step > 1:
@@ -126,7 +126,7 @@ def _masked_blur(values: np.ndarray, skin: np.ndarray, sigma: float) -> np.ndarr
         sigma = sigma * small[0] / width
     weight = cv2.GaussianBlur(weight, (0, 0), sigma)
     total = cv2.GaussianBlur(total, (0, 0), sigma)
-    blurred = total / np.maximum(weight, 1e-3)
+    blurred: np.ndarray = total / np.maximum(weight, 1e-3)
     if step > 1:
         blurred = cv2.resize(blurred, (width, height), interpolation=cv2.INTER_LINEAR)
     return blurred

@@ -329,8 +329,8 @@ class AnnotateTab:
         self.coordinator(request)
         order = {"disputed": 0, "re-rating": 1, "adjudicated": 2, "agreed": 3}
         rows = sorted(self.workflow.consensus_rows(), key=lambda r: order[r.status])
-        choices = [(f"{row.status} · MASI {row.label_masi:.1f} · {row.image.patient_id or 'no patient id'}"
-                    f" · {row.image.id}", row.image.id) for row in rows]
+        choices = [((f"{row.status} · MASI {row.label_masi:.1f} · {row.image.patient_id or 'no patient id'}"
+                     f" · {row.image.id}"), row.image.id) for row in rows]
         return gr.Dropdown(choices=choices, value=None)
 
     def open_case(self, image_id: str | None, request: gr.Request) -> tuple[Any, ...]:
@@ -354,8 +354,9 @@ class AnnotateTab:
         who = self.coordinator(request)
         if value is None:
             raise AnnotationError("enter the adjudicated MASI (0-48)")
-        decision = self.workflow.adjudicate(who, image_id or "", float(value), reason or "")
-        return (f"Recorded: {who} set MASI {decision.new_masi:.1f} ({severity(decision.new_masi)}) "
+        masi = float(value)
+        decision = self.workflow.adjudicate(who, image_id or "", masi, reason or "")
+        return (f"Recorded: {who} set MASI {masi:.1f} ({severity(masi)}) "
                 f"for this photo (was {decision.old_masi:.1f}).")
 
     def request_rerate(self, image_id: str | None, rater: str | None, reason: str | None,
@@ -460,7 +461,7 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
             added = gr.JSON(visible=False)
         with gr.Tab("Photos", id="annotate-photos") as tabs["annotate-photos"]:
             refresh_photos = gr.Button("Refresh")
-            photo_rows = gr.Dataframe(headers=list(text.PHOTO_COLUMNS), datatype=["markdown"] + ["str"] * 8,
+            photo_rows = gr.Dataframe(headers=list(text.PHOTO_COLUMNS), datatype=text.PHOTO_DATATYPES,
                                       interactive=False, wrap=True, label="Every photo",
                                       elem_id="annotate-photo-table")
         with gr.Tab("Agreement", id="annotate-agreement") as tabs["annotate-agreement"]:
@@ -519,7 +520,8 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
     lane: dict[str, Any] = {"concurrency_id": RATING_LANE, "concurrency_limit": 16}
     form_outputs = [image_id, image, status, *scores, *hidden]
 
-    gr.on([c.change for c in [*scores, *hidden]], live_scores, [*scores, *hidden], live,
+    form_inputs: list[gr.Radio | gr.Checkbox] = [*scores, *hidden]
+    gr.on([c.change for c in form_inputs], live_scores, form_inputs, live,
           trigger_mode="always_last", **quiet, **lane)
     for area, darkness, homogeneity in zip(scores[0::3], scores[1::3], scores[2::3]):
         area.input(lambda a: (0, 0) if a == 0 else (gr.skip(), gr.skip()), area, [darkness, homogeneity],

@@ -4,7 +4,7 @@ the coordinator's tables. Pure functions (no Gradio), so they are tested without
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -117,6 +117,8 @@ def machine_markdown(result: MachineAgreement) -> str:
 
 
 PHOTO_COLUMNS = ("photo", "patient", "visit", "ratings", "consensus MASI", "bin", "spread", "status", "id")
+#: How the Photos table shows each of those columns: the photo cell is markdown, the rest plain text.
+PHOTO_DATATYPES: list[Literal["markdown", "str"]] = ["markdown", "str", "str", "str", "str", "str", "str", "str", "str"]
 
 
 def photo_table(
