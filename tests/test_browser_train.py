@@ -4,8 +4,8 @@ are drawn from the stored epochs. Waits are on the page's state (Playwright's ex
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright

@@ -1,4 +1,4 @@
-"""Gradio components the tabs share.
+"""Gradio components and handler helpers the tabs share.
 
 Gradio writes a `.pyi` stub beside any module that defines a component (ignored by git).
 """
@@ -6,16 +6,50 @@ Gradio writes a `.pyi` stub beside any module that defines a component (ignored 
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import gradio as gr
+import numpy as np
 from gradio.data_classes import ImageData
 from gradio.utils import get_upload_folder
 from PIL import Image
+
+#: What the project raises for a refusal a user can act on: every data, model, job and annotation error
+#: is a ValueError subclass (DatasetError, CheckpointError, LimitError, AnnotationError, ...) and the
+#: role checks raise AccessDenied, a PermissionError.
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, PermissionError)
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Wrap a Gradio handler: the project's refusals (`USER_ERRORS`) become a gr.Error pop-up with the
+    plain one-line message; a gr.Error passes through; anything else is a programming error, logged
+    with its traceback and raised again (Gradio then shows a generic error, never the details)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except USER_ERRORS as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        except Exception:
+            log.exception("handler %s failed", getattr(fn, "__qualname__", fn))
+            raise
+
+    return wrapper
 
 
 class PhotoInput(gr.Image):
@@ -25,7 +59,7 @@ class PhotoInput(gr.Image):
 
     is_template = True  # rendered by the frontend's Image component
 
-    def preprocess(self, payload: ImageData | None) -> str | None:
+    def preprocess(self, payload: ImageData | None) -> np.ndarray | Image.Image | str | None:
         if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
             return str(payload.path)
         return super().preprocess(payload)

@@ -34,4 +34,5 @@ def separate_lanes(demo: gr.Blocks, default_size: int, lane_sizes: Mapping[str, 
                 return False, f"Queue is full for this action ({size} waiting); try again shortly.", "queue_full"
         return await push(body, request, username)
 
-    queue.push = push_to_lane
+    # Gradio has no hook for admitting an event: replace the queue's push on this instance.
+    queue.push = push_to_lane  # type: ignore[method-assign]

@@ -31,8 +31,7 @@ from melasma.followup.visits import Visit
 from melasma.inference import get_predictor, list_checkpoints
 from melasma.masi import REGIONS
 from melasma.settings import Settings
-from melasma.ui.annotate import user_errors
-from melasma.ui.components import PhotoStage
+from melasma.ui.components import PhotoStage, user_errors
 
 #: The tab's own concurrency group: figures and alignment must not queue behind (or ahead of) ratings.
 FOLLOWUP_LANE = "followup"

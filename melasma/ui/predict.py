@@ -29,7 +29,7 @@ from melasma.inference import (
     list_checkpoints,
 )
 from melasma.settings import Settings
-from melasma.ui.components import PhotoInput
+from melasma.ui.components import PhotoInput, user_errors
 
 #: Example photos offered from the synthetic demo set.
 EXAMPLES = 4
@@ -242,15 +242,15 @@ def build_predict_tab(settings: Settings) -> PredictTab:
 
     refresh.click(tab.refresh_choices, None, checkpoint, api_visibility="private")
     predicted = gr.on(
-        [run.click, image.upload], tab.predict, [image, checkpoint], [severity, latency],
+        [run.click, image.upload], user_errors(tab.predict), [image, checkpoint], [severity, latency],
         api_name="predict",
     )
     predicted.success(
-        tab.analyse, [image, checkpoint, latency],
+        user_errors(tab.analyse), [image, checkpoint, latency],
         [severity, notice, masi, *heatmaps.values(), *scales.values(), cam_note, regions_overlay, region_table,
          latency_table],
         api_visibility="private",
     )
-    gr.on([show.click, method.change], tab.explain, [image, checkpoint, method], detail, api_name="explain")
-    find.click(tab.regions, [image], [regions_json, regions_overlay], api_name="regions")
+    gr.on([show.click, method.change], user_errors(tab.explain), [image, checkpoint, method], detail, api_name="explain")
+    find.click(user_errors(tab.regions), [image], [regions_json, regions_overlay], api_name="regions")
     return tab

@@ -126,8 +126,8 @@ def data_summary(path: str | Path, cutoffs: tuple[float, float] | None = None) -
         return text
     low, high = cutoffs or DEFAULT_CUTOFFS["masi"]
     counts = table.groupby(["severity", "split"]).size().unstack(fill_value=0)
-    lines = [f"**{len(table)} photos.** Classes from MASI cut-offs: mild < {low:g} ≤ moderate < {high:g} ≤ severe "
-             "(photos labelled by class, not by MASI, keep their labels).", "",
+    lines = [(f"**{len(table)} photos.** Classes from MASI cut-offs: mild < {low:g} ≤ moderate < {high:g} ≤ severe "
+              "(photos labelled by class, not by MASI, keep their labels)."), "",
              "| class | train | val | test | total |", "|---|---|---|---|---|"]
     advice = []
     for name in SEVERITIES:
