@@ -19,8 +19,8 @@ from playwright.sync_api import expect, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from melasma.settings import Settings  # noqa: E402
-from melasma.ui.app import serve  # noqa: E402
+from melasma.settings import Settings
+from melasma.ui.app import serve
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 WAIT_MS = 180_000
