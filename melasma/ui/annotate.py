@@ -13,11 +13,9 @@ must be one of the configured raters.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import gradio as gr
 import pandas as pd
@@ -37,7 +35,7 @@ from melasma.regions import FaceNotFound, draw_regions, find_regions
 from melasma.regions.machine_rater import machine_scores
 from melasma.settings import Settings
 from melasma.ui import annotate_text as text
-from melasma.ui.components import PhotoStage, delete_uploads
+from melasma.ui.components import PhotoStage, delete_uploads, user_errors
 from melasma.ui.lanes import RATING_LANE
 
 INTRO = """
@@ -55,21 +53,6 @@ LOCAL_COORDINATOR = "local coordinator"
 GUEST = "guest"
 COORDINATOR_TABS = ("annotate-ingest", "annotate-photos", "annotate-agreement", "annotate-adjudicate",
                     "annotate-export")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def user_errors(fn: F) -> F:
-    """Turn the one-line refusals of the annotation layer and the role checks into gr.Error pop-ups."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, PermissionError) as error:
-            raise gr.Error(str(error), print_exception=False) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _split(values: tuple[Any, ...]) -> tuple[list[Any], list[str]]:
