@@ -39,15 +39,15 @@ def main(out: Path) -> None:
     started = time.perf_counter()
     job = runner.submit(TrainConfig(epochs=2, batch_size=32, **tiny))
     status = runner.wait(job)
-    print(f"cuda job in a worker: {status['state']} {status['error'] or ''} in {time.perf_counter() - started:.1f} s",
+    print(f"cuda job in a worker: {status.state} {status.error or ''} in {time.perf_counter() - started:.1f} s",
           flush=True)
     doomed = runner.submit(TrainConfig(epochs=100, batch_size=8, patience=100, **tiny))
     following = runner.submit(TrainConfig(epochs=1, batch_size=32, **tiny))
-    while not ((row := runner.store.get(doomed))["progress"] > 0 and row["worker_pid"]):
+    while not ((row := runner.store.get(doomed)).progress > 0 and row.worker_pid):
         time.sleep(0.05)
     os.kill(row["worker_pid"], signal.SIGKILL)
-    print("killed worker:", runner.wait(doomed)["error"], flush=True)
-    print("next job:", runner.wait(following)["state"], flush=True)
+    print("killed worker:", runner.wait(doomed).error, flush=True)
+    print("next job:", runner.wait(following).state, flush=True)
     runner.close()
 
 

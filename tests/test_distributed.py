@@ -168,16 +168,16 @@ def test_a_killed_rank_fails_the_job_with_a_clear_message(synth_dir: Path, tmp_p
         victim = None
         while victim is None:  # rank 0 reports progress once both ranks train; then find rank 1
             job = runner.store.get(job_id)
-            assert job["state"] in ("queued", "running"), job["error"]
-            if job["progress"] > 0 and job["worker_pid"]:
-                victim = _rank_pid(job["worker_pid"], 1)
+            assert job.state in ("queued", "running"), job.error
+            if job.progress > 0 and job.worker_pid:
+                victim = _rank_pid(job.worker_pid, 1)
             time.sleep(0.2)
         os.kill(victim, signal.SIGKILL)
         status = runner.wait(job_id)  # no timeout: torchrun and gloo end the run, the state says how
     finally:
         runner.close()
-    assert status["state"] == "failed"
-    assert ("training process rank 1 was killed by SIGKILL" in status["error"]
-            or status["error"].startswith("another process of this multi-process training stopped")), status["error"]
-    assert "GLHF" not in status["error"]
-    assert status["log"][-1] == f"failed: {status['error']}"
+    assert status.state == "failed" and status.error
+    assert ("training process rank 1 was killed by SIGKILL" in status.error
+            or status.error.startswith("another process of this multi-process training stopped")), status.error
+    assert "GLHF" not in status.error
+    assert status.log[-1] == f"failed: {status.error}"

@@ -4,6 +4,7 @@ No wall-clock limits: every wait is on a job state, so a loaded machine is slowe
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -69,24 +70,26 @@ def test_presses_queue_in_order_one_at_a_time_and_finish(runner: JobRunner, tmp_
         if all(state in ("done", "failed") for state in states):
             break
         time.sleep(0.05)
-    assert [runner.status(job_id)["state"] for job_id in ids] == ["done", "done"]
+    assert [runner.status(job_id).state for job_id in ids] == ["done", "done"]
 
     status = runner.status(failed)  # a bad data set fails with the DatasetError message ...
-    assert status["state"] == "failed" and "nowhere.png" in status["error"]
-    assert status["log"][-1] == f"failed: {status['error']}"
-    first, second = sorted((runner.status(job_id) for job_id in ids), key=lambda s: s["started"])
-    assert first["started"] >= status["finished"]  # ... and the queue moves on, in order, one at a time
-    assert second["started"] >= first["finished"]
+    assert status.state == "failed" and "nowhere.png" in status.error
+    assert status.log[-1] == f"failed: {status.error}"
+    first, second = sorted((runner.status(job_id) for job_id in ids), key=lambda s: s.started)
+    assert first.started >= status.finished  # ... and the queue moves on, in order, one at a time
+    assert second.started >= first.finished
 
-    assert first["progress"] == 1.0
-    assert [row["arch"] for row in first["summary"]] == [TINY]
-    assert 0.0 <= first["summary"][0]["accuracy"] <= 1.0
-    assert [(row["arch"], row["epoch"]) for row in first["history"]] == [(TINY, 1)]
-    run_dir = Path(first["run_dir"])
-    assert run_dir == runner.runs_dir / first["job_id"]
+    assert first.progress == 1.0
+    assert [row["arch"] for row in first.summary] == [TINY]
+    assert 0.0 <= first.summary[0]["accuracy"] <= 1.0
+    assert [(row["arch"], row["epoch"]) for row in first.history] == [(TINY, 1)]
+    run_dir = Path(first.run_dir)
+    assert run_dir == runner.runs_dir / first.job_id
     assert (run_dir / TINY / "model.json").is_file() and (run_dir / "summary.csv").is_file()
-    assert first["figures"] and all(Path(path).is_file() for path in first["figures"])
-    assert first["log"][0].startswith("queued") and first["log"][-1].startswith("done")
+    assert first.figures and all(Path(path).is_file() for path in first.figures)
+    assert first.log[0].startswith("queued") and first.log[-1].startswith("done")
+    answer = json.loads(json.dumps(first.to_json()))  # the /training_status answer: plain JSON
+    assert answer["job_id"] == first.job_id and answer["history"] == first.history and len(answer) == 19
 
 
 def test_cancel_stops_within_a_batch_and_keeps_finished_archs(runner: JobRunner, synth_dir: Path) -> None:
@@ -94,18 +97,18 @@ def test_cancel_stops_within_a_batch_and_keeps_finished_archs(runner: JobRunner,
     # batches, so the cancel lands while it trains however slowly this test process is scheduled.
     second, epochs = "test_efficientnet", 20
     job_id = runner.submit(tiny(synth_dir / "labels.csv", archs=(TINY, second), epochs=epochs, batch_size=4))
-    while runner.status(job_id)["arch"] != second:
+    while runner.status(job_id).arch != second:
         time.sleep(0.05)
     assert runner.cancel(job_id) == "running"
-    epochs_at_cancel = sum(row["arch"] == second for row in runner.status(job_id)["history"])
+    epochs_at_cancel = sum(row["arch"] == second for row in runner.status(job_id).history)
     status = runner.wait(job_id)
-    assert status["state"] == "cancelled"
-    epochs_of_second = sum(row["arch"] == second for row in status["history"])
+    assert status.state == "cancelled"
+    epochs_of_second = sum(row["arch"] == second for row in status.history)
     assert epochs_of_second <= epochs_at_cancel + 1, "cancel must act within a batch, not after more epochs"
     assert epochs_of_second < epochs
-    assert [row["arch"] for row in status["summary"]] == [TINY]  # the finished architecture is kept
-    assert (Path(status["run_dir"]) / TINY / "model.json").is_file()
-    assert not (Path(status["run_dir"]) / second / "model.json").exists()
+    assert [row["arch"] for row in status.summary] == [TINY]  # the finished architecture is kept
+    assert (Path(status.run_dir) / TINY / "model.json").is_file()
+    assert not (Path(status.run_dir) / second / "model.json").exists()
 
 
 def test_restart_shows_past_jobs_and_fails_interrupted_ones(tmp_path: Path) -> None:
@@ -119,10 +122,10 @@ def test_restart_shows_past_jobs_and_fails_interrupted_ones(tmp_path: Path) -> N
     runner = JobRunner(data_dir).start()  # the "restarted app"
     try:
         crashed = runner.status("old-running")
-        assert crashed["state"] == "failed" and crashed["error"] == INTERRUPTED
+        assert crashed.state == "failed" and crashed.error == INTERRUPTED
         assert [job["job_id"] for job in runner.list_jobs()] == ["old-queued", "old-running"]
         picked_up = runner.wait("old-queued")  # the queue survives the restart too
-        assert picked_up["state"] == "failed" and "missing.csv" in picked_up["error"]
+        assert picked_up.state == "failed" and "missing.csv" in picked_up.error
         with pytest.raises(JobNotFoundError, match="no training job 'nope'"):
             runner.status("nope")
     finally:

@@ -51,14 +51,14 @@ def test_a_killed_worker_fails_its_job_the_app_survives_and_restart_does_not_rer
         doomed = runner.submit(tiny(synth_dir / "labels.csv", epochs=50, batch_size=8))
         following = runner.submit(tiny(synth_dir / "labels.csv"))
         # a batch was trained in the worker and reached the store: kill the worker as the OOM killer would
-        pid = wait_until(lambda: (job := runner.store.get(doomed))["progress"] > 0 and job["worker_pid"])
+        pid = wait_until(lambda: (job := runner.store.get(doomed)).progress > 0 and job.worker_pid)
         assert pid != app_pid
         os.kill(pid, signal.SIGKILL)
         failed = runner.wait(doomed)
-        assert failed["state"] == "failed" and failed["error"] == KILLED
-        assert "out of memory" in failed["error"] and "SIGKILL" in failed["error"]
-        assert failed["log"][-1] == f"failed: {KILLED}"
-        assert runner.wait(following)["state"] == "done"  # the queue goes on in the same app process
+        assert failed.state == "failed" and failed.error == KILLED
+        assert "out of memory" in failed.error and "SIGKILL" in failed.error
+        assert failed.log[-1] == f"failed: {KILLED}"
+        assert runner.wait(following).state == "done"  # the queue goes on in the same app process
         assert runner._thread is not None and runner._thread.is_alive()
     finally:
         runner.close()
@@ -92,7 +92,7 @@ def test_a_running_job_of_a_dead_app_is_failed_not_rerun(tmp_path: Path, synth_d
 
         store = JobStore(data_dir / "jobs.sqlite")
         job_id = wait_until(lambda: next((job["job_id"] for job in store.list() if job["progress"] > 0), None))
-        worker_pid = store.get(job_id)["worker_pid"]
+        worker_pid = store.get(job_id).worker_pid
     finally:
         app.kill()
         app.wait()
@@ -101,7 +101,7 @@ def test_a_running_job_of_a_dead_app_is_failed_not_rerun(tmp_path: Path, synth_d
     restarted = JobRunner(data_dir)
     try:
         job = restarted.status(job_id)
-        assert job["state"] == "failed" and "not restarted" in job["error"]
+        assert job.state == "failed" and "not restarted" in job.error
     finally:
         restarted.close()
 

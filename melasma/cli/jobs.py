@@ -64,7 +64,7 @@ def _work(data_dir: Path) -> int:
                 for line in lines[printed.get(job_id, 0):]:
                     print(f"[{job_id}] {line}", flush=True)
                 printed[job_id] = len(lines)
-                state = runner.store.get(job_id)["state"]
+                state = runner.store.get(job_id).state
                 if state in FINAL_STATES:
                     outcomes[job_id] = state
                     del printed[job_id]
@@ -102,5 +102,5 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "cancel":
         print(store.cancel(args.job_id))
         return 0
-    print(json.dumps(job_status(store, args.job_id), indent=2, default=str))
+    print(json.dumps(job_status(store, args.job_id).to_json(), indent=2, default=str))
     return 0

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from melasma.cli.arguments import device, non_negative_float, non_negative_int, positive_float, positive_int, seed
@@ -68,7 +69,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=args.data, archs=args.arch, epochs=args.epochs, batch_size=args.batch_size,
         image_size=args.image_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
-        device=args.device, pretrained=args.pretrained, seed=args.seed, out=getattr(args, "out", DEFAULT_OUT),
+        device=args.device, pretrained=args.pretrained, seed=args.seed, out=Path(getattr(args, "out", DEFAULT_OUT)),
         class_weighted=args.class_weighted, cache_dir=args.cache_dir, bootstrap=args.bootstrap,
         lr_auto=args.lr_auto, allow_patient_overlap=args.allow_patient_overlap,
         head=args.head, processes=getattr(args, "processes", 0),

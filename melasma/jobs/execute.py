@@ -128,7 +128,7 @@ def _run_other_rank(db_path: str, job_id: str) -> None:
     process (torchrun then stops the others, and rank 0 or the runner records why)."""
     from melasma.training import train_many
 
-    train_many(config_from_dict(JobStore(db_path).get(job_id)["config"]))
+    train_many(config_from_dict(JobStore(db_path).get(job_id).config))
 
 
 def summary_rows(summary: pd.DataFrame) -> list[dict[str, Any]]:
@@ -140,7 +140,7 @@ def job_processes(db_path: str, job_id: str) -> int:
     """How many processes `job_id` trains with (`TrainConfig.processes`; 0: one per GPU present)."""
     from melasma.training import distributed
 
-    config = JobStore(db_path).get(job_id)["config"]
+    config = JobStore(db_path).get(job_id).config
     return distributed.processes_for(int(config.get("processes", 0)), str(config.get("device", "auto")))
 
 
@@ -154,7 +154,7 @@ def run_job(db_path: str, job_id: str) -> None:
         return
     store = JobStore(db_path)
     job = store.get(job_id)
-    config_values = job["config"]
+    config_values = job.config
     recorder = EventRecorder(store, job_id, config_values.get("archs", []), config_values.get("epochs", 1))
     store.add_event(job_id, "log", f"started {job_id}: {', '.join(recorder.archs)}, "
                                    f"up to {recorder.epochs} epochs, data {config_values.get('data')}")
@@ -177,5 +177,5 @@ def run_job(db_path: str, job_id: str) -> None:
         return
     state = "cancelled" if recorder.stopped else "done"
     kept = f" ({len(rows)} architecture(s) kept)" if state == "cancelled" else ""
-    store.add_event(job_id, "log", f"{state}{kept}: results in {job['run_dir']}")
+    store.add_event(job_id, "log", f"{state}{kept}: results in {job.run_dir}")
     store.finish(job_id, state, summary=rows)

@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,7 @@ _SHARED_LOCK = threading.Lock()
 
 def gpu_seconds(db_path: str, job_id: str) -> int:
     """GPU time to request for a job: a minute plus 5 s per architecture-epoch, capped."""
-    config = JobStore(db_path).get(job_id)["config"]
+    config = JobStore(db_path).get(job_id).config
     from melasma.settings import Settings  # not at import: melasma.settings imports melasma.jobs
 
     cap = Settings.from_env().gpu_seconds or GPU_SECONDS_MAX
@@ -75,11 +76,11 @@ def run_isolated(db_path: str, job_id: str) -> int:
     """Train `job_id` in a worker process and wait for it; if the worker ended without recording an
     end (killed, crashed), fail the job with the reason. Returns the worker's exit status."""
     store = JobStore(db_path)
-    log_path = Path(store.get(job_id)["run_dir"]) / "worker.log"
+    log_path = Path(store.get(job_id).run_dir) / "worker.log"
     process = worker.spawn(db_path, job_id, log_path)
     store.set_worker(job_id, process.pid)
     returncode = process.wait()
-    if store.get(job_id)["state"] == "running":
+    if store.get(job_id).state == "running":
         tail = log_path.read_text(errors="replace")[-2000:] if log_path.is_file() else ""
         message = worker.describe_exit(returncode, tail)
         log.warning("training job %s: %s", job_id, message)
@@ -101,32 +102,54 @@ def new_job_id() -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def job_status(store: JobStore, job_id: str) -> dict[str, Any]:
-    """Everything the UI shows about one job, JSON-able."""
+@dataclass(frozen=True)
+class JobStatus:
+    """Everything the UI shows about one job: its row, the last `LOG_TAIL` log lines, the history
+    (one `EpochDone` row per epoch, with `arch`) and, once it ended, the figures it wrote.
+    `to_json()` is the `/training_status` answer."""
+
+    job_id: str
+    state: str
+    progress: float
+    arch: str | None
+    epoch: int | None
+    archs: list[str]
+    epochs: int | None
+    cancel_requested: bool
+    submitted_by: str | None
+    error: str | None
+    log: list[str]
+    history: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    run_dir: str
+    figures: list[str]
+    config: dict[str, Any]
+    created: float
+    started: float | None
+    finished: float | None
+
+    @property
+    def ended(self) -> bool:
+        """Whether the job reached a final state (done, failed, cancelled)."""
+        return self.state in FINAL_STATES
+
+    def to_json(self) -> dict[str, Any]:
+        """The status as JSON-able values."""
+        return asdict(self)
+
+
+def job_status(store: JobStore, job_id: str) -> JobStatus:
+    """Everything the UI shows about one job (see `JobStatus`)."""
     job = store.get(job_id)
-    config, run_dir = job["config"], Path(job["run_dir"])
-    figures = sorted(str(path) for path in run_dir.rglob("*.png")) if job["state"] in FINAL_STATES else []
-    return {
-        "job_id": job["id"],
-        "state": job["state"],
-        "progress": round(float(job["progress"]), 4),
-        "arch": job["arch"],
-        "epoch": job["epoch"],
-        "archs": config.get("archs", []),
-        "epochs": config.get("epochs"),
-        "cancel_requested": job["cancel_requested"],
-        "submitted_by": job["submitted_by"],
-        "error": job["error"],
-        "log": store.events(job_id, "log", limit=LOG_TAIL),
-        "history": store.events(job_id, "epoch"),
-        "summary": job["summary"],
-        "run_dir": str(run_dir),
-        "figures": figures,
-        "config": config,
-        "created": job["created"],
-        "started": job["started"],
-        "finished": job["finished"],
-    }
+    run_dir = Path(job.run_dir)
+    figures = sorted(str(path) for path in run_dir.rglob("*.png")) if job.state in FINAL_STATES else []
+    return JobStatus(
+        job_id=job.id, state=job.state, progress=round(float(job.progress), 4), arch=job.arch, epoch=job.epoch,
+        archs=list(job.config.get("archs", [])), epochs=job.config.get("epochs"),
+        cancel_requested=job.cancel_requested, submitted_by=job.submitted_by, error=job.error,
+        log=store.events(job_id, "log", limit=LOG_TAIL), history=store.events(job_id, "epoch"),
+        summary=job.summary, run_dir=str(run_dir), figures=figures, config=job.config, created=job.created,
+        started=job.started, finished=job.finished)
 
 
 def enqueue(data_dir: str | Path, config: TrainConfig, *, user: str | None = None,
@@ -210,24 +233,24 @@ class JobRunner:
         state now (a running job stays "running" until the training notices)."""
         return self.store.cancel(job_id)
 
-    def status(self, job_id: str) -> dict[str, Any]:
-        """Everything the UI shows about one job, JSON-able (see `job_status`)."""
+    def status(self, job_id: str) -> JobStatus:
+        """Everything the UI shows about one job (see `JobStatus`)."""
         return job_status(self.store, job_id)
 
     def list_jobs(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest jobs first (id, state, progress, archs, created, finished)."""
         return self.store.list(limit)
 
-    def wait(self, job_id: str, timeout: float | None = None, interval: float = 0.2) -> dict[str, Any]:
+    def wait(self, job_id: str, timeout: float | None = None, interval: float = 0.2) -> JobStatus:
         """Poll until the job reaches a final state; return its status (TimeoutError after `timeout` s,
         when given)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             status = self.status(job_id)
-            if status["state"] in FINAL_STATES:
+            if status.ended:
                 return status
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {status['state']} after {timeout:.0f} s")
+                raise TimeoutError(f"job {job_id} still {status.state} after {timeout:.0f} s")
             time.sleep(interval)
 
     # -- the worker ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ process alike. Each call opens its own short connection, which keeps the store t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,32 @@ CREATE INDEX IF NOT EXISTS job_events_job ON job_events (job_id, kind, seq);
 
 #: columns added after the first release: (name, SQL type), added to older files on open
 ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("submitted_by", "TEXT"), ("worker_pid", "INTEGER"))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job's row (`JobStore.get`): config and summary decoded, times as Unix seconds."""
+
+    id: str
+    state: str
+    config: dict[str, Any]
+    run_dir: str
+    created: float
+    started: float | None
+    finished: float | None
+    progress: float
+    arch: str | None
+    epoch: int | None
+    error: str | None
+    summary: list[dict[str, Any]]
+    cancel_requested: bool
+    owner: str | None
+    submitted_by: str | None
+    worker_pid: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as JSON-able values."""
+        return dataclasses.asdict(self)
 
 
 class JobNotFoundError(ValueError):
@@ -246,17 +274,17 @@ class JobStore:
             row = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return bool(row and row["cancel_requested"])
 
-    def get(self, job_id: str) -> dict[str, Any]:
+    def get(self, job_id: str) -> Job:
         """The job's row with config and summary decoded."""
         with self._connect() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise JobNotFoundError(f"no training job {job_id!r}")
-        job = dict(row)
-        job["config"] = json.loads(job["config"])
-        job["summary"] = json.loads(job["summary"]) if job["summary"] else []
-        job["cancel_requested"] = bool(job["cancel_requested"])
-        return job
+        values = {field.name: row[field.name] for field in dataclasses.fields(Job)}
+        values["config"] = json.loads(row["config"])
+        values["summary"] = json.loads(row["summary"]) if row["summary"] else []
+        values["cancel_requested"] = bool(row["cancel_requested"])
+        return Job(**values)
 
     def events(self, job_id: str, kind: str, limit: int | None = None) -> list[Any]:
         """The job's events of one kind, oldest first (the last `limit` when given)."""

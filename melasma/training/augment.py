@@ -24,7 +24,7 @@ class Augment:
     contrast: float = 0.2
     saturation: float = 0.2
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator, rows: torch.Tensor | None = None,
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None, rows: torch.Tensor | None = None,
                  batch: int | None = None) -> torch.Tensor:
         """Augmented copy of `x` (B, 3, H, W) in [0, 1]; randomness from `generator` (on x's device).
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
 from sklearn.metrics import roc_curve
 
 
@@ -47,10 +48,10 @@ def roc_curves(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], pa
     return _save(fig, Path(path))
 
 
-def confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path,
+def confusion_matrix(counts: ArrayLike, classes: Sequence[str], path: str | Path,
                      title: str = "") -> Path:
     """Counts of true (rows) vs predicted (columns) classes."""
-    matrix = np.asarray(matrix)
+    matrix = np.asarray(counts)
     fig = Figure(figsize=(4.2, 3.8))
     ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -283,14 +283,14 @@ def class_weights_for(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 
 def _train_arch(arch: str, splits: dict[str, Split], config: TrainConfig, device: torch.device,
-                data_info: dict[str, Any], test_skin: list[str | None], test_paths: list[str], emit: OnEvent,
+                data_info: dict[str, Any], test_skin: Sequence[str | None], test_paths: list[str], emit: OnEvent,
                 stop: ShouldStop, ctx: Context = SINGLE) -> dict[str, Any] | None:
     """Train, test and write one architecture; the summary row (None on ranks other than 0)."""
     classes = list(SEVERITIES)
     regression = config.head == "regression"
     torch.manual_seed(config.seed)
     model = create(arch, 1 if regression else len(classes), config.pretrained).to(device)
-    pretrained = model.pretrained_source
+    pretrained = str(model.pretrained_source)
     lr = config.learning_rate(pretrained)
     emit(LogLine(f"{arch}: weights {pretrained}; Adam lr {lr:g}"))
     if device.type == "cuda":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn import metrics as skm
 
 from melasma.masi import SEVERITIES
@@ -132,20 +133,21 @@ def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], 
     weights = rng.multinomial(len(y_true), np.full(len(y_true), 1 / len(y_true)), size=n_resamples)
     draws = _weighted(weights.astype(float), y_true, probs)
     tail = (1 - level) / 2 * 100
-    out = {}
+    out: dict[str, tuple[float, float]] = {}
     for key, values in draws.items():
         name = f"auc_{classes[int(key[4:])]}" if key[4:].isdigit() else key
         finite = values[np.isfinite(values)]
-        out[name] = (tuple(float(v) for v in np.percentile(finite, [tail, 100 - tail]))
-                     if len(finite) else (float("nan"), float("nan")))
+        low, high = np.percentile(finite, [tail, 100 - tail]) if len(finite) else (float("nan"), float("nan"))
+        out[name] = (float(low), float(high))
     return out
 
 
-def evaluate_predictions(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str] = SEVERITIES,
+def evaluate_predictions(labels: ArrayLike, scores: ArrayLike, classes: Sequence[str] = SEVERITIES,
                          n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Metrics, 95% CIs, confusion matrix, support and notes for one model's predictions."""
-    y_true = np.asarray(y_true, dtype=int)
-    probs = np.asarray(probs, dtype=float)
+    """Metrics, 95% CIs, confusion matrix, support and notes for one model's predictions (true class
+    indices, probabilities (n, classes))."""
+    y_true = np.asarray(labels, dtype=int)
+    probs = np.asarray(scores, dtype=float)
     if probs.ndim != 2 or probs.shape != (len(y_true), len(classes)) or len(y_true) == 0:
         raise ValueError(f"need probabilities shaped (n, {len(classes)}) for n > 0 labels, got {probs.shape}")
     if y_true.min() < 0 or y_true.max() >= len(classes):
@@ -176,17 +178,17 @@ class SubgroupResult:
     auc_macro_ci95: tuple[float, float]
 
 
-def subgroup_metrics(y_true: Sequence[int], probs: np.ndarray, groups: Sequence[str | None],
+def subgroup_metrics(labels: ArrayLike, scores: ArrayLike, groups: Sequence[str | None],
                      classes: Sequence[str] = SEVERITIES, n_resamples: int = 1000,
                      seed: int = 0) -> list[SubgroupResult]:
     """Per-group accuracy and macro AUC (classes with a defined AUC) with CIs; images without a
     group are left out; an empty list when no image has one."""
-    y_true, probs = np.asarray(y_true, dtype=int), np.asarray(probs, dtype=float)
-    labels = np.array(["" if g is None or (isinstance(g, float) and math.isnan(g)) else str(g) for g in groups],
-                      dtype=object)
+    y_true, probs = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
+    names = np.array(["" if g is None or (isinstance(g, float) and math.isnan(g)) else str(g) for g in groups],
+                     dtype=object)
     results = []
-    for group in sorted(set(labels) - {""}):
-        rows = labels == group
+    for group in sorted(set(names) - {""}):
+        rows = names == group
         values, _ = point_metrics(y_true[rows], probs[rows], classes)
         ci = bootstrap_ci(y_true[rows], probs[rows], classes, n_resamples, seed)
         nan = (float("nan"), float("nan"))
@@ -206,7 +208,7 @@ def masi_bins(masi: np.ndarray, cutoffs: tuple[float, float]) -> np.ndarray:
     return np.searchsorted(np.asarray(cutoffs, dtype=float), np.asarray(masi, dtype=float), side="right")
 
 
-def evaluate_regression(true_masi: Sequence[float], predicted_masi: Sequence[float], cutoffs: tuple[float, float],
+def evaluate_regression(true_masi: ArrayLike, predicted_masi: ArrayLike, cutoffs: tuple[float, float],
                         classes: Sequence[str] = SEVERITIES, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """A MASI regressor's metrics as `evaluate_predictions`: `mae` with a bootstrap CI, `icc`
     (ICC(2,1) of predicted vs consensus MASI, F-based CI from `annotation.agreement`), and the
@@ -232,7 +234,8 @@ def evaluate_regression(true_masi: Sequence[float], predicted_masi: Sequence[flo
     if n_resamples >= 1:
         weights = np.random.default_rng(seed).multinomial(len(true), np.full(len(true), 1 / len(true)),
                                                           size=n_resamples)
-        ci["mae"] = tuple(float(v) for v in np.percentile(weights @ errors / len(true), [2.5, 97.5]))
+        low, high = np.percentile(weights @ errors / len(true), [2.5, 97.5])
+        ci["mae"] = (float(low), float(high))
     if math.isfinite(metrics["icc"]):
         ci["icc"] = icc_ci(pair, "2,1")
     else:
