@@ -181,3 +181,28 @@ def test_a_killed_rank_fails_the_job_with_a_clear_message(synth_dir: Path, tmp_p
             or status.error.startswith("another process of this multi-process training stopped")), status.error
     assert "GLHF" not in status.error
     assert status.log[-1] == f"failed: {status.error}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="watches the launcher in /proc")
+def test_cancel_reaches_every_rank_of_a_two_process_job(synth_dir: Path, tmp_path: Path) -> None:
+    from melasma.jobs import JobRunner
+
+    runner = JobRunner(tmp_path / "data")
+    try:
+        config = TrainConfig(data=synth_dir, archs=(ARCH,), epochs=500, patience=500, batch_size=16, image_size=32,
+                             pretrained="off", device="cpu", bootstrap=20, processes=2)
+        job_id = runner.submit(config)
+        while runner.status(job_id).progress == 0:  # both ranks train: rank 0 reports batches
+            assert not runner.status(job_id).ended, runner.status(job_id).error
+            time.sleep(0.2)
+        assert runner.cancel(job_id) == "running"
+        status = runner.wait(job_id)  # rank 0 reads the flag and broadcasts it; no rank is left waiting
+        launcher = runner.store.get(job_id).worker_pid
+        while Path(f"/proc/{launcher}").exists():  # torchrun exits once both ranks returned (the runner reaps it)
+            time.sleep(0.2)
+    finally:
+        runner.close()
+    assert status.state == "cancelled" and status.error is None, status.log[-3:]
+    assert status.summary == [] and len(status.history) < 500
+    assert any("cancelled during test_convnext" in line for line in status.log)
