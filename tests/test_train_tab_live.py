@@ -13,6 +13,7 @@ import pytest
 from gradio_client import Client
 from markdown_it import MarkdownIt
 
+from melasma.jobs import JobStatus
 from melasma.jobs.datapath import OUTSIDE
 from melasma.settings import Settings
 from melasma.ui.train import TrainTab, _headline, build_train_tab
@@ -24,9 +25,8 @@ USERS = (("coord", "pw-c"), ("ana", "pw-a"), ("ben", "pw-b"), ("r1", "pw-r"))
 
 
 def serve(settings: Settings, port: int, auth: tuple[tuple[str, str], ...] | None = None):
-    with gr.Blocks() as demo:
-        with gr.Tab("Train"):
-            tab = build_train_tab(settings)
+    with gr.Blocks() as demo, gr.Tab("Train"):
+        tab = build_train_tab(settings)
     demo.queue()
     demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, auth=list(auth) if auth else None)
     return demo, tab
@@ -174,8 +174,9 @@ def test_visitors_train_only_when_the_setting_allows(data_dir: Path, free_port: 
 
 def test_job_errors_render_as_plain_text() -> None:
     error = "bad file [x](http://e) and ![i](http://e/i.png) <img src=x onerror=alert(1)> **bold**"
-    status = {"job_id": "j", "state": "failed", "progress": 0.5, "arch": None, "epoch": None, "epochs": 1,
-              "cancel_requested": False, "error": error}
+    status = JobStatus(job_id="j", state="failed", progress=0.5, arch=None, epoch=None, archs=["resnet18"], epochs=1,
+                       cancel_requested=False, submitted_by=None, error=error, log=[], history=[], summary=[],
+                       run_dir="runs/j", figures=[], config={}, created=0.0, started=None, finished=None)
     html = MarkdownIt("commonmark").render(_headline(status))
     assert "<a " not in html and "<img" not in html and "<strong>bold" not in html
     assert "[x](http://e)" in html and "![i](http://e/i.png)" in html and "&lt;img src=x" in html
