@@ -84,6 +84,28 @@ def test_events_cross_json_and_unknown_ones_are_refused() -> None:
         event_from_json({"type": "log"})
 
 
+def test_the_job_recorder_writes_each_event_kind_to_the_store(tmp_path: Path) -> None:
+    from melasma.jobs.execute import EventRecorder
+    from melasma.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "jobs.sqlite")
+    store.add("j", {"archs": ["a", "b"], "epochs": 2}, tmp_path / "run")
+    assert store.claim("test|0|x", lambda owner: False) == "j"
+    recorder = EventRecorder(store, "j", ["a", "b"], 2)
+    recorder(LogLine("training a"))
+    recorder(BatchDone("a", 1, 2, 4, 0.9))
+    assert store.get("j").progress == pytest.approx(0.125) and recorder.arch == "a"  # half of a's first epoch
+    epoch = EpochDone("a", 1, 2, 1.0, 0.4, 0.9, 0.5, 1e-3, 2.5, True)
+    recorder(epoch)
+    recorder(ArchDone("a", {"accuracy": 0.5}))
+    recorder(BatchDone("b", 1, 1, 4, 0.8))  # within the write interval, but a new architecture: written
+    assert store.get("j").arch == "b" and recorder.arch == "b"
+    assert store.events("j", "epoch") == [{key: value for key, value in epoch.to_json().items() if key != "type"}]
+    assert store.events("j", "log")[1:] == [
+        "training a", "a epoch 1/2: train loss 1.000, val loss 0.900, train acc 0.400, val acc 0.500 (best so far)",
+        "a finished: test accuracy 0.500"]
+
+
 def test_torchrun_failures_and_process_counts_read_plainly(monkeypatch: pytest.MonkeyPatch) -> None:
     report = """ChildFailedError:
     Failures:

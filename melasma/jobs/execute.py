@@ -93,8 +93,8 @@ class EventRecorder:
 
         match event:
             case BatchDone(arch=arch, epoch=epoch):
-                now = time.monotonic()
-                if now - self._last_write < PROGRESS_EVERY_S and not self._enter(arch):
+                now, new_arch = time.monotonic(), self._enter(arch)
+                if now - self._last_write < PROGRESS_EVERY_S and not new_arch:
                     return
                 self._last_write = now
                 done = (epoch - 1) + event.batch / max(event.n_batches, 1)
