@@ -1,7 +1,8 @@
 """benchmarks/real_photos.py on real photos: its JSON, its exclusions, its errors, the tone baseline.
 
-No old-vs-new ordering test: the semi-synthetic candidate was not better on the real photos, so
-it was not shipped and only `melasma/weights/demo` is in the repository (docs/demo-model.md).
+No old-vs-new ordering test: neither semi-synthetic candidate (GoogLeNet 224 px on a GPU, AUC
+0.375; MobileNetV2 160 px on the CPU, AUC 0.432) beat the shipped demo's 0.487 on the real photos,
+so none was shipped and only `melasma/weights/demo` is in the repository (docs/demo-model.md).
 """
 
 from __future__ import annotations
