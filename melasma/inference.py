@@ -275,7 +275,7 @@ class Predictor:
             maps = {method: views.resize_map(m[0], photo.size) for method, m in result.maps.items()}
         probs = torch.softmax(result.logits[0], dim=0).tolist()
         note = ""
-        if result.cam_is_coarse:
+        if result.cam_is_coarse and result.cam_grid is not None:
             rows, columns = result.cam_grid
             note = (f"Grad-CAM's feature map is only {rows} x {columns} cells at {self.image_size} px: "
                     f"too coarse to localise; read it as a rough left/right/up/down hint.")
@@ -324,8 +324,8 @@ def describe_checkpoint(directory: str | Path) -> str:
         meta = json.loads((Path(directory) / "model.json").read_text())
     except (OSError, ValueError):
         return f"{Path(directory).name} (unreadable model.json)"
-    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
-    counts = data.get("n") if isinstance(data.get("n"), dict) else {}
+    data = meta["data"] if isinstance(meta.get("data"), dict) else {}
+    counts = data["n"] if isinstance(data.get("n"), dict) else {}
     images = sum(v for v in counts.values() if isinstance(v, int))
     source = Path(str(data.get("path", "unknown data")))
     dataset = f"{source.parent.name}/{source.name}" if source.parent.name else source.name

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_app import live_app
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 from test_browser import CHROMIUM, CHROMIUM_ARGS
 
 from annotation.store import RatingStore
+from live_app import live_app
 from melasma.data.longitudinal import generate
 from melasma.followup.demo import load_into_store
 from melasma.settings import Settings

@@ -19,8 +19,8 @@ CARD = Path(__file__).resolve().parents[1] / "melasma" / "weights" / "README.md"
 #: The card's data command, as arguments of `melasma.data.synthetic.generate`.
 SYNTH_COMMAND = re.compile(r"python -m melasma synth --out (\S+) --n (\d+) --size (\d+) --seed (\d+)")
 #: A metric row: "| Accuracy | 0.843 | 0.745-0.922 |" in the card, "Accuracy   0.843   0.745-0.922" printed.
-CARD_ROW = re.compile(r"^\| ([A-Za-z][A-Za-z0-9 ]*?) \| (-?\d\.\d{3}) \| (-?\d\.\d{3})-(-?\d\.\d{3}) \|$", re.M)
-PRINTED_ROW = re.compile(r"^([A-Za-z][A-Za-z0-9 ]*?)\s+(-?\d\.\d{3})\s+(-?\d\.\d{3})-(-?\d\.\d{3})$", re.M)
+CARD_ROW = re.compile(r"^\| ([A-Za-z][A-Za-z0-9 ]*?) \| (-?\d\.\d{3}) \| (-?\d\.\d{3})-(-?\d\.\d{3}) \|$", re.MULTILINE)
+PRINTED_ROW = re.compile(r"^([A-Za-z][A-Za-z0-9 ]*?)\s+(-?\d\.\d{3})\s+(-?\d\.\d{3})-(-?\d\.\d{3})$", re.MULTILINE)
 
 
 def card_metrics() -> dict[str, tuple[str, str, str]]:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from gradio_client.exceptions import AppError
-from live_app import live_app
 from PIL import Image
 
 from annotation.store import RatingStore
+from live_app import live_app
 from melasma.data.longitudinal import generate
 from melasma.followup.demo import load_into_store
 from melasma.settings import Settings

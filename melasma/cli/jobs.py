@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from melasma.cli.arguments import positive_int
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     store = JobStore(DataLayout(data_dir).jobs_db)
     if args.action == "list":
         for job in store.list(args.limit):
-            created = datetime.fromtimestamp(job["created"], timezone.utc)
+            created = datetime.fromtimestamp(job["created"], UTC)
             print(f"{job['job_id']}  {job['state']:<9}  {job['progress']:>4.0%}  {','.join(job['archs'])}  "
                   f"created {created:%Y-%m-%d %H:%M:%S} UTC")
         return 0

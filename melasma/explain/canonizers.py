@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +62,7 @@ class SiblingMergeBatchNorm(MergeBatchNorm):
         return instances
 
     @staticmethod
-    def merge_batch_norm(modules: tuple[nn.Module, ...], batch_norm: nn.Module) -> None:
+    def merge_batch_norm(modules: tuple[nn.Module, ...], batch_norm: Any) -> None:
         eps = batch_norm.eps
         MergeBatchNorm.merge_batch_norm(modules, batch_norm)
         batch_norm.eps = eps
@@ -99,7 +100,7 @@ class _ForwardCanonizer(AttributeCanonizer):
         return type(self)()
 
 
-def _add(module: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _add(module: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """`a + b` through the block's Sum module, so LRP splits relevance proportionally."""
     return module.canonizer_sum(torch.stack([a, b], dim=-1))
 
@@ -114,7 +115,7 @@ class TimmResNetBlockCanonizer(_ForwardCanonizer):
         super().__init__()
 
     @staticmethod
-    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:  # noqa: PLW0211 (bound to the block)
+    def forward(self: Any, x: torch.Tensor) -> torch.Tensor:  # noqa: PLW0211 (bound to the block)
         shortcut = x
         if hasattr(self, "conv3"):  # Bottleneck
             x = self.act1(self.bn1(self.conv1(x)))
@@ -145,7 +146,7 @@ class TimmMobileNetSkipCanonizer(_ForwardCanonizer):
         return bool(module.has_skip)
 
     @staticmethod
-    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:  # noqa: PLW0211 (bound to the block)
+    def forward(self: Any, x: torch.Tensor) -> torch.Tensor:  # noqa: PLW0211 (bound to the block)
         shortcut = x
         if self.conv_s2d is not None:
             x = self.bn_s2d(self.conv_s2d(x))
@@ -191,7 +192,7 @@ class TimmConvMlpCanonizer(AttributeCanonizer):
         return TimmConvMlpCanonizer()
 
     @staticmethod
-    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:  # noqa: PLW0211 (bound to the block)
+    def forward(self: Any, x: torch.Tensor) -> torch.Tensor:  # noqa: PLW0211 (bound to the block)
         if min(x.shape[-2:]) < self.input_kernel_size:
             x = self.canonizer_pool(x)
         x = self.drop(self.act1(self.fc1(x)))
@@ -207,6 +208,7 @@ class ChannelAffine(nn.BatchNorm2d):
         with torch.no_grad():
             self.weight.copy_(scale)
             self.bias.copy_(shift)
+            assert self.running_var is not None  # track_running_stats is on by default
             self.running_var.fill_(1.0 - self.eps)
 
 
@@ -236,7 +238,7 @@ class GoogLeNetInputCanonizer(AttributeCanonizer):
         return GoogLeNetInputCanonizer()
 
     @staticmethod
-    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:  # noqa: PLW0211 (bound to the block)
+    def forward(self: Any, x: torch.Tensor) -> torch.Tensor:  # noqa: PLW0211 (bound to the block)
         return self._forward(self.canonizer_transform(x))[0]
 
 

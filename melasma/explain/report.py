@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,12 @@ SUMMARY_METRICS = ("mean_relevance", "positive_share", "mass_in_mask", "mask_sha
 class ReportError(ValueError):
     """Bad report input: no images, unknown method or split, a different manifest."""
 
+
+
+def _section(meta: dict[str, Any], key: str) -> dict[str, Any]:
+    """One nested table of model.json (empty when missing or not a table)."""
+    value = meta.get(key)
+    return value if isinstance(value, dict) else {}
 
 @dataclass
 class LoadedModel:
@@ -95,15 +102,13 @@ class LoadedModel:
     @property
     def seed(self) -> int:
         """The split seed the checkpoint was trained with (0 when not recorded)."""
-        data = self.meta.get("data") if isinstance(self.meta.get("data"), dict) else {}
-        config = self.meta.get("config") if isinstance(self.meta.get("config"), dict) else {}
-        return int(self.meta.get("seed", data.get("seed", config.get("seed", 0))))
+        data, config = _section(self.meta, "data"), _section(self.meta, "config")
+        return int(self.meta.get("seed", data.get("seed", config.get("seed", 0))) or 0)
 
     @property
     def manifest_hash(self) -> str | None:
         """The hash of the manifest the checkpoint was trained on, when recorded."""
-        data = self.meta.get("data") if isinstance(self.meta.get("data"), dict) else {}
-        return self.meta.get("manifest_hash", data.get("manifest_hash"))
+        return self.meta.get("manifest_hash", _section(self.meta, "data").get("manifest_hash"))
 
 
 def load_models(weights: Sequence[str | os.PathLike], device: str = "cpu") -> list[LoadedModel]:
@@ -253,7 +258,7 @@ def _bar_plot(table: pd.DataFrame, title: str, ylabel: str, path: Path, referenc
         for position, value in enumerate(reference.reindex(table.index)):
             if not math.isnan(value):
                 axis.hlines(value, position - 0.4, position + 0.4, colors="black", linestyles="--",
-                            label="mask share (chance)" if position == 0 else None)
+                            label="mask share (chance)" if position == 0 else "_nolegend_")
     axis.set_title(title)
     axis.set_ylabel(ylabel)
     axis.set_xlabel("")

@@ -130,7 +130,7 @@ def colour_scale_html(relevance: np.ndarray | torch.Tensor, method: str, stops: 
     colours = ", ".join(
         "#{:02x}{:02x}{:02x}".format(*(round(255 * c) for c in cmap(i / (stops - 1))[:3])) for i in range(stops)
     )
-    middle = "0" if TABLE[method].signed else f"{(norm.vmin + norm.vmax) / 2:.3g}"
+    middle = "0" if TABLE[method].signed else f"{((norm.vmin or 0.0) + (norm.vmax or 0.0)) / 2:.3g}"
     meaning = "red supports the class, blue speaks against it" if TABLE[method].signed else "scaled 0-1 per photo"
     return (
         f'<div class="colour-scale" title="{TABLE[method].title}: {meaning}">'

@@ -49,7 +49,7 @@ class TrainingLimits:
                 raise ValueError(f"{ENV_NAMES[item.name]} must be a whole number >= 1, got {value!r}")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "TrainingLimits":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TrainingLimits:
         """The limits from MELASMA_MAX_* environment variables, defaults for those unset."""
         env = os.environ if env is None else env
         values: dict[str, int] = {}

@@ -291,7 +291,9 @@ def generate(
     if not 32 <= size <= 1024:
         raise ValueError(f"size must be 32-1024 pixels, got {size}")
     if find is None:
-        from melasma.regions import find_regions as find
+        from melasma.regions import find_regions
+
+        find = find_regions
     source, out = Path(base_dir), Path(out_dir)
     split = split_bases(list_bases(source), holdout, holdout_list)
     work = max(WORK_SIZE, round(size * 1.25))
