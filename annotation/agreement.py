@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 
 import krippendorff
@@ -165,48 +165,95 @@ def rating_table(rows: Sequence[ConsensusRow], k: int) -> tuple[np.ndarray, list
     return table.reshape(len(rows), k), names
 
 
-def _icc_entry(table: np.ndarray, form: str) -> dict[str, float | None]:
+def _finite(value: float) -> float | None:
+    return round(float(value), 4) if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class IccEstimate:
+    """One ICC with its 95 % CI (None where it cannot be computed, e.g. perfect agreement's CI)."""
+
+    icc: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+    def to_json(self) -> dict[str, float | None]:
+        return {"icc": self.icc, "ci_low": self.ci_low, "ci_high": self.ci_high}
+
+
+def _estimate(table: np.ndarray, form: str) -> IccEstimate:
     value = icc(table, form)
     low, high = icc_ci(table, form)
-    clean = [None if not math.isfinite(x) else round(float(x), 4) for x in (value, low, high)]
-    return {"icc": clean[0], "ci_low": clean[1], "ci_high": clean[2]}
+    return IccEstimate(*(_finite(x) for x in (value, low, high)))
 
 
-def agreement_report(store: RatingStore, settings: Settings) -> dict[str, object]:
-    """The dashboard numbers as a JSON-able dict (only fully rated images are used)."""
+@dataclass(frozen=True)
+class QueuedPhoto:
+    """A closed photo waiting for a coordinator, and why."""
+
+    image_id: str
+    masi: float
+    spread: float
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AgreementReport:
+    """The dashboard's numbers; the ICCs and bin statistics only from 2 fully rated photos on."""
+
+    images: int
+    complete: int
+    ratings_per_image: int
+    progress: dict[str, dict[str, int]]
+    adjudication_queue: tuple[QueuedPhoto, ...]
+    columns: tuple[str, ...] = ()
+    masi_icc: dict[str, IccEstimate] = field(default_factory=dict)  # "2,1" and "2,k"
+    region_icc: dict[str, IccEstimate] = field(default_factory=dict)  # ICC(2,1) of A x (D + H)
+    weighted_kappa: float | None = None
+    krippendorff_alpha: float | None = None
+    note: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        """The `/agreement` API answer and the CLI's JSON."""
+        report: dict[str, object] = {
+            "images": self.images, "complete": self.complete, "ratings_per_image": self.ratings_per_image,
+            "progress": self.progress,
+            "adjudication_queue": [{"image_id": q.image_id, "masi": q.masi, "spread": q.spread,
+                                    "reasons": list(q.reasons)} for q in self.adjudication_queue],
+        }
+        if self.note:
+            return report | {"note": self.note}
+        return report | {
+            "columns": list(self.columns),
+            "masi_icc": {form: e.to_json() for form, e in self.masi_icc.items()},
+            "region_icc": {region: e.to_json() | {"weight": REGION_WEIGHTS[region]}
+                           for region, e in self.region_icc.items()},
+            "bins": {"weighted_kappa": self.weighted_kappa, "krippendorff_alpha": self.krippendorff_alpha},
+        }
+
+
+def agreement_report(store: RatingStore, settings: Settings) -> AgreementReport:
+    """The dashboard numbers (only fully rated images are used)."""
     k = settings.ratings_per_image
     rows = consensus_rows(store, settings)
-    counts = store.rating_counts()
-    report: dict[str, object] = {
-        "images": len(counts),
-        "complete": len(rows),
-        "ratings_per_image": k,
-        "progress": progress(store, settings),
-        "adjudication_queue": [
-            {"image_id": row.image.id, "masi": row.consensus.masi, "spread": row.consensus.spread,
-             "reasons": list(row.reasons)}
-            for row in rows if row.status == "disputed"
-        ],
-    }
+    basics = AgreementReport(
+        images=len(store.rating_counts()), complete=len(rows), ratings_per_image=k,
+        progress=progress(store, settings),
+        adjudication_queue=tuple(QueuedPhoto(row.image.id, row.consensus.masi, row.consensus.spread, row.reasons)
+                                 for row in rows if row.status == "disputed"),
+    )
     if len(rows) < 2:
-        report["note"] = "agreement needs at least 2 fully rated images"
-        return report
+        return replace(basics, note="agreement needs at least 2 fully rated images")
     table, columns = rating_table(rows, k)
-    report["columns"] = columns
-    report["masi_icc"] = {form: _icc_entry(table, form) for form in ("2,1", "2,k")}
-    region_icc: dict[str, dict[str, float | None]] = {}
-    for region in REGIONS:
-        region_table = np.array([[_region_score(r.scores, region) for r in row.ratings[:k]] for row in rows])
-        region_icc[region] = _icc_entry(region_table, "2,1") | {"weight": REGION_WEIGHTS[region]}
-    report["region_icc"] = region_icc
-    bins = np.vectorize(lambda v: SEVERITIES.index(severity(v)))(table)
-    kappa = mean_weighted_kappa(bins)
-    alpha = ordinal_alpha(bins)
-    report["bins"] = {
-        "weighted_kappa": round(kappa, 4) if math.isfinite(kappa) else None,
-        "krippendorff_alpha": round(alpha, 4) if math.isfinite(alpha) else None,
+    region_icc = {
+        region: _estimate(np.array([[_region_score(r.scores, region) for r in row.ratings[:k]] for row in rows]),
+                          "2,1")
+        for region in REGIONS
     }
-    return report
+    bins = np.vectorize(lambda v: SEVERITIES.index(severity(v)))(table)
+    return replace(basics, columns=tuple(columns), masi_icc={form: _estimate(table, form) for form in ("2,1", "2,k")},
+                   region_icc=region_icc, weighted_kappa=_finite(mean_weighted_kappa(bins)),
+                   krippendorff_alpha=_finite(ordinal_alpha(bins)))
 
 
 @dataclass(frozen=True)
@@ -230,10 +277,6 @@ def machine_table(rows: Sequence[ConsensusRow], machine: Mapping[str, float | No
     """(n x 2) table of [consensus MASI, machine MASI] for complete photos that have a machine score."""
     pairs = [(row.label_masi, machine[row.image.id]) for row in rows if machine.get(row.image.id) is not None]
     return np.array(pairs, dtype=np.float64).reshape(len(pairs), 2)
-
-
-def _finite(value: float) -> float | None:
-    return round(float(value), 4) if math.isfinite(value) else None
 
 
 def machine_agreement(rows: Sequence[ConsensusRow], machine: Mapping[str, float | None]) -> MachineAgreement:

@@ -99,7 +99,9 @@ def test_dashboard_on_synthetic_raters(synth_dir: Path, tmp_path: Path) -> None:
             workflow.submit(store, settings, rater, image_id, rater_scores(row, k))
     workflow.submit(store, settings, "rater1", summary.added[12], rater_scores(rows[12], 1))
 
-    report = agreement_report(store, settings)
+    typed = agreement_report(store, settings)
+    assert typed.masi_icc["2,1"].icc == typed.to_json()["masi_icc"]["2,1"]["icc"]
+    report = typed.to_json()
     assert (report["images"], report["complete"]) == (15, 12)
     assert report["columns"] == ["rater1", "rater2", "rater3"]
     masi_icc = report["masi_icc"]["2,1"]
@@ -124,7 +126,7 @@ def test_dashboard_on_synthetic_raters(synth_dir: Path, tmp_path: Path) -> None:
 
 def test_dashboard_waits_for_two_complete_images(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
-    report = agreement_report(RatingStore(settings.data_dir / "annotations.sqlite"), settings)
+    report = agreement_report(RatingStore(settings.data_dir / "annotations.sqlite"), settings).to_json()
     assert report["complete"] == 0 and "masi_icc" not in report and "at least 2" in report["note"]
 
 
@@ -144,7 +146,7 @@ def test_dashboard_shows_perfect_agreement(tmp_path: Path) -> None:
         scores = {r: {"area": 1 + n, "darkness": 2, "homogeneity": 1 + n % 2} for r in REGIONS}
         for rater in settings.raters:
             workflow.submit(store, settings, rater, image_id, scores)
-    report = agreement_report(store, settings)
+    report = agreement_report(store, settings).to_json()
     assert report["masi_icc"]["2,1"]["icc"] == 1.0 and report["masi_icc"]["2,1"]["ci_low"] is None
     text = report_markdown(report)
     assert "1.000 (perfect agreement, 95% CI n/a)" in text

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from annotation.workflow import consensus_rows
 
     settings, store = open_store(args)
-    report = agreement_report(store, settings)
+    report = agreement_report(store, settings).to_json()
     if args.machine:
         report["machine"] = _machine(store, settings).to_json()
     print(json.dumps(report, indent=2))

@@ -287,7 +287,7 @@ class AnnotateTab:
     def agreement(self, request: gr.Request) -> tuple[dict[str, Any], Any]:
         """Dashboard numbers (fully rated photos only) and the rater-vs-rater scatter plot."""
         self.coordinator(request)
-        report = agreement_report(self.store, self.settings)
+        report = agreement_report(self.store, self.settings).to_json()
         rows = self.workflow.consensus_rows()
         figure = None
         if rows:
