@@ -27,10 +27,11 @@ from PIL import Image
 from melasma.data.synthetic import (
     ITEM_COLUMNS,
     Scores,
-    _sample_appearance,
+    check_size,
     item_values,
     rate,
     render,
+    sample_appearance,
     sample_true_scores,
     write_labels,
 )
@@ -118,15 +119,14 @@ def generate(
         raise ValueError(f"a follow-up needs at least 2 visits per patient, got {visits}")
     if patients < 1:
         raise ValueError(f"patients must be at least 1, got {patients}")
-    if not 16 <= size <= 2048:
-        raise ValueError(f"size must be 16-2048 pixels, got {size}")
+    check_size(size)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     visit_rows, label_rows = [], []
     for p in range(patients):
         rng = np.random.default_rng([seed, p])
         course = simulate_course(rng, f"P{p:03d}", visits)
-        look = _sample_appearance(rng)
+        look = sample_appearance(rng)
         for t, (day, target, true) in enumerate(zip(course.dates, course.targets, course.truth)):
             image_rng = np.random.default_rng([seed, p, t])
             raters = [rate(image_rng, true, k) if rater_noise else true for k in range(3)]

@@ -111,7 +111,7 @@ def rate(rng: np.random.Generator, true: Scores, rater: int) -> Scores:
     return scores
 
 
-def _sample_appearance(rng: np.random.Generator) -> Appearance:
+def sample_appearance(rng: np.random.Generator) -> Appearance:
     fitz = str(rng.choice(list(SKIN_TONES)))
     skin = np.array(SKIN_TONES[fitz], float) / 255 * rng.uniform(0.95, 1.05, 3)
     hair = np.array(HAIR_COLOURS[int(rng.integers(len(HAIR_COLOURS)))], float) / 255
@@ -239,6 +239,12 @@ def write_labels(out: Path, columns: Sequence[str], rows: Sequence[dict[str, obj
     return labels
 
 
+def check_size(size: int) -> None:
+    """Refuse an image side the generators cannot draw sensibly (16-2048 px)."""
+    if not 16 <= size <= 2048:
+        raise ValueError(f"size must be 16-2048 pixels, got {size}")
+
+
 def _columns() -> list[str]:
     return ["image", "masi", "severity", "patient_id", "true_masi", "true_severity", "fitzpatrick", *ITEM_COLUMNS]
 
@@ -249,8 +255,7 @@ def generate(
     """Write `images/*.jpg`, `masks/*.png` and `labels.csv` under `out_dir`; returns labels.csv."""
     if n < 1:
         raise ValueError(f"n must be at least 1 image, got {n}")
-    if not 16 <= size <= 2048:
-        raise ValueError(f"size must be 16-2048 pixels, got {size}")
+    check_size(size)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
@@ -268,7 +273,7 @@ def generate(
         if left == 0:  # a new patient with 1-3 photos
             patient += 1
             left = int(rng.choice((1, 2, 3), p=(0.4, 0.35, 0.25)))
-            look = _sample_appearance(rng)
+            look = sample_appearance(rng)
         left -= 1
         image_rng = np.random.default_rng([seed, i])
         true = sample_true_scores(image_rng, severity)
