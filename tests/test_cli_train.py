@@ -63,3 +63,21 @@ def test_bad_arguments_are_one_line_errors(synth_dir: Path, tmp_path: Path, caps
     code = main(["evaluate", "--weights", str(tmp_path / "nothing"), "--data", str(synth_dir)])
     err = capsys.readouterr().err
     assert code == 2 and "is not a checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_flag_defaults_are_train_configs() -> None:
+    """One source of truth: every train flag's default is TrainConfig's field default."""
+    import argparse
+    from dataclasses import MISSING, fields
+
+    from melasma.cli.train import add_arguments
+    from melasma.training import TrainConfig
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    flags = vars(parser.parse_args(["--data", "x"]))
+    assert flags["arch"].split(",") == list(defaults["archs"])
+    shared = {"epochs", "batch_size", "image_size", "lr", "weight_decay", "patience", "device", "pretrained",
+              "seed", "bootstrap", "head"}
+    assert {name: flags[name] for name in shared} == {name: defaults[name] for name in shared}

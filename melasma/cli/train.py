@@ -6,17 +6,20 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from melasma.cli.arguments import device, non_negative_float, non_negative_int, positive_float, positive_int, seed
+from melasma.training.config import TrainConfig
 
 if TYPE_CHECKING:
-    from melasma.training import TrainConfig
     from melasma.training.events import TrainingEvent
 
+#: TrainConfig's field defaults: the one source of the flags' defaults (the Train tab reads them too).
+DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 #: Where `train` writes its run unless --out says otherwise.
-DEFAULT_OUT = "runs/latest"
+DEFAULT_OUT = str(TrainConfig(data=Path(".")).out)
 
 HELP = "train CNNs (study protocol: Adam 1e-3, batch 32, 224 px, early stopping) and report Table 1"
 
@@ -24,28 +27,32 @@ HELP = "train CNNs (study protocol: Adam 1e-3, batch 32, 224 px, early stopping)
 def add_arguments(parser: argparse.ArgumentParser, *, with_out: bool = True) -> None:
     """The training flags; `with_out=False` leaves out --out (queued jobs write to DATA/runs/<id>)."""
     parser.add_argument("--data", required=True, help="manifest CSV, or a folder with labels.csv or class folders")
-    parser.add_argument("--arch", default="resnet18",
+    parser.add_argument("--arch", default=",".join(DEFAULTS["archs"]),
                         help="comma list: alexnet, googlenet, resnet18, vgg16, densenet121, mobilenetv2_100 "
-                             "or any timm name (default resnet18)")
-    parser.add_argument("--epochs", type=positive_int, default=30, help="most epochs per architecture (default 30)")
-    parser.add_argument("--batch-size", type=positive_int, default=32, help="default 32 (the study's)")
-    parser.add_argument("--image-size", type=positive_int, default=224, help="input side in pixels (default 224)")
-    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--weight-decay", type=non_negative_float, default=1e-4, help="default 1e-4")
-    parser.add_argument("--patience", type=non_negative_int, default=3,
-                        help="stop after this many epochs without validation-loss improvement (default 3)")
-    parser.add_argument("--head", choices=("classification", "regression"), default="classification",
+                             f"or any timm name (default {','.join(DEFAULTS['archs'])})")
+    parser.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"],
+                        help="most epochs per architecture (default %(default)s)")
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"],
+                        help="default %(default)s (the study's)")
+    parser.add_argument("--image-size", type=positive_int, default=DEFAULTS["image_size"],
+                        help="input side in pixels (default %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=DEFAULTS["lr"], help="Adam learning rate (default %(default)g)")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=DEFAULTS["weight_decay"],
+                        help="default %(default)g")
+    parser.add_argument("--patience", type=non_negative_int, default=DEFAULTS["patience"],
+                        help="stop after this many epochs without validation-loss improvement (default %(default)s)")
+    parser.add_argument("--head", choices=("classification", "regression"), default=DEFAULTS["head"],
                         help="classification: three severity logits (the study); regression: one output "
                              "trained on the mean MASI (every image needs masi), bins from the predicted MASI")
     parser.add_argument("--class-weighted", action="store_true", help="weight the loss by inverse class frequency")
     if with_out:
         parser.add_argument("--out", default=DEFAULT_OUT, help=f"run folder (default {DEFAULT_OUT})")
     else:
-        parser.add_argument("--processes", type=non_negative_int, default=0,
+        parser.add_argument("--processes", type=non_negative_int, default=DEFAULTS["processes"],
                             help="data-parallel training processes (torchrun, one GPU each): 0 = one per GPU "
                                  "when several are present, else one (default 0)")
-    parser.add_argument("--device", type=device, default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--pretrained", default="auto",
+    parser.add_argument("--device", type=device, default=DEFAULTS["device"], help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--pretrained", default=DEFAULTS["pretrained"],
                         help="auto (the study's torchvision ImageNet weights: local cache, then download, "
                              "else random init with a warning), timm (timm's ImageNet recipe), off, or a "
                              "weights file (.safetensors or .pth, timm or torchvision layout)")
@@ -56,16 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_out: bool = True) -> 
                         help="MASI values where moderate and severe begin, e.g. 16,32 (the default)")
     parser.add_argument("--allow-patient-overlap", action="store_true",
                         help="accept a split column that puts one patient in two splits")
-    parser.add_argument("--seed", type=seed, default=0, help="seed for splits, init and augmentation")
+    parser.add_argument("--seed", type=seed, default=DEFAULTS["seed"], help="seed for splits, init and augmentation")
     parser.add_argument("--cache-dir", default=None, help="decoded-image cache (default $MELASMA_CACHE_DIR "
                                                           "or ~/.cache/melasma)")
-    parser.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    parser.add_argument("--bootstrap", type=non_negative_int, default=DEFAULTS["bootstrap"], help="bootstrap resamples for the 95%% CIs")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the flags of `add_arguments` describe."""
-    from melasma.training import TrainConfig
-
     return TrainConfig(
         data=args.data, archs=args.arch, epochs=args.epochs, batch_size=args.batch_size,
         image_size=args.image_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
