@@ -16,7 +16,6 @@ and stores the simulated raters' scores, so the timeline has something to show.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -33,6 +32,7 @@ from melasma.data.synthetic import (
     render,
     sample_appearance,
     sample_true_scores,
+    write_csv,
     write_labels,
 )
 from melasma.masi import ITEM_RANGES, REGIONS, consensus, masi
@@ -142,9 +142,4 @@ def generate(
                 "true_masi": masi(true), "masi": consensus(raters).masi, **item_values(true, raters),
             })
     write_labels(out, LABEL_COLUMNS, label_rows)
-    manifest = out / "visits.csv"
-    with manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(VISIT_COLUMNS))
-        writer.writeheader()
-        writer.writerows(visit_rows)
-    return manifest
+    return write_csv(out / "visits.csv", VISIT_COLUMNS, visit_rows)

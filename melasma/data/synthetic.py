@@ -229,14 +229,18 @@ def item_values(true: Scores, raters: Sequence[Scores]) -> dict[str, int]:
     return values
 
 
-def write_labels(out: Path, columns: Sequence[str], rows: Sequence[dict[str, object]]) -> Path:
-    """Write `out/labels.csv` with these columns; returns its path."""
-    labels = out / "labels.csv"
-    with labels.open("w", newline="") as handle:
+def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, object]]) -> Path:
+    """Write `rows` to `path` as CSV with these columns; returns the path."""
+    with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns))
         writer.writeheader()
         writer.writerows(rows)
-    return labels
+    return path
+
+
+def write_labels(out: Path, columns: Sequence[str], rows: Sequence[dict[str, object]]) -> Path:
+    """Write `out/labels.csv` with these columns; returns its path."""
+    return write_csv(out / "labels.csv", columns, rows)
 
 
 def check_size(size: int) -> None:
