@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import pytest
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 from zennit.core import Composite
 
 from melasma.explain import Explainer, ExplainError, explain
@@ -116,6 +118,25 @@ def test_threads_share_one_explainer_and_close_releases_it() -> None:
     assert _hooks(lrp_copy) == 0 and _hooks(grad_copy) == 0
     with pytest.raises(ExplainError, match="closed"):
         explainer.explain(x)
+
+
+def _live_hook_handles() -> int:
+    gc.collect()
+    return sum(isinstance(o, RemovableHandle) for o in gc.get_objects())
+
+
+def test_repeated_calls_keep_no_state() -> None:
+    """zennit keeps a handle per layer and call for its per-tensor hooks until the composite is
+    removed; a long-lived explainer (a Space serving for weeks) must drop them after each call."""
+    torch.manual_seed(0)
+    explainer = Explainer(create("resnet18").eval())
+    x = torch.randn(1, 3, SIZE, SIZE)
+    explainer.explain(x)
+    before = _live_hook_handles()
+    for _ in range(5):
+        explainer.explain(x)
+    assert _live_hook_handles() == before
+    explainer.close()
 
 
 def test_coarse_grad_cam_is_flagged_and_bad_requests_fail() -> None:

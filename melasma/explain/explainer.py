@@ -188,15 +188,25 @@ class Explainer:
         self._cam.activations_and_grads.clear()
         return logits.detach(), index, cam_grid
 
+    def _forget_tensor_hooks(self) -> None:
+        """Drop the handles of the per-tensor hooks this call's forward registered: zennit keeps
+        each in a list until the composite is removed, 2 per layer per call, so a long-lived
+        explainer would otherwise grow without bound (their tensors are already freed)."""
+        for hook in self._composite.hook_refs:
+            hook.tensor_handles.remove()
+
     def _lrp(self, x: torch.Tensor, target: Targets, latency: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
         began = time.perf_counter()
-        with torch.enable_grad():
-            inputs = x.detach().clone().requires_grad_(True)
-            output = self._lrp_model(inputs)
-            start = one_hot_start(target)(output.detach())
-            _synchronise(self.device)
-            middle = time.perf_counter()
-            (relevance,) = torch.autograd.grad(output, inputs, grad_outputs=start)
+        try:
+            with torch.enable_grad():
+                inputs = x.detach().clone().requires_grad_(True)
+                output = self._lrp_model(inputs)
+                start = one_hot_start(target)(output.detach())
+                _synchronise(self.device)
+                middle = time.perf_counter()
+                (relevance,) = torch.autograd.grad(output, inputs, grad_outputs=start)
+        finally:
+            self._forget_tensor_hooks()
         relevance = relevance.sum(1).float().cpu()
         end = time.perf_counter()
         latency.update({"lrp": (end - began) * 1000.0, "lrp forward": (middle - began) * 1000.0,

@@ -83,9 +83,32 @@ class DepthwiseConv2d(metaclass=_DepthwiseMeta):
 
 
 class LeanZPlusFlatFallback(Lean, ZPlusFlatFallback):
-    """`ZPlusFlatFallback` with cached parameters and its negative-input branch skipped when empty."""
+    """`ZPlusFlatFallback` with cached parameters and its negative-input branch skipped when empty.
+
+    Both denominators are non-negative (z+ sums non-negative terms, the flat branch counts inputs),
+    where zennit's stabiliser adds exactly +eps: so each is `z + eps`, two operations instead of six
+    on MobileNetV2's largest activations. Same values as the stock rule.
+    """
 
     negative_branches = (1,)
+
+    def __init__(self, stabilizer: float = 1e-6, zero_params: str | list[str] | None = None) -> None:
+        super().__init__(stabilizer=stabilizer, zero_params=zero_params)
+
+        def gradient_mapper(out_grad: torch.Tensor, outputs: list[torch.Tensor]) -> list[torch.Tensor]:
+            z_plus = outputs[0] if outputs[1].ndim == 0 else outputs[0] + outputs[1]
+            positive = z_plus > 0
+            through_z = torch.where(positive, out_grad / (z_plus + stabilizer), 0.0)
+            flat = torch.where(positive, 0.0, out_grad / (outputs[2] + stabilizer))
+            return [through_z, through_z, flat]
+
+        def reducer(inputs: list[torch.Tensor], gradients: list[torch.Tensor]) -> torch.Tensor:
+            through_z = inputs[0] * gradients[0]
+            if inputs[1].ndim != 0:
+                through_z = through_z + inputs[1] * gradients[1]
+            return through_z + gradients[2]
+
+        self.gradient_mapper, self.reducer = gradient_mapper, reducer
 
 
 def _maps(composite: str, zero_params: str | None, lean: bool, low=None, high=None) -> tuple[list, list]:
