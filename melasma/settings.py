@@ -46,7 +46,9 @@ class Settings:
     MELASMA_MAX_UPLOAD_MEGAPIXELS (pixels decoded per upload batch, from the headers),
     MELASMA_COORDINATORS (comma list), MELASMA_VISITORS_CAN_TRAIN (1/0), MELASMA_OAUTH (1/0:
     Hugging Face sign-in on a Space), MELASMA_DATABASE_URL (`postgresql://...` for a rater store
-    shared by several app servers; unset: `annotations.sqlite` in the data folder). Roles: see
+    shared by several app servers; unset: `annotations.sqlite` in the data folder),
+    MELASMA_EXAMPLES_DIR (a folder of real photos the Predict tab offers first, with the credit file
+    beside them: melasma.ui.examples). Roles: see
     melasma.access. Also read here, so that no other module reads the environment:
     MELASMA_CACHE_DIR (decoded-image cache of trainings outside the app, default ~/.cache/melasma),
     SPACE_ID (set by Hugging Face on a Space), GRADIO_SERVER_NAME, MELASMA_GPU_SECONDS (cap of a
@@ -71,6 +73,7 @@ class Settings:
     space_id: str = ""
     server_name: str = ""
     gpu_seconds: int | None = None
+    examples_dir: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -78,6 +81,8 @@ class Settings:
             raise ValueError(f"ratings per image must be at least 2, got {self.ratings_per_image}")
         if len(set(self.raters)) != len(self.raters):
             raise ValueError("rater names must be unique")
+        if self.examples_dir is not None and not Path(self.examples_dir).is_dir():
+            raise ValueError(f"MELASMA_EXAMPLES_DIR / --examples: {self.examples_dir} is not a folder")
         if self.auth and self.oauth:
             raise ValueError("choose one sign-in: MELASMA_AUTH (passwords) or MELASMA_OAUTH (Hugging Face)")
         if self.database_url and not self.database_url.startswith(DATABASE_SCHEMES):
@@ -110,6 +115,7 @@ class Settings:
             space_id=env.get("SPACE_ID", ""),
             server_name=env.get("GRADIO_SERVER_NAME", ""),
             gpu_seconds=int(env["MELASMA_GPU_SECONDS"]) if env.get("MELASMA_GPU_SECONDS") else None,
+            examples_dir=Path(env["MELASMA_EXAMPLES_DIR"]) if env.get("MELASMA_EXAMPLES_DIR") else None,
         )
 
     @property

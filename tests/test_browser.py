@@ -119,3 +119,25 @@ def test_journey_in_a_real_browser(page: Page, tmp_path: Path) -> None:
         _shot(page, shots, "predict")
 
     assert sorted(p.name for p in shots.iterdir()) == ["tab_annotate.png", "tab_predict.png", "tab_train.png"]
+
+
+def test_a_real_example_photo_is_offered_first_with_its_credit(page: Page, tmp_path: Path, roboflow_dir: Path) -> None:
+    """`--examples` on the CC BY photos: the Predict tab lists them (credited) above the synthetic
+    ones; clicking the first and Predict gives a severity, three heatmaps and the region table of
+    a real face."""
+    with live_app(tmp_path / "data", raters=RATERS, examples_dir=roboflow_dir / "melasma") as (url, _):
+        page.goto(url)
+        page.get_by_role("tab", name="Predict", exact=True).click()
+        real = page.get_by_text("Real photos (Roboflow melasma sample (train split), CC BY 4.0)")
+        expect(real).to_be_visible()
+        synthetic = page.get_by_text("Synthetic examples")
+        assert real.bounding_box()["y"] < synthetic.bounding_box()["y"]  # type: ignore[index]
+        page.locator(".gallery-item").first.click()
+        expect(page.locator("#predict-photo img")).to_be_visible()  # the example has reached the input
+        page.get_by_role("button", name="Predict", exact=True).click()
+        expect(page.get_by_test_id("label-output-value")).to_have_text(SEVERITY, timeout=60_000)
+        expect(page.locator("img[src$='/image.png']")).to_have_count(3, timeout=60_000)
+        table = page.get_by_label("Per region")
+        for region in REGIONS:
+            expect(table.get_by_role("gridcell", name=region.replace("_", " "), exact=True)).to_be_visible()
+        expect(table.get_by_role("gridcell", name="yes", exact=True).first).to_be_visible()  # a region was read

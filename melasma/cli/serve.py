@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raters", help="comma-separated rater names (default: MELASMA_RATERS)")
     parser.add_argument("--auth", help="user:password,... sign-in (default: MELASMA_AUTH)")
     parser.add_argument("--database-url", help="rater store: postgresql://... (default: MELASMA_DATABASE_URL)")
+    parser.add_argument("--examples", help="folder of real photos the Predict tab offers first, credited from "
+                        "an ATTRIBUTION.md beside them (default: MELASMA_EXAMPLES_DIR)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
 
 

@@ -19,6 +19,7 @@ from melasma.jobs import JobRunner
 from melasma.layout import DataLayout
 from melasma.settings import Settings
 from melasma.ui.annotate import GUEST, build_annotate_tab
+from melasma.ui.examples import real_examples
 from melasma.ui.lanes import RATING_LANE, separate_lanes
 from melasma.ui.patients import build_patients_tab
 from melasma.ui.predict import build_predict_tab
@@ -114,6 +115,13 @@ def private_files(settings: Settings) -> list[Path]:
     return [*layout.databases, layout.photos_dir, layout.exports_dir]
 
 
+def example_files(settings: Settings) -> list[str]:
+    """The real example photos the Predict tab offers: the only files outside the data folder
+    the web server may serve."""
+    examples = real_examples(settings.examples_dir)
+    return [str(path.resolve()) for path in examples.photos] if examples else []
+
+
 def launch_options(settings: Settings, *, oauth: bool | None = None) -> dict[str, Any]:
     """The ``launch()`` keyword arguments every entry point shares (auth, upload cap, theme)."""
     oauth = oauth_enabled(settings) if oauth is None else oauth
@@ -125,7 +133,8 @@ def launch_options(settings: Settings, *, oauth: bool | None = None) -> dict[str
         "css": CSS,
         # Tabs return photos, heatmaps, figures and exports from the data folder; the databases
         # (every rater's blind scores, the job log) must never be downloadable by URL.
-        "allowed_paths": [str(settings.data_dir.resolve())],
+        # plus the real example photos offered (those files only, not their folder)
+        "allowed_paths": [str(settings.data_dir.resolve()), *example_files(settings)],
         "blocked_paths": [str(path) for path in private_files(settings)],
     }
     if settings.auth:

@@ -30,10 +30,8 @@ from melasma.inference import (
 )
 from melasma.settings import Settings
 from melasma.ui.components import PhotoInput, user_errors
+from melasma.ui.examples import real_examples, synthetic_examples
 
-#: Example photos offered from the synthetic demo set.
-EXAMPLES = 4
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 REGION_HEADERS = ["region", "visible", "pigmented %", "A (0-6)", "D (0-4)", "H (0-4)",
                   *(f"{TABLE[m].short} % in region" for m in METHODS)]
 LATENCY_HEADERS = ["step", "ms"]
@@ -45,14 +43,6 @@ speaks against it; **Grad-CAM**; **gradient x input**), and the four MASI region
 with the pigment measured in each. Research software, not a diagnosis; the demo weights have seen
 only synthetic faces.
 """
-
-
-def _example_photos(demo_dir: Path) -> list[list[str]]:
-    images = demo_dir / "images"
-    if not images.is_dir():
-        return []
-    photos = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return [[str(p)] for p in photos[:EXAMPLES]]
 
 
 def _require_photo(image: str | None) -> str:
@@ -195,7 +185,7 @@ def build_predict_tab(settings: Settings) -> PredictTab:
     with gr.Row():
         with gr.Column(scale=1):
             image = PhotoInput(
-                label="Facial photo", type="filepath", sources=["upload", "webcam"], height=360,
+                label="Facial photo", type="filepath", sources=["upload", "webcam"], height=360, elem_id="predict-photo",
             )
             with gr.Row():
                 # Custom values: an API client may name a run trained after this session began;
@@ -207,9 +197,9 @@ def build_predict_tab(settings: Settings) -> PredictTab:
                 )
                 refresh = gr.Button("Refresh", scale=1, min_width=80)
             run = gr.Button("Predict", variant="primary")
-            examples = _example_photos(settings.demo_dir)
-            if examples:
-                gr.Examples(examples=examples, inputs=[image], label="Synthetic examples")
+            for examples in (real_examples(settings.examples_dir), synthetic_examples(settings.demo_dir)):
+                if examples is not None:
+                    gr.Examples(examples=[[str(p)] for p in examples.photos], inputs=[image], label=examples.label)
         with gr.Column(scale=1):
             severity = gr.Label(label="Severity (CNN)", num_top_classes=3)
             notice = gr.Markdown()
