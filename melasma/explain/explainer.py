@@ -44,7 +44,7 @@ from melasma.explain.lrp import (
     target_indices,
 )
 from melasma.explain.methods import METHODS
-from melasma.explain.rules import skip_replaced_backward
+from melasma.explain.rules import drop_merged_batch_norms, skip_replaced_backward
 
 #: Grad-CAM feature maps with fewer cells than this per side localise too coarsely to trust.
 COARSE_CAM_CELLS = 4
@@ -114,6 +114,7 @@ class Explainer:
             self._lrp_model, probe, canonizers_for(spec.lrp_canonizer), zero_params, mean, std, lean=True
         )
         self._composite.register(self._lrp_model)
+        drop_merged_batch_norms(self._lrp_model, self._composite)
         self._detours = skip_replaced_backward(self._lrp_model, self._composite)
         self._grad_model = _frozen_copy(model)
         self._cam = GradCAM(model=self._grad_model, target_layers=[resolve_module(self._grad_model, spec.cam_layer)])
