@@ -10,18 +10,14 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
+from browser_page import chromium_page
 from live_app import live_app
 from melasma.data.synthetic import generate
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 RATERS = ("rater1", "rater2", "rater3")
 TRAIN_WAIT_MS = 180_000
 expect.set_options(timeout=30_000)  # a loaded 2-core CI machine: events can take seconds
@@ -33,21 +29,8 @@ SEVERITY = re.compile(r"^\s*(mild|moderate|severe)\s*$")
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Page]:
-    """A chromium page; its console errors are printed at teardown (pytest shows them on failure)."""
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    messages: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda m: messages.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
-        page.on("pageerror", lambda error: messages.append(f"pageerror: {error}"))
-        try:
-            yield page
-        finally:
-            page.screenshot(path=str(tmp_path / "last_page.png"), full_page=True)
-            print("browser console errors:\n" + ("\n".join(messages) or "(none)"))
-            browser.close()
+    with chromium_page(1280, 900, screenshot=tmp_path / "last_page.png") as page:
+        yield page
 
 
 def _choose(page: Page, label: str, option: str) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from gradio_client import handle_file
 from PIL import Image
-from playwright.sync_api import Page, expect, sync_playwright
-from test_browser import CHROMIUM, CHROMIUM_ARGS
+from playwright.sync_api import Page, expect
 
+from browser_page import chromium_page
 from live_app import live_app
 from melasma.data.synthetic import generate
 
@@ -28,16 +28,9 @@ FORM = {"area": "2 · 10-29 %", "darkness": "2 · mild", "homogeneity": "1 · sl
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Page]:
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport=VIEWPORT)
-        try:
-            yield page
-        finally:
-            page.screenshot(path=str(tmp_path / "last_page.png"))
-            browser.close()
+    with chromium_page(VIEWPORT["width"], VIEWPORT["height"], screenshot=tmp_path / "last_page.png",
+                       full_page=False) as page:
+        yield page
 
 
 def shot(page: Page, tmp_path: Path, name: str) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, expect, sync_playwright
-from test_browser import CHROMIUM, CHROMIUM_ARGS
+from playwright.sync_api import Page, expect
 
 from annotation.store import RatingStore
+from browser_page import chromium_page
 from live_app import live_app
 from melasma.data.longitudinal import generate
 from melasma.followup.demo import load_into_store
@@ -26,16 +26,8 @@ expect.set_options(timeout=30_000)
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Page]:
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            yield page
-        finally:
-            page.screenshot(path=str(tmp_path / "last_page.png"), full_page=True)
-            browser.close()
+    with chromium_page(1400, 1000, screenshot=tmp_path / "last_page.png") as page:
+        yield page
 
 
 def section_shot(page: Page, tmp_path: Path, selector: str, name: str) -> None:

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
+from browser_page import chromium_page
 from live_app import live_app
 from melasma.jobs.execute import config_to_dict
 from melasma.jobs.store import JobStore
@@ -17,22 +18,14 @@ from melasma.training import TrainConfig
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 ERROR = "bad data [x](http://e) and ![i](http://e/i.png) **loud**"
 expect.set_options(timeout=60_000)  # a loaded 2-core machine: events can take seconds
 
 
 @pytest.fixture
 def page() -> Iterator[Page]:
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1400, "height": 900})
-        finally:
-            browser.close()
+    with chromium_page(1400, 900) as page:
+        yield page
 
 
 def past_failed_job(data_dir: Path) -> str:
