@@ -1,6 +1,7 @@
 """How a checkpoint does on real photos: melasma vs not, where its explanations land, tone baseline.
 
 Usage: python benchmarks/real_photos.py [DIR] [--weights W] [--bases FILE] [--json] [--tone-only]
+                                       [--record --machine TEXT]
 
 DIR holds `melasma/`, `non-melasma/` and the COCO lesion polygons `_annotations.coco.json` (default:
 ../shared/data/roboflow-melasma). Photos the checkpoint saw as semi-synthetic training bases are
@@ -14,6 +15,9 @@ checkpoints on the same photos). Per checkpoint it measures:
   (the polygons' share of the face), the median over photos; 1 is chance, >= 2 the target. The face
   is the skin-coloured area (YCrCb rule) joined with the polygons;
 - the share of photos without melasma predicted mild.
+
+`--record` also writes the numbers to `real_photos.json` in W (`melasma.real_photo_check`), which
+the Predict tab shows beside every prediction of that checkpoint; `--machine` names where it ran.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import platform
 import sys
 from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +43,7 @@ from melasma.data.masks import coco_masks  # noqa: E402
 from melasma.data.semisynthetic.tone import mean_ita, skin_mask  # noqa: E402
 from melasma.explain.faithfulness import resize_mask  # noqa: E402
 from melasma.inference import Predictor  # noqa: E402
+from melasma.real_photo_check import RealPhotoCheck, write_check  # noqa: E402
 
 DEFAULT_DIR = ROOT.parent / "shared" / "data" / "roboflow-melasma"
 FOLDERS = {"melasma": True, "non-melasma": False}
@@ -184,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="at most this many photos per folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--tone-only", action="store_true", help="print only the skin-tone baseline AUC (no model)")
+    parser.add_argument("--record", action="store_true", help="write the numbers to W/real_photos.json")
+    parser.add_argument("--machine", default=platform.node() or "unnamed machine",
+                        help="where this ran, for --record (default: the host name)")
     args = parser.parse_args(argv)
 
     directory, weights = Path(args.directory), Path(args.weights)
@@ -201,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     results = [measure_photo(predictor, path, label, masks.get(path.name) if label else None)
                for path, label in photos]
     summary = summarise(results)
+    if args.record:
+        source = f"{directory.name}, {len(excluded)} training bases left out" if excluded else directory.name
+        check = RealPhotoCheck(**asdict(summary), melasma_images=sum(r.melasma for r in results), source=source,
+                               measured=f"{date.today().isoformat()}, {args.machine}")
+        print(f"wrote {write_check(weights, check)}", file=sys.stderr)
     if args.json:
         print(json.dumps(asdict(summary)))
     else:

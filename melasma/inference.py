@@ -27,6 +27,8 @@ from PIL import Image
 from melasma.data.images import ImageLoadError, ImageSource, load_image
 from melasma.explain.explainer import METHODS
 from melasma.masi import SCALE_MAX, SEVERITIES, severity
+from melasma.models.checkpoint import CheckpointError
+from melasma.real_photo_check import RealPhotoCheck, RealPhotoCheckError, read_check
 
 if TYPE_CHECKING:
     from melasma.explain.explainer import Explainer
@@ -140,6 +142,8 @@ class Predictor:
         self._std = torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1)
         self._lock = threading.Lock()
         self._explainer: Explainer | None = None
+        #: What the checkpoint is worth on real photos (`real_photos.json` beside its weights), if measured.
+        self.real_photo_check: RealPhotoCheck | None = None
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path, device: str = "cpu") -> Predictor:
@@ -149,6 +153,10 @@ class Predictor:
 
         model, meta = load_checkpoint(directory, device=device)
         predictor = cls(model, meta, device=device)
+        try:
+            predictor.real_photo_check = read_check(directory)
+        except RealPhotoCheckError as error:
+            raise CheckpointError(str(error)) from None
         predictor.warm_up()
         return predictor
 

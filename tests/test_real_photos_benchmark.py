@@ -8,6 +8,7 @@ so none was shipped and only `melasma/weights/demo` is in the repository (docs/d
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,25 @@ def test_json_keys_ranges_and_excluded_bases(roboflow_dir: Path, tmp_path: Path)
         assert 0.0 <= result[key] <= 1.0, key
     for key in ("lrp_in_polygon_ratio", "gxi_in_polygon_ratio", "gradcam_in_polygon_ratio"):
         assert result[key] >= 0.0, key
+
+
+def test_record_writes_what_it_printed(roboflow_dir: Path, tmp_path: Path) -> None:
+    """`--record` leaves the printed numbers in real_photos.json beside the weights, which the
+    Predict tab reads (melasma.real_photo_check)."""
+    sys.path.insert(0, str(ROOT))
+    from melasma.inference import default_checkpoint
+    from melasma.real_photo_check import read_check
+
+    weights = tmp_path / "weights"
+    shutil.copytree(default_checkpoint(), weights)
+    (weights / "real_photos.json").unlink()
+    printed = run_benchmark(str(roboflow_dir), "--weights", str(weights), "--limit", "2", "--record",
+                            "--machine", "a test machine")
+    check = read_check(weights)
+    assert check is not None
+    assert {key: getattr(check, key) for key in KEYS} == printed
+    assert check.melasma_images == 2 and check.images == 4
+    assert check.measured.endswith(", a test machine") and check.source == roboflow_dir.name
 
 
 def test_missing_bases_file_is_an_error(roboflow_dir: Path, tmp_path: Path) -> None:

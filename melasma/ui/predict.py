@@ -28,6 +28,7 @@ from melasma.inference import (
     get_predictor,
     list_checkpoints,
 )
+from melasma.real_photo_check import caution
 from melasma.settings import Settings
 from melasma.ui.components import PhotoInput, user_errors
 from melasma.ui.examples import real_examples, synthetic_examples
@@ -162,6 +163,7 @@ class PredictTab:
         else:
             severity = gr.Label(value=explanations.probabilities, label="CNN output (NOT meaningful: no face found)")
             notice = f"### No face found\n{reading.notice}"
+        notice = "\n\n".join(part for part in (caution(predictor.real_photo_check), notice) if part)
         return (
             severity, notice, _masi_text(reading, explanations), *overlays, *scales,
             explanations.cam_note, reading.overlay, reading.table(METHODS), _latency_rows(steps),
