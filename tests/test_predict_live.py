@@ -128,6 +128,7 @@ def test_analysis_shows_regions_and_scales_or_says_the_severity_means_nothing(
     assert severity.label == "Severity (CNN)"
     assert {c["label"] for c in severity.value["confidences"]} == set(SEVERITIES)
     assert "Image-derived MASI" in masi and "### No face" not in notice
+    assert "Not a grade on real photos" in notice and "ROC AUC 0.53" in notice  # the demo's real_photos.json
     assert all(isinstance(overlay, Image.Image) for overlay in overlays)
     assert all("linear-gradient" in scale for scale in scales)  # each heatmap carries its colour scale
     assert "too coarse" in cam_note  # the demo googlenet at 64 px: a 2 x 2 feature map
@@ -146,4 +147,5 @@ def test_analysis_shows_regions_and_scales_or_says_the_severity_means_nothing(
     severity, notice, masi, *rest = tab.analyse(str(wall), "demo", latency)
     assert "NOT meaningful" in severity.label
     assert notice.startswith("### No face found") and masi == ""
+    assert notice.endswith("the region table reads the skin itself.")  # the real-photo caution comes after
     assert rest[-2] == []  # no region rows

@@ -163,7 +163,7 @@ class PredictTab:
         else:
             severity = gr.Label(value=explanations.probabilities, label="CNN output (NOT meaningful: no face found)")
             notice = f"### No face found\n{reading.notice}"
-        notice = "\n\n".join(part for part in (caution(predictor.real_photo_check), notice) if part)
+        notice = "\n\n".join(part for part in (notice, caution(predictor.real_photo_check)) if part)
         return (
             severity, notice, _masi_text(reading, explanations), *overlays, *scales,
             explanations.cam_note, reading.overlay, reading.table(METHODS), _latency_rows(steps),
