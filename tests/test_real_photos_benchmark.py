@@ -1,8 +1,9 @@
-"""benchmarks/real_photos.py on real photos: its JSON, its exclusions, its errors, the tone baseline.
+"""benchmarks/real_photos.py on real photos: its JSON, --record, its exclusions, its errors, the tone baseline.
 
-No old-vs-new ordering test: neither semi-synthetic candidate (GoogLeNet 224 px on a GPU, AUC
-0.375; MobileNetV2 160 px on the CPU, AUC 0.432) beat the shipped demo's 0.487 on the real photos,
-so none was shipped and only `melasma/weights/demo` is in the repository (docs/demo-model.md).
+No old-vs-new ordering test: no semi-synthetic candidate was shipped (GoogLeNet 224 px on a GPU,
+AUC 0.375; MobileNetV2 160 px on the CPU, 0.432; GoogLeNet 160 px on the CPU, 0.501, against the
+shipped demo's 0.487: all at chance, none better on every measure), so only `melasma/weights/demo`
+is in the repository (docs/demo-model.md).
 """
 
 from __future__ import annotations
