@@ -1,10 +1,12 @@
 """`python -m melasma predict`: severity and class probabilities of photos, one JSON line each (plus
-`masi` for a regression-head checkpoint)."""
+`masi` for a regression-head checkpoint). A checkpoint not shown to grade real photos (its
+`real_photos.json`: melasma.real_photo_check) gets one `note:` line on stderr first."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from melasma.cli.arguments import device
 
@@ -23,8 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from melasma.data.images import ImageLoadError
     from melasma.inference import Predictor, default_checkpoint
+    from melasma.real_photo_check import caution
 
     predictor = Predictor.from_checkpoint(args.weights or default_checkpoint(), device=args.device)
+    check = predictor.real_photo_check
+    if check is None or not check.passes:
+        print("note: " + caution(check).replace("**", "").replace("`", ""), file=sys.stderr, flush=True)
     failed = 0
     for image in args.images:
         try:
