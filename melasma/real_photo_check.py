@@ -79,9 +79,14 @@ def read_check(directory: str | Path) -> RealPhotoCheck | None:
     return RealPhotoCheck(**values)
 
 
-def caution(check: RealPhotoCheck | None) -> str:
-    """One Markdown paragraph for the Predict tab: what this checkpoint's class is worth on a real
-    photo (a warning unless it clears the bar)."""
+def caution(check: RealPhotoCheck | None, *, markdown: bool = True) -> str:
+    """One paragraph, Markdown for the Predict tab or plain text for the CLI: what this checkpoint's
+    class is worth on a real photo (a warning unless it clears the bar)."""
+    text = _caution(check)
+    return text if markdown else text.replace("**", "").replace("`", "")
+
+
+def _caution(check: RealPhotoCheck | None) -> str:
     if check is None:
         return ("**Not checked on real photos.** This checkpoint has no `real_photos.json`: its class "
                 "was measured only on its own test split. Run `python benchmarks/real_photos.py "

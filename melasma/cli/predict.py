@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor.from_checkpoint(args.weights or default_checkpoint(), device=args.device)
     check = predictor.real_photo_check
     if check is None or not check.passes:
-        print("note: " + caution(check).replace("**", "").replace("`", ""), file=sys.stderr, flush=True)
+        print("note: " + caution(check, markdown=False), file=sys.stderr, flush=True)
     failed = 0
     for image in args.images:
         try:

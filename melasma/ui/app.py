@@ -131,9 +131,9 @@ def launch_options(settings: Settings, *, oauth: bool | None = None) -> dict[str
         "max_file_size": settings.max_upload_mb * 1024 * 1024,
         "theme": build_theme(),
         "css": CSS,
-        # Tabs return photos, heatmaps, figures and exports from the data folder; the databases
-        # (every rater's blind scores, the job log) must never be downloadable by URL.
-        # plus the real example photos offered (those files only, not their folder)
+        # Tabs return photos, heatmaps, figures and exports from the data folder, and the real example
+        # photos (those files only, not their folder); the databases (every rater's blind scores,
+        # the job log) must never be downloadable by URL.
         "allowed_paths": [str(settings.data_dir.resolve()), *example_files(settings)],
         "blocked_paths": [str(path) for path in private_files(settings)],
     }

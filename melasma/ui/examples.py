@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from melasma.data.images import ImageLoadError, load_image
+from melasma.data.manifest import IMAGE_EXTENSIONS
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 CREDIT_FILES = ("ATTRIBUTION.md", "CREDITS.md")
 #: Photos offered per set.
 EXAMPLES = 4
@@ -40,7 +40,7 @@ class ExampleSet:
 
 
 def _photos(folder: Path, limit: int) -> tuple[Path, ...]:
-    files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+    files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
                    key=lambda p: p.name.lower())
     return tuple(files[:limit])
 
