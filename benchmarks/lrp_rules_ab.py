@@ -1,7 +1,7 @@
 """LRP with zennit's stock rules against the lean rules (`melasma.explain.rules`), in one process.
 
 Two canonized copies of one random-init model carry EpsilonPlusFlat (biases excluded, as the app
-runs it): one with zennit's rules, one with the lean rules and the discarded backward skipped. Both
+runs it): one with zennit's rules, one with the lean rules. Both
 are timed alternately (batch 1, fp32, channels-last), beside predict, as wall and CPU ms
 (`time.process_time`), median of `--repeats`; the maps' largest difference relative to the stock
 map's largest magnitude is printed too (the equivalence tests require <= 1e-5).
@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from melasma.explain.canonizers import canonizers_for
 from melasma.explain.lrp import COMPOSITES, one_hot_start
-from melasma.explain.rules import skip_replaced_backward
 from melasma.models import create, get_spec
 from melasma.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
@@ -37,8 +36,6 @@ def lrp_runner(model: torch.nn.Module, x: torch.Tensor, lean: bool) -> Callable[
         duplicate, x, canonizers_for(get_spec(model).lrp_canonizer), "bias", IMAGENET_MEAN, IMAGENET_STD, lean=lean
     )
     composite.register(duplicate)
-    if lean:
-        skip_replaced_backward(duplicate, composite)
 
     def run() -> torch.Tensor:
         with torch.enable_grad():

@@ -95,6 +95,31 @@ def test_epsilon_gamma_box_gives_finite_relevance() -> None:
     assert _hook_count(model) == 0
 
 
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenetv2_100"])
+def test_canonized_residual_blocks_keep_channels_last(arch: str) -> None:
+    """The residual Sum adds slices, so a channels-last network stays channels-last past it
+    (`torch.sum` over a stack returns a contiguous tensor: every later convolution then ran on a
+    converted copy), with the same values as `a + b`."""
+    model = create(arch).eval().to(memory_format=torch.channels_last)
+    composite = Composite(canonizers=canonizers_for(get_spec(model).lrp_canonizer))
+    composite.register(model)
+    try:
+        sums = [m.canonizer_sum for m in model.modules() if hasattr(m, "canonizer_sum")]
+        assert sums
+        seen: list[torch.Tensor] = []
+        handles = [m.register_forward_hook(lambda _m, _a, out: seen.append(out)) for m in sums]
+        with torch.no_grad():
+            model(torch.randn(1, 3, SIZE, SIZE).contiguous(memory_format=torch.channels_last))
+        for handle in handles:
+            handle.remove()
+    finally:
+        composite.remove()
+    assert len(seen) == len(sums)
+    assert all(out.is_contiguous(memory_format=torch.channels_last) for out in seen)
+    a, b = (torch.randn(1, 8, 5, 5).contiguous(memory_format=torch.channels_last) for _ in range(2))
+    assert torch.equal(sums[0](torch.stack([a, b])), a + b)
+
+
 def test_every_registry_key_has_canonizers() -> None:
     from melasma.models import ARCHITECTURES
 

@@ -1,5 +1,6 @@
-"""Lean LRP rules (cached parameters, skipped zero branches, no discarded backward), batched
-explanations and deletion curves, and the one table of explanation methods."""
+"""Lean LRP rules (cached parameters, skipped zero branches, one forward hook per layer and no
+discarded backward), batched explanations and deletion curves, and the one table of explanation
+methods."""
 
 from __future__ import annotations
 
@@ -15,28 +16,26 @@ from zennit.rules import ZPlus
 from melasma.explain import IMPLEMENTATIONS, METHODS, TABLE, explain, views
 from melasma.explain.faithfulness import deletion_auc, deletion_aucs, deletion_curve, deletion_curves
 from melasma.explain.lrp import one_hot_start
-from melasma.explain.rules import LeanZPlus, SignStabilizer, lean_layer_maps, skip_replaced_backward
+from melasma.explain.rules import LeanZPlus, SignStabilizer, lean_layer_maps
 from melasma.models import create
 
 
-def _tiny() -> nn.Module:
+def _tiny(activation: type[nn.Module] = nn.ReLU, inplace: bool = False) -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
+        nn.Conv2d(3, 8, 3, padding=1), activation(inplace=inplace), nn.Conv2d(8, 8, 3, padding=1),
+        activation(inplace=inplace), nn.Conv2d(8, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(8, 3),
     ).eval()
 
 
-def _relevance(model: nn.Module, composite, x: torch.Tensor, detour: bool = False) -> torch.Tensor:
+def _relevance(model: nn.Module, composite, x: torch.Tensor) -> torch.Tensor:
     composite.register(model)
-    handles = skip_replaced_backward(model, composite) if detour else []
     try:
         inputs = x.clone().requires_grad_(True)
         output = model(inputs)
         (relevance,) = torch.autograd.grad(output, inputs, grad_outputs=one_hot_start(1)(output.detach()))
     finally:
-        for handle in handles:
-            handle.remove()
         composite.remove()
     return relevance
 
@@ -53,14 +52,25 @@ def test_sign_stabilizer_equals_zennits() -> None:
     assert torch.equal(ours[~ours.isnan()], theirs[~theirs.isnan()])
 
 
-@pytest.mark.parametrize("detour", [False, True])
-def test_lean_rules_give_zennits_relevance(detour: bool) -> None:
+def test_lean_rules_give_zennits_relevance() -> None:
     model = _tiny()
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     reference = _relevance(model, EpsilonPlusFlat(zero_params="bias"), x)
-    ours = _relevance(model, _lean(), x, detour=detour)
+    ours = _relevance(model, _lean(), x)
     assert torch.equal(ours, reference)
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())  # all removed
+
+
+def test_lean_pass_crosses_in_place_capped_activations_as_zennit_does() -> None:
+    """zennit's Pass hands relevance through an activation unchanged, where the gradient of ReLU6
+    would stop it above 6; the lean Pass must too, also for an in-place activation."""
+    x = 8 * torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    reference = _relevance(_tiny(nn.ReLU6), EpsilonPlusFlat(zero_params="bias"), x)
+    in_place = _tiny(nn.ReLU6, inplace=True)
+    with torch.no_grad():
+        assert (in_place[:2](x) == 6).any()  # the cap is reached, so Pass and the gradient differ
+    ours = _relevance(in_place, _lean(), x)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6 * float(reference.abs().max()))
 
 
 def test_the_negative_branch_runs_only_for_a_negative_input() -> None:
@@ -69,9 +79,12 @@ def test_the_negative_branch_runs_only_for_a_negative_input() -> None:
     for x in (torch.rand(1, 3, 8, 8), torch.randn(1, 3, 8, 8)):  # non-negative, then mixed signs
         results = []
         for rule in (ZPlus(zero_params="bias"), LeanZPlus(zero_params="bias")):
-            rule.stored_tensors["input"] = (x,)
             with profile() as prof:
-                (relevance,) = rule.backward(conv, (torch.zeros_like(x),), (grad,))
+                if isinstance(rule, LeanZPlus):
+                    relevance = rule.relevance(conv, x, (), grad)
+                else:
+                    rule.stored_tensors["input"] = (x,)
+                    (relevance,) = rule.backward(conv, (torch.zeros_like(x),), (grad,))
             convolutions = sum(e.count for e in prof.key_averages() if e.key == "aten::convolution")
             results.append((relevance, convolutions))
         (theirs, their_count), (ours, our_count) = results
@@ -105,12 +118,13 @@ def test_the_discarded_convolution_backward_is_not_run() -> None:
     model = _tiny()
     x = torch.rand(1, 3, 16, 16)
     counts = []
-    for detour in (False, True):
+    for composite in (EpsilonPlusFlat(zero_params="bias"), _lean()):
         with profile() as prof:
-            _relevance(model, _lean(), x, detour=detour)
+            _relevance(model, composite, x)
         counts.append(sum(e.count for e in prof.key_averages() if e.key == "aten::convolution_backward"))
-    # three convolutions: each rule's own backward (3) plus, without detours, the discarded one (3)
-    assert counts == [6, 3]
+    # three convolutions. zennit: the flat rule's backward (1), z+'s two branches (2 x 2) and each
+    # layer's own backward, whose result its hook discards (3); lean: each rule's one backward (3)
+    assert counts == [8, 3]
 
 
 def test_explain_returns_one_map_per_image() -> None:

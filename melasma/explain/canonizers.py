@@ -89,7 +89,7 @@ class _ForwardCanonizer(AttributeCanonizer):
 
     def _attribute_map(self, name: str, module: nn.Module) -> dict | None:
         if isinstance(module, self.block_types) and self.applies_to(module):
-            return {"forward": type(self).forward.__get__(module), "canonizer_sum": Sum()}
+            return {"forward": type(self).forward.__get__(module), "canonizer_sum": SliceSum()}
         return None
 
     def applies_to(self, module: nn.Module) -> bool:
@@ -100,9 +100,25 @@ class _ForwardCanonizer(AttributeCanonizer):
         return type(self)()
 
 
+class SliceSum(Sum):
+    """zennit's Sum (the Norm rule's layer type) over a stack along dim 0, as additions of its
+    slices: the same value, in the memory format of the tensors stacked, where `torch.sum` returns a
+    contiguous tensor. A channels-last network stays channels-last past each residual addition
+    instead of running every convolution after it on a converted copy."""
+
+    def __init__(self) -> None:
+        super().__init__(dim=0)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        first, *rest = input.unbind(0)
+        for term in rest:
+            first = first + term
+        return first
+
+
 def _add(module: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """`a + b` through the block's Sum module, so LRP splits relevance proportionally."""
-    return module.canonizer_sum(torch.stack([a, b], dim=-1))
+    return module.canonizer_sum(torch.stack([a, b]))
 
 
 class TimmResNetBlockCanonizer(_ForwardCanonizer):

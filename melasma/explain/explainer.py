@@ -44,7 +44,7 @@ from melasma.explain.lrp import (
     target_indices,
 )
 from melasma.explain.methods import METHODS
-from melasma.explain.rules import drop_merged_batch_norms, skip_replaced_backward
+from melasma.explain.rules import drop_merged_batch_norms
 
 #: Grad-CAM feature maps with fewer cells than this per side localise too coarsely to trust.
 COARSE_CAM_CELLS = 4
@@ -115,7 +115,6 @@ class Explainer:
         )
         self._composite.register(self._lrp_model)
         drop_merged_batch_norms(self._lrp_model, self._composite)
-        self._detours = skip_replaced_backward(self._lrp_model, self._composite)
         self._grad_model = _frozen_copy(model)
         self._cam = GradCAM(model=self._grad_model, target_layers=[resolve_module(self._grad_model, spec.cam_layer)])
         self.device = reference.device
@@ -132,8 +131,6 @@ class Explainer:
         with self._lock:
             if self.closed:
                 return
-            for handle in self._detours:
-                handle.remove()
             self._composite.remove()
             self._cam.activations_and_grads.release()
             del self._lrp_model, self._grad_model, self._cam, self._composite
@@ -189,25 +186,15 @@ class Explainer:
         self._cam.activations_and_grads.clear()
         return logits.detach(), index, cam_grid
 
-    def _forget_tensor_hooks(self) -> None:
-        """Drop the handles of the per-tensor hooks this call's forward registered: zennit keeps
-        each in a list until the composite is removed, 2 per layer per call, so a long-lived
-        explainer would otherwise grow without bound (their tensors are already freed)."""
-        for hook in self._composite.hook_refs:
-            hook.tensor_handles.remove()
-
     def _lrp(self, x: torch.Tensor, target: Targets, latency: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
         began = time.perf_counter()
-        try:
-            with torch.enable_grad():
-                inputs = x.detach().clone().requires_grad_(True)
-                output = self._lrp_model(inputs)
-                start = one_hot_start(target)(output.detach())
-                _synchronise(self.device)
-                middle = time.perf_counter()
-                (relevance,) = torch.autograd.grad(output, inputs, grad_outputs=start)
-        finally:
-            self._forget_tensor_hooks()
+        with torch.enable_grad():
+            inputs = x.detach().clone().requires_grad_(True)
+            output = self._lrp_model(inputs)
+            start = one_hot_start(target)(output.detach())
+            _synchronise(self.device)
+            middle = time.perf_counter()
+            (relevance,) = torch.autograd.grad(output, inputs, grad_outputs=start)
         relevance = relevance.sum(1).float().cpu()
         end = time.perf_counter()
         latency.update({"lrp": (end - began) * 1000.0, "lrp forward": (middle - began) * 1000.0,

@@ -4,8 +4,13 @@ zennit's `BasicHook.backward` recomputes each rule's modified parameters (clampe
 biases, ones for the flat rule) on every call, as fresh `nn.Parameter`s that require a gradient,
 and runs every branch of a rule even when its input is all zeros: z+ (and Gamma) feed
 `input.clamp(max=0)` through the negative weights, which is exactly zero after a ReLU, the common
-case. `Lean` overrides only `backward` (zennit's documented extension point) so that
+case. Its `Hook.register` puts three hooks on each layer, and each forward adds an identity node,
+a clone of the layer's input and two per-tensor hooks; autograd then still runs the layer's own
+backward, whose result the hook discards. The `Lean` mixin overrides `register` (zennit's
+extension point for how a rule attaches) so that
 
+- one forward hook joins the layer's output to its input by an autograd node whose backward is the
+  rule (`Lean.relevance`); the layer's own backward never runs, and nothing is kept on the hook;
 - the modified parameters are computed once per layer and reused while the layer's own parameters
   are unchanged (same tensors, same version counters), frozen;
 - a branch fed `input.clamp(max=0)` is skipped when the input has no negative entry: its output and
@@ -13,9 +18,10 @@ case. `Lean` overrides only `backward` (zennit's documented extension point) so 
 - plain `nn.Conv2d` / `nn.Linear` layers run their functional form with the cached tensors instead
   of swapping parameters in and out of the module.
 
-The arithmetic is zennit's (its modifiers, gradient mappers and reducers), so maps equal the
-per-call path's (tests: six architectures, both composites). `lean_composite` builds the composites
-of `melasma.explain.lrp` with these rules.
+`LeanPass` does the same for zennit's Pass (activations, unmerged batch norms). The arithmetic is
+zennit's (its modifiers, gradient mappers and reducers), so maps equal the per-call path's (tests:
+six architectures, both composites). `lean_layer_maps` puts these rules in front of zennit's
+composites (`melasma.explain.lrp.COMPOSITES[name](..., lean=True)`).
 """
 
 from __future__ import annotations
@@ -25,12 +31,11 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.hooks import RemovableHandle
 from zennit.canonizers import MergeBatchNorm
-from zennit.core import BasicHook, Composite, Hook, ParamMod
+from zennit.core import BasicHook, Composite, ParamMod, RemovableHandle, RemovableHandleList
 from zennit.layer import Sum
-from zennit.rules import Epsilon, Flat, Gamma, Norm, ZBox, ZPlus
-from zennit.types import AvgPool, Convolution, Linear
+from zennit.rules import Epsilon, Flat, Gamma, Norm, Pass, ZBox, ZPlus
+from zennit.types import Activation, AvgPool, BatchNorm, Convolution, Linear
 
 ParamSet = dict[str, torch.Tensor]
 
@@ -65,13 +70,58 @@ def _run(module: nn.Module, params: ParamSet, x: torch.Tensor, args: Sequence, k
             setattr(module, name, value)
 
 
-class Lean(BasicHook):
-    """Mixin for a zennit `BasicHook` rule: cached modified parameters, zero branches skipped.
+class _RuleOutput(torch.autograd.Function):
+    """A hooked layer's output whose backward is the layer's rule. The layer's own backward (whose
+    result zennit's hook would discard) is never run, and nothing outlives the call: the input is
+    saved on the autograd graph (an in-place change to it fails loudly), not on the hook."""
 
-    `negative_branches` lists the branches whose input modifier is `input.clamp(max=0)`.
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, box: list[torch.Tensor], rule: Lean, module: nn.Module, extra: tuple):
+        ctx.save_for_backward(x)
+        ctx.rule, ctx.module, ctx.extra = rule, module, extra
+        return box.pop()  # not an input, so later in-place operations on it stay allowed
+
+    @staticmethod
+    def backward(ctx, relevance: torch.Tensor) -> tuple:
+        (x,) = ctx.saved_tensors
+        return ctx.rule.relevance(ctx.module, x, ctx.extra, relevance), None, None, None, None
+
+
+class _PassOutput(torch.autograd.Function):
+    """A layer's output whose backward passes the relevance through unchanged (zennit's `Pass`)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, box: list[torch.Tensor]) -> torch.Tensor:
+        return box.pop()
+
+    @staticmethod
+    def backward(ctx, relevance: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return relevance, None
+
+
+def _relevance_output(args: tuple, output: object) -> torch.Tensor | None:
+    """A layer call's output, where relevance flows to its input (a tensor that requires a gradient)."""
+    if args and isinstance(args[0], torch.Tensor) and args[0].requires_grad and isinstance(output, torch.Tensor):
+        return output
+    return None
+
+
+class Lean(BasicHook):
+    """Mixin for a zennit `BasicHook` rule: cached modified parameters, zero branches skipped, and
+    one forward hook per layer instead of zennit's three hooks, identity node, clone and per-tensor
+    hooks (`register`). `negative_branches` lists the branches whose input modifier is
+    `input.clamp(max=0)`.
     """
 
     negative_branches: tuple[int, ...] = ()
+
+    def register(self, module: nn.Module) -> RemovableHandleList:
+        """Route the relevance of `module`'s output through `relevance` (zennit's `Hook.register`)."""
+        return RemovableHandleList([RemovableHandle(self), module.register_forward_hook(self._attach)])
+
+    def _attach(self, module: nn.Module, args: tuple, output: object) -> torch.Tensor | None:
+        tensor = _relevance_output(args, output)
+        return None if tensor is None else _RuleOutput.apply(args[0], [tensor.detach()], self, module, args[1:])
 
     def _parameters(self, module: nn.Module, branch: int) -> ParamSet:
         cache = self.__dict__.setdefault("_lean_cache", {})
@@ -81,10 +131,10 @@ class Lean(BasicHook):
             entry = cache[branch] = (stamp, _modified_parameters(module, self.param_modifiers[branch]))
         return entry[1]
 
-    def backward(self, module: nn.Module, grad_input, grad_output):
-        """zennit's `BasicHook.backward`, with the cached parameters and without all-zero branches."""
-        original, *args = self.stored_tensors["input"]
-        kwargs = self.stored_tensors.get("kwargs") or {}
+    def relevance(self, module: nn.Module, original: torch.Tensor, args: Sequence, relevance_out: torch.Tensor,
+                  ) -> torch.Tensor:
+        """The relevance of `module`'s input `original` (with further positional `args`), given its
+        output's: zennit's `BasicHook.backward`, with the cached parameters and without all-zero branches."""
         original = original.detach()
         skipped = set(self.negative_branches) if self.negative_branches and not bool(torch.amin(original) < 0) else set()
         zero = original.new_zeros(())
@@ -99,20 +149,36 @@ class Lean(BasicHook):
                 x = in_mod(original)
                 x = (x.detach() if x is original else x).requires_grad_()
                 inputs.append(x)
-                outputs.append(out_mod(_run(module, self._parameters(module, branch), x, args, kwargs)))
-        grad_outputs = self.gradient_mapper(grad_output[0], outputs)
+                outputs.append(out_mod(_run(module, self._parameters(module, branch), x, args, {})))
+        grad_outputs = self.gradient_mapper(relevance_out, outputs)
         if isinstance(grad_outputs, torch.Tensor):  # single-branch rules return one tensor
             grad_outputs = [grad_outputs]
         live = [b for b in range(len(inputs)) if b not in skipped]
         computed = torch.autograd.grad(
             [outputs[b] for b in live], [inputs[b] for b in live],
-            grad_outputs=[grad_outputs[b] for b in live], create_graph=grad_output[0].requires_grad,
+            grad_outputs=[grad_outputs[b] for b in live], create_graph=relevance_out.requires_grad,
         )
         gradients: list[torch.Tensor] = [zero] * len(inputs)
         for branch, gradient in zip(live, computed):
             gradients[branch] = gradient
-        relevance = self.reducer(inputs, gradients)
-        return tuple(relevance if g is not None and g.shape == relevance.shape else None for g in grad_input)
+        return self.reducer(inputs, gradients)
+
+
+class LeanPass(Pass):
+    """zennit's Pass (activations, unmerged batch norms) as one forward hook and a backward that
+    returns its input. For a dedicated copy: `register` turns off the layer's `inplace` (zennit
+    clones the input instead), so that the hook sees the input the layer was given."""
+
+    def register(self, module: nn.Module) -> RemovableHandleList:
+        """Pass the relevance of `module`'s output to its input unchanged."""
+        if getattr(module, "inplace", False):
+            setattr(module, "inplace", False)  # noqa: B010 (nn.Module's attribute typing)
+        return RemovableHandleList([RemovableHandle(self), module.register_forward_hook(self._attach)])
+
+    @staticmethod
+    def _attach(module: nn.Module, args: tuple, output: object) -> torch.Tensor | None:
+        tensor = _relevance_output(args, output)
+        return None if tensor is None else _PassOutput.apply(args[0], [tensor.detach()])
 
 
 class SignStabilizer:
@@ -180,6 +246,8 @@ def lean_layer_maps(
     zennit's default settings."""
     stable, epsilon_rule = SignStabilizer(stabilizer), SignStabilizer(epsilon)
     layer_map: list = [
+        (Activation, LeanPass()),
+        (BatchNorm, LeanPass()),
         (Sum, LeanNorm(stabilizer=stable)),
         (AvgPool, LeanNorm(stabilizer=stable)),
         (torch.nn.Linear, LeanEpsilon(epsilon=epsilon_rule, zero_params=zero_params)),
@@ -192,40 +260,6 @@ def lean_layer_maps(
         first_map = [(Convolution, LeanZBox(low=low, high=high, stabilizer=stable, zero_params=zero_params))]
     return layer_map, first_map
 
-
-
-class _Detour(torch.autograd.Function):
-    """A layer's output joined to its input by a backward that returns zeros: the layer's own
-    backward (whose result zennit's hook replaces with relevance) is never run."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, box: list[torch.Tensor]) -> torch.Tensor:
-        ctx.shape = x.shape
-        return box.pop()  # not an input, so later in-place operations on it stay allowed
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad.new_zeros(()).expand(ctx.shape), None
-
-
-def _detour(module: nn.Module, args: tuple, output: object) -> torch.Tensor | None:
-    if (len(args) != 1 or not isinstance(args[0], torch.Tensor) or not args[0].requires_grad
-            or not isinstance(output, torch.Tensor) or output.grad_fn is None):
-        return None
-    return _Detour.apply(args[0], [output.detach()])
-
-
-def skip_replaced_backward(model: nn.Module, composite: Composite) -> list[RemovableHandle]:
-    """On every layer of `model` that carries one of `composite`'s rules, skip the layer's own
-    backward: zennit's hook discards its result (the gradient) and returns the rule's relevance, so
-    a zero placeholder gives the same map and saves a convolution backward per layer (and batch
-    norm's). Call after `composite.register(model)`; remove the returned handles to undo."""
-    handles = []
-    for module in model.modules():
-        owners = (getattr(hook, "__self__", None) for hook in module._forward_hooks.values())
-        if any(isinstance(owner, Hook) and owner in composite.hook_refs for owner in owners):
-            handles.append(module.register_forward_hook(_detour, prepend=True))
-    return handles
 
 
 def drop_merged_batch_norms(model: nn.Module, composite: Composite) -> int:
