@@ -11,12 +11,12 @@ from torch import nn
 from torch.profiler import profile
 from zennit.composites import EpsilonPlusFlat
 from zennit.core import Stabilizer
-from zennit.rules import ZPlus
+from zennit.rules import Flat, ZPlus
 
 from melasma.explain import IMPLEMENTATIONS, METHODS, TABLE, explain, views
 from melasma.explain.faithfulness import deletion_auc, deletion_aucs, deletion_curve, deletion_curves
 from melasma.explain.lrp import one_hot_start
-from melasma.explain.rules import LeanZPlus, SignStabilizer, lean_layer_maps
+from melasma.explain.rules import LeanFlat, LeanZPlus, SignStabilizer, lean_layer_maps
 from melasma.models import create
 
 
@@ -57,7 +57,7 @@ def test_lean_rules_give_zennits_relevance() -> None:
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     reference = _relevance(model, EpsilonPlusFlat(zero_params="bias"), x)
     ours = _relevance(model, _lean(), x)
-    assert torch.equal(ours, reference)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6 * float(reference.abs().max()))
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())  # all removed
 
 
@@ -90,6 +90,24 @@ def test_the_negative_branch_runs_only_for_a_negative_input() -> None:
         (theirs, their_count), (ours, our_count) = results
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-7)
         assert their_count == 2 and our_count == (1 if x.min() >= 0 else 2)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_the_flat_rule_runs_one_single_channel_transposed_convolution(stride: int) -> None:
+    conv = nn.Conv2d(3, 16, 5, stride=stride, padding=2).eval()
+    x = torch.randn(2, 3, 15, 15, generator=torch.Generator().manual_seed(0))  # odd size: output padding matters
+    grad = torch.randn_like(conv(x).detach())
+    stock = Flat(zero_params="bias")
+    stock.stored_tensors["input"] = (x,)
+    (reference,) = stock.backward(conv, (torch.zeros_like(x),), (grad,))
+    lean = LeanFlat(zero_params="bias")
+    lean.relevance(conv, x, (), grad)  # the first call computes the forward of ones once
+    with profile(record_shapes=True) as prof:
+        ours = lean.relevance(conv, x, (), grad)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6 * float(reference.abs().max()))
+    events = {e.key: e for e in prof.key_averages(group_by_input_shape=True)}
+    assert "aten::convolution" not in events  # the forward of ones through ones is reused
+    assert events["aten::convolution_backward"].input_shapes[2] == [1, 1, 5, 5]
 
 
 def test_cached_parameters_follow_a_weight_change() -> None:

@@ -90,7 +90,7 @@ class LeanZPlusFlatFallback(Lean, ZPlusFlatFallback):
     on MobileNetV2's largest activations. Same values as the stock rule.
     """
 
-    negative_branches = (1,)
+    negative_branches, positive_branches = (1,), (0,)
 
     def __init__(self, stabilizer: float = 1e-6, zero_params: str | list[str] | None = None) -> None:
         super().__init__(stabilizer=stabilizer, zero_params=zero_params)
