@@ -27,6 +27,7 @@ composites (`melasma.explain.lrp.COMPOSITES[name](..., lean=True)`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeGuard
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +71,7 @@ def _run(module: nn.Module, params: ParamSet, x: torch.Tensor, args: Sequence, k
             setattr(module, name, value)
 
 
-def _plain_convolution(module: nn.Module, args: Sequence) -> bool:
+def _plain_convolution(module: nn.Module, args: Sequence) -> TypeGuard[nn.Conv2d]:
     """Whether `module` is an `nn.Conv2d` with its own forward and zero padding, called with its input alone."""
     return (not args and isinstance(module, nn.Conv2d) and type(module).forward is nn.Conv2d.forward
             and module.padding_mode == "zeros")
