@@ -57,6 +57,24 @@ def test_maps_equal_the_per_call_path_for_a_batch(arch: str) -> None:
     torch.testing.assert_close(again.maps["lrp"][0], result.maps["lrp"][1], rtol=0, atol=1e-5)
 
 
+def _norms(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def test_the_lrp_copy_drops_every_batch_norm_it_merged() -> None:
+    """A merged norm computes the identity: plain ones become nn.Identity, timm's BatchNormAct2d
+    (MobileNetV2, DenseNet) its activation. DenseNet's pre-activation norms cannot merge and stay."""
+    for arch in ("resnet18", "googlenet", "mobilenetv2_100", "densenet121"):
+        model = create(arch).eval()
+        with Explainer(model) as explainer:
+            left = _norms(explainer._lrp_model)
+        assert _norms(model) > 0
+        if arch == "densenet121":
+            assert 0 < left < _norms(model), (arch, left)
+        else:
+            assert left == 0, (arch, left)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_canonized_models_keep_every_batch_norm_eps_positive(arch: str) -> None:
     model = _batch_norm_stats(create(arch))

@@ -302,18 +302,24 @@ def lean_layer_maps(
 
 
 def drop_merged_batch_norms(model: nn.Module, composite: Composite) -> int:
-    """Replace each plain batch norm that `composite`'s canonizers merged into the layer before it by
-    `nn.Identity`; returns how many. A merged norm computes the identity, yet costs a pass over its
-    activation and a Pass hook (a clone, a tensor hook and Python work) in forward and backward:
-    MobileNetV2 has 52. Only for a dedicated copy: the norms are not put back on `remove()`."""
-    merged = {
-        id(handle.batch_norm) for handle in composite.handles
-        if isinstance(handle, MergeBatchNorm) and type(handle.batch_norm) in (nn.BatchNorm1d, nn.BatchNorm2d)
-    }
+    """Replace each batch norm that `composite`'s canonizers merged into the layer before it by what
+    is left of it: `nn.Identity` for a plain norm, the dropout and activation of a timm
+    `BatchNormAct2d` (MobileNetV2 has 52: the norm then computes the identity, yet costs a pass over
+    its activation and a hook). Returns how many. Only for a dedicated copy: they are not put back
+    on `remove()`."""
+    from timm.layers import BatchNormAct2d
+
+    merged = {id(handle.batch_norm) for handle in composite.handles if isinstance(handle, MergeBatchNorm)}
     dropped = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if id(child) in merged:
+            if id(child) not in merged:
+                continue
+            if type(child) in (nn.BatchNorm1d, nn.BatchNorm2d):
                 setattr(parent, name, nn.Identity())
-                dropped += 1
+            elif type(child) is BatchNormAct2d:
+                setattr(parent, name, nn.Sequential(child.drop, child.act))
+            else:
+                continue
+            dropped += 1
     return dropped
