@@ -270,24 +270,22 @@ class SignStabilizer:
 
 
 class LeanZPlus(Lean, ZPlus):
-    """zennit's ZPlus, lean. With the negative branch skipped, its gradient mapper and reducer add no
-    zero branch, and the stabiliser reduces to `z + eps` (z >= 0 there); values as zennit's, up to
-    the sign of zero, which the stabiliser treats alike."""
+    """zennit's ZPlus, lean. Its denominator W+ x+ + W- x- (+ b+) sums non-negative terms, where
+    zennit's stabiliser adds exactly +eps (-0.0 included), so it is `z + eps`; with the negative
+    branch skipped, its gradient mapper and reducer add no zero branch. Values as zennit's."""
 
     negative_branches, positive_branches = (1,), (0,)
 
     def __init__(self, stabilizer: float = 1e-6, zero_params: str | list[str] | None = None) -> None:
         super().__init__(stabilizer=stabilizer, zero_params=zero_params)
-        stabilize = SignStabilizer(stabilizer)
 
         def gradient_mapper(out_grad: torch.Tensor, outputs: list[torch.Tensor]) -> list[torch.Tensor]:
-            if outputs[1].ndim == 0:  # non-negative input: z = W+ x + b+ >= 0, so the stabiliser adds eps
-                return [out_grad / (outputs[0] + stabilize.epsilon)] * 2
-            return [out_grad / stabilize(outputs[0] + outputs[1])] * 2
+            z = outputs[0] if outputs[1].ndim == 0 else outputs[0] + outputs[1]
+            return [out_grad / (z + stabilizer)] * 2
 
         def reducer(inputs: list[torch.Tensor], gradients: list[torch.Tensor]) -> torch.Tensor:
             positive = inputs[0] * gradients[0]
-            return positive if inputs[1].ndim == 0 else positive + inputs[1] * gradients[1]
+            return positive if inputs[1].ndim == 0 else torch.addcmul(positive, inputs[1], gradients[1])
 
         self.gradient_mapper, self.reducer = gradient_mapper, reducer
 
