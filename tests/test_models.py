@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import pytest
@@ -220,3 +221,29 @@ def test_load_backbone_reports_shape_mismatch() -> None:
     state["conv1.weight"] = torch.zeros(1, 1, 1, 1)
     with pytest.raises(ValueError, match="wrong shape .*conv1.weight"):
         load_backbone(model, state)
+
+
+def test_dense_convolutions_match_conv2d_and_only_vgg16_fc1_becomes_one() -> None:
+    """VGG16's 7 x 7 head convolution over a 7 x 7 map runs as a matrix product (oneDNN re-lays its
+    411 MB weight out per call); values, gradients and other input sizes as nn.Conv2d's."""
+    from torch import nn
+
+    from melasma.models.dense_conv import DenseConv2d, use_dense_convolutions
+
+    generator = torch.Generator().manual_seed(0)
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        conv = nn.Conv2d(6, 5, 3).to(memory_format=memory_format)
+        dense = copy.deepcopy(conv)
+        assert use_dense_convolutions(dense, min_weights=1) == 1 and type(dense) is DenseConv2d
+        for size in (3, 5):  # the kernel covers the input (a matrix product), then slides (a convolution)
+            x = torch.randn(2, 6, size, size, generator=generator).contiguous(memory_format=memory_format)
+            x.requires_grad_(True)
+            expected = conv(x)
+            (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+            ours = dense(x)
+            (our_grad,) = torch.autograd.grad(ours.sum(), x)
+            torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(our_grad, expected_grad, rtol=1e-5, atol=1e-6)
+    vgg = create("vgg16")
+    assert [n for n, m in vgg.named_modules() if isinstance(m, DenseConv2d)] == ["pre_logits.fc1"]
+    assert not any(isinstance(m, DenseConv2d) for m in create("resnet18").modules())

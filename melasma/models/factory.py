@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from melasma.models.dense_conv import use_dense_convolutions
 from melasma.models.registry import ArchSpec, get_spec
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def build(spec: ArchSpec, num_classes: int, extra_kwargs: Mapping[str, Any] | No
         import torchvision
 
         model = getattr(torchvision.models, spec.builder)(weights=None, num_classes=num_classes, **kwargs)
+    use_dense_convolutions(model)
     _describe(model, arch_name=spec.name, arch_kwargs=dict(extra_kwargs or {}))
     return model
 
