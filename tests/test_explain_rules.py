@@ -108,6 +108,8 @@ def test_the_flat_rule_runs_one_single_channel_transposed_convolution(stride: in
     events = {e.key: e for e in prof.key_averages(group_by_input_shape=True)}
     assert "aten::convolution" not in events  # the forward of ones through ones is reused
     assert events["aten::convolution_backward"].input_shapes[2] == [1, 1, 5, 5]
+    (_, cached), = lean.__dict__["_lean_constants"].values()
+    assert cached.shape[0] == 1  # kept for one image of the batch of 2, expanded per call
 
 
 def test_cached_parameters_follow_a_weight_change() -> None:

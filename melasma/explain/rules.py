@@ -154,16 +154,18 @@ class Lean(BasicHook):
         return bool(self.__dict__["_identity_outputs"])
 
     def _constant_branch(self, module: nn.Module, branch: int, original: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ones, layer(ones)) for a branch fed `torch.ones_like` (the flat rule's): it depends on the
-        input's shape only, so it is computed once per shape."""
+        """(ones, layer(ones)) for a branch fed `torch.ones_like` (the flat rule's): it depends only on
+        the shape of one image, so it is computed once per image shape, for one image, and expanded
+        (no memory per image in the batch)."""
         cache = self.__dict__.setdefault("_lean_constants", {})
-        key = (tuple(original.shape), original.dtype, original.device, _stamp(module))
+        key = (tuple(original.shape[1:]), original.dtype, original.device, _stamp(module))
         entry = cache.get(branch)
         if entry is None or entry[0] != key:
-            ones = torch.ones_like(original)
             with torch.no_grad():
-                entry = cache[branch] = (key, ones, _run(module, self._parameters(module, branch), ones, (), {}))
-        return entry[1], entry[2]
+                output = _run(module, self._parameters(module, branch), original.new_ones((1, *key[0])), (), {})
+            entry = cache[branch] = (key, output)
+        count = original.shape[0]
+        return original.new_ones(()).expand_as(original), entry[1].expand(count, *entry[1].shape[1:])
 
     def _input_gradient(self, module: nn.Module, branch: int, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         """The gradient at x of `<grad, layer(x)>` with the branch's parameters, for a `_plain_layer`.
