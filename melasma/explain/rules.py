@@ -15,8 +15,10 @@ extension point for how a rule attaches) so that
   are unchanged (same tensors, same version counters), frozen;
 - a branch fed `input.clamp(max=0)` is skipped when the input has no negative entry: its output and
   gradient are exact zeros, given to the rule's gradient mapper and reducer as a zero scalar;
-- plain `nn.Conv2d` / `nn.Linear` layers run their functional form with the cached tensors instead
-  of swapping parameters in and out of the module.
+- plain `nn.Conv2d` / `nn.Linear` layers run their functional form with the cached tensors, without
+  recording a graph, and get their input gradients in closed form (`convolution_backward`, a matrix
+  product); a branch fed `torch.ones_like` (the flat rule) is computed once per image shape;
+- denominators without `torch.where` (slow on the CPU), with zennit's values.
 
 `LeanPass` does the same for zennit's Pass (activations, unmerged batch norms). The arithmetic is
 zennit's (its modifiers, gradient mappers and reducers), so maps equal the per-call path's (tests:
@@ -78,6 +80,15 @@ def _plain_layer(module: nn.Module, args: Sequence) -> bool:
     if isinstance(module, nn.Conv2d):
         return type(module).forward is nn.Conv2d.forward and module.padding_mode == "zeros"
     return isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward
+
+
+def _convolution_input_gradient(module: nn.Conv2d, grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+                                ) -> torch.Tensor:
+    """The gradient at x (only its shape is read) of `<grad, conv(x, weight)>` with `module`'s geometry."""
+    return torch.ops.aten.convolution_backward(
+        grad, x, weight, None, module.stride, module.padding, module.dilation, False,
+        [0] * len(module.stride), module.groups, [True, False, False],
+    )[0]
 
 
 class _RuleOutput(torch.autograd.Function):
@@ -176,14 +187,10 @@ class Lean(BasicHook):
         if isinstance(module, nn.Linear):
             return grad.matmul(weight)
         assert isinstance(module, nn.Conv2d)
-        groups = module.groups
-        if groups == 1 and self._all_ones(module, branch, weight):
-            grad, weight, x = grad.sum(1, keepdim=True), weight[:1, :1], x[:, :1]
-        gradient = torch.ops.aten.convolution_backward(
-            grad, x, weight, None, module.stride, module.padding, module.dilation, False,
-            [0] * len(module.stride), groups, [True, False, False],
-        )[0]
-        return gradient.expand(-1, module.in_channels, -1, -1) if gradient.shape[1] != module.in_channels else gradient
+        if module.groups == 1 and self._all_ones(module, branch, weight):
+            summed = grad.sum(1, keepdim=True)
+            return _convolution_input_gradient(module, summed, x[:, :1], weight[:1, :1]).expand_as(x)
+        return _convolution_input_gradient(module, grad, x, weight)
 
     def _all_ones(self, module: nn.Module, branch: int, weight: torch.Tensor) -> bool:
         cache = self.__dict__.setdefault("_lean_ones", {})
@@ -337,7 +344,6 @@ def lean_layer_maps(
         layer_map.append((Convolution, LeanGamma(gamma=gamma, stabilizer=stable, zero_params=zero_params)))
         first_map = [(Convolution, LeanZBox(low=low, high=high, stabilizer=stable, zero_params=zero_params))]
     return layer_map, first_map
-
 
 
 def drop_merged_batch_norms(model: nn.Module, composite: Composite) -> int:
