@@ -75,6 +75,20 @@ def test_the_lrp_copy_drops_every_batch_norm_it_merged() -> None:
             assert left == 0, (arch, left)
 
 
+def test_a_map_dominated_by_cancellation_still_equals_the_per_call_path() -> None:
+    """A random-init ConvNeXt (layer norms, no LRP rule of their own) ends with an input relevance
+    about 1e-9 of the start, a sum of far larger terms of both signs: any change in the order of
+    summation changes it wholesale, so the lean rules must run autograd's kernels in its order."""
+    torch.manual_seed(0)
+    model = create("test_convnext").eval()
+    x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with Explainer(model) as explainer:
+        result = explainer.explain(x, methods=("lrp",))
+    reference = explain(model, x, "lrp", target=list(result.targets))
+    assert reference.abs().max() < 1e-6  # the cancellation this test is about
+    assert ((result.maps["lrp"] - reference).abs().max() / reference.abs().max()).item() <= 1e-5
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_canonized_models_keep_every_batch_norm_eps_positive(arch: str) -> None:
     model = _batch_norm_stats(create(arch))

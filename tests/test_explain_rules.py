@@ -93,7 +93,7 @@ def test_the_negative_branch_runs_only_for_a_negative_input() -> None:
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_the_flat_rule_runs_one_single_channel_transposed_convolution(stride: int) -> None:
+def test_the_flat_rule_computes_its_forward_once_per_image_shape(stride: int) -> None:
     conv = nn.Conv2d(3, 16, 5, stride=stride, padding=2).eval()
     x = torch.randn(2, 3, 15, 15, generator=torch.Generator().manual_seed(0))  # odd size: output padding matters
     grad = torch.randn_like(conv(x).detach())
@@ -102,12 +102,10 @@ def test_the_flat_rule_runs_one_single_channel_transposed_convolution(stride: in
     (reference,) = stock.backward(conv, (torch.zeros_like(x),), (grad,))
     lean = LeanFlat(zero_params="bias")
     lean.relevance(conv, x, (), grad)  # the first call computes the forward of ones once
-    with profile(record_shapes=True) as prof:
+    with profile() as prof:
         ours = lean.relevance(conv, x, (), grad)
-    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6 * float(reference.abs().max()))
-    events = {e.key: e for e in prof.key_averages(group_by_input_shape=True)}
-    assert "aten::convolution" not in events  # the forward of ones through ones is reused
-    assert events["aten::convolution_backward"].input_shapes[2] == [1, 1, 5, 5]
+    assert torch.equal(ours, reference)  # the same kernels in the same order as autograd's
+    assert "aten::convolution" not in {e.key for e in prof.key_averages()}  # the forward of ones is reused
     (_, cached), = lean.__dict__["_lean_constants"].values()
     assert cached.shape[0] == 1  # kept for one image of the batch of 2, expanded per call
 
