@@ -48,3 +48,25 @@ def test_a_few_real_photos_with_all_three_methods(checkpoint: Path, roboflow_dir
     assert len(per_image) == 9 and set(per_image["method"]) == {"lrp", "gradcam", "gxi"}
     assert per_image["mass_in_mask"].between(0, 1).all()
     assert set(summary["severity"]) <= {"mild", "moderate", "severe"}  # unlabelled: the prediction
+
+
+@pytest.mark.slow
+def test_the_explainer_gives_the_per_call_maps_on_every_real_photo(roboflow_dir: Path) -> None:
+    """The demo checkpoint (the model the Predict tab serves) on all 94 real photos: the Explainer's
+    lean path equals the per-call zennit / pytorch-grad-cam path exactly, for all three methods."""
+    from melasma.explain import explain
+    from melasma.explain.explainer import METHODS
+    from melasma.inference import Predictor, default_checkpoint
+
+    predictor = Predictor.from_checkpoint(default_checkpoint())
+    photos = sorted(roboflow_dir.rglob("*.jpg"))
+    assert len(photos) == 94
+    try:
+        for photo in photos:
+            x = predictor.preprocess(predictor.decode(photo))
+            result = predictor.explainer.explain(x)
+            for method in METHODS:
+                reference = explain(predictor.model, x, method, target=list(result.targets))
+                assert torch.equal(result.maps[method], reference.reshape(result.maps[method].shape)), (photo, method)
+    finally:
+        predictor.close()
