@@ -137,9 +137,9 @@ class Lean(BasicHook):
         tensor = _relevance_output(args, output)
         return None if tensor is None else _RuleOutput.apply(args[0], [tensor.detach()], self, module, args[1:])
 
-    def _parameters(self, module: nn.Module, branch: int) -> ParamSet:
+    def _parameters(self, module: nn.Module, branch: int, stamp: tuple) -> ParamSet:
+        """The branch's modified parameters, recomputed when `stamp` (`_stamp(module)`) changed."""
         cache = self.__dict__.setdefault("_lean_cache", {})
-        stamp = _stamp(module)
         entry = cache.get(branch)
         if entry is None or entry[0] != stamp:
             entry = cache[branch] = (stamp, _modified_parameters(module, self.param_modifiers[branch]))
@@ -155,26 +155,27 @@ class Lean(BasicHook):
             self.__dict__["_identity_outputs"] = all(modify(probe) is probe for modify in self.output_modifiers)
         return bool(self.__dict__["_identity_outputs"])
 
-    def _constant_branch(self, module: nn.Module, branch: int, original: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _constant_branch(self, module: nn.Module, branch: int, original: torch.Tensor, params: ParamSet, stamp: tuple,
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """(ones, layer(ones)) for a branch fed `torch.ones_like` (the flat rule's): it depends only on
         the shape of one image, so it is computed once per image shape, for one image, and expanded
         (no memory per image in the batch)."""
         cache = self.__dict__.setdefault("_lean_constants", {})
-        key = (tuple(original.shape[1:]), original.dtype, original.device, _stamp(module))
+        key = (tuple(original.shape[1:]), original.dtype, original.device, stamp)
         entry = cache.get(branch)
         if entry is None or entry[0] != key:
             with torch.no_grad():
-                output = _run(module, self._parameters(module, branch), original.new_ones((1, *key[0])), (), {})
+                output = _run(module, params, original.new_ones((1, *key[0])), (), {})
             entry = cache[branch] = (key, output)
         count = original.shape[0]
         return original.new_ones(()).expand_as(original), entry[1].expand(count, *entry[1].shape[1:])
 
-    def _input_gradient(self, module: nn.Module, branch: int, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """The gradient at x of `<grad, layer(x)>` with the branch's parameters, for a `_plain_layer`:
+    @staticmethod
+    def _input_gradient(module: nn.Module, weight: torch.Tensor, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """The gradient at x of `<grad, layer(x)>` with `weight`, for a `_plain_layer`:
         the kernel autograd runs, in its order of summation (a map dominated by cancellation, as a
         random-init ConvNeXt's is, changes with the order: summing the flat rule's all-ones weights
         over channels first was tried and moved such a map by 84 % of its largest value)."""
-        weight = self._parameters(module, branch)["weight"]
         if isinstance(module, nn.Linear):
             return grad.matmul(weight)
         assert isinstance(module, nn.Conv2d)
@@ -195,6 +196,8 @@ class Lean(BasicHook):
         skipped = set(self.negative_branches) if nonnegative else set()
         unclamped = set(self.positive_branches) if nonnegative else set()
         closed_form = self._closed_form(module, args, relevance_out)
+        stamp = _stamp(module)
+        params = {b: self._parameters(module, b, stamp) for b in range(len(self.param_modifiers)) if b not in skipped}
         zero = original.new_zeros(())
         inputs: list[torch.Tensor] = []
         outputs: list[torch.Tensor] = []
@@ -205,7 +208,7 @@ class Lean(BasicHook):
                     outputs.append(zero)
                     continue
                 if closed_form and in_mod is torch.ones_like:
-                    ones, output = self._constant_branch(module, branch, original)
+                    ones, output = self._constant_branch(module, branch, original, params[branch], stamp)
                     inputs.append(ones)
                     outputs.append(output)
                     continue
@@ -213,13 +216,13 @@ class Lean(BasicHook):
                 if not closed_form:
                     x = (x.detach() if x is original else x).requires_grad_()
                 inputs.append(x)
-                outputs.append(out_mod(_run(module, self._parameters(module, branch), x, args, {})))
+                outputs.append(out_mod(_run(module, params[branch], x, args, {})))
         grad_outputs = self.gradient_mapper(relevance_out, outputs)
         if isinstance(grad_outputs, torch.Tensor):  # single-branch rules return one tensor
             grad_outputs = [grad_outputs]
         live = [b for b in range(len(inputs)) if b not in skipped]
         if closed_form:
-            computed = [self._input_gradient(module, b, inputs[b], grad_outputs[b]) for b in live]
+            computed = [self._input_gradient(module, params[b]["weight"], inputs[b], grad_outputs[b]) for b in live]
         else:
             computed = list(torch.autograd.grad(
                 [outputs[b] for b in live], [inputs[b] for b in live],
