@@ -1,159 +1,103 @@
-"""Face regions and the pigment measure on real photos: faces found, Dice / IoU of the
-hyperpigmentation mask against hand-drawn lesion polygons, area correlation, and melasma vs
-non-melasma ROC AUC of the image-derived MASI beside the skin-tone-only baseline.
+"""The lesion model (and the colour rules) on real photos with hand-drawn lesion outlines.
 
-DIR is a folder in the roboflow layout: `melasma/*.jpg`, `non-melasma/*.jpg` and
-`_annotations.coco.json` (lesion polygons of the melasma photos). Default: ../shared/data/roboflow-melasma.
+    python benchmarks/regions_real.py [DIR] [--json] [--lesions model|colour] [--weights W]
+    python benchmarks/regions_real.py [DIR] --cv 5 [--seed 0] [--healthy] [--json]
 
-    python benchmarks/regions_real.py [DIR] [--json]
-
-Dice and IoU are per melasma photo with a face found (the mask is restricted to that face's skin;
-the polygons are coarse outlines, so pixel overlap is a harsh measure). The tone baseline scores a
-photo by its median skin ITA alone (darker = melasma): the melasma photos here are mostly darker,
-clinical close-ups, the others lighter web portraits, so the margin over it is what counts. For
-the same reason the Dice of the trivial mask "all of the face's skin" is printed beside ours.
+DIR is a folder in the Roboflow layout: `melasma/*.jpg` with `_annotations.coco.json` (lesion
+polygons) and `non-melasma/*.jpg` (default: ../shared/data/roboflow-melasma). Without --cv the
+shipped lesion model (or W, or the colour rules) reads every photo; the shipped model was trained
+on ../shared's photos, so on that folder only `--cv` gives honest numbers: each photo is then read
+by a model trained without it (K folds by photo, stratified, fixed by --seed; the encoder's features
+are computed once, one decoder is fitted per fold). Keys (melasma.lesions.validate): images,
+faces_found, dice_mean, iou_mean, area_corr, auc_melasma (image-derived MASI, melasma vs healthy;
+photos with no face scored over their skin), tone_baseline_auc (median skin ITA alone),
+dice_whole_skin (the trivial mask "all of the face's skin"), lesion_cell_auc, auc_lesion_share,
+auc_darker_half / auc_lighter_half (photos split at the median skin ITA) with the tone baseline's
+AUC in each half, and the mean lesion share of healthy and melasma photos.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-from sklearn.metrics import roc_auc_score
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
+from melasma.lesions import LesionModel, shipped_model_dir  # noqa: E402
+from melasma.lesions.build import THRESHOLD, cells_of, cross_validate  # noqa: E402
+from melasma.lesions.net import LesionNet  # noqa: E402
+from melasma.lesions.photos import load_photos  # noqa: E402
+from melasma.lesions.train import LesionTrainConfig, encode_views  # noqa: E402
+from melasma.lesions.validate import (  # noqa: E402
+    LesionSummary,
+    PhotoScore,
+    colour_reading,
+    evaluate,
+    lesion_reading,
+)
 
-from melasma.data.masks import coco_masks
-from melasma.regions import FaceNotFound, find_regions
-from melasma.regions.pigment import DEFAULT, PigmentSettings, measure_pigment
-
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "roboflow-melasma"
-COCO = "_annotations.coco.json"
-
-
-@dataclass(frozen=True)
-class PhotoResult:
-    """One photo's outcome (NaN where it does not apply)."""
-
-    name: str
-    melasma: bool
-    face: bool
-    dice: float
-    iou: float
-    dice_skin: float  # the trivial mask "all the face's skin", for scale
-    pigment_share: float  # pigmented pixels / photo pixels
-    polygon_share: float  # lesion polygon pixels / photo pixels
-    masi: float
-    skin_ITA: float
-    visible: int  # visible regions
+DEFAULT_DIR = ROOT.parent / "shared" / "data" / "roboflow-melasma"
 
 
-@dataclass(frozen=True)
-class RealSummary:
-    images: int
-    faces_found: int
-    dice_mean: float
-    iou_mean: float
-    area_corr: float
-    auc_melasma: float
-    tone_baseline_auc: float
-    dice_whole_skin: float  # Dice of the trivial all-skin mask: the floor a real detector must beat
+def measure(folder: Path, lesions: str, weights: Path | None, cv: int, seed: int,
+            healthy: bool) -> tuple[list[PhotoScore], LesionSummary]:
+    """Scores and summary of one method on `folder`."""
+    photos = load_photos(folder)
+    if cv:
+        config = LesionTrainConfig(seed=seed, healthy=healthy)
+        encoded = encode_views(LesionNet(), photos, config)
+        result = cross_validate(photos, encoded, config, cv, report=lambda line: print(line, file=sys.stderr))
+        return result.scores, result.summary
+    if lesions == "colour":
+        readings = [colour_reading(photo) for photo in photos]
+        return evaluate(photos, readings, THRESHOLD, cells_of(LesionTrainConfig()))
+    model = LesionModel.load(weights or shipped_model_dir())
+    readings = [lesion_reading(photo, model.probability(photo.rgb), model.meta.threshold) for photo in photos]
+    return evaluate(photos, readings, model.meta.threshold, cells_of(LesionTrainConfig(size=model.meta.size)))
 
 
-def overlap(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """(Dice, IoU) of two bool masks; both empty counts as 1."""
-    both = float((found & truth).sum())
-    total = float(found.sum() + truth.sum())
-    union = float((found | truth).sum())
-    if total == 0:
-        return 1.0, 1.0
-    return 2 * both / total, both / union
-
-
-def evaluate_photo(path: Path, melasma: bool, truth: np.ndarray | None, settings: PigmentSettings) -> PhotoResult:
-    """Regions + pigment on one photo, compared with its lesion mask when it has one."""
-    image = Image.open(path).convert("RGB")
-    nan = float("nan")
-    polygon_share = float(truth.mean()) if truth is not None else (0.0 if not melasma else nan)
-    try:
-        regions = find_regions(image)
-    except FaceNotFound:
-        return PhotoResult(path.name, melasma, False, nan, nan, nan, nan, polygon_share, nan, nan, 0)
-    measures = measure_pigment(image, regions, settings)
-    pigment = measures.pigment_mask
-    dice, iou = overlap(pigment, truth) if truth is not None else (nan, nan)
-    dice_skin = overlap(regions.skin_mask, truth)[0] if truth is not None else nan
-    return PhotoResult(
-        path.name, melasma, True, dice, iou, dice_skin, float(pigment.mean()), polygon_share, measures.masi,
-        measures.skin_ITA, len(regions.visible_regions),
-    )
-
-
-def evaluate(folder: Path, settings: PigmentSettings = DEFAULT) -> list[PhotoResult]:
-    """Every photo of `folder` (melasma first)."""
-    masks = coco_masks(folder / COCO) if (folder / COCO).is_file() else {}
-    results = []
-    for sub, melasma in (("melasma", True), ("non-melasma", False)):
-        for path in sorted((folder / sub).glob("*")):
-            if path.suffix.lower() in {".jpg", ".jpeg", ".png"}:
-                results.append(evaluate_photo(path, melasma, masks.get(path.name), settings))
-    return results
-
-
-def summarise(results: list[PhotoResult]) -> RealSummary:
-    """The benchmark's headline numbers."""
-    found = [r for r in results if r.face]
-    lesions = [r for r in found if r.melasma and not np.isnan(r.dice)]
-    labels = [r.melasma for r in found]
-    two_classes = len(set(labels)) == 2
-    areas = np.array([(r.pigment_share, r.polygon_share) for r in lesions])
-    corr = float(np.corrcoef(areas.T)[0, 1]) if len(lesions) > 2 else float("nan")
-    return RealSummary(
-        images=len(results),
-        faces_found=len(found),
-        dice_mean=float(np.mean([r.dice for r in lesions])) if lesions else float("nan"),
-        iou_mean=float(np.mean([r.iou for r in lesions])) if lesions else float("nan"),
-        area_corr=corr,
-        auc_melasma=float(roc_auc_score(labels, [r.masi for r in found])) if two_classes else float("nan"),
-        tone_baseline_auc=float(roc_auc_score(labels, [-r.skin_ITA for r in found])) if two_classes else float("nan"),
-        dice_whole_skin=float(np.mean([r.dice_skin for r in lesions])) if lesions else float("nan"),
-    )
+def _number(value: float) -> float | None:
+    return None if isinstance(value, float) and math.isnan(value) else round(value, 4)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR, help="photo folder (roboflow layout)")
+    parser.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR, help="photo folder (Roboflow layout)")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the summary")
+    parser.add_argument("--lesions", choices=("model", "colour"), default="model",
+                        help="the lesion model (default) or the CIELAB colour rules")
+    parser.add_argument("--weights", type=Path, default=None, help="a lesion model folder (default: the shipped one)")
+    parser.add_argument("--cv", type=int, default=0, metavar="K", help="cross-validate with K folds by photo")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the folds and the training (default 0)")
+    parser.add_argument("--healthy", action="store_true", help="with --cv: also train on the healthy photos")
     args = parser.parse_args(argv)
     if not (args.dir / "melasma").is_dir():
         print(f"error: {args.dir} has no melasma/ folder", file=sys.stderr)
         return 2
-    results = evaluate(args.dir)
-    summary = summarise(results)
+    scores, summary = measure(args.dir, args.lesions, args.weights, args.cv, args.seed, args.healthy)
+    method = f"lesion model, {args.cv}-fold cross-validation" if args.cv else (
+        "colour rules" if args.lesions == "colour" else f"lesion model {args.weights or 'shipped'}")
     if args.json:
-        print(json.dumps({key: (None if isinstance(v, float) and np.isnan(v) else v)
-                          for key, v in asdict(summary).items()}))
+        print(json.dumps({"method": method, **{key: _number(v) if isinstance(v, float) else v
+                                               for key, v in asdict(summary).items()}}))
         return 0
-    columns = ("face", "regions", "dice", "iou", "pigm%", "poly%", "MASI", "ITA")
-    print(f"{'photo':44s} {columns[0]:>4s} {columns[1]:>7s} " + " ".join(f"{c:>6s}" for c in columns[2:]))
-    for r in results:
-        print(f"{r.name[:44]:44s} {'yes' if r.face else 'no':>4s} {r.visible:7d} {r.dice:6.3f} {r.iou:6.3f} "
-              f"{100 * r.pigment_share:6.1f} {100 * r.polygon_share:6.1f} {r.masi:6.2f} {r.skin_ITA:6.1f}")
-    melasma = sum(r.melasma for r in results)
-    print(f"\nphotos: {summary.images} ({melasma} melasma); faces found: {summary.faces_found} "
-          f"({sum(r.face and r.melasma for r in results)}/{melasma} melasma, "
-          f"{sum(r.face and not r.melasma for r in results)}/{summary.images - melasma} other)")
-    print(f"hyperpigmentation mask vs lesion polygons: Dice {summary.dice_mean:.3f}, IoU {summary.iou_mean:.3f} "
-          f"(mean over melasma photos with a face); area correlation {summary.area_corr:.3f}")
-    print(f"for scale: the trivial mask 'all of the face's skin' has Dice {summary.dice_whole_skin:.3f} "
-          "(the polygons are coarse outlines covering most of the face)")
-    print(f"melasma vs not, ROC AUC: image-derived MASI {summary.auc_melasma:.3f}; "
-          f"skin tone (ITA) alone {summary.tone_baseline_auc:.3f}")
+    print(f"{'photo':44s} {'face':>4s} {'lesion%':>7s} {'outl%':>6s} {'dice':>6s} {'MASI':>6s} {'ITA':>6s}")
+    for s in scores:
+        print(f"{s.name[:44]:44s} {'yes' if s.face else 'no':>4s} {100 * s.lesion_share:7.1f} "
+              f"{100 * s.outline_share:6.1f} {s.dice:6.3f} {s.masi:6.2f} {s.ita:6.1f}")
+    print(f"\n{method}: {summary.images} photos, faces found in {summary.faces_found}")
+    print(f"lesion skin vs outlines: Dice {summary.dice_mean:.3f} (all face skin: {summary.dice_whole_skin:.3f}), "
+          f"IoU {summary.iou_mean:.3f}; lesion vs other skin cells ROC AUC {summary.lesion_cell_auc:.3f}")
+    print(f"melasma vs healthy ROC AUC: image-derived MASI {summary.auc_melasma:.3f}, lesion share "
+          f"{summary.auc_lesion_share:.3f}; skin tone alone {summary.tone_baseline_auc:.3f}")
+    print(f"  darker half {summary.auc_darker_half:.3f} (tone {summary.tone_auc_darker_half:.3f}), lighter half "
+          f"{summary.auc_lighter_half:.3f} (tone {summary.tone_auc_lighter_half:.3f})")
+    print(f"mean lesion share: healthy {summary.healthy_lesion_share:.3f}, melasma {summary.melasma_lesion_share:.3f}")
     return 0
 
 

@@ -17,7 +17,7 @@ from annotation.ingest import photo_path
 from annotation.workflow import consensus_rows
 from melasma.cli import main
 from melasma.data.images import load_image
-from melasma.regions.report import analyse
+from melasma.lesions import analyse
 from melasma.settings import Settings
 
 

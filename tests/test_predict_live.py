@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -105,13 +106,16 @@ def test_regions_endpoint_on_a_real_face_and_on_a_wall(
 ) -> None:
     client, _, _ = served
     face = roboflow_dir / "melasma" / "Melasma25_jpg.rf.d2f50b7749f5be22ee57eb32166725c1.jpg"
-    details, overlay = client.predict(handle_file(str(face)), api_name="/regions")
-    assert details["face_found"] is True
+    details, slider = client.predict(handle_file(str(face)), api_name="/regions")
+    assert details["face_found"] is True and details["lesion_reading"] == "model"
     assert set(details["regions"]) == {"forehead", "right_malar", "left_malar", "chin"}
     assert any(region["visible"] for region in details["regions"].values())
     assert "masi" in details["measures"]
-    with Image.open(overlay) as drawn:
-        assert drawn.width >= 100
+    outlines, lesions = slider  # the outlines alone, and with the lesion model's map tinted red
+    with Image.open(outlines) as plain, Image.open(lesions) as tinted:
+        assert plain.size == tinted.size and plain.width >= 100
+        difference = np.abs(np.asarray(plain, np.int16) - np.asarray(tinted, np.int16)).sum(axis=2)
+        assert (difference > 30).mean() > 0.02  # this photo's melasma is tinted
 
     details, _ = client.predict(handle_file(str(wall)), api_name="/regions")
     assert details["face_found"] is False and "face" in details["notice"].lower()
@@ -132,14 +136,14 @@ def test_analysis_shows_regions_and_scales_or_says_the_severity_means_nothing(
     assert all(isinstance(overlay, Image.Image) for overlay in overlays)
     assert all("linear-gradient" in scale for scale in scales)  # each heatmap carries its colour scale
     assert "too coarse" in cam_note  # the demo googlenet at 64 px: a 2 x 2 feature map
-    assert isinstance(regions, Image.Image) and [row[0] for row in table] == [
+    assert all(isinstance(image, Image.Image) for image in regions) and [row[0] for row in table] == [
         "forehead", "right malar", "left malar", "chin"]
     visible = [row for row in table if row[1] == "yes"]
     assert visible and all(0 <= row[2] <= 100 for row in visible)
     assert all(row[6] == "" or 0 <= row[6] <= 100 for row in visible)  # LRP % in the region
     steps = {row[0]: row[1] for row in latency_rows}
     explainer_steps = [STEP_LABELS[f"explain: {step}"] for step in ("gradient pass", "lrp", "lrp forward", "lrp relevance")]
-    assert {*explainer_steps, "regions + pigment", "total"} <= set(steps)
+    assert {*explainer_steps, "regions + lesion map", "total"} <= set(steps)
     lrp, forward, relevance = (steps[label] for label in explainer_steps[1:])
     assert 0 < forward < lrp and 0 < relevance < lrp  # LRP's two parts, each timed
 

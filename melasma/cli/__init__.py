@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "predict the severity of photos (one JSON line each)"),
     "explain": ("explain", "write an LRP / Grad-CAM / gradient x input overlay for a photo"),
     "explain-report": ("explain_report", "relevance, localisation and faithfulness report"),
+    "lesions": ("lesions", "train the lesion model on photos with lesion outlines"),
     "regions": ("regions", "find and measure the four MASI face regions of photos (JSON lines, overlays)"),
     "serve": ("serve", "start the Gradio app"),
     "db": ("db", "rater-store database tools: migrate an SQLite store to PostgreSQL"),

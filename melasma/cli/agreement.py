@@ -50,7 +50,7 @@ def _machine(store: RatingStore, settings: Settings) -> MachineAgreement:
     """The image-derived MASI as a non-human rater (photos analysed once, then cached)."""
     from annotation.agreement import machine_agreement
     from annotation.workflow import consensus_rows
-    from melasma.regions.machine_rater import machine_scores
+    from melasma.lesions.machine_rater import machine_scores
 
     rows = consensus_rows(store, settings)
     scores = machine_scores([row.image.id for row in rows], settings.photos_dir,

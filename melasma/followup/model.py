@@ -12,7 +12,7 @@ from PIL import Image
 from annotation.ingest import photo_path
 from melasma.followup.visits import ModelScore
 from melasma.inference import Predictor
-from melasma.regions.report import analyse
+from melasma.lesions import analyse
 
 
 def checkpoint_scores(predictor: Predictor, photos_dir: str | Path, image_ids: Iterable[str]) -> dict[str, ModelScore]:

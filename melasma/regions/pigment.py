@@ -101,7 +101,7 @@ def _local_reference(lab: np.ndarray, skin: np.ndarray, settings: PigmentSetting
     return ref_L, ref_b
 
 
-def _homogeneity(pigment: np.ndarray, contrast: np.ndarray) -> float:
+def patch_homogeneity(pigment: np.ndarray, contrast: np.ndarray) -> float:
     """0-1: the largest connected patch's share of the pigment times the evenness of its depth."""
     count, labels = cv2.connectedComponents(pigment.astype(np.uint8), connectivity=8)
     if count <= 1:
@@ -202,7 +202,7 @@ def measure_pigment(
         if area:
             dark_L = float(np.percentile(delta_L[inside], settings.contrast_percentile))
             dark_ita = float(delta_ita[pigmented].mean()) if pigmented.any() else 0.0
-            homogeneity = _homogeneity(pigmented, delta_L)
+            homogeneity = patch_homogeneity(pigmented, delta_L)
             darkness = 1 + _cut(100 * dark_L / max(skin_L, 1.0), settings.darkness_cuts)
             homogeneity_item = 1 + _cut(homogeneity, settings.homogeneity_cuts)
         else:

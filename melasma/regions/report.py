@@ -6,6 +6,7 @@ instead, so a batch (CLI) or a request (API) can name the failure and go on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,13 +47,19 @@ class RegionReport:
         }
 
 
-def analyse(image: Image.Image | np.ndarray, *, labels: bool = True) -> RegionReport:
-    """Find the regions of `image`, measure them and draw the overlay."""
+#: how a photo's regions are measured: `measure_pigment` (colour rules) or a lesion map's reading
+Measure = Callable[[Image.Image, FaceRegions], RegionMeasures]
+
+
+def analyse(image: Image.Image | np.ndarray, *, labels: bool = True,
+            measure: Measure = measure_pigment) -> RegionReport:
+    """Find the regions of `image`, measure them with `measure` and draw the overlay
+    (`melasma.lesions.analyse` passes the lesion model's reading)."""
     photo = Image.fromarray(as_rgb(image))
     try:
         regions = find_regions(photo)
     except FaceNotFound as error:
         return RegionReport(None, None, photo, str(error))
-    measures = measure_pigment(photo, regions)
+    measures = measure(photo, regions)
     overlay = draw_regions(photo, regions, labels=labels, pigment=measures.pigment_mask)
     return RegionReport(regions, measures, overlay)

@@ -30,9 +30,9 @@ from annotation.plots import machine_scatter, rater_scatter
 from annotation.store import SCORE_FIELDS, AnnotationError, RatingStore
 from annotation.workflow import Submission, Workflow
 from melasma.access import AccessDenied, Role, local_mode, require, require_rater, role_of
+from melasma.lesions.machine_rater import machine_scores
 from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, REGIONS, masi, mmasi, severity
 from melasma.regions import FaceNotFound, draw_regions, find_regions
-from melasma.regions.machine_rater import machine_scores
 from melasma.settings import Settings
 from melasma.ui import annotate_text as text
 from melasma.ui.components import PhotoStage, delete_uploads, user_errors

@@ -2,7 +2,8 @@
 
 API (gradio_client): ``/predict`` (image, checkpoint) -> (label, latency ms), ``/explain`` (image,
 checkpoint, method) -> the photo beside the heatmap overlay, with a legend, and ``/regions``
-(image) -> (JSON of the regions and their pigment measures, the photo with the region outlines).
+(image) -> (JSON of the regions and their lesion measures, the photo with the region outlines beside
+the same with the lesion model's map tinted).
 Checkpoints are chosen by key (``demo`` or ``RUN/<arch>``), shown by date, data set, test accuracy
 and architecture, never by a path the client sends; each is loaded once and shared.
 """
@@ -33,7 +34,7 @@ from melasma.settings import Settings
 from melasma.ui.components import PhotoInput, user_errors
 from melasma.ui.examples import real_examples, synthetic_examples
 
-REGION_HEADERS = ["region", "visible", "pigmented %", "A (0-6)", "D (0-4)", "H (0-4)",
+REGION_HEADERS = ["region", "visible", "lesion %", "A (0-6)", "D (0-4)", "H (0-4)",
                   *(f"{TABLE[m].short} % in region" for m in METHODS)]
 LATENCY_HEADERS = ["step", "ms"]
 
@@ -41,8 +42,8 @@ INTRO = """
 Drop a facial photo (or take one with the webcam) to get a melasma severity with class
 probabilities, three heatmaps of what drove it (**LRP**: red supports the predicted class, blue
 speaks against it; **Grad-CAM**; **gradient x input**), and the four MASI regions found on the face
-with the pigment measured in each. Research software, not a diagnosis; the demo weights have seen
-only synthetic faces.
+with the lesions the lesion model finds in each (slide across the regions picture to compare the
+photo with the lesion map). Research software, not a diagnosis.
 """
 
 
@@ -80,7 +81,7 @@ def _masi_text(reading: FaceReading, explanations: ExplanationSet) -> str:
     if not reading.found:
         return ""
     return (f"**Image-derived MASI {reading.masi:.1f}** (mMASI {reading.mmasi:.1f}), measured from "
-            f"pigment per region, beside the CNN's class **{explanations.target}**.")
+            f"the lesion model's map per region, beside the CNN's class **{explanations.target}**.")
 
 
 @dataclass
@@ -155,7 +156,7 @@ class PredictTab:
             scales.append(views.colour_scale_html(explanations.maps[method], method))
         steps = {f"predict: {k}": v for k, v in (latency or {}).items() if k != "total"}
         steps.update({f"explain: {k}": v for k, v in explanations.latency_ms.items() if k != "total"})
-        steps["regions + pigment"] = reading.latency_ms
+        steps["regions + lesion map"] = reading.latency_ms
         steps["total"] = (latency or {}).get("total", 0.0) + explanations.latency_ms["total"] + reading.latency_ms
         if reading.found:
             severity = gr.Label(value=explanations.probabilities, label="Severity (CNN)")
@@ -166,18 +167,19 @@ class PredictTab:
         notice = "\n\n".join(part for part in (notice, caution(predictor.real_photo_check)) if part)
         return (
             severity, notice, _masi_text(reading, explanations), *overlays, *scales,
-            explanations.cam_note, reading.overlay, reading.table(METHODS), _latency_rows(steps),
+            explanations.cam_note, (reading.outlines, reading.overlay), reading.table(METHODS), _latency_rows(steps),
         )
 
-    def regions(self, image: str | None) -> tuple[dict[str, object], Image.Image]:
-        """The four MASI regions of a photo and their pigment measures (JSON), and the outlines."""
+    def regions(self, image: str | None) -> tuple[dict[str, object], tuple[Image.Image, Image.Image]]:
+        """The four MASI regions of a photo and their lesion measures (JSON), and the outlines
+        without and with the lesion map."""
         image = _require_photo(image)
         try:
             photo = fit_display(load_image(image, draft=(DISPLAY_MAX, DISPLAY_MAX)))
         except ValueError as error:
             raise _user_error(error, image) from None
         reading = read_face(photo)
-        return reading.details, reading.overlay
+        return reading.details, (reading.outlines, reading.overlay)
 
 
 def build_predict_tab(settings: Settings) -> PredictTab:
@@ -217,9 +219,10 @@ def build_predict_tab(settings: Settings) -> PredictTab:
                 scales[m] = gr.HTML()
     cam_note = gr.Markdown()
     with gr.Row():
-        # JPEG: a photo-like overlay, and it keeps the page's PNG images to the three heatmaps
-        regions_overlay = gr.Image(label="MASI regions (pigment tinted red)", type="pil", format="jpeg",
-                                   interactive=False, scale=1)
+        # JPEG: a photo-like overlay, and it keeps the page's PNG images to the three heatmaps. The
+        # slider shows the outlines alone on one side and the lesion map tinted red on the other.
+        regions_overlay = gr.ImageSlider(label="MASI regions | lesion map (tinted red): slide to compare",
+                                         type="pil", format="jpeg", interactive=False, scale=1)
         region_table = gr.Dataframe(headers=REGION_HEADERS, label="Per region", interactive=False, scale=2)
     with gr.Accordion("One method, larger", open=False):
         method = gr.Radio(
@@ -229,7 +232,7 @@ def build_predict_tab(settings: Settings) -> PredictTab:
         detail = gr.Image(label="Photo and heatmap with legend", type="pil", format="png", interactive=False)
     with gr.Accordion("Face regions as JSON", open=False):
         find = gr.Button("Find regions")
-        regions_json = gr.JSON(label="Regions and pigment measures")
+        regions_json = gr.JSON(label="Regions and lesion measures")
     tab = PredictTab(runs_dir, image, checkpoint, severity, latency, heatmaps, method, detail)
 
     refresh.click(tab.refresh_choices, None, checkpoint, api_visibility="private")

@@ -1,4 +1,4 @@
-"""The image-derived MASI as a non-human "rater" for the Agreement dashboard.
+"""The image-derived MASI (read by the lesion model) as a non-human "rater" for the Agreement dashboard.
 
 Each stored photo is analysed once (photos are content-addressed, so an id fixes the pixels) and the
 result kept in a small JSON cache beside the photos. A photo without a usable face gets no machine
@@ -16,10 +16,11 @@ from pathlib import Path
 
 from annotation.ingest import photo_path
 from melasma.data.images import ImageLoadError, load_image
-from melasma.regions.report import analyse
+from melasma.lesions.reading import analyse
 
-# Bump when the region finder or the pigment measure changes what it reports: old scores are dropped.
-MEASURE_VERSION = 1
+# Bump when the region finder or the lesion reading changes what it reports: old scores are dropped.
+# 2: the lesion model's reading replaced the colour rules.
+MEASURE_VERSION = 2
 _LOCK = threading.Lock()
 
 
