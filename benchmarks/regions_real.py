@@ -2,6 +2,8 @@
 
     python benchmarks/regions_real.py [DIR] [--json] [--lesions model|colour] [--weights W]
     python benchmarks/regions_real.py [DIR] --cv 5 [--seed 0] [--healthy] [--json]
+    ... [--record FILE --machine TEXT]   (also write the numbers, command, machine and date to FILE,
+                                          which tools/benchmarks_doc.py turns into docs/benchmarks.md)
 
 DIR is a folder in the Roboflow layout: `melasma/*.jpg` with `_annotations.coco.json` (lesion
 polygons) and `non-melasma/*.jpg` (default: ../shared/data/roboflow-melasma). Without --cv the
@@ -23,6 +25,7 @@ import json
 import math
 import sys
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +68,18 @@ def _number(value: float) -> float | None:
     return None if isinstance(value, float) and math.isnan(value) else round(value, 4)
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces these numbers (what --record writes)."""
+    parts = ["python benchmarks/regions_real.py"] + ([str(args.dir)] if args.dir != DEFAULT_DIR else [])
+    if args.cv:
+        parts += [f"--cv {args.cv}", f"--seed {args.seed}"] + (["--healthy"] if args.healthy else [])
+    elif args.lesions == "colour":
+        parts.append("--lesions colour")
+    elif args.weights:
+        parts.append(f"--weights {args.weights}")
+    return " ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR, help="photo folder (Roboflow layout)")
@@ -75,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cv", type=int, default=0, metavar="K", help="cross-validate with K folds by photo")
     parser.add_argument("--seed", type=int, default=0, help="seed of the folds and the training (default 0)")
     parser.add_argument("--healthy", action="store_true", help="with --cv: also train on the healthy photos")
+    parser.add_argument("--record", type=Path, default=None, metavar="FILE",
+                        help="also write the summary, command, machine and date to FILE (JSON)")
+    parser.add_argument("--machine", default="", help="with --record: where it ran, in words")
     args = parser.parse_args(argv)
     if not (args.dir / "melasma").is_dir():
         print(f"error: {args.dir} has no melasma/ folder", file=sys.stderr)
@@ -82,9 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     scores, summary = measure(args.dir, args.lesions, args.weights, args.cv, args.seed, args.healthy)
     method = f"lesion model, {args.cv}-fold cross-validation" if args.cv else (
         "colour rules" if args.lesions == "colour" else f"lesion model {args.weights or 'shipped'}")
+    numbers = {"method": method, **{key: _number(v) if isinstance(v, float) else v
+                                     for key, v in asdict(summary).items()}}
+    if args.record is not None:
+        args.record.parent.mkdir(parents=True, exist_ok=True)
+        args.record.write_text(json.dumps({
+            "benchmark": "regions_real", "command": _command(args),
+            "machine": args.machine, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "result": numbers,
+        }, indent=1) + "\n")
     if args.json:
-        print(json.dumps({"method": method, **{key: _number(v) if isinstance(v, float) else v
-                                               for key, v in asdict(summary).items()}}))
+        print(json.dumps(numbers))
         return 0
     print(f"{'photo':44s} {'face':>4s} {'lesion%':>7s} {'outl%':>6s} {'dice':>6s} {'MASI':>6s} {'ITA':>6s}")
     for s in scores:

@@ -97,4 +97,4 @@ def _caution(check: RealPhotoCheck | None) -> str:
     if check.passes:
         return f"Checked on real photos: {measured}."
     return (f"**Not a grade on real photos.** Measured {measured}. Read its class as a demonstration "
-            f"of the method, not as a severity; the region table reads the skin itself.")
+            f"of the method, not as a severity; the region table reads the lesion model's map.")

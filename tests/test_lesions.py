@@ -136,11 +136,11 @@ def test_region_items_follow_the_lesion_map(face_photo: Image.Image) -> None:
 
 def test_a_photo_without_a_face_is_read_as_one_region() -> None:
     rgb = np.full((96, 96, 3), (200, 150, 120), np.uint8)
-    rgb[30:60, 30:60] = (150, 100, 70)  # a darker patch
+    rgb[30:70, 30:70] = (150, 100, 70)  # a darker patch
     probability = np.zeros((96, 96), np.float32)
-    probability[30:60, 30:60] = 1.0
+    probability[30:70, 30:70] = 1.0
     reading = measure_skin(rgb, np.ones((96, 96), bool), probability)
-    assert reading.share == pytest.approx(900 / 96**2, abs=0.01)
+    assert reading.share == pytest.approx(1600 / 96**2, abs=0.01)
     assert reading.measure.area_item == 2 and reading.measure.darkness_item >= 3
     assert reading.masi == reading.measure.area_item * (reading.measure.darkness_item
                                                         + reading.measure.homogeneity_item)

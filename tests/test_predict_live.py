@@ -151,5 +151,5 @@ def test_analysis_shows_regions_and_scales_or_says_the_severity_means_nothing(
     severity, notice, masi, *rest = tab.analyse(str(wall), "demo", latency)
     assert "NOT meaningful" in severity.label
     assert notice.startswith("### No face found") and masi == ""
-    assert notice.endswith("the region table reads the skin itself.")  # the real-photo caution comes after
+    assert notice.endswith("the region table reads the lesion model's map.")  # the real-photo caution comes after
     assert rest[-2] == []  # no region rows
