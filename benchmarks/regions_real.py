@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.dir} has no melasma/ folder", file=sys.stderr)
         return 2
     scores, summary = measure(args.dir, args.lesions, args.weights, args.cv, args.seed, args.healthy)
-    method = f"lesion model, {args.cv}-fold cross-validation" if args.cv else (
+    trained_on = "outlines + healthy photos" if args.healthy else "outlines only"
+    method = f"lesion model, {args.cv}-fold cross-validation, trained on {trained_on}" if args.cv else (
         "colour rules" if args.lesions == "colour" else f"lesion model {args.weights or 'shipped'}")
     numbers = {"method": method, **{key: _number(v) if isinstance(v, float) else v
                                      for key, v in asdict(summary).items()}}

@@ -57,7 +57,7 @@ def test_the_lesion_model_beats_the_colour_rules_on_the_same_photos(
 def test_cross_validation_scores_every_photo_with_a_model_that_did_not_see_it(
         small_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     summary = _run([str(small_folder), "--cv", "2", "--healthy"], capsys)
-    assert summary["method"] == "lesion model, 2-fold cross-validation"
+    assert summary["method"] == "lesion model, 2-fold cross-validation, trained on outlines + healthy photos"
     assert summary["images"] == 8 and KEYS <= set(summary)
     assert 0 <= summary["auc_melasma"] <= 1 and summary["lesion_cell_auc"] > 0.5
 

@@ -44,6 +44,15 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _label(record: dict) -> str:
+    """The method's name, with what a cross-validated model was trained on (from its command)."""
+    method, command = record["result"]["method"], record["command"]
+    if "--cv" not in command or "trained on" in method:
+        return method
+    return method + (", trained on outlines + healthy photos" if "--healthy" in command else
+                     ", trained on outlines only")
+
+
 def regions_section(records: list[dict]) -> str:
     """The lesion-reading table: one row per recorded method."""
     lines = ["## Lesions on real photos (`benchmarks/regions_real.py`)", "",
@@ -51,9 +60,9 @@ def regions_section(records: list[dict]) -> str:
              "|---" * (len(REGION_COLUMNS) + 1) + "|"]
     for record in records:
         result = record["result"]
-        lines.append(f"| {result['method']} | " + " | ".join(_cell(result.get(k)) for k in REGION_COLUMNS) + " |")
+        lines.append(f"| {_label(record)} | " + " | ".join(_cell(result.get(k)) for k in REGION_COLUMNS) + " |")
     lines += ["", "Commands, machines and dates:", ""]
-    lines += [f"- {r['result']['method']}: `{r['command']}` ({r['machine'] or 'machine not named'}, {r['date']})"
+    lines += [f"- {_label(r)}: `{r['command']}` ({r['machine'] or 'machine not named'}, {r['date']})"
               + (f"; {r['note']}" if r.get("note") else "") for r in records]
     return "\n".join(lines) + "\n"
 
