@@ -7,18 +7,21 @@ that ``python app.py``, ``python -m melasma serve`` and the live-server tests al
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import fastapi
 import gradio as gr
 
+from melasma.access import GUEST, visitor_only
 from melasma.inference import default_checkpoint, warm_up_in_background
 from melasma.jobs import JobRunner
 from melasma.layout import DataLayout
 from melasma.settings import Settings
-from melasma.ui.annotate import GUEST, build_annotate_tab
+from melasma.ui.annotate import build_annotate_tab
 from melasma.ui.examples import real_examples
 from melasma.ui.lanes import RATING_LANE, separate_lanes
 from melasma.ui.patients import build_patients_tab
@@ -70,11 +73,21 @@ def oauth_enabled(settings: Settings) -> bool:
 
 
 def hf_username(request: fastapi.Request) -> str:
-    """``launch(auth_dependency=...)`` under OAuth: the signed-in Hugging Face user, else GUEST."""
+    """``launch(auth_dependency=...)`` under OAuth: the signed-in Hugging Face user, else GUEST
+    (also when the session's ``expires_at`` is past or not a number, or the session is malformed; a
+    session without ``expires_at`` is kept, as Gradio keeps it)."""
     if "session" not in request.scope:
         return GUEST
-    info = request.session.get("oauth_info") or {}
-    return str((info.get("userinfo") or {}).get("preferred_username") or GUEST)
+    info = request.session.get("oauth_info")
+    if not isinstance(info, dict):
+        return GUEST
+    expires_at = info.get("expires_at")
+    if expires_at is not None and (isinstance(expires_at, bool) or not isinstance(expires_at, int | float)
+                                   or expires_at <= time.time()):
+        return GUEST
+    userinfo = info.get("userinfo")
+    name = userinfo.get("preferred_username") if isinstance(userinfo, dict) else None
+    return name if isinstance(name, str) and name and name != GUEST else GUEST
 
 
 def build_app(settings: Settings, *, oauth: bool | None = None) -> gr.Blocks:
@@ -145,6 +158,13 @@ def launch_options(settings: Settings, *, oauth: bool | None = None) -> dict[str
     return options
 
 
+def bound_settings(settings: Settings, *, host: str | None, share: bool) -> Settings:
+    """The settings with the address the app will listen on and whether a share link is opened:
+    the roles depend on who can reach the app."""
+    return dataclasses.replace(settings, server_name=settings.server_name if host is None else host,
+                               public_link=settings.public_link or share)
+
+
 def serve(
     settings: Settings,
     *,
@@ -154,13 +174,19 @@ def serve(
     **launch_kwargs: Any,
 ) -> gr.Blocks:
     """Build, queue and launch the app. Host/port go to Gradio only when given, so that
-    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT keep working; on a Space the host is 0.0.0.0."""
+    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT keep working; on a Space the host is 0.0.0.0.
+    Without sign-in, the app is local (one coordinator) only on a loopback address; on a Space, any
+    other address or a share link it is visitor-only unless MELASMA_LOCAL_MODE=1 (``melasma.access``)."""
+    if host is None and settings.space_id and not settings.server_name:
+        host = "0.0.0.0"
+    settings = bound_settings(settings, host=host, share=share)
+    if visitor_only(settings):
+        log.warning("visitor-only mode: reachable from other machines without sign-in, so everyone may use "
+                    "Predict only; set MELASMA_AUTH or MELASMA_OAUTH (or MELASMA_LOCAL_MODE=1) to annotate")
     options = launch_options(settings)
     demo = build_app(settings)
     demo.queue(default_concurrency_limit=2)
     separate_lanes(demo, LANE_SIZE, {RATING_LANE: RATING_LANE_SIZE})
-    if host is None and settings.space_id and not settings.server_name:
-        host = "0.0.0.0"
     if host is not None:
         options["server_name"] = host
     if port is not None:

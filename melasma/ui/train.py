@@ -22,7 +22,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from melasma.access import AccessDenied, Role, require, role_of, train_role
+from melasma.access import AccessDenied, Role, require, require_job_owner, role_of, train_role
 from melasma.jobs import JobNotFoundError, JobRunner, JobStatus
 from melasma.jobs.datapath import training_data
 from melasma.jobs.memory import require_memory_on_submit
@@ -186,6 +186,7 @@ class TrainTab:
         """Queue a training job; returns its id."""
         user = _user(request)
         require(train_role(self.settings), user, self.settings)
+        user = require_job_owner(user, self.settings)
         values = dict(zip(FORM_FIELDS, (epochs, batch_size, image_size, lr, patience, seed, device, pretrained,
                                         cut), strict=True))
         config = make_config(data, parse_archs(archs, extra_archs), values, data_dir=self.settings.data_dir)
@@ -201,7 +202,7 @@ class TrainTab:
         """Cancel a training job (its owner or a coordinator); returns its state now."""
         if not job_id:
             raise ValueError("no job selected")
-        user = _user(request)
+        user = require_job_owner(_user(request), self.settings)
         owner = self.runner.store.get(job_id).submitted_by
         if role_of(user, self.settings) is not Role.COORDINATOR and (user is None or user != owner):
             raise AccessDenied("only the person who started this job or a coordinator can cancel it")
