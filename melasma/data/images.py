@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mmap
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,10 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 40_000_000
 #: Largest accepted upload, in bytes.
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+#: Most scans (SOS markers) a JPEG's first picture may have. Cameras write one (baseline) and
+#: libjpeg's progressive mode 10; a file that repeats a scan thousands of times decodes for minutes.
+MAX_JPEG_SCANS = 64
 
 #: Formats Pillow may open: what cameras and phones write, plus HEIF when the pillow-heif plugin is
 #: installed. Pillow's JPEG opener also returns phones' multi-picture JPEGs (format "MPO").
@@ -124,6 +130,60 @@ def _open_checked(source: ImageSource, label: str) -> ImageFile.ImageFile:
         raise ImageLoadError(f"{label}: cannot open image ({_first_line(error)})") from None
 
 
+#: After a scan's header: the next marker that is not byte stuffing (FF 00), a restart (FF D0-D7)
+#: or a fill byte (FF FF) ends the entropy-coded data.
+_NEXT_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def count_jpeg_scans(data: bytes | mmap.mmap, stop_after: int | None = None) -> int:
+    """The number of scans (SOS markers) in a JPEG's first picture, from its markers only (the
+    EXIF thumbnail and later pictures of a multi-picture file are not counted); stops counting
+    once past `stop_after`. A file that is not a JPEG has 0."""
+    if data[:2] != b"\xff\xd8":
+        return 0
+    pos, scans, size = 2, 0, len(data)
+    while pos + 4 <= size:
+        if data[pos] != 0xFF:
+            break  # corrupt: Pillow says so when it decodes
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+        elif marker == 0xD9:
+            break
+        elif marker in _STANDALONE:
+            pos += 2
+        else:
+            end = pos + 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+            if marker != 0xDA:
+                pos = end
+                continue
+            scans += 1
+            if stop_after is not None and scans > stop_after:
+                break
+            found = _NEXT_MARKER.search(data, end)
+            if found is None:
+                break
+            pos = found.start()
+    return scans
+
+
+def _jpeg_scans(source: ImageSource, stop_after: int) -> int:
+    """`count_jpeg_scans` of a path (memory-mapped), bytes or binary file (read from its start,
+    then put back where it was)."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return count_jpeg_scans(data, stop_after)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return count_jpeg_scans(bytes(source), stop_after)
+    start = source.tell()
+    try:
+        source.seek(0)  # Pillow reads an image file object from its start too
+        return count_jpeg_scans(source.read(), stop_after)
+    finally:
+        source.seek(start)
+
+
 def _first_line(error: BaseException) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
@@ -190,6 +250,11 @@ def decode_image(
             raise ImageLoadError(
                 f"{label}: image is {width}x{height} = {width * height:,} pixels, "
                 f"more than the {max_pixels:,} pixel limit"
+            )
+        if img.format in ("JPEG", "MPO") and _jpeg_scans(source, MAX_JPEG_SCANS) > MAX_JPEG_SCANS:
+            raise ImageLoadError(
+                f"{label}: JPEG has more than {MAX_JPEG_SCANS} scans (cameras write at most about 10); "
+                "refused before decoding"
             )
         try:
             if draft is not None and img.format in ("JPEG", "MPO"):
