@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from melasma.data.images import ImageLoadError, ImageSource, load_image
+from melasma.data.images import ImageLoadError, ImageSource, check_shape, load_image
 from melasma.explain.explainer import METHODS
 from melasma.masi import SCALE_MAX, SEVERITIES, severity
 from melasma.models.checkpoint import CheckpointError
@@ -172,9 +172,12 @@ class Predictor:
         """Any accepted input as an upright RGB image; large JPEGs decode at a reduced size that
         stays at least `draft` (default: the input size, as training's decoding) on each side."""
         if isinstance(image, Image.Image):
+            check_shape(image.width, image.height, "<image>")
             return image.convert("RGB")
         if isinstance(image, np.ndarray):
-            return _from_array(image)
+            photo = _from_array(image)
+            check_shape(photo.width, photo.height, "<array>")
+            return photo
         size = draft or self.image_size
         return load_image(image, draft=(size, size))
 

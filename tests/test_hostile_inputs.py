@@ -58,3 +58,65 @@ def test_scans_of_an_exif_thumbnail_are_not_counted() -> None:
     app1 = b"Exif\x00\x00" + thumbnail
     segment = b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1
     assert count_jpeg_scans(data[:2] + segment + data[2:]) == 10
+
+
+# -- extreme aspect ratios: refused from the header; figures bounded -----------------------------
+def strip_png(width: int, height: int) -> bytes:
+    """A tiny (zlib-compressed) PNG of a width x height strip: a few hundred bytes."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (180, 140, 120)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("size", [(1, 40000), (40000, 1), (65535, 1), (30, 700)])
+def test_extreme_aspect_is_refused_before_decoding(size: tuple[int, int]) -> None:
+    with pytest.raises(ImageLoadError, match="one side more than 20 times the other"):
+        load_image(strip_png(*size), name="strip.png")
+    assert load_image(strip_png(30, 600)).size == (30, 600)  # 20:1 is still a photo
+
+
+def test_side_by_side_figures_are_bounded_whatever_the_photo() -> None:
+    from matplotlib.figure import Figure
+
+    from melasma.explain.views import MAX_FIGURE_PIXELS, ViewError, figure_to_array, side_by_side
+
+    for size in ((1, 512), (512, 1), (30, 600)):  # what fit_display makes of a 1 x 40000 strip
+        photo = Image.new("RGB", size, (200, 150, 120))
+        maps = {"lrp": np.zeros(size[::-1], np.float32), "gradcam": np.ones(size[::-1], np.float32)}
+        figure = side_by_side(photo, maps, title="t")
+        width, height = figure.get_size_inches() * 100
+        assert width * height <= MAX_FIGURE_PIXELS and height <= 1100  # was 163,930 px tall for (1, 512)
+    with pytest.raises(ViewError, match="pixel limit"):
+        figure_to_array(Figure(figsize=(6.4, 1639)))  # refused from its size, nothing drawn
+
+
+def test_predictor_refuses_a_strip_before_the_model(tmp_path: Path) -> None:
+    from melasma.inference import Predictor, default_checkpoint
+
+    predictor = Predictor.from_checkpoint(default_checkpoint())
+    path = tmp_path / "strip.png"
+    path.write_bytes(strip_png(1, 40000))
+    with pytest.raises(ImageLoadError, match="more than 20 times"):
+        predictor.explain(str(path), "gradcam")
+    with pytest.raises(ImageLoadError, match="more than 20 times"):
+        predictor.predict(np.zeros((1, 400, 3), np.uint8))
+
+
+def test_ingest_gives_one_outcome_per_file_for_strips_and_unstorable_photos(tmp_path: Path) -> None:
+    from annotation.ingest import ingest
+    from annotation.store import RatingStore
+
+    good = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(good, "PNG")
+    files = []
+    for name, data in (("strip.png", strip_png(65535, 1)), ("good.png", good.getvalue())):
+        (tmp_path / name).write_bytes(data)
+        files.append(tmp_path / name)
+    store = RatingStore(tmp_path / "a.sqlite")
+    summary = ingest(store, tmp_path / "photos", files)
+    assert [(f.file, f.outcome) for f in summary.files] == [("strip.png", "refused"), ("good.png", "added")]
+    assert "more than 20 times" in summary.files[0].reason
+    # a photos folder that cannot be written: every file refused with the reason, nothing raised
+    (tmp_path / "not-a-folder").write_text("x")
+    other = ingest(RatingStore(tmp_path / "b.sqlite"), tmp_path / "not-a-folder" / "photos", files[1:])
+    assert [(f.outcome, f.reason.split(" (")[0]) for f in other.files] == [("refused", "cannot store the photo")]

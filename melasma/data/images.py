@@ -26,6 +26,9 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 #: Largest accepted image, in pixels (width x height), checked before decoding.
 MAX_PIXELS = 40_000_000
+#: Most one side of an image may exceed the other (a 1 x 40000 strip is no photo, and would make
+#: figures and JPEG encoding blow up); checked from the header, before decoding.
+MAX_ASPECT = 20
 #: Largest accepted upload, in bytes.
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
@@ -195,6 +198,17 @@ def read_header(source: ImageSource, *, name: str | None = None) -> ImageHeader:
         return ImageHeader(format=str(img.format), width=img.width, height=img.height)
 
 
+def check_shape(width: int, height: int, label: str, max_aspect: float | None = MAX_ASPECT) -> None:
+    """Raise ImageLoadError for an empty image or one whose sides are more than `max_aspect` : 1 apart."""
+    if width < 1 or height < 1:
+        raise ImageLoadError(f"{label}: image is {width}x{height} pixels: empty")
+    if max_aspect is not None and max(width, height) > max_aspect * min(width, height):
+        raise ImageLoadError(
+            f"{label}: image is {width}x{height} pixels, one side more than {max_aspect:g} times the other; "
+            "refused before decoding (crop it to the face)"
+        )
+
+
 def _upright(img: Image.Image) -> tuple[Image.Image, tuple[str, ...]]:
     """Apply the EXIF orientation; a corrupt EXIF block is skipped with a note, never raised."""
     try:
@@ -236,11 +250,13 @@ def decode_image(
     max_pixels: int | None = MAX_PIXELS,
     draft: tuple[int, int] | None = None,
     name: str | None = None,
+    max_aspect: float | None = MAX_ASPECT,
 ) -> DecodedImage:
     """Decode `source` (path, bytes or binary file) into a metadata-free, upright RGB image.
 
     `draft=(w, h)` lets JPEGs decode at a DCT-reduced size no smaller than (w, h) after orientation.
-    `name` is used in error messages (useful for bytes sources).
+    `name` is used in error messages (useful for bytes sources). Refused before decoding: more than
+    `max_pixels`, sides more than `max_aspect` : 1 apart, JPEGs of more than MAX_JPEG_SCANS scans.
     """
     label = _describe(source, name)
     img = _open_checked(source, label)
@@ -251,6 +267,7 @@ def decode_image(
                 f"{label}: image is {width}x{height} = {width * height:,} pixels, "
                 f"more than the {max_pixels:,} pixel limit"
             )
+        check_shape(width, height, label, max_aspect)
         if img.format in ("JPEG", "MPO") and _jpeg_scans(source, MAX_JPEG_SCANS) > MAX_JPEG_SCANS:
             raise ImageLoadError(
                 f"{label}: JPEG has more than {MAX_JPEG_SCANS} scans (cameras write at most about 10); "
@@ -275,9 +292,10 @@ def load_image(
     max_pixels: int | None = MAX_PIXELS,
     draft: tuple[int, int] | None = None,
     name: str | None = None,
+    max_aspect: float | None = MAX_ASPECT,
 ) -> Image.Image:
     """`decode_image(...).image`: the upright RGB image, without the decoding notes."""
-    return decode_image(source, max_pixels=max_pixels, draft=draft, name=name).image
+    return decode_image(source, max_pixels=max_pixels, draft=draft, name=name, max_aspect=max_aspect).image
 
 
 def load_array(path: ImageSource, size: int, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
