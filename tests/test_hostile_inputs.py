@@ -120,3 +120,62 @@ def test_ingest_gives_one_outcome_per_file_for_strips_and_unstorable_photos(tmp_
     (tmp_path / "not-a-folder").write_text("x")
     other = ingest(RatingStore(tmp_path / "b.sqlite"), tmp_path / "not-a-folder" / "photos", files[1:])
     assert [(f.outcome, f.reason.split(" (")[0]) for f in other.files] == [("refused", "cannot store the photo")]
+
+
+# -- one bad file never stops the app ------------------------------------------------------------
+def _copy_demo(target: Path) -> Path:
+    import shutil
+
+    from melasma.inference import default_checkpoint
+
+    shutil.copytree(default_checkpoint(), target)
+    return target
+
+
+@pytest.mark.parametrize("text", ["[]", "null", '"a string"', "[" * 100_000 + "]" * 100_000, "{", "7"],
+                         ids=["list", "null", "string", "nested", "broken", "number"])
+def test_a_damaged_model_json_under_runs_is_listed_not_raised(tmp_path: Path, text: str) -> None:
+    import gradio as gr
+
+    from melasma.inference import describe_checkpoint
+    from melasma.settings import Settings
+    from melasma.ui.predict import build_predict_tab, labelled_choices
+
+    runs = tmp_path / "runs"
+    folder = _copy_demo(runs / "20261206-000000" / "mobilenetv2_100")
+    (folder / "model.json").write_text(text)
+    label = describe_checkpoint(folder)
+    assert label.startswith("mobilenetv2_100 (not loadable: model.json") and str(tmp_path) not in label
+    assert any("not loadable" in name for name, _ in labelled_choices(runs))
+    with gr.Blocks():  # the Predict tab (what the app builds at start-up) lists it and carries on
+        build_predict_tab(Settings(data_dir=tmp_path))
+
+
+def test_a_deeply_nested_real_photos_json_is_a_checkpoint_error(tmp_path: Path) -> None:
+    from melasma.inference import Predictor
+    from melasma.models.checkpoint import CheckpointError
+
+    folder = _copy_demo(tmp_path / "demo")
+    (folder / "real_photos.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        Predictor.from_checkpoint(folder)
+
+
+def test_non_finite_outputs_are_refused_not_labelled(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from melasma.inference import NonFiniteOutputError, Predictor
+    from melasma.models.checkpoint import load_checkpoint
+
+    folder = _copy_demo(tmp_path / "huge")
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: v * 1e30 if v.is_floating_point() else v for k, v in weights.items()}, folder / "model.safetensors")
+    with pytest.raises(NonFiniteOutputError, match="NaN or infinite outputs"):
+        Predictor.from_checkpoint(folder)  # its warm-up forward already overflows
+    model, meta = load_checkpoint(folder)  # finite weights: they load
+    predictor = Predictor(model, meta)
+    photo = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    with pytest.raises(NonFiniteOutputError, match="NaN or infinite outputs"):
+        predictor.predict(photo)
+    with pytest.raises(NonFiniteOutputError):
+        predictor.explain_all(photo)
