@@ -22,7 +22,7 @@ from melasma.jobs import JobRunner
 from melasma.layout import DataLayout
 from melasma.settings import Settings
 from melasma.ui.annotate import build_annotate_tab
-from melasma.ui.examples import real_examples
+from melasma.ui.examples import real_examples, synthetic_examples
 from melasma.ui.lanes import RATING_LANE, separate_lanes
 from melasma.ui.patients import build_patients_tab
 from melasma.ui.predict import build_predict_tab
@@ -122,17 +122,25 @@ def build_app(settings: Settings, *, oauth: bool | None = None) -> gr.Blocks:
 
 
 def private_files(settings: Settings) -> list[Path]:
-    """What in the data folder the web server must refuse to serve by URL: the SQLite stores and
-    journals, the stored photos and the exports (handlers hand out copies to those allowed)."""
+    """What in the data folder the web server refuses to serve even if a handler returned it: the
+    SQLite stores and journals, the stored photos, the exports, the runs (logs, checkpoints,
+    metrics) and the caches (decoded images, machine MASI). Handlers hand out copies to those
+    allowed; the allow-list is `served_files`."""
     layout = DataLayout(settings.data_dir.resolve())
-    return [*layout.databases, layout.photos_dir, layout.exports_dir]
+    return [*layout.databases, layout.photos_dir, layout.exports_dir, layout.runs_dir, layout.cache_dir]
 
 
 def example_files(settings: Settings) -> list[str]:
-    """The real example photos the Predict tab offers: the only files outside the data folder
-    the web server may serve."""
-    examples = real_examples(settings.examples_dir)
-    return [str(path.resolve()) for path in examples.photos] if examples else []
+    """The example photos the Predict tab offers: the real ones (``--examples``), then the synthetic
+    demo photos it shows (exact files, not their folders)."""
+    found = [real_examples(settings.examples_dir), synthetic_examples(settings.demo_dir)]
+    return [str(path.resolve()) for examples in found if examples for path in examples.photos]
+
+
+def served_files(settings: Settings) -> list[str]:
+    """The allow-list of files the web server serves by URL besides Gradio's own upload and cache
+    folders: the example photos the pages show, nothing else of the data folder."""
+    return example_files(settings)
 
 
 def launch_options(settings: Settings, *, oauth: bool | None = None) -> dict[str, Any]:
@@ -144,10 +152,10 @@ def launch_options(settings: Settings, *, oauth: bool | None = None) -> dict[str
         "max_file_size": settings.max_upload_mb * 1024 * 1024,
         "theme": build_theme(),
         "css": CSS,
-        # Tabs return photos, heatmaps, figures and exports from the data folder, and the real example
-        # photos (those files only, not their folder); the databases (every rater's blind scores,
-        # the job log) must never be downloadable by URL.
-        "allowed_paths": [str(settings.data_dir.resolve()), *example_files(settings)],
+        # An allow-list: only the example photos the pages show (those files, not their folders).
+        # Handlers hand out copies of private files (PhotoStage) in Gradio's upload folder; the
+        # databases, photos, exports, runs and caches are also blocked outright.
+        "allowed_paths": served_files(settings),
         "blocked_paths": [str(path) for path in private_files(settings)],
     }
     if settings.auth:
@@ -183,8 +191,8 @@ def serve(
     if visitor_only(settings):
         log.warning("visitor-only mode: reachable from other machines without sign-in, so everyone may use "
                     "Predict only; set MELASMA_AUTH or MELASMA_OAUTH (or MELASMA_LOCAL_MODE=1) to annotate")
+    demo = build_app(settings)  # first: it writes the demo photos that launch_options allows
     options = launch_options(settings)
-    demo = build_app(settings)
     demo.queue(default_concurrency_limit=2)
     separate_lanes(demo, LANE_SIZE, {RATING_LANE: RATING_LANE_SIZE})
     if host is not None:

@@ -163,8 +163,9 @@ class TrainTab:
 
     @property
     def demo_labels(self) -> str:
-        """The demo set's manifest (the form's first data set)."""
-        return str(self.settings.demo_dir / "labels.csv")
+        """The demo set's manifest (the form's first data set), relative to the data folder: the page's
+        config must not show the data folder's absolute path."""
+        return str((self.settings.demo_dir / "labels.csv").relative_to(self.settings.data_dir))
 
     @property
     def form(self) -> list[gr.components.Component]:
@@ -271,7 +272,7 @@ class TrainTab:
         if config is None:
             return {component: gr.skip() for component in self.form}
         archs = list(config.get("archs", []))
-        demo = str(Path(self.demo_labels).resolve()) == config.get("data")
+        demo = str((self.settings.demo_dir / "labels.csv").resolve()) == config.get("data")
         filled: dict[gr.components.Component, Any] = {
             self.source: SOURCES["demo"] if demo else SOURCES["path"],
             self.data: gr.Textbox(value=config.get("data"), interactive=not demo),
@@ -317,7 +318,7 @@ def build_train_tab(settings: Settings, *, export_path: gr.Textbox | None = None
     with gr.Row():
         with gr.Column(scale=1):
             source = gr.Radio(sources, value=SOURCES["demo"], label="Data set")
-            data = gr.Textbox(str(settings.demo_dir / "labels.csv"), label="Manifest (labels.csv) or class folder",
+            data = gr.Textbox(str((settings.demo_dir / "labels.csv").relative_to(settings.data_dir)), label="Manifest (labels.csv) or class folder",
                               info="a path inside the data folder", interactive=False)
             data_info = gr.Markdown()
             archs = gr.CheckboxGroup(
