@@ -22,6 +22,7 @@ from melasma.jobs import JobRunner
 from melasma.layout import DataLayout
 from melasma.settings import Settings
 from melasma.ui.annotate import build_annotate_tab
+from melasma.ui.components import wrap_every_handler
 from melasma.ui.examples import real_examples, synthetic_examples
 from melasma.ui.lanes import RATING_LANE, separate_lanes
 from melasma.ui.patients import build_patients_tab
@@ -118,6 +119,7 @@ def build_app(settings: Settings, *, oauth: bool | None = None) -> gr.Blocks:
             predict.refresh_choices, None, predict.checkpoint, api_visibility="private",
             show_progress="hidden",
         )
+    wrap_every_handler(demo)  # chained steps and lambdas too: no answer without a message
     return demo
 
 
