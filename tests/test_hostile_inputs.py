@@ -179,3 +179,23 @@ def test_non_finite_outputs_are_refused_not_labelled(tmp_path: Path) -> None:
         predictor.predict(photo)
     with pytest.raises(NonFiniteOutputError):
         predictor.explain_all(photo)
+
+
+# -- training requests: absurd values refused by validation, fixed-size models estimated ----------
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("lr", 1e308, "learning rate must be from 1e-08 to 10"), ("lr", 1e-300, "learning rate must be from"),
+    ("weight_decay", 1e308, "weight decay must be from 0 to 1"), ("weight_decay", float("nan"), "weight decay"),
+])
+def test_absurd_optimiser_values_are_refused_with_the_range(tmp_path: Path, field: str, value: float,
+                                                            message: str) -> None:
+    from melasma.training import TrainConfig
+
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(data=tmp_path / "labels.csv", archs=("resnet18",), **{field: value})
+
+
+def test_the_memory_probe_handles_fixed_size_timm_models() -> None:
+    from melasma.jobs.memory import estimate_bytes
+
+    small, large = (estimate_bytes("vit_tiny_patch16_224", 224, batch) for batch in (4, 16))
+    assert 0 < small < large  # was AssertionError: Input height (64) doesn't match model (224)

@@ -60,7 +60,6 @@ def _probe(arch: str) -> tuple[int, int]:
 
     from melasma.models import create, get_spec
 
-    size = max(PROBE_SIZE, get_spec(arch).min_size)
     with torch.device("meta"):
         model = create(arch, pretrained="off")
     counted = [0]
@@ -71,12 +70,35 @@ def _probe(arch: str) -> tuple[int, int]:
 
     hooks = [module.register_forward_hook(count) for module in model.modules() if not any(module.children())]
     model.train()
-    model(torch.empty(2, 3, size, size, device="meta"))
-    for hook in hooks:
-        hook.remove()
+    size = 0
+    try:
+        # Fixed-size models (timm ViTs, Swin: "Input height (64) doesn't match model (224)") are
+        # probed at their own input size; the others at PROBE_SIZE (or their minimum).
+        for size in dict.fromkeys((max(PROBE_SIZE, get_spec(arch).min_size), _native_size(model))):
+            if not size:
+                continue
+            counted[0] = 0
+            try:
+                model(torch.empty(2, 3, size, size, device="meta"))
+                break
+            except (AssertionError, RuntimeError, ValueError) as error:
+                failure: Exception = error
+        else:
+            raise ValueError(f"cannot estimate the memory of {arch}: a probe forward failed "
+                             f"({type(failure).__name__}: {str(failure).splitlines()[0][:120]})")
+    finally:
+        for hook in hooks:
+            hook.remove()
     parameters = sum(parameter.numel() for parameter in model.parameters())
     per_image = counted[0] / 2 * (PROBE_SIZE / size) ** 2
     return parameters, int(per_image)
+
+
+def _native_size(model: object) -> int:
+    """The square input size a timm model was built for (its pretrained_cfg's input_size), else 0."""
+    config = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    size = config.get("input_size") if isinstance(config, dict) else None
+    return int(size[-1]) if isinstance(size, tuple | list) and size and isinstance(size[-1], int) else 0
 
 
 def estimate_bytes(arch: str, image_size: int, batch_size: int, *, cuda: bool = False) -> int:
