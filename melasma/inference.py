@@ -364,8 +364,8 @@ def describe_checkpoint(directory: str | Path) -> str:
     images = sum(v for v in counts.values() if isinstance(v, int))
     source = Path(str(data.get("path", "unknown data")))
     dataset = f"{source.parent.name}/{source.name}" if source.parent.name else source.name
-    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
-    accuracy = metrics.get("accuracy")
+    metrics = meta.get("metrics")
+    accuracy = metrics.get("accuracy") if isinstance(metrics, dict) else None
     score = f"test acc {accuracy:.3f}" if isinstance(accuracy, (int, float)) else "no test score"
     created = str(meta.get("created", "undated"))[:16].replace("T", " ")
     dataset += f" ({images} images)" if images else ""

@@ -48,6 +48,8 @@ class Settings:
     Environment: MELASMA_DATA_DIR, MELASMA_RATERS (comma list), MELASMA_RATINGS_PER_IMAGE,
     MELASMA_SPREAD_THRESHOLD, MELASMA_AUTH (user:password,...), MELASMA_MAX_UPLOAD_MB,
     MELASMA_MAX_UPLOAD_MEGAPIXELS (pixels decoded per upload batch, from the headers),
+    MELASMA_UPLOAD_BUDGET_MB_PER_USER / MELASMA_UPLOAD_BUDGET_MB (MB one client / everyone may upload
+    per hour: melasma.ui.uploads),
     MELASMA_COORDINATORS (comma list), MELASMA_VISITORS_CAN_TRAIN (1/0), MELASMA_OAUTH (1/0:
     Hugging Face sign-in on a Space), MELASMA_DATABASE_URL (`postgresql://...` for a rater store
     shared by several app servers; unset: `annotations.sqlite` in the data folder),
@@ -70,6 +72,8 @@ class Settings:
     auth: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     max_upload_mb: int = 50
     max_upload_megapixels: int = 200
+    upload_budget_mb_per_user: int = 1000
+    upload_budget_mb: int = 4000
     coordinators: tuple[str, ...] = ()
     visitors_can_train: bool = False
     oauth: bool = False
@@ -93,6 +97,9 @@ class Settings:
             raise ValueError(f"MELASMA_EXAMPLES_DIR / --examples: {self.examples_dir} is not a folder")
         if self.auth and self.oauth:
             raise ValueError("choose one sign-in: MELASMA_AUTH (passwords) or MELASMA_OAUTH (Hugging Face)")
+        if min(self.upload_budget_mb_per_user, self.upload_budget_mb) < self.max_upload_mb:
+            raise ValueError("MELASMA_UPLOAD_BUDGET_MB_PER_USER and MELASMA_UPLOAD_BUDGET_MB must be at least "
+                             f"MELASMA_MAX_UPLOAD_MB ({self.max_upload_mb})")
         if self.local_mode_opt_in and (self.auth or self.oauth):
             raise ValueError("MELASMA_LOCAL_MODE=1 means nobody signs in: unset it, or MELASMA_AUTH / MELASMA_OAUTH")
         if self.database_url and not self.database_url.startswith(DATABASE_SCHEMES):
@@ -119,6 +126,8 @@ class Settings:
             auth=auth,
             max_upload_mb=int(env.get("MELASMA_MAX_UPLOAD_MB", "50")),
             max_upload_megapixels=int(env.get("MELASMA_MAX_UPLOAD_MEGAPIXELS", "200")),
+            upload_budget_mb_per_user=int(env.get("MELASMA_UPLOAD_BUDGET_MB_PER_USER", "1000")),
+            upload_budget_mb=int(env.get("MELASMA_UPLOAD_BUDGET_MB", "4000")),
             coordinators=coordinators,
             visitors_can_train=_flag(env.get("MELASMA_VISITORS_CAN_TRAIN", "")),
             oauth=oauth,

@@ -15,6 +15,7 @@ from typing import Any
 
 import fastapi
 import gradio as gr
+from starlette.middleware import Middleware
 
 from melasma.access import GUEST, visitor_only
 from melasma.inference import default_checkpoint, warm_up_in_background
@@ -29,6 +30,7 @@ from melasma.ui.patients import build_patients_tab
 from melasma.ui.predict import build_predict_tab
 from melasma.ui.theme import CSS, build_theme
 from melasma.ui.train import build_train_tab
+from melasma.ui.uploads import UploadBudget
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +161,9 @@ def launch_options(settings: Settings, *, oauth: bool | None = None) -> dict[str
         # databases, photos, exports, runs and caches are also blocked outright.
         "allowed_paths": served_files(settings),
         "blocked_paths": [str(path) for path in private_files(settings)],
+        # Per-client and server-wide upload budgets per hour, checked from Content-Length before storing.
+        "app_kwargs": {"middleware": [Middleware(UploadBudget, per_client_mb=settings.upload_budget_mb_per_user,
+                                                 total_mb=settings.upload_budget_mb)]},
     }
     if settings.auth:
         options["auth"] = [tuple(pair) for pair in settings.auth]
