@@ -306,8 +306,11 @@ def _still_serving(client: Client, photo: Path) -> bool:
 
 def _rater_loop(url: str, rater: str, n: int) -> tuple[list[tuple[str, str]], list[str]]:
     """Rate `n` photos; returns the acknowledged (image id, rater) pairs and the refusals."""
-    client = Client(url, verbose=False)
     acknowledged, refused = [], []
+    try:
+        client = Client(url, verbose=False)
+    except Exception as error:  # noqa: BLE001 - a busy machine: the rater could not connect, counted
+        return acknowledged, [f"connect: {type(error).__name__}: {str(error)[:80]}"]
     for _ in range(n):
         try:
             image_id, _, _ = client.predict(rater, api_name="/next_image")
