@@ -278,8 +278,12 @@ def ingest(
         digest = hashlib.sha256(f"{image.width}x{image.height}:".encode() + pixels.tobytes())
         image_id = digest.hexdigest()[:ID_LENGTH]
         target = photo_path(photos_dir, image_id)
-        if not target.exists():
-            _write_atomic(target, to_jpeg_bytes(image))
+        try:
+            if not target.exists():
+                _write_atomic(target, to_jpeg_bytes(image))
+        except (OSError, ValueError) as error:  # JPEG's size limits, a full disk: this file only
+            summary.refuse(name, f"cannot store the photo ({type(error).__name__}: {error})")
+            continue
         record = ImageRecord(
             id=image_id, filename=Path(name).name[:255], width=image.width, height=image.height,
             patient_id=patient, visit_date=visit, added_at=utc_now(),

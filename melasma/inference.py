@@ -10,7 +10,6 @@ released by `close()`, which the shared cache calls when it drops a checkpoint.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections import OrderedDict
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from melasma.data.images import ImageLoadError, ImageSource, load_image
+from melasma.data.images import ImageLoadError, ImageSource, check_shape, load_image
 from melasma.explain.explainer import METHODS
 from melasma.masi import SCALE_MAX, SEVERITIES, severity
 from melasma.models.checkpoint import CheckpointError
@@ -36,6 +35,20 @@ if TYPE_CHECKING:
 DISPLAY_MAX = 512
 
 ImageInput = ImageSource | Image.Image | np.ndarray
+
+
+class NonFiniteOutputError(ValueError):
+    """The model's output for a photo holds NaN or infinite values: its weights cannot be trusted."""
+
+
+def _require_finite(output: torch.Tensor, arch: str) -> torch.Tensor:
+    """`output`, or NonFiniteOutputError when any value is NaN or infinite (never labelled)."""
+    if not bool(torch.isfinite(output).all()):
+        raise NonFiniteOutputError(
+            f"the {arch} checkpoint gave NaN or infinite outputs for this photo: its weights are damaged or "
+            "out of range; retrain it or choose another checkpoint"
+        )
+    return output
 
 
 @dataclass(frozen=True)
@@ -172,9 +185,12 @@ class Predictor:
         """Any accepted input as an upright RGB image; large JPEGs decode at a reduced size that
         stays at least `draft` (default: the input size, as training's decoding) on each side."""
         if isinstance(image, Image.Image):
+            check_shape(image.width, image.height, "<image>")
             return image.convert("RGB")
         if isinstance(image, np.ndarray):
-            return _from_array(image)
+            photo = _from_array(image)
+            check_shape(photo.width, photo.height, "<array>")
+            return photo
         size = draft or self.image_size
         return load_image(image, draft=(size, size))
 
@@ -196,7 +212,8 @@ class Predictor:
 
     def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return torch.softmax(self.model(x).float(), dim=1)[0].cpu()
+            logits = _require_finite(self.model(x).float(), self.arch)
+            return _require_finite(torch.softmax(logits, dim=1), self.arch)[0].cpu()
 
     def predict(self, image: ImageInput) -> Prediction:
         """Severity and class probabilities of one photo (and the MASI, for a regression head);
@@ -208,7 +225,7 @@ class Predictor:
             x = self.preprocess(photo)
         if self.head == "regression":
             with self._lock, timer.step("forward"), torch.inference_mode():
-                output = float(self.model(x).float()[0, 0])
+                output = float(_require_finite(self.model(x).float(), self.arch)[0, 0])
             value = min(max(output * SCALE_MAX["masi"], 0.0), SCALE_MAX["masi"])
             name = severity(value, "masi", tuple(self.meta["cutoffs"]))
             return Prediction(name, {c: float(c == name) for c in self.classes}, timer.result(), masi=value)
@@ -263,6 +280,7 @@ class Predictor:
                 index = int(self._probabilities(x).argmax())
         with timer.step(method):
             result = explainer.explain(x, methods=(method,), target=index)
+        _require_finite(result.logits, self.arch)
         with timer.step("overlay"):
             resized = views.resize_map(result.maps[method][0], photo.size)
             overlay = views.overlay(photo, resized, method=method)
@@ -278,6 +296,7 @@ class Predictor:
         timer = _Timer()
         x, photo = self._display_input(image, timer)
         result = explainer.explain(x, target=index)
+        _require_finite(result.logits, self.arch)
         timer.steps.update(result.latency_ms)
         with timer.step("resize"):
             maps = {method: views.resize_map(m[0], photo.size) for method, m in result.maps.items()}
@@ -327,18 +346,26 @@ def list_checkpoints(runs_dir: str | Path | None = None) -> dict[str, Path]:
 
 def describe_checkpoint(directory: str | Path) -> str:
     """A label from model.json: when it was trained, on what data, its test accuracy and its
-    architecture, e.g. "2026-11-27 00:12 · demo_data/labels.csv (500 images) · test acc 0.725 · googlenet"."""
+    architecture, e.g. "2026-11-27 00:12 · demo_data/labels.csv (500 images) · test acc 0.725 · googlenet".
+    A model.json that fails the checkpoint schema (not an object, nested too deeply, ...) gives
+    "NAME (not loadable: what is wrong)": one damaged run never stops the app."""
+    from melasma.models.checkpoint import read_checkpoint_meta
+
+    folder = Path(directory)
     try:
-        meta = json.loads((Path(directory) / "model.json").read_text())
-    except (OSError, ValueError):
-        return f"{Path(directory).name} (unreadable model.json)"
+        meta = read_checkpoint_meta(folder).as_dict()
+    except CheckpointError as error:
+        reason = str(error).replace(str(folder / "model.json"), "model.json").replace(str(folder), folder.name)
+        return f"{folder.name} (not loadable: {reason})"
+    except OSError as error:
+        return f"{folder.name} (unreadable model.json: {error.strerror or type(error).__name__})"
     data = meta["data"] if isinstance(meta.get("data"), dict) else {}
     counts = data["n"] if isinstance(data.get("n"), dict) else {}
     images = sum(v for v in counts.values() if isinstance(v, int))
     source = Path(str(data.get("path", "unknown data")))
     dataset = f"{source.parent.name}/{source.name}" if source.parent.name else source.name
-    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
-    accuracy = metrics.get("accuracy")
+    metrics = meta.get("metrics")
+    accuracy = metrics.get("accuracy") if isinstance(metrics, dict) else None
     score = f"test acc {accuracy:.3f}" if isinstance(accuracy, (int, float)) else "no test score"
     created = str(meta.get("created", "undated"))[:16].replace("T", " ")
     dataset += f" ({images} images)" if images else ""

@@ -68,6 +68,8 @@ def read_check(directory: str | Path) -> RealPhotoCheck | None:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise RealPhotoCheckError(f"{path}: not JSON ({error})") from None
+    except RecursionError:
+        raise RealPhotoCheckError(f"{path}: not a check (nested too deeply)") from None
     expected = {f.name: f.type for f in fields(RealPhotoCheck)}
     if not isinstance(raw, dict) or set(raw) != set(expected):
         raise RealPhotoCheckError(f"{path}: expected the keys {', '.join(expected)}")

@@ -18,6 +18,10 @@ DEFAULT_RATERS = ("rater1", "rater2", "rater3")
 DATABASE_SCHEMES = ("postgresql://", "postgres://", "sqlite:///")
 
 
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "melasma"
+
+
 def _split_names(value: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in value.split(",") if name.strip())
 
@@ -44,11 +48,15 @@ class Settings:
     Environment: MELASMA_DATA_DIR, MELASMA_RATERS (comma list), MELASMA_RATINGS_PER_IMAGE,
     MELASMA_SPREAD_THRESHOLD, MELASMA_AUTH (user:password,...), MELASMA_MAX_UPLOAD_MB,
     MELASMA_MAX_UPLOAD_MEGAPIXELS (pixels decoded per upload batch, from the headers),
+    MELASMA_UPLOAD_BUDGET_MB_PER_USER / MELASMA_UPLOAD_BUDGET_MB (MB one client / everyone may upload
+    per hour: melasma.ui.uploads),
     MELASMA_COORDINATORS (comma list), MELASMA_VISITORS_CAN_TRAIN (1/0), MELASMA_OAUTH (1/0:
     Hugging Face sign-in on a Space), MELASMA_DATABASE_URL (`postgresql://...` for a rater store
     shared by several app servers; unset: `annotations.sqlite` in the data folder),
     MELASMA_EXAMPLES_DIR (a folder of real photos the Predict tab offers first, with the credit file
-    beside them: melasma.ui.examples). Roles: see
+    beside them: melasma.ui.examples), MELASMA_LOCAL_MODE (1: no sign-in and everyone who reaches the
+    app is the coordinator, even on a Space or a non-loopback address; without it local mode needs a
+    loopback bind). ``public_link`` is set by ``serve(share=True)``, not read from the environment. Roles: see
     melasma.access. Also read here, so that no other module reads the environment:
     MELASMA_CACHE_DIR (decoded-image cache of trainings outside the app, default ~/.cache/melasma),
     SPACE_ID (set by Hugging Face on a Space), GRADIO_SERVER_NAME, MELASMA_GPU_SECONDS (cap of a
@@ -64,16 +72,20 @@ class Settings:
     auth: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     max_upload_mb: int = 50
     max_upload_megapixels: int = 200
+    upload_budget_mb_per_user: int = 1000
+    upload_budget_mb: int = 4000
     coordinators: tuple[str, ...] = ()
     visitors_can_train: bool = False
     oauth: bool = False
     training: TrainingLimits = field(default_factory=TrainingLimits)
     database_url: str = ""
-    image_cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "melasma")
+    image_cache_dir: Path = field(default_factory=_default_cache_dir)
     space_id: str = ""
     server_name: str = ""
     gpu_seconds: int | None = None
     examples_dir: Path | None = None
+    local_mode_opt_in: bool = False
+    public_link: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -85,6 +97,11 @@ class Settings:
             raise ValueError(f"MELASMA_EXAMPLES_DIR / --examples: {self.examples_dir} is not a folder")
         if self.auth and self.oauth:
             raise ValueError("choose one sign-in: MELASMA_AUTH (passwords) or MELASMA_OAUTH (Hugging Face)")
+        if min(self.upload_budget_mb_per_user, self.upload_budget_mb) < self.max_upload_mb:
+            raise ValueError("MELASMA_UPLOAD_BUDGET_MB_PER_USER and MELASMA_UPLOAD_BUDGET_MB must be at least "
+                             f"MELASMA_MAX_UPLOAD_MB ({self.max_upload_mb})")
+        if self.local_mode_opt_in and (self.auth or self.oauth):
+            raise ValueError("MELASMA_LOCAL_MODE=1 means nobody signs in: unset it, or MELASMA_AUTH / MELASMA_OAUTH")
         if self.database_url and not self.database_url.startswith(DATABASE_SCHEMES):
             scheme = self.database_url.partition(":")[0]
             raise ValueError(f"MELASMA_DATABASE_URL must start with postgresql:// or sqlite:///, got {scheme}:")
@@ -95,8 +112,11 @@ class Settings:
         env = dict(os.environ if env is None else env)
         auth = _parse_auth(env.get("MELASMA_AUTH", ""))
         coordinators = _split_names(env.get("MELASMA_COORDINATORS", ""))
+        oauth = _flag(env.get("MELASMA_OAUTH", ""))
+        # Default rater names only where nobody signs in: under Hugging Face sign-in an account named
+        # rater1 would otherwise become a rater.
         raters = _split_names(env.get("MELASMA_RATERS", "")) or (
-            tuple(user for user, _ in auth if user not in coordinators) or DEFAULT_RATERS
+            tuple(user for user, _ in auth if user not in coordinators) if auth else () if oauth else DEFAULT_RATERS
         )
         return cls(
             data_dir=Path(env.get("MELASMA_DATA_DIR", "data")),
@@ -106,16 +126,19 @@ class Settings:
             auth=auth,
             max_upload_mb=int(env.get("MELASMA_MAX_UPLOAD_MB", "50")),
             max_upload_megapixels=int(env.get("MELASMA_MAX_UPLOAD_MEGAPIXELS", "200")),
+            upload_budget_mb_per_user=int(env.get("MELASMA_UPLOAD_BUDGET_MB_PER_USER", "1000")),
+            upload_budget_mb=int(env.get("MELASMA_UPLOAD_BUDGET_MB", "4000")),
             coordinators=coordinators,
             visitors_can_train=_flag(env.get("MELASMA_VISITORS_CAN_TRAIN", "")),
-            oauth=_flag(env.get("MELASMA_OAUTH", "")),
+            oauth=oauth,
             training=TrainingLimits.from_env(env),
             database_url=env.get("MELASMA_DATABASE_URL", "").strip(),
-            **({"image_cache_dir": Path(env["MELASMA_CACHE_DIR"])} if env.get("MELASMA_CACHE_DIR") else {}),
+            image_cache_dir=Path(env["MELASMA_CACHE_DIR"]) if env.get("MELASMA_CACHE_DIR") else _default_cache_dir(),
             space_id=env.get("SPACE_ID", ""),
             server_name=env.get("GRADIO_SERVER_NAME", ""),
             gpu_seconds=int(env["MELASMA_GPU_SECONDS"]) if env.get("MELASMA_GPU_SECONDS") else None,
             examples_dir=Path(env["MELASMA_EXAMPLES_DIR"]) if env.get("MELASMA_EXAMPLES_DIR") else None,
+            local_mode_opt_in=_flag(env.get("MELASMA_LOCAL_MODE", "")),
         )
 
     @property

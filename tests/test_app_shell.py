@@ -139,7 +139,7 @@ def test_live_app_layout_api_and_private_files(tmp_path: Path) -> None:
         assert "loginbutton" not in {c["type"] for c in config["components"]}  # no OAuth by default
         endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
         assert API_NAMES <= set(endpoints)
-        photo = next((tmp_path / "demo" / "images").glob("*.jpg")).resolve()
+        photo = min((tmp_path / "demo" / "images").glob("*.jpg")).resolve()  # a Predict example
         assert httpx.get(f"{url}gradio_api/file={photo}").status_code == 200
         database = (tmp_path / "annotations.sqlite").resolve()
         assert database.is_file()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -36,10 +37,43 @@ def test_a_gr_error_passes_through_unchanged() -> None:
     assert raised.value is original
 
 
-def test_programming_errors_propagate_and_are_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="melasma.ui.components"), pytest.raises(KeyError):
-        user_errors(refuse)(KeyError("summary"))
+def test_programming_errors_are_logged_and_answered_with_a_message(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 30: no `error: null`: the client learns what to do and the error's type, not its text."""
+    with caplog.at_level(logging.ERROR, logger="melasma.ui.components"), pytest.raises(gr.Error) as raised:
+        user_errors(refuse)(KeyError("/secret/path/summary"))
     assert "refuse failed" in caplog.text and "KeyError" in caplog.text
+    assert "(KeyError)" in raised.value.message and "try again" in raised.value.message
+    assert "/secret/path" not in raised.value.message
+
+
+def test_a_database_outage_says_so() -> None:
+    import sqlite3
+
+    import psycopg.errors
+
+    from annotation.db.engines import DatabaseUnavailable
+
+    for error in (psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+                  psycopg.OperationalError("server closed the connection unexpectedly"),
+                  sqlite3.OperationalError("database is locked"), DatabaseUnavailable("cannot open")):
+        with pytest.raises(gr.Error, match="the database is not answering") as raised:
+            user_errors(refuse)(error)
+        assert f"({type(error).__name__})" in raised.value.message
+
+
+def test_every_handler_of_the_app_carries_the_wrapper(tmp_path: Path) -> None:
+    """`.success` / `.then` steps and lambdas included (issue 30: 70 refusals had no message)."""
+    from melasma.settings import Settings
+    from melasma.ui.app import build_app
+
+    demo = build_app(Settings(data_dir=tmp_path))
+    handlers = [fn.fn for fn in demo.fns.values() if fn.fn is not None]
+    assert len(handlers) > 40
+    assert all(getattr(fn, "user_errors", False) or inspect.isgeneratorfunction(fn) for fn in handlers)
+    lambda_step = next(fn for fn in handlers  # the ingest summary's table step: lambda s: pd.DataFrame(s["files"])
+                       if fn.__name__ == "<lambda>" and "files" in fn.__wrapped__.__code__.co_consts)
+    with pytest.raises(gr.Error, match="could not handle this request"):
+        lambda_step("not a summary")  # what an API caller can send to a private step
 
 
 def test_the_wrapper_keeps_what_gradio_reads() -> None:

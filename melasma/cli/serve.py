@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--examples", help="folder of real photos the Predict tab offers first, credited from "
                         "an ATTRIBUTION.md beside them (default: MELASMA_EXAMPLES_DIR)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--local-mode", action="store_const", const="1",
+                        help="without sign-in, make everyone who reaches the app the coordinator even when it "
+                        "listens beyond 127.0.0.1 (default: MELASMA_LOCAL_MODE; only behind your own access control)")
 
 
 def run(args: argparse.Namespace) -> int:

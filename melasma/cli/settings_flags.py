@@ -13,7 +13,7 @@ from melasma.settings import Settings
 FLAG_ENV = {
     "data_dir": "MELASMA_DATA_DIR", "raters": "MELASMA_RATERS", "auth": "MELASMA_AUTH",
     "ratings_per_image": "MELASMA_RATINGS_PER_IMAGE", "database_url": "MELASMA_DATABASE_URL",
-    "examples": "MELASMA_EXAMPLES_DIR",
+    "examples": "MELASMA_EXAMPLES_DIR", "local_mode": "MELASMA_LOCAL_MODE",
 }
 
 

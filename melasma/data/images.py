@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mmap
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +26,15 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 #: Largest accepted image, in pixels (width x height), checked before decoding.
 MAX_PIXELS = 40_000_000
+#: Most one side of an image may exceed the other (a 1 x 40000 strip is no photo, and would make
+#: figures and JPEG encoding blow up); checked from the header, before decoding.
+MAX_ASPECT = 20
 #: Largest accepted upload, in bytes.
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+#: Most scans (SOS markers) a JPEG's first picture may have. Cameras write one (baseline) and
+#: libjpeg's progressive mode 10; a file that repeats a scan thousands of times decodes for minutes.
+MAX_JPEG_SCANS = 64
 
 #: Formats Pillow may open: what cameras and phones write, plus HEIF when the pillow-heif plugin is
 #: installed. Pillow's JPEG opener also returns phones' multi-picture JPEGs (format "MPO").
@@ -124,6 +133,60 @@ def _open_checked(source: ImageSource, label: str) -> ImageFile.ImageFile:
         raise ImageLoadError(f"{label}: cannot open image ({_first_line(error)})") from None
 
 
+#: After a scan's header: the next marker that is not byte stuffing (FF 00), a restart (FF D0-D7)
+#: or a fill byte (FF FF) ends the entropy-coded data.
+_NEXT_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def count_jpeg_scans(data: bytes | mmap.mmap, stop_after: int | None = None) -> int:
+    """The number of scans (SOS markers) in a JPEG's first picture, from its markers only (the
+    EXIF thumbnail and later pictures of a multi-picture file are not counted); stops counting
+    once past `stop_after`. A file that is not a JPEG has 0."""
+    if data[:2] != b"\xff\xd8":
+        return 0
+    pos, scans, size = 2, 0, len(data)
+    while pos + 4 <= size:
+        if data[pos] != 0xFF:
+            break  # corrupt: Pillow says so when it decodes
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+        elif marker == 0xD9:
+            break
+        elif marker in _STANDALONE:
+            pos += 2
+        else:
+            end = pos + 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+            if marker != 0xDA:
+                pos = end
+                continue
+            scans += 1
+            if stop_after is not None and scans > stop_after:
+                break
+            found = _NEXT_MARKER.search(data, end)
+            if found is None:
+                break
+            pos = found.start()
+    return scans
+
+
+def _jpeg_scans(source: ImageSource, stop_after: int) -> int:
+    """`count_jpeg_scans` of a path (memory-mapped), bytes or binary file (read from its start,
+    then put back where it was)."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return count_jpeg_scans(data, stop_after)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return count_jpeg_scans(bytes(source), stop_after)
+    start = source.tell()
+    try:
+        source.seek(0)  # Pillow reads an image file object from its start too
+        return count_jpeg_scans(source.read(), stop_after)
+    finally:
+        source.seek(start)
+
+
 def _first_line(error: BaseException) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
@@ -133,6 +196,17 @@ def read_header(source: ImageSource, *, name: str | None = None) -> ImageHeader:
     label = _describe(source, name)
     with _open_checked(source, label) as img:
         return ImageHeader(format=str(img.format), width=img.width, height=img.height)
+
+
+def check_shape(width: int, height: int, label: str, max_aspect: float | None = MAX_ASPECT) -> None:
+    """Raise ImageLoadError for an empty image or one whose sides are more than `max_aspect` : 1 apart."""
+    if width < 1 or height < 1:
+        raise ImageLoadError(f"{label}: image is {width}x{height} pixels: empty")
+    if max_aspect is not None and max(width, height) > max_aspect * min(width, height):
+        raise ImageLoadError(
+            f"{label}: image is {width}x{height} pixels, one side more than {max_aspect:g} times the other; "
+            "refused before decoding (crop it to the face)"
+        )
 
 
 def _upright(img: Image.Image) -> tuple[Image.Image, tuple[str, ...]]:
@@ -176,11 +250,13 @@ def decode_image(
     max_pixels: int | None = MAX_PIXELS,
     draft: tuple[int, int] | None = None,
     name: str | None = None,
+    max_aspect: float | None = MAX_ASPECT,
 ) -> DecodedImage:
     """Decode `source` (path, bytes or binary file) into a metadata-free, upright RGB image.
 
     `draft=(w, h)` lets JPEGs decode at a DCT-reduced size no smaller than (w, h) after orientation.
-    `name` is used in error messages (useful for bytes sources).
+    `name` is used in error messages (useful for bytes sources). Refused before decoding: more than
+    `max_pixels`, sides more than `max_aspect` : 1 apart, JPEGs of more than MAX_JPEG_SCANS scans.
     """
     label = _describe(source, name)
     img = _open_checked(source, label)
@@ -190,6 +266,12 @@ def decode_image(
             raise ImageLoadError(
                 f"{label}: image is {width}x{height} = {width * height:,} pixels, "
                 f"more than the {max_pixels:,} pixel limit"
+            )
+        check_shape(width, height, label, max_aspect)
+        if img.format in ("JPEG", "MPO") and _jpeg_scans(source, MAX_JPEG_SCANS) > MAX_JPEG_SCANS:
+            raise ImageLoadError(
+                f"{label}: JPEG has more than {MAX_JPEG_SCANS} scans (cameras write at most about 10); "
+                "refused before decoding"
             )
         try:
             if draft is not None and img.format in ("JPEG", "MPO"):
@@ -210,9 +292,10 @@ def load_image(
     max_pixels: int | None = MAX_PIXELS,
     draft: tuple[int, int] | None = None,
     name: str | None = None,
+    max_aspect: float | None = MAX_ASPECT,
 ) -> Image.Image:
     """`decode_image(...).image`: the upright RGB image, without the decoding notes."""
-    return decode_image(source, max_pixels=max_pixels, draft=draft, name=name).image
+    return decode_image(source, max_pixels=max_pixels, draft=draft, name=name, max_aspect=max_aspect).image
 
 
 def load_array(path: ImageSource, size: int, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:

@@ -22,6 +22,12 @@ from PIL import Image
 
 from melasma.explain.methods import METHODS, TABLE
 
+#: A figure's panels are drawn at most this many times taller than wide (or wider than tall); the
+#: photo keeps its own aspect inside its panel. A 1 x 40000 strip once made a 640 x 163,930 px figure.
+MAX_PANEL_ASPECT = 3.0
+#: Largest figure `figure_to_array` renders, in pixels (about 48 MB of RGBA).
+MAX_FIGURE_PIXELS = 12_000_000
+
 #: Percentile of |relevance| used as the colour limit, so a few extreme pixels do not wash out the map.
 CLIP_PERCENTILE = 99.5
 
@@ -91,7 +97,7 @@ def side_by_side(
     """The photo, then each method's overlay with a colour bar legend, at the photo's aspect ratio."""
     for method in maps:
         _check_method(method)
-    aspect = photo.height / photo.width
+    aspect = min(max(photo.height / max(photo.width, 1), 1 / MAX_PANEL_ASPECT), MAX_PANEL_ASPECT)
     panels = 1 + len(maps)
     figure = Figure(figsize=(3.2 * panels, 3.2 * aspect + 0.9), layout="constrained")
     axes = figure.subplots(1, panels, squeeze=False)[0]
@@ -112,9 +118,14 @@ def side_by_side(
 
 
 def figure_to_array(figure: Figure, dpi: int = 100) -> np.ndarray:
-    """A matplotlib figure rendered to an (H, W, 3) uint8 RGB array."""
+    """A matplotlib figure rendered to an (H, W, 3) uint8 RGB array; ViewError (before drawing) for
+    one over MAX_FIGURE_PIXELS."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    width, height = figure.get_size_inches() * dpi
+    if width * height > MAX_FIGURE_PIXELS:
+        raise ViewError(f"figure of {width:.0f} x {height:.0f} px is larger than the "
+                        f"{MAX_FIGURE_PIXELS:,} pixel limit of a rendered figure")
     canvas = FigureCanvasAgg(figure)
     figure.set_dpi(dpi)
     canvas.draw()

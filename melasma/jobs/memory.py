@@ -60,7 +60,6 @@ def _probe(arch: str) -> tuple[int, int]:
 
     from melasma.models import create, get_spec
 
-    size = max(PROBE_SIZE, get_spec(arch).min_size)
     with torch.device("meta"):
         model = create(arch, pretrained="off")
     counted = [0]
@@ -71,12 +70,35 @@ def _probe(arch: str) -> tuple[int, int]:
 
     hooks = [module.register_forward_hook(count) for module in model.modules() if not any(module.children())]
     model.train()
-    model(torch.empty(2, 3, size, size, device="meta"))
-    for hook in hooks:
-        hook.remove()
+    size = 0
+    try:
+        # Fixed-size models (timm ViTs, Swin: "Input height (64) doesn't match model (224)") are
+        # probed at their own input size; the others at PROBE_SIZE (or their minimum).
+        for size in dict.fromkeys((max(PROBE_SIZE, get_spec(arch).min_size), _native_size(model))):
+            if not size:
+                continue
+            counted[0] = 0
+            try:
+                model(torch.empty(2, 3, size, size, device="meta"))
+                break
+            except (AssertionError, RuntimeError, ValueError) as error:
+                failure: Exception = error
+        else:
+            raise ValueError(f"cannot estimate the memory of {arch}: a probe forward failed "
+                             f"({type(failure).__name__}: {str(failure).splitlines()[0][:120]})")
+    finally:
+        for hook in hooks:
+            hook.remove()
     parameters = sum(parameter.numel() for parameter in model.parameters())
     per_image = counted[0] / 2 * (PROBE_SIZE / size) ** 2
     return parameters, int(per_image)
+
+
+def _native_size(model: object) -> int:
+    """The square input size a timm model was built for (its pretrained_cfg's input_size), else 0."""
+    config = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    size = config.get("input_size") if isinstance(config, dict) else None
+    return int(size[-1]) if isinstance(size, tuple | list) and size and isinstance(size[-1], int) else 0
 
 
 def estimate_bytes(arch: str, image_size: int, batch_size: int, *, cuda: bool = False) -> int:
@@ -93,19 +115,62 @@ def estimate_job_bytes(config: TrainConfig, *, cuda: bool = False) -> int:
     return max(estimate_bytes(arch, config.image_size, config.batch_size, cuda=cuda) for arch in config.archs)
 
 
-def _cgroup_free() -> int | None:
-    """Bytes left under this container's cgroup (v2 or v1) memory limit, None without a limit."""
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        try:
-            limit_text = Path(limit_file).read_text().strip()
-            usage = int(Path(usage_file).read_text().strip())
-        except (OSError, ValueError):
+#: Where cgroup file systems are mounted, and the file naming this process's cgroups.
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+SELF_CGROUP = Path("/proc/self/cgroup")
+#: A memory limit this high means "no limit" (cgroup v1 writes 2**63 rounded down to a page).
+_NO_LIMIT = 2**60
+
+
+def _own_cgroups(self_cgroup: Path) -> list[tuple[str, str]]:
+    """(version, path) of this process's memory cgroups from /proc/self/cgroup: ("v2", "/a/b") from
+    the "0::/a/b" line, ("v1", "/a/b") from the line whose controllers include memory."""
+    try:
+        lines = self_cgroup.read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
             continue
-        if limit_text.isdigit() and int(limit_text) < 2**60:
-            return max(int(limit_text) - usage, 0)
-    return None
+        hierarchy, controllers, path = parts
+        if hierarchy == "0" and controllers == "":
+            found.append(("v2", path))
+        elif "memory" in controllers.split(","):
+            found.append(("v1", path))
+    return found
+
+
+def _level_free(folder: Path, limit_name: str, usage_name: str) -> int | None:
+    """limit - usage in one cgroup folder, None when it has no limit (or no such files)."""
+    try:
+        limit_text = (folder / limit_name).read_text().strip()
+        usage = int((folder / usage_name).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if not limit_text.isdigit() or int(limit_text) >= _NO_LIMIT:
+        return None
+    return max(int(limit_text) - usage, 0)
+
+
+def cgroup_free(root: Path = CGROUP_ROOT, self_cgroup: Path = SELF_CGROUP) -> int | None:
+    """Bytes left under this process's own cgroup memory limit (v2 memory.max - memory.current, or
+    v1 memory.limit_in_bytes - memory.usage_in_bytes), the tightest over its cgroup and every
+    ancestor up to the mount root (a parent's limit binds too); None without any limit. Inside a
+    container the own cgroup may be the mount root itself (cgroup namespace), which is also read."""
+    frees: list[int] = []
+    for version, path in _own_cgroups(self_cgroup):
+        base, names = ((root, ("memory.max", "memory.current")) if version == "v2"
+                       else (root / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes")))
+        relative = Path(path.lstrip("/"))
+        levels = [base / relative, *[base / parent for parent in relative.parents]]
+        for folder in dict.fromkeys(levels):  # own cgroup first, then its ancestors, then the root
+            if folder.is_dir():
+                free = _level_free(folder, *names)
+                if free is not None:
+                    frees.append(free)
+    return min(frees) if frees else None
 
 
 def free_ram() -> int:
@@ -122,7 +187,7 @@ def free_ram() -> int:
             free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):
             free = 2**62
-    cgroup = _cgroup_free()
+    cgroup = cgroup_free()
     return int(min(free, cgroup if cgroup is not None else math.inf))
 
 

@@ -18,6 +18,10 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 HEADS = ("classification", "regression")
 #: Adam learning rate `lr_auto` uses for a network that starts from random init.
 SCRATCH_LR = 1e-4
+#: The learning rates and weight decays a run may use: wider than any published recipe, narrow
+#: enough that an absurd value (lr 1e308 ended as "Input contains NaN") is refused before training.
+LR_RANGE = (1e-8, 10.0)
+MAX_WEIGHT_DECAY = 1.0
 
 
 @dataclass
@@ -77,10 +81,10 @@ class TrainConfig:
                              f"got {self.image_size!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be from 0 to 2**63-1, got {self.seed!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"learning rate must be positive and finite, got {self.lr!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight decay must be >= 0, got {self.weight_decay!r}")
+        if not (math.isfinite(self.lr) and LR_RANGE[0] <= self.lr <= LR_RANGE[1]):
+            raise ValueError(f"learning rate must be from {LR_RANGE[0]:g} to {LR_RANGE[1]:g}, got {self.lr!r}")
+        if not 0 <= self.weight_decay <= MAX_WEIGHT_DECAY:
+            raise ValueError(f"weight decay must be from 0 to {MAX_WEIGHT_DECAY:g}, got {self.weight_decay!r}")
         if self.device.split(":")[0] not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {self.device!r}")
         self.pretrained = str(self.pretrained)

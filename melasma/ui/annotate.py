@@ -29,7 +29,7 @@ from annotation.ingest import ingest, photo_path
 from annotation.plots import machine_scatter, rater_scatter
 from annotation.store import SCORE_FIELDS, AnnotationError, RatingStore
 from annotation.workflow import Submission, Workflow
-from melasma.access import AccessDenied, Role, local_mode, require, require_rater, role_of
+from melasma.access import AccessDenied, Role, anonymous, local_mode, require, require_rater, role_of, visitor_only
 from melasma.lesions.machine_rater import machine_scores
 from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, REGIONS, masi, mmasi, severity
 from melasma.regions import FaceNotFound, draw_regions, find_regions
@@ -49,8 +49,6 @@ RATER_HELP = "The raters of this study, as the coordinator set them up. Pick you
 AREA_CHOICES = [(f"{score} · {band}", score) for score, band in AREA_BANDS.items()]
 INTENSITY_CHOICES = [(f"{score} · {label}", score) for score, label in INTENSITY_LABELS.items()]
 LOCAL_COORDINATOR = "local coordinator"
-#: The user name of a visitor who has not signed in with Hugging Face (see ui.app.hf_username).
-GUEST = "guest"
 COORDINATOR_TABS = ("annotate-ingest", "annotate-photos", "annotate-agreement", "annotate-adjudicate",
                     "annotate-export")
 
@@ -113,7 +111,9 @@ class AnnotateTab:
         if local_mode(self.settings):
             banner = ("**Local single-user mode:** nobody signs in, so you are the coordinator and may "
                       "rate as any rater of this study (pick the name under *Rate*).")
-        elif role is Role.VISITOR and username in (None, GUEST):
+        elif visitor_only(self.settings):
+            banner = text.VISITOR_ONLY_BANNER
+        elif role is Role.VISITOR and anonymous(username):
             banner = "Not signed in: you may use **Predict**. Raters and coordinators sign in first."
         else:
             banner = f"Signed in as **{username}** · role: **{role}**."

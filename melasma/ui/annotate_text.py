@@ -116,6 +116,13 @@ def machine_markdown(result: MachineAgreement) -> str:
         "The machine rater is the region analysis (melasma.regions), not the CNN; raters never see it."])
 
 
+VISITOR_ONLY_BANNER = (
+    "**Visitor-only mode:** this server can be reached from other machines and nobody signs in, so "
+    "everyone is a visitor and may use **Predict** only. To annotate, its operator sets "
+    "`MELASMA_AUTH=name:password,...` (passwords) or `MELASMA_OAUTH=1` with `hf_oauth: true` (Hugging "
+    "Face sign-in on a Space), and `MELASMA_COORDINATORS` / `MELASMA_RATERS`; see "
+    "docs/roles-and-privacy.md."
+)
 PHOTO_COLUMNS = ("photo", "patient", "visit", "ratings", "consensus MASI", "bin", "spread", "status", "id")
 #: How the Photos table shows each of those columns: the photo cell is markdown, the rest plain text.
 PHOTO_DATATYPES: list[Literal["markdown", "str"]] = ["markdown", "str", "str", "str", "str", "str", "str", "str", "str"]

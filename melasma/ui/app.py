@@ -7,24 +7,30 @@ that ``python app.py``, ``python -m melasma serve`` and the live-server tests al
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import fastapi
 import gradio as gr
+from starlette.middleware import Middleware
 
+from melasma.access import GUEST, visitor_only
 from melasma.inference import default_checkpoint, warm_up_in_background
 from melasma.jobs import JobRunner
 from melasma.layout import DataLayout
 from melasma.settings import Settings
-from melasma.ui.annotate import GUEST, build_annotate_tab
-from melasma.ui.examples import real_examples
+from melasma.ui.annotate import build_annotate_tab
+from melasma.ui.components import wrap_every_handler
+from melasma.ui.examples import real_examples, synthetic_examples
 from melasma.ui.lanes import RATING_LANE, separate_lanes
 from melasma.ui.patients import build_patients_tab
 from melasma.ui.predict import build_predict_tab
 from melasma.ui.theme import CSS, build_theme
 from melasma.ui.train import build_train_tab
+from melasma.ui.uploads import UploadBudget
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +76,21 @@ def oauth_enabled(settings: Settings) -> bool:
 
 
 def hf_username(request: fastapi.Request) -> str:
-    """``launch(auth_dependency=...)`` under OAuth: the signed-in Hugging Face user, else GUEST."""
+    """``launch(auth_dependency=...)`` under OAuth: the signed-in Hugging Face user, else GUEST
+    (also when the session's ``expires_at`` is past or not a number, or the session is malformed; a
+    session without ``expires_at`` is kept, as Gradio keeps it)."""
     if "session" not in request.scope:
         return GUEST
-    info = request.session.get("oauth_info") or {}
-    return str((info.get("userinfo") or {}).get("preferred_username") or GUEST)
+    info = request.session.get("oauth_info")
+    if not isinstance(info, dict):
+        return GUEST
+    expires_at = info.get("expires_at")
+    if expires_at is not None and (isinstance(expires_at, bool) or not isinstance(expires_at, int | float)
+                                   or expires_at <= time.time()):
+        return GUEST
+    userinfo = info.get("userinfo")
+    name = userinfo.get("preferred_username") if isinstance(userinfo, dict) else None
+    return name if isinstance(name, str) and name and name != GUEST else GUEST
 
 
 def build_app(settings: Settings, *, oauth: bool | None = None) -> gr.Blocks:
@@ -105,21 +121,30 @@ def build_app(settings: Settings, *, oauth: bool | None = None) -> gr.Blocks:
             predict.refresh_choices, None, predict.checkpoint, api_visibility="private",
             show_progress="hidden",
         )
+    wrap_every_handler(demo)  # chained steps and lambdas too: no answer without a message
     return demo
 
 
 def private_files(settings: Settings) -> list[Path]:
-    """What in the data folder the web server must refuse to serve by URL: the SQLite stores and
-    journals, the stored photos and the exports (handlers hand out copies to those allowed)."""
+    """What in the data folder the web server refuses to serve even if a handler returned it: the
+    SQLite stores and journals, the stored photos, the exports, the runs (logs, checkpoints,
+    metrics) and the caches (decoded images, machine MASI). Handlers hand out copies to those
+    allowed; the allow-list is `served_files`."""
     layout = DataLayout(settings.data_dir.resolve())
-    return [*layout.databases, layout.photos_dir, layout.exports_dir]
+    return [*layout.databases, layout.photos_dir, layout.exports_dir, layout.runs_dir, layout.cache_dir]
 
 
 def example_files(settings: Settings) -> list[str]:
-    """The real example photos the Predict tab offers: the only files outside the data folder
-    the web server may serve."""
-    examples = real_examples(settings.examples_dir)
-    return [str(path.resolve()) for path in examples.photos] if examples else []
+    """The example photos the Predict tab offers: the real ones (``--examples``), then the synthetic
+    demo photos it shows (exact files, not their folders)."""
+    found = [real_examples(settings.examples_dir), synthetic_examples(settings.demo_dir)]
+    return [str(path.resolve()) for examples in found if examples for path in examples.photos]
+
+
+def served_files(settings: Settings) -> list[str]:
+    """The allow-list of files the web server serves by URL besides Gradio's own upload and cache
+    folders: the example photos the pages show, nothing else of the data folder."""
+    return example_files(settings)
 
 
 def launch_options(settings: Settings, *, oauth: bool | None = None) -> dict[str, Any]:
@@ -131,11 +156,14 @@ def launch_options(settings: Settings, *, oauth: bool | None = None) -> dict[str
         "max_file_size": settings.max_upload_mb * 1024 * 1024,
         "theme": build_theme(),
         "css": CSS,
-        # Tabs return photos, heatmaps, figures and exports from the data folder, and the real example
-        # photos (those files only, not their folder); the databases (every rater's blind scores,
-        # the job log) must never be downloadable by URL.
-        "allowed_paths": [str(settings.data_dir.resolve()), *example_files(settings)],
+        # An allow-list: only the example photos the pages show (those files, not their folders).
+        # Handlers hand out copies of private files (PhotoStage) in Gradio's upload folder; the
+        # databases, photos, exports, runs and caches are also blocked outright.
+        "allowed_paths": served_files(settings),
         "blocked_paths": [str(path) for path in private_files(settings)],
+        # Per-client and server-wide upload budgets per hour, checked from Content-Length before storing.
+        "app_kwargs": {"middleware": [Middleware(UploadBudget, per_client_mb=settings.upload_budget_mb_per_user,
+                                                 total_mb=settings.upload_budget_mb)]},
     }
     if settings.auth:
         options["auth"] = [tuple(pair) for pair in settings.auth]
@@ -143,6 +171,13 @@ def launch_options(settings: Settings, *, oauth: bool | None = None) -> dict[str
     if oauth:
         options["auth_dependency"] = hf_username
     return options
+
+
+def bound_settings(settings: Settings, *, host: str | None, share: bool) -> Settings:
+    """The settings with the address the app will listen on and whether a share link is opened:
+    the roles depend on who can reach the app."""
+    return dataclasses.replace(settings, server_name=settings.server_name if host is None else host,
+                               public_link=settings.public_link or share)
 
 
 def serve(
@@ -154,13 +189,19 @@ def serve(
     **launch_kwargs: Any,
 ) -> gr.Blocks:
     """Build, queue and launch the app. Host/port go to Gradio only when given, so that
-    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT keep working; on a Space the host is 0.0.0.0."""
-    options = launch_options(settings)
-    demo = build_app(settings)
-    demo.queue(default_concurrency_limit=2)
-    separate_lanes(demo, LANE_SIZE, {RATING_LANE: RATING_LANE_SIZE})
+    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT keep working; on a Space the host is 0.0.0.0.
+    Without sign-in, the app is local (one coordinator) only on a loopback address; on a Space, any
+    other address or a share link it is visitor-only unless MELASMA_LOCAL_MODE=1 (``melasma.access``)."""
     if host is None and settings.space_id and not settings.server_name:
         host = "0.0.0.0"
+    settings = bound_settings(settings, host=host, share=share)
+    if visitor_only(settings):
+        log.warning("visitor-only mode: reachable from other machines without sign-in, so everyone may use "
+                    "Predict only; set MELASMA_AUTH or MELASMA_OAUTH (or MELASMA_LOCAL_MODE=1) to annotate")
+    demo = build_app(settings)  # first: it writes the demo photos that launch_options allows
+    options = launch_options(settings)
+    demo.queue(default_concurrency_limit=2)
+    separate_lanes(demo, LANE_SIZE, {RATING_LANE: RATING_LANE_SIZE})
     if host is not None:
         options["server_name"] = host
     if port is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import shutil
 import tempfile
@@ -32,10 +33,31 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _outage(error: BaseException) -> bool:
+    """A database that does not answer: our DatabaseUnavailable (a ConnectionError), or a driver's
+    OperationalError (PostgreSQL's AdminShutdown and lost connections, SQLite's "database is locked")."""
+    return isinstance(error, ConnectionError) or any(
+        kind.__name__ == "OperationalError" for kind in type(error).__mro__)
+
+
+def unexpected_message(error: BaseException) -> str:
+    """What a person is told about an error that is not one of the project's refusals: what to do,
+    and the error's type only (never its text, which may hold paths or internals)."""
+    kind = type(error).__name__
+    if _outage(error):
+        return (f"the database is not answering ({kind}): try again in a minute; if it goes on, tell the "
+                "server's operator. A change you were not shown as saved was not saved.")
+    return (f"the server could not handle this request ({kind}): check what was sent (a photo, the "
+            "fields' values) and try again; the operator finds the details in the server log")
+
+
 def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Wrap a Gradio handler: the project's refusals (`USER_ERRORS`) become a gr.Error pop-up with the
-    plain one-line message; a gr.Error passes through; anything else is a programming error, logged
-    with its traceback and raised again (Gradio then shows a generic error, never the details)."""
+    plain one-line message; a gr.Error passes through; anything else is logged with its traceback
+    and answered with `unexpected_message` (what to do, the error's type, never its details), so no
+    client ever gets an error without a message."""
+    if getattr(fn, "user_errors", False):
+        return fn
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -45,11 +67,27 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise
         except USER_ERRORS as error:
             raise gr.Error(str(error), print_exception=False) from None
-        except Exception:
+        except Exception as error:
             log.exception("handler %s failed", getattr(fn, "__qualname__", fn))
-            raise
+            raise gr.Error(unexpected_message(error), print_exception=False) from None
 
+    wrapper.user_errors = True  # type: ignore[attr-defined]
     return wrapper
+
+
+def wrap_every_handler(demo: gr.Blocks) -> int:
+    """Put `user_errors` around every event handler of `demo` that lacks it (chained `.success` /
+    `.then` steps, lambdas, page loads), so that no handler answers without a message; generator and
+    async handlers are left as they are. Returns how many were wrapped."""
+    wrapped = 0
+    for block_fn in demo.fns.values():
+        fn = block_fn.fn
+        if fn is None or getattr(fn, "user_errors", False) or inspect.isgeneratorfunction(fn) \
+                or inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            continue
+        block_fn.fn = user_errors(fn)
+        wrapped += 1
+    return wrapped
 
 
 class PhotoInput(gr.Image):

@@ -22,7 +22,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from melasma.access import AccessDenied, Role, require, role_of, train_role
+from melasma.access import AccessDenied, Role, require, require_job_owner, role_of, train_role
 from melasma.jobs import JobNotFoundError, JobRunner, JobStatus
 from melasma.jobs.datapath import training_data
 from melasma.jobs.memory import require_memory_on_submit
@@ -163,8 +163,9 @@ class TrainTab:
 
     @property
     def demo_labels(self) -> str:
-        """The demo set's manifest (the form's first data set)."""
-        return str(self.settings.demo_dir / "labels.csv")
+        """The demo set's manifest (the form's first data set), relative to the data folder: the page's
+        config must not show the data folder's absolute path."""
+        return str((self.settings.demo_dir / "labels.csv").relative_to(self.settings.data_dir))
 
     @property
     def form(self) -> list[gr.components.Component]:
@@ -186,6 +187,7 @@ class TrainTab:
         """Queue a training job; returns its id."""
         user = _user(request)
         require(train_role(self.settings), user, self.settings)
+        user = require_job_owner(user, self.settings)
         values = dict(zip(FORM_FIELDS, (epochs, batch_size, image_size, lr, patience, seed, device, pretrained,
                                         cut), strict=True))
         config = make_config(data, parse_archs(archs, extra_archs), values, data_dir=self.settings.data_dir)
@@ -201,7 +203,7 @@ class TrainTab:
         """Cancel a training job (its owner or a coordinator); returns its state now."""
         if not job_id:
             raise ValueError("no job selected")
-        user = _user(request)
+        user = require_job_owner(_user(request), self.settings)
         owner = self.runner.store.get(job_id).submitted_by
         if role_of(user, self.settings) is not Role.COORDINATOR and (user is None or user != owner):
             raise AccessDenied("only the person who started this job or a coordinator can cancel it")
@@ -270,7 +272,7 @@ class TrainTab:
         if config is None:
             return {component: gr.skip() for component in self.form}
         archs = list(config.get("archs", []))
-        demo = str(Path(self.demo_labels).resolve()) == config.get("data")
+        demo = str((self.settings.demo_dir / "labels.csv").resolve()) == config.get("data")
         filled: dict[gr.components.Component, Any] = {
             self.source: SOURCES["demo"] if demo else SOURCES["path"],
             self.data: gr.Textbox(value=config.get("data"), interactive=not demo),
@@ -316,7 +318,7 @@ def build_train_tab(settings: Settings, *, export_path: gr.Textbox | None = None
     with gr.Row():
         with gr.Column(scale=1):
             source = gr.Radio(sources, value=SOURCES["demo"], label="Data set")
-            data = gr.Textbox(str(settings.demo_dir / "labels.csv"), label="Manifest (labels.csv) or class folder",
+            data = gr.Textbox(str((settings.demo_dir / "labels.csv").relative_to(settings.data_dir)), label="Manifest (labels.csv) or class folder",
                               info="a path inside the data folder", interactive=False)
             data_info = gr.Markdown()
             archs = gr.CheckboxGroup(
