@@ -339,7 +339,7 @@ def _train_arch(arch: str, splits: dict[str, Split], config: TrainConfig, device
         "metrics": evaluation["metrics"], "ci95": evaluation["ci95"], "collapse": asdict(collapse),
         "data": data_info, "training": training,
     })
-    report = {**evaluation, "pretrained": pretrained, "collapse": asdict(collapse),
+    report = {**evaluation, "data_warnings": data_info["warnings"], "pretrained": pretrained, "collapse": asdict(collapse),
               "subgroups": [{key: value for key, value in asdict(group).items()
                              if not (regression and key.startswith("auc_macro"))} for group in subgroups],
               "training": training}
@@ -387,6 +387,7 @@ def _train_all(config: TrainConfig, device: torch.device, ctx: Context, emit: On
                stop: ShouldStop) -> pd.DataFrame:
     from melasma.data.manifest import DatasetError, load_dataset, manifest_hash
     from melasma.data.skin_tone import skin_groups
+    from melasma.data.splits import patient_id_warning
 
     table = load_dataset(config.data, seed=config.seed, cutoffs=config.cutoffs,
                          allow_patient_overlap=config.allow_patient_overlap)
@@ -403,9 +404,13 @@ def _train_all(config: TrainConfig, device: torch.device, ctx: Context, emit: On
     emit(LogLine(f"{len(table)} images (train {counts.get('train', 0)}, val {counts.get('val', 0)}, test "
                  f"{counts.get('test', 0)}) ready at {config.image_size} px on {where} in "
                  f"{time.perf_counter() - started:.1f} s"))
-    data_info = {"path": str(config.data), "manifest_hash": manifest_hash(table), "seed": config.seed,
-                 "cutoffs": list(config.cutoffs),
-                 "n": {name: int(counts.get(name, 0)) for name in ("train", "val", "test")}}
+    no_patients = patient_id_warning(table)
+    if no_patients:
+        emit(LogLine(f"WARNING: {no_patients}"))
+    data_info: dict[str, Any] = {
+        "path": str(config.data), "manifest_hash": manifest_hash(table), "seed": config.seed,
+        "cutoffs": list(config.cutoffs), "n": {name: int(counts.get(name, 0)) for name in ("train", "val", "test")},
+        "patient_ids": int(table["patient_id"].notna().sum()), "warnings": [no_patients] if no_patients else []}
     test_rows = table["split"] == "test"
     test_skin = skin_groups(table.loc[test_rows, "skin_type"].tolist(), splits["test"].images.cpu().numpy()) \
         if ctx.is_main else []
