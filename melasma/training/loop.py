@@ -215,7 +215,8 @@ def fit(model: nn.Module, train: Split, val: Split, config: TrainConfig, *, arch
     """
     emit, stop = on_event or (lambda event: None), should_stop or (lambda: False)
     device = train.labels.device
-    net = distributed.wrap(model, ctx, device)
+    prepared = distributed.prepare(model, ctx, device, config.seed)
+    net = prepared.net
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr if lr is None else lr,
                                  weight_decay=config.weight_decay)
     regression = config.head == "regression"
@@ -245,6 +246,7 @@ def fit(model: nn.Module, train: Split, val: Split, config: TrainConfig, *, arch
                 raise TrainingCancelled(f"cancelled during {arch} epoch {epoch}")
             x = prepare_batch(train.images[rows_dev], augment=augment, generator=augment_rng,
                               rows=positions.to(device), batch=size)
+            prepared.set_batch(positions.to(device), size)
             loss, outputs = train_step(net, optimizer, criterion, x, targets[rows_dev],
                                        ctx.world_size / weight_and_stop[0])
             loss_sum += loss / ctx.world_size * size  # this rank's share of the batch mean, times its size
@@ -271,6 +273,7 @@ def fit(model: nn.Module, train: Split, val: Split, config: TrainConfig, *, arch
             emit(LogLine(f"{arch}: early stop after epoch {epoch}, validation loss "
                          f"not improved for {config.patience} epochs (best epoch {best_epoch})"))
             break
+    prepared.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     return pd.DataFrame(rows)
