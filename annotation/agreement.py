@@ -150,6 +150,24 @@ def ordinal_alpha(bins: np.ndarray | Sequence[Sequence[float]]) -> float:
     return float(krippendorff.alpha(reliability_data=table.T, level_of_measurement="ordinal"))
 
 
+def fleiss_kappa(bins: np.ndarray | Sequence[Sequence[int]], n_categories: int = len(SEVERITIES)) -> float:
+    """Fleiss' kappa (1971) of an (n targets x k raters) table of category indices 0..n_categories-1,
+    every target rated by all k raters: nominal agreement beyond chance (ordering ignored); NaN when
+    chance agreement is 1 (one category used throughout)."""
+    table = np.asarray(bins, dtype=np.float64)
+    if table.ndim != 2 or table.shape[1] < 2 or len(table) < 1:
+        raise ValueError("bins must be an (n targets x k raters) table with n >= 1, k >= 2")
+    if not np.isfinite(table).all():
+        raise ValueError("Fleiss' kappa needs a complete table (every target rated by every rater)")
+    raters = table.shape[1]
+    counts = (table[:, :, None] == np.arange(n_categories)).sum(1)  # (n, categories) raters per category
+    if counts.sum(1).min() != raters:
+        raise ValueError(f"bins must be category indices 0..{n_categories - 1}")
+    observed = ((counts * (counts - 1)).sum(1) / (raters * (raters - 1))).mean()
+    chance = ((counts.sum(0) / counts.sum()) ** 2).sum()
+    return float((observed - chance) / (1 - chance)) if chance < 1 else math.nan
+
+
 def _region_score(scores: dict[str, dict[str, int]], region: str) -> float:
     return float(region_score(**scores[region]))
 
@@ -211,6 +229,7 @@ class AgreementReport:
     region_icc: dict[str, IccEstimate] = field(default_factory=dict)  # ICC(2,1) of A x (D + H)
     weighted_kappa: float | None = None
     krippendorff_alpha: float | None = None
+    fleiss_kappa: float | None = None
     note: str = ""
 
     def to_json(self) -> dict[str, object]:
@@ -228,7 +247,8 @@ class AgreementReport:
             "masi_icc": {form: e.to_json() for form, e in self.masi_icc.items()},
             "region_icc": {region: e.to_json() | {"weight": REGION_WEIGHTS[region]}
                            for region, e in self.region_icc.items()},
-            "bins": {"weighted_kappa": self.weighted_kappa, "krippendorff_alpha": self.krippendorff_alpha},
+            "bins": {"weighted_kappa": self.weighted_kappa, "krippendorff_alpha": self.krippendorff_alpha,
+                     "fleiss_kappa": self.fleiss_kappa},
         }
 
 
@@ -253,7 +273,7 @@ def agreement_report(store: RatingStore, settings: Settings) -> AgreementReport:
     bins = np.vectorize(lambda v: SEVERITIES.index(severity(v)))(table)
     return replace(basics, columns=tuple(columns), masi_icc={form: _estimate(table, form) for form in ("2,1", "2,k")},
                    region_icc=region_icc, weighted_kappa=_finite(mean_weighted_kappa(bins)),
-                   krippendorff_alpha=_finite(ordinal_alpha(bins)))
+                   krippendorff_alpha=_finite(ordinal_alpha(bins)), fleiss_kappa=_finite(fleiss_kappa(bins)))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from annotation import workflow
 from annotation.agreement import (
     FORMS,
     agreement_report,
+    fleiss_kappa,
     icc,
     icc_ci,
     mean_weighted_kappa,
@@ -25,7 +26,7 @@ from annotation.ingest import ingest
 from annotation.plots import rater_scatter
 from annotation.store import RatingStore
 from melasma.data.synthetic import rater_scores
-from melasma.masi import REGIONS
+from melasma.masi import REGIONS, SEVERITIES, severity
 from melasma.settings import Settings
 
 #: Shrout & Fleiss (1979) Table 2: 6 targets x 4 judges.
@@ -88,6 +89,23 @@ def test_ordinal_agreement_on_bins() -> None:
     assert ordinal_alpha(with_missing) == pytest.approx(1.0)
 
 
+def test_fleiss_kappa_matches_statsmodels() -> None:
+    from statsmodels.stats import inter_rater  # test-only (requirements-dev.txt)
+
+    rng = np.random.default_rng(0)
+    for n, k, skew in ((5, 2, 0.0), (12, 3, 0.5), (40, 5, 0.8), (200, 3, 0.2)):
+        truth = rng.integers(0, 3, n)
+        table = np.where(rng.random((n, k)) < skew, truth[:, None], rng.integers(0, 3, (n, k)))
+        expected = inter_rater.fleiss_kappa(inter_rater.aggregate_raters(table)[0])
+        assert fleiss_kappa(table) == pytest.approx(expected, abs=1e-12), (n, k)
+    assert fleiss_kappa([[0, 0, 0], [1, 1, 1], [2, 2, 2]]) == pytest.approx(1.0)
+    assert math.isnan(fleiss_kappa([[1, 1], [1, 1]]))  # one category throughout: chance agreement is 1
+    with pytest.raises(ValueError, match="complete"):
+        fleiss_kappa([[0, np.nan], [1, 1]])
+    with pytest.raises(ValueError, match="category indices"):
+        fleiss_kappa([[0, 3], [1, 1]])
+
+
 def test_dashboard_on_synthetic_raters(synth_dir: Path, tmp_path: Path) -> None:
     rows = list(csv.DictReader((synth_dir / "labels.csv").open()))[:15]
     settings = Settings(data_dir=tmp_path / "data")
@@ -110,6 +128,9 @@ def test_dashboard_on_synthetic_raters(synth_dir: Path, tmp_path: Path) -> None:
     assert set(report["region_icc"]) == {"forehead", "right_malar", "left_malar", "chin"}
     assert all(-1 <= e["icc"] <= 1 for e in report["region_icc"].values())
     assert 0.5 < report["bins"]["weighted_kappa"] <= 1 and 0.5 < report["bins"]["krippendorff_alpha"] <= 1
+    assert report["bins"]["fleiss_kappa"] == round(fleiss_kappa(
+        [[SEVERITIES.index(severity(v)) for v in row] for row in rating_table(
+            workflow.consensus_rows(store, settings), 3)[0]]), 4)
     assert report["progress"]["rater1"] == {"rated": 13, "remaining": 2}
     assert report["progress"]["rater2"] == {"rated": 12, "remaining": 3}
     flagged = [r.image.id for r in workflow.adjudication_queue(store, settings)]

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from melasma.data.manifest import DatasetError, load_dataset, manifest_hash
-from melasma.data.splits import assign_splits
+from melasma.data.splits import assign_splits, patient_id_warning, patient_key
 from melasma.masi import SEVERITIES
 
 
@@ -182,3 +182,45 @@ def test_skin_groups_fall_back_to_ita_from_the_image() -> None:
     images = np.stack([np.full((32, 32, 3), colour, np.uint8) for colour in ((240, 210, 190), (90, 60, 45))])
     assert skin_groups(["II", None], images) == ["ITA very light", "ITA dark"]
     assert skin_groups(["II", "V"], images) == ["II", "V"]
+
+
+def test_patient_ids_compare_case_and_space_insensitively(tmp_path: Path) -> None:
+    assert patient_key("P005") == patient_key(" p005 ") == patient_key("p 005") == "p005"
+    assert patient_key("  ") is None and patient_key(None) is None
+    names = [f"i{i}.png" for i in range(6)]
+    _write_images(tmp_path, names)
+    pd.DataFrame({"image": names, "severity": ["mild", "moderate", "severe"] * 2,
+                  "patient_id": ["P005", " p005 ", "B", "C", "D", "E"],
+                  "split": ["train", "test", "val", "train", "val", "test"]}).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(DatasetError, match=r"1 patient\(s\) in more than one split .*: P005 \(test/train\)"):
+        load_dataset(tmp_path / "m.csv")
+    df = _table(60)
+    df.loc[::2, "patient_id"] = df.loc[::2, "patient_id"].str.lower() + " "  # "P3" and "p3 " are one patient
+    split = assign_splits(df, seed=0)
+    assert (df.assign(split=split, key=df["patient_id"].map(patient_key)).groupby("key")["split"].nunique() == 1).all()
+
+
+def test_class_folders_take_patient_ids_from_patients_csv(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    for k, name in enumerate(SEVERITIES):
+        files = [f"{name}{i}.png" for i in range(12)]
+        _write_images(tmp_path / name, files, shade=k)
+        rows += [(f"{name}/{f}" if i % 2 else f, f"P{int(rng.integers(0, 12)) + 12 * k}") for i, f in enumerate(files)]
+    without = load_dataset(tmp_path)
+    assert without["patient_id"].isna().all()
+    assert patient_id_warning(without).startswith("no image has a patient id: each such image is its own unit")
+    from melasma.ui.train_view import data_summary
+
+    assert "**Warning: No image has a patient id: each such image" in data_summary(tmp_path)  # the Train tab
+    pd.DataFrame(rows, columns=["file", "patient_id"]).to_csv(tmp_path / "patients.csv", index=False)
+    table = load_dataset(tmp_path)
+    assert table["patient_id"].notna().all() and patient_id_warning(table) is None
+    assert (table.groupby("patient_id")["split"].nunique() == 1).all()  # each patient in one split
+    assert table.groupby("patient_id").size().max() > 1
+    pd.DataFrame(rows[:-1], columns=["file", "patient_id"]).to_csv(tmp_path / "patients.csv", index=False)
+    assert patient_id_warning(load_dataset(tmp_path)).startswith("1 of 36 images have no patient id")
+    (tmp_path / "patients.csv").write_text("file,patient_id\nmild/nope.png,P1\nmild0.png,P1\nmild/mild0.png,P2\n")
+    with pytest.raises(DatasetError, match="(?s)not in the class folders .*mild/nope.png \\(line 2\\).*two patient ids: "
+                                           "mild/mild0.png \\(line 4\\)"):
+        load_dataset(tmp_path)

@@ -11,7 +11,7 @@ from sklearn import metrics as skm
 
 from melasma.masi import SEVERITIES
 from melasma.training.metrics import _weighted, evaluate_predictions, expected_calibration_error
-from melasma.training.report import summary_row, write_summary
+from melasma.training.report import summary_row, to_markdown, write_summary
 
 
 @pytest.fixture
@@ -65,9 +65,9 @@ def test_ece_hand_computed() -> None:
 def test_bootstrap_ci_contains_point_and_is_seeded(predictions) -> None:
     y, probs = predictions
     result = evaluate_predictions(y, probs, SEVERITIES, n_resamples=1000, seed=3)
-    assert set(result["ci95"]) == set(result["metrics"])
-    for name, value in result["metrics"].items():
-        low, high = result["ci95"][name]
+    assert set(result["ci95"]) == set(result["metrics"]) - {"ece"}
+    for name, low_high in result["ci95"].items():
+        value, (low, high) = result["metrics"][name], low_high
         assert low <= value <= high, name
         assert high - low < 0.4, name
     assert evaluate_predictions(y, probs, SEVERITIES, n_resamples=1000, seed=3)["ci95"] == result["ci95"]
@@ -125,3 +125,75 @@ def test_subgroup_metrics_match_the_metrics_of_each_group(predictions) -> None:
         assert result.accuracy_ci95[0] <= result.accuracy <= result.accuracy_ci95[1]
     columns = subgroup_columns(results)
     assert columns["accuracy[skin V-VI]"] == results[1].accuracy and columns["n[skin I-II]"] == results[0].n
+
+
+def test_a_million_predictions_match_sklearn_in_flat_memory() -> None:
+    """Sort-based AUC and bincount ECE: N = 10^6 random scores (ties included) in O(N) memory."""
+    import tracemalloc
+
+    rng = np.random.default_rng(1)
+    n = 1_000_000
+    y = rng.integers(0, 3, n)
+    probs = rng.dirichlet(np.ones(3), n) + 0.3 * np.eye(3)[y]
+    probs[: n // 2] = np.round(probs[: n // 2], 3)  # many tied scores
+    probs /= probs.sum(1, keepdims=True)
+    tracemalloc.start()
+    result = evaluate_predictions(y, probs, SEVERITIES, n_resamples=3)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 5e8  # 143 MB measured; the old N x distinct-scores AUC matrix asked for terabytes
+    m, pred = result["metrics"], probs.argmax(1)
+    for c, name in enumerate(SEVERITIES):
+        assert m[f"auc_{name}"] == pytest.approx(skm.roc_auc_score(y == c, probs[:, c]), abs=1e-12)
+    assert m["kappa_quadratic"] == pytest.approx(skm.cohen_kappa_score(y, pred, weights="quadratic"))
+    weighted = _weighted(np.ones((1, n)), y, probs)
+    assert weighted["auc_1"][0] == pytest.approx(m["auc_moderate"], abs=1e-12)
+    assert weighted["ece"][0] == pytest.approx(m["ece"], abs=1e-12)
+    low, high = result["ci95"]["auc_macro"]
+    assert low <= high and abs(high - m["auc_macro"]) < 0.01
+
+
+def test_bootstrap_chunks_draw_the_same_resamples(predictions, monkeypatch) -> None:
+    from melasma.training import metrics
+
+    y, probs = predictions
+    whole = metrics.bootstrap_ci(y, probs, SEVERITIES, n_resamples=50, seed=2)
+    monkeypatch.setattr(metrics, "CHUNK_ELEMENTS", len(y) * 7)  # 8 chunks of at most 7 resamples
+    assert metrics.bootstrap_ci(y, probs, SEVERITIES, n_resamples=50, seed=2) == whole
+
+
+def test_ece_has_no_interval_because_the_percentile_bootstrap_misses_it() -> None:
+    """An overconfident predictor whose true ECE is 0.05: the percentile bootstrap interval of ECE
+    at n = 100 covers 0.05 in under half of 200 simulations, so ECE is printed without one."""
+    rng = np.random.default_rng(0)
+    n, covered = 100, 0
+    for _ in range(200):
+        confidence = rng.uniform(0.55, 0.95, n)
+        pred = rng.integers(0, 3, n)
+        correct = rng.random(n) < confidence - 0.05  # accuracy 0.05 below confidence in every bin
+        y = np.where(correct, pred, (pred + rng.integers(1, 3, n)) % 3)
+        probs = np.repeat(((1 - confidence) / 2)[:, None], 3, 1)
+        probs[np.arange(n), pred] = confidence
+        weights = rng.multinomial(n, np.full(n, 1 / n), size=200).astype(float)
+        low, high = np.percentile(_weighted(weights, y, probs)["ece"], [2.5, 97.5])
+        covered += low <= 0.05 <= high
+    assert covered / 200 < 0.5
+    result = evaluate_predictions(y, probs, SEVERITIES, n_resamples=100)
+    assert "ece" not in result["ci95"] and "ece" in result["metrics"]
+
+
+def test_table_prints_ece_without_an_interval_and_small_subgroups_as_too_few(tmp_path, predictions) -> None:
+    from melasma.training.metrics import MIN_SUBGROUP_N, subgroup_metrics
+    from melasma.training.report import subgroup_columns
+
+    y, probs = predictions
+    evaluation = evaluate_predictions(y, probs, SEVERITIES, n_resamples=100)
+    groups = ["V-VI" if i < 3 else "I-II" for i in range(len(y))]  # 3 images: too few
+    results = subgroup_metrics(y, probs, groups, SEVERITIES, n_resamples=100)
+    small = next(r for r in results if r.group == "V-VI")
+    assert small.too_few and small.n == 3 < MIN_SUBGROUP_N and math.isnan(small.accuracy)
+    assert not next(r for r in results if r.group == "I-II").too_few
+    row = summary_row("resnet18", evaluation, {**subgroup_columns(results)})
+    text = to_markdown(pd.DataFrame([row]), SEVERITIES)
+    assert f"| {evaluation['metrics']['ece']:.3f} |" in text  # no brackets after ECE
+    assert "n=3: too few" in text and "(0.50-0.50)" not in text

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import warnings
+from pathlib import Path
 
 import pytest
 import timm
@@ -148,19 +150,36 @@ def test_torchvision_weight_files_give_torchvision_logits(arch: str, tmp_path) -
     assert create(arch, pretrained=tmp_path / f"{arch}.pth").pretrained_source.startswith("file ")
 
 
-def test_auto_loads_torchvision_weights_from_the_local_cache_offline(offline) -> None:
+def _publish(monkeypatch, arch: str, state: dict[str, torch.Tensor] | bytes) -> tuple[Path, str]:
+    """Put `state` in the torchvision cache under a name whose hash prefix is its own sha256 (as
+    torchvision's published files are named): torchvision's weights URL is pointed at that name."""
+    weights = torchvision.models.get_model_weights(get_spec(arch).torchvision_weights)["IMAGENET1K_V1"]
+    staging = torchvision_cache_file(get_spec(arch)).with_suffix(".staging")
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(state, bytes):
+        staging.write_bytes(state)
+    else:
+        torch.save(state, staging)
+    digest = hashlib.sha256(staging.read_bytes()).hexdigest()
+    url = weights.url.rsplit("-", 1)[0] + f"-{digest[:8]}.pth"
+    monkeypatch.setattr(weights.value, "url", url)
+    cached = torchvision_cache_file(get_spec(arch))
+    staging.rename(cached)
+    return cached, digest
+
+
+def test_auto_loads_torchvision_weights_from_the_local_cache_offline(offline, monkeypatch) -> None:
     twin = _torchvision_twin("densenet121", 4)
     state = twin.state_dict()
     old_style = {k.replace("norm1.", "norm.1.").replace("conv1.", "conv.1.") if "denselayer" in k else k: v
                  for k, v in state.items()}  # the key names of torchvision's published file
-    cached = torchvision_cache_file(get_spec("densenet121"))
-    assert cached == offline / "torch" / "hub" / "checkpoints" / "densenet121-a639ec97.pth"
-    cached.parent.mkdir(parents=True)
-    torch.save(old_style, cached)
+    assert torchvision_cache_file(get_spec("densenet121")) == (
+        offline / "torch" / "hub" / "checkpoints" / "densenet121-a639ec97.pth")
+    _, digest = _publish(monkeypatch, "densenet121", old_style)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no fallback warning
         model = create("densenet121", pretrained="auto")
-    assert model.pretrained_source == "torchvision IMAGENET1K_V1"
+    assert model.pretrained_source == f"torchvision IMAGENET1K_V1 sha256:{digest}"  # model.json's `pretrained`
     _backbone_equal(model, state, "classifier")
 
 
@@ -174,32 +193,43 @@ def test_auto_falls_back_with_one_warning_when_nothing_is_cached(offline) -> Non
     assert create("mobilenetv2_100", pretrained="off").pretrained_source == RANDOM_INIT
 
 
-def test_a_cached_file_that_does_not_fit_is_an_error_not_a_fallback(offline) -> None:
+def test_a_file_under_a_torchvision_name_with_another_hash_is_refused(offline) -> None:
+    """A randomly initialised model saved as resnet18-f37072fd.pth is not torchvision's weights."""
     cached = torchvision_cache_file(get_spec("resnet18"))
     cached.parent.mkdir(parents=True)
+    torch.save(_torchvision_twin("resnet18", 5).state_dict(), cached)
+    with pytest.raises(ValueError, match=r"is not torchvision's file: its sha256 starts [0-9a-f]{8}, its name "
+                                         r"says f37072fd") as refused:
+        create("resnet18", pretrained="auto")
+    assert "\n" not in str(refused.value)
+
+
+def test_a_cached_file_that_does_not_fit_is_an_error_not_a_fallback(offline, monkeypatch) -> None:
     state = dict(_torchvision_twin("resnet18", 5).state_dict())
     state["conv1.weight"] = torch.zeros(64, 3, 3, 3)
-    torch.save(state, cached)
+    _publish(monkeypatch, "resnet18", state)
     with pytest.raises(ValueError, match="wrong shape .*conv1.weight"):
         create("resnet18", pretrained="auto")
 
 
-def test_a_corrupt_cached_file_is_an_error_not_a_fallback(offline) -> None:
+def test_a_corrupt_cached_file_is_an_error_not_a_fallback(offline, monkeypatch) -> None:
     cached = torchvision_cache_file(get_spec("resnet18"))
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"PK\x03\x04 half a download")
+    with pytest.raises(ValueError, match="resnet18-f37072fd.pth is not torchvision's file"):
+        create("resnet18", pretrained="auto")
+    cached.unlink()
+    _publish(monkeypatch, "resnet18", b"PK\x03\x04 half a download")  # its hash matches its name
     with pytest.raises(ValueError, match="cannot read weights file resnet18-"):
         create("resnet18", pretrained="auto")
 
 
-def test_nothing_remembers_that_the_hub_was_unreachable(offline) -> None:
+def test_nothing_remembers_that_the_hub_was_unreachable(offline, monkeypatch) -> None:
     """A fallback is decided per call: weights cached after it are used by the next call."""
     with pytest.warns(PretrainedWeightsWarning):
         assert create("resnet18", pretrained="auto").pretrained_source == OFFLINE_FALLBACK
-    cached = torchvision_cache_file(get_spec("resnet18"))
-    cached.parent.mkdir(parents=True, exist_ok=True)  # the failed download made the folder
-    torch.save(_torchvision_twin("resnet18", 7).state_dict(), cached)
-    assert create("resnet18", pretrained="auto").pretrained_source == "torchvision IMAGENET1K_V1"
+    _, digest = _publish(monkeypatch, "resnet18", _torchvision_twin("resnet18", 7).state_dict())
+    assert create("resnet18", pretrained="auto").pretrained_source == f"torchvision IMAGENET1K_V1 sha256:{digest}"
 
 
 def test_timm_recipe_from_the_hugging_face_cache_offline(offline) -> None:
@@ -211,8 +241,30 @@ def test_timm_recipe_from_the_hugging_face_cache_offline(offline) -> None:
     state = {k: v.contiguous() for k, v in timm.create_model("mobilenetv2_100").state_dict().items()}
     save_file(state, str(snapshot / "model.safetensors"))
     model = create("mobilenetv2_100", pretrained="timm")
-    assert model.pretrained_source == "timm mobilenetv2_100.ra_in1k"
+    digest = hashlib.sha256((snapshot / "model.safetensors").read_bytes()).hexdigest()
+    assert model.pretrained_source == f"timm mobilenetv2_100.ra_in1k sha256:{digest}"
     _backbone_equal(model, state, "classifier")
+
+
+def test_a_hugging_face_blob_whose_sha256_is_not_its_name_is_refused(offline) -> None:
+    repo = offline / "hf" / "models--timm--mobilenetv2_100.ra_in1k"
+    snapshot, blobs = repo / "snapshots" / "abc123", repo / "blobs"
+    snapshot.mkdir(parents=True)
+    blobs.mkdir()
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    torch.manual_seed(6)
+    state = {k: v.contiguous() for k, v in timm.create_model("mobilenetv2_100").state_dict().items()}
+    blob = blobs / ("0" * 64)  # the hub names a blob by its sha256: this one lies
+    save_file(state, str(blob))
+    (snapshot / "model.safetensors").symlink_to(blob)
+    with pytest.raises(ValueError, match="is damaged: its sha256 is"):
+        create("mobilenetv2_100", pretrained="timm")
+    digest = hashlib.sha256(blob.read_bytes()).hexdigest()
+    blob.rename(blobs / digest)
+    (snapshot / "model.safetensors").unlink()
+    (snapshot / "model.safetensors").symlink_to(blobs / digest)
+    assert create("mobilenetv2_100", pretrained="timm").pretrained_source.endswith(f"sha256:{digest}")
 
 
 def test_load_backbone_reports_shape_mismatch() -> None:

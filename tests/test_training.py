@@ -223,3 +223,24 @@ def test_provenance_cutoffs_and_subgroups_travel_with_the_run(synth_dir: Path, t
     groups = {g["group"] for g in evaluated["subgroups"]}
     assert groups == set(relabelled.loc[relabelled["split"] == "test", "skin_type"])
     assert all(f"accuracy[skin {g}]" in summary.columns for g in groups)
+
+
+def test_a_run_without_patient_ids_warns_in_the_log_metrics_and_model_json(synth_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    import pandas as pd
+
+    folders = tmp_path / "folders"  # the study's class-folder format: no patient ids
+    for row in pd.read_csv(synth_dir / "labels.csv").itertuples():
+        (folders / row.severity).mkdir(parents=True, exist_ok=True)
+        shutil.copy(synth_dir / row.image, folders / row.severity / Path(row.image).name)
+    events: list[TrainingEvent] = []
+    config = _config(folders, tmp_path / "run")
+    train_many(config, on_event=events.append)
+    warned = [e.message for e in events if isinstance(e, LogLine) and e.message.startswith("WARNING: no image has a patient id")]
+    assert len(warned) == 1 and "patients.csv" in warned[0]
+    metrics = json.loads((config.out / "resnet18" / "metrics.json").read_text())
+    assert metrics["data_warnings"] == [warned[0].removeprefix("WARNING: ")]
+    _, meta = load_checkpoint(config.out / "resnet18")
+    assert meta["data"]["warnings"] == metrics["data_warnings"] and meta["data"]["patient_ids"] == 0

@@ -3,7 +3,9 @@
 `load_dataset` returns one row per image with columns `path` (absolute), `label` (index into
 `SEVERITIES`), `severity`, `masi` (NaN when unknown), `patient_id` (str or None), `split`, `sha256`
 (of the file bytes) and `skin_type` (the CSV's `skin_type` column, else its `fitzpatrick` column as
-the synthetic set writes it, else None). Every problem is collected first and raised as one
+the synthetic set writes it, else None). Class folders take patient ids from a `patients.csv`
+(`file,patient_id`) beside them. Patient ids compare case- and space-insensitively
+(`splits.patient_key`); `splits.patient_id_warning` says when some are missing. Every problem is collected first and raised as one
 `DatasetError`; a user `split` column that puts one patient in two splits is one, unless
 `allow_patient_overlap`.
 """
@@ -19,13 +21,15 @@ from pathlib import Path
 import pandas as pd
 
 from melasma.data.images import file_sha256
-from melasma.data.splits import SPLITS, DatasetError, assign_splits, patients_in_several_splits
+from melasma.data.splits import SPLITS, DatasetError, assign_splits, patient_key, patients_in_several_splits
 from melasma.masi import SCALE_MAX, SEVERITIES, severity
 
 __all__ = ["IMAGE_EXTENSIONS", "DatasetError", "load_dataset", "manifest_hash"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 DEFAULT_CSV_NAMES = ("labels.csv", "manifest.csv")
+#: Patient ids of a class-folder data set: `file,patient_id` rows in this file beside the folders.
+PATIENTS_CSV = "patients.csv"
 _MAX_LISTED = 20
 
 
@@ -93,7 +97,7 @@ def _read_csv(csv_path: Path, cutoffs: tuple[float, float] | None, problems: lis
     })
 
 
-def _read_folders(root: Path) -> pd.DataFrame:
+def _read_folders(root: Path, problems: list[str]) -> pd.DataFrame:
     paths, labels = [], []
     for name in SEVERITIES:
         folder = root / name
@@ -103,9 +107,48 @@ def _read_folders(root: Path) -> pd.DataFrame:
                     paths.append(os.path.abspath(file))
                     labels.append(name)
     return pd.DataFrame({
-        "path": paths, "severity": labels, "masi": math.nan, "patient_id": None, "split": None,
-        "skin_type": None, "line": None,
+        "path": paths, "severity": labels, "masi": math.nan,
+        "patient_id": _folder_patients(root, paths, problems), "split": None, "skin_type": None, "line": None,
     })
+
+
+def _folder_patients(root: Path, paths: list[str], problems: list[str]) -> list[str | None]:
+    """Patient ids of class-folder images from `root/PATIENTS_CSV` (columns `file`, `patient_id`;
+    `file` relative to `root`, e.g. `mild/a.jpg`, or a bare file name found once in the folders);
+    None for every image when there is no such file."""
+    csv_path = root / PATIENTS_CSV
+    if not csv_path.is_file():
+        return [None] * len(paths)
+    try:
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{csv_path}: not a readable CSV file ({error})") from None
+    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    if not {"file", "patient_id"} <= set(raw.columns):
+        raise DatasetError(f"{csv_path}: needs 'file' and 'patient_id' columns (columns: {', '.join(raw.columns)})")
+    relative = [Path(p).relative_to(os.path.abspath(root)).as_posix() for p in paths]
+    names: dict[str, list[int]] = defaultdict(list)
+    for i, rel in enumerate(relative):
+        names[Path(rel).name].append(i)
+    where = {rel: i for i, rel in enumerate(relative)}
+    ids: list[str | None] = [None] * len(paths)
+    unknown, twice = [], []
+    for number, (file, patient) in enumerate(zip(raw["file"].str.strip(), raw["patient_id"].str.strip()), start=2):
+        index = where.get(Path(file).as_posix()) if file else None
+        if index is None and file and len(names.get(file, [])) == 1:
+            index = names[file][0]
+        if index is None:
+            unknown.append(f"{file or '(empty)'} (line {number})")
+        elif ids[index] is not None and patient_key(ids[index]) != patient_key(patient):
+            twice.append(f"{file} (line {number})")
+        else:
+            ids[index] = patient or None
+    if unknown:
+        problems.append(f"{PATIENTS_CSV} names files that are not in the class folders (or not once): "
+                        + _listing(unknown))
+    if twice:
+        problems.append(f"{PATIENTS_CSV} gives one file two patient ids: " + _listing(twice))
+    return ids
 
 
 def _describe(row: pd.Series) -> str:
@@ -127,7 +170,7 @@ def load_dataset(
                 raise DatasetError(
                     f"{source}: no labels.csv and no {'/, '.join(SEVERITIES)}/ class folders"
                 )
-            table = _read_folders(source)
+            table = _read_folders(source, problems)
         else:
             table = _read_csv(csv_path, cutoffs, problems)
     elif source.is_file():

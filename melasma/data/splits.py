@@ -17,26 +17,52 @@ class DatasetError(ValueError):
     """A data set cannot be used; the message lists every problem found."""
 
 
+def patient_key(value: object) -> str | None:
+    """A patient id as compared: case- and space-insensitive ("P005", " p005 " and "p 005" are one
+    patient); None for a missing or blank id."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    key = "".join(str(value).split()).casefold()
+    return key or None
+
+
+def _patient_keys(df: pd.DataFrame) -> pd.Series:
+    if "patient_id" not in df:
+        return pd.Series(None, index=df.index, dtype=object)
+    return df["patient_id"].map(patient_key).astype(object)
+
+
 def _groups(df: pd.DataFrame) -> pd.Series:
-    """One group key per row: the patient when known, else the image (its content hash when known,
-    so the key does not depend on the row order)."""
+    """One group key per row: the patient when known (`patient_key`), else the image (its content
+    hash when known, so the key does not depend on the row order)."""
     rows = pd.Series([f"\0row{i}" for i in range(len(df))], index=df.index)
     if "sha256" in df:
         rows = rows.where(df["sha256"].isna(), "image:" + df["sha256"].astype(str))
-    if "patient_id" not in df:
-        return rows
-    patients = df["patient_id"].astype("object")
-    known = patients.notna() & (patients.astype(str).str.strip() != "")
-    return rows.where(~known, "patient:" + patients.astype(str))
+    patients = _patient_keys(df)
+    return rows.where(patients.isna(), "patient:" + patients.astype(str))
 
 
 def patients_in_several_splits(df: pd.DataFrame) -> dict[str, list[str]]:
-    """Patient id -> the splits it appears in, for every patient found in more than one split."""
+    """Patient id (as first written) -> the splits it appears in, for every patient (`patient_key`)
+    found in more than one split."""
     if "patient_id" not in df or "split" not in df:
         return {}
-    known = df[df["patient_id"].notna() & df["split"].notna()]
-    spread = known.groupby(known["patient_id"].astype(str))["split"].unique()
-    return {patient: sorted(splits) for patient, splits in spread.items() if len(splits) > 1}
+    keys = _patient_keys(df)
+    known = df.assign(key=keys)[keys.notna() & df["split"].notna()]
+    spread = known.groupby("key", sort=True).agg(shown=("patient_id", "first"), splits=("split", "unique"))
+    return {str(row.shown).strip(): sorted(row.splits) for row in spread.itertuples() if len(row.splits) > 1}
+
+
+def patient_id_warning(df: pd.DataFrame) -> str | None:
+    """One loud line when images have no patient id (None when all have one): each such image is its
+    own unit in the automatic split, so one patient's photos can sit in train and test."""
+    missing = int(_patient_keys(df).isna().sum())
+    if missing == 0:
+        return None
+    which = "no image has a patient id" if missing == len(df) else f"{missing} of {len(df)} images have no patient id"
+    return (f"{which}: each such image is its own unit in the split, so photos of one patient can land in "
+            "both training and test and the test metrics can be optimistic; give a patient_id column in the "
+            "CSV, or a patients.csv (file,patient_id) beside the class folders")
 
 
 def assign_splits(

@@ -3,12 +3,15 @@
 Composites: EpsilonPlusFlat (default: flat rule on the first layer, z+ on convolutions, epsilon on
 dense layers) and EpsilonGammaBox (z-box on the first layer, bounded by the pixel range after
 normalisation; gamma on convolutions). Relevance starts as the one-hot target logit, so with
-biases excluded (`zero_bias=True`) the input relevance sums to ~1.
+biases excluded (`zero_bias=True`) the input relevance sums to ~1, except on AlexNet: its dense
+layers' epsilon rule divides by bias-free pre-activations near 0 and the stabiliser's share of
+those large, opposite-signed relevances does not cancel (docs/explanations.md; tested at 224 px).
 
 Depthwise convolutions (MobileNetV2) get `ZPlusFlatFallback`: a 3x3 depthwise filter sees only 9
 inputs, so often none contributes positively while the neuron is still active through its (merged
 batch-norm) bias; plain z+ then drops that neuron's relevance (about 45 % of the total over
 MobileNetV2's 17 blocks). The fallback spreads it uniformly over the receptive field instead.
+DenseNet121 gets it on every convolution (`FALLBACK_EVERY_CONV`).
 """
 
 from __future__ import annotations
@@ -112,11 +115,28 @@ class LeanZPlusFlatFallback(Lean, ZPlusFlatFallback):
         self.gradient_mapper, self.reducer = gradient_mapper, reducer
 
 
-def _maps(composite: str, zero_params: str | None, lean: bool, low=None, high=None) -> tuple[list, list]:
-    """(layer_map, first_map) to prepend to zennit's composite: the depthwise fallback, and with
-    `lean` zennit's own rules in their lean form (`melasma.explain.rules`)."""
+#: `lrp_canonizer` keys of the networks whose every convolution (not only depthwise ones) gets
+#: `ZPlusFlatFallback`: DenseNet's pre-activation batch norms (Pass rule) hand relevance to
+#: convolution outputs that have no positive contribution (z+ = 0), which plain z+ drops; relevance
+#: of both signs (from the epsilon rule of the classifier) then no longer cancels, and at 224 px on
+#: real photos the input relevance summed to 0.96 and 1.15 (0.9996-1.0001 with the fallback).
+FALLBACK_EVERY_CONV = frozenset({"timm_densenet"})
+
+
+def _every_conv(model: nn.Module) -> bool:
+    from melasma.models.registry import get_spec
+
+    return hasattr(model, "arch_name") and get_spec(model).lrp_canonizer in FALLBACK_EVERY_CONV
+
+
+def _maps(composite: str, zero_params: str | None, lean: bool, low=None, high=None,
+          every_conv: bool = False) -> tuple[list, list]:
+    """(layer_map, first_map) to prepend to zennit's composite: the flat fallback on depthwise (with
+    `every_conv`, all) convolutions, and with `lean` zennit's own rules in their lean form
+    (`melasma.explain.rules`)."""
     fallback = (LeanZPlusFlatFallback if lean else ZPlusFlatFallback)(zero_params=zero_params)
-    depthwise: list[tuple[tuple[type, ...], BasicHook]] = [((DepthwiseConv2d,), fallback)]
+    convolutions: tuple[type, ...] = (nn.Conv2d,) if every_conv else (DepthwiseConv2d,)
+    depthwise: list[tuple[tuple[type, ...], BasicHook]] = [(convolutions, fallback)]
     if not lean:
         return depthwise, []
     layer_map, first_map = lean_layer_maps(composite, zero_params, low=low, high=high)
@@ -124,7 +144,7 @@ def _maps(composite: str, zero_params: str | None, lean: bool, low=None, high=No
 
 
 def _epsilon_plus_flat(model, x, canonizers, zero_params, mean, std, lean=False) -> Composite:
-    layer_map, first_map = _maps("epsilon_plus_flat", zero_params, lean)
+    layer_map, first_map = _maps("epsilon_plus_flat", zero_params, lean, every_conv=_every_conv(model))
     return EpsilonPlusFlat(zero_params=zero_params, canonizers=canonizers, layer_map=layer_map, first_map=first_map)
 
 

@@ -1,8 +1,9 @@
 """Before / after: two photos of one patient brought into the same frame for side-by-side viewing.
 
 With a face found in both (MediaPipe face mesh, `melasma.regions.landmarks`), the after photo is
-mapped onto the before photo by the similarity transform (shift, turn, scale) that best fits all
-468 landmarks, and both are cropped to the before face (plus a margin). Without a face in either,
+mapped onto the before photo by a similarity transform (shift, turn, scale) estimated from the 468
+landmark pairs with RANSAC and refined on its inliers (`cv2.estimateAffinePartial2D`, OpenCV's
+defaults), and both are cropped to the before face (plus a margin). Without a face in either,
 each photo is scaled and centre-cropped to the same square. Photos are first reduced to
 `WORK_SIDE` on their longer side: this is for viewing, not for measuring.
 """

@@ -10,8 +10,9 @@
 - the path of a weights file (.safetensors, or .pth/.pt/.bin read with ``torch.load(weights_only=True)``)
   in timm or torchvision layout.
 ImageNet heads are dropped: the new head stays random. The model carries `pretrained_source`, a
-one-line provenance ("torchvision IMAGENET1K_V1", "timm resnet18.a1_in1k", "file PATH sha256:...",
-"random init (offline fallback)" or "random init").
+one-line provenance ("torchvision IMAGENET1K_V1 sha256:...", "timm resnet18.a1_in1k sha256:...",
+"file PATH sha256:...", "random init (offline fallback)" or "random init"). A torchvision file is
+loaded only when its sha256 starts with the hash in its name (`verified_sha256`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ OFFLINE_FALLBACK = "random init (offline fallback)"
 _OLD_DENSENET_KEY = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
     r"((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+
+
+#: The hash torchvision publishes in a weights file's name: the hex digits after its last '-'.
+_NAME_HASH = re.compile(r"-([0-9a-f]{8,})\.[^.-]+$")
 
 
 class PretrainedWeightsWarning(RuntimeWarning):
@@ -169,8 +174,25 @@ def torchvision_cache_file(spec: ArchSpec) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
-def _torchvision_state(spec: ArchSpec) -> dict[str, torch.Tensor]:
-    """torchvision's IMAGENET1K_V1 state dict from its cache, else downloaded into it (OSError offline)."""
+def verified_sha256(path: Path) -> str:
+    """The sha256 of a torchvision weights file, checked against the hash prefix in its name (the
+    8 or more hex digits after the last '-', as torch.hub's `check_hash`); a one-line ValueError
+    when they differ or the name carries no hash."""
+    from melasma.data.images import file_sha256
+
+    found = _NAME_HASH.search(path.name)
+    if not found:
+        raise ValueError(f"{path.name} carries no sha256 prefix in its name; cannot verify it as torchvision's file")
+    digest, prefix = file_sha256(path), found.group(1)
+    if not digest.startswith(prefix):
+        raise ValueError(f"{path} is not torchvision's file: its sha256 starts {digest[:len(prefix)]}, its name "
+                         f"says {prefix}; delete it (it is downloaded again) or pass a weights file")
+    return digest
+
+
+def _torchvision_state(spec: ArchSpec) -> tuple[dict[str, torch.Tensor], str]:
+    """torchvision's IMAGENET1K_V1 state dict from its cache, else downloaded into it (OSError offline),
+    verified by `verified_sha256`, and its provenance ("torchvision IMAGENET1K_V1 sha256:...")."""
     import torchvision
 
     path = torchvision_cache_file(spec)
@@ -178,7 +200,8 @@ def _torchvision_state(spec: ArchSpec) -> dict[str, torch.Tensor]:
         url = torchvision.models.get_model_weights(spec.torchvision_weights)[STUDY_WEIGHTS].url
         log.info("downloading %s", url)
         torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True, weights_only=True)
-    return _read_weights(path)
+    digest = verified_sha256(path)
+    return _read_weights(path), f"torchvision {STUDY_WEIGHTS} sha256:{digest}"
 
 
 def _timm_state(spec: ArchSpec) -> tuple[dict[str, torch.Tensor], str]:
@@ -193,10 +216,22 @@ def _timm_state(spec: ArchSpec) -> tuple[dict[str, torch.Tensor], str]:
     for filename in ("model.safetensors", "pytorch_model.bin"):
         cached = try_to_load_from_cache(repo, filename)
         if isinstance(cached, str):
-            return _read_weights(Path(cached)), tag
+            return _read_weights(Path(cached)), f"{tag} sha256:{_hub_sha256(Path(cached))}"
     if is_offline_mode():
         raise WeightsUnavailable(f"{repo} is not in the Hugging Face cache and HF_HUB_OFFLINE is set")
-    return _read_weights(Path(hf_hub_download(repo, "model.safetensors"))), tag
+    path = Path(hf_hub_download(repo, "model.safetensors"))
+    return _read_weights(path), f"{tag} sha256:{_hub_sha256(path)}"
+
+
+def _hub_sha256(path: Path) -> str:
+    """The sha256 of a Hugging Face cache file, checked against its blob name where that is one (the
+    hub names a large file's blob by its sha256); a one-line ValueError when they differ."""
+    from melasma.data.images import file_sha256
+
+    digest, blob = file_sha256(path), path.resolve().name
+    if re.fullmatch(r"[0-9a-f]{64}", blob) and blob != digest:
+        raise ValueError(f"{path} is damaged: its sha256 is {digest[:12]}..., the hub published {blob[:12]}...")
+    return digest
 
 
 def _file_provenance(path: Path) -> str:
@@ -237,7 +272,7 @@ def create(arch: str, num_classes: int = 3, pretrained: str | Path = "off") -> n
         use_torchvision = spec.source == "torchvision" or (pretrained == "auto" and bool(spec.torchvision_weights))
         try:
             if use_torchvision:
-                state, provenance = _torchvision_state(spec), f"torchvision {STUDY_WEIGHTS}"
+                state, provenance = _torchvision_state(spec)
             else:
                 state, provenance = _timm_state(spec)
         except (OSError, WeightsUnavailable) as error:

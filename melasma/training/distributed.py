@@ -8,6 +8,8 @@ What is split: the train and validation images, row `i` on rank `i % world_size`
 and holds only its shard on its device). Every rank draws the same global batch order and the same
 augmentation as one process would, and trains on the rows of each global batch it holds; the loss is
 scaled so that DDP's gradient average equals one process's gradient over the whole global batch.
+Batch norm is synchronised (GPU: SyncBatchNorm; CPU: `CpuSyncBatchNorm`) and dropout masks are
+drawn for the whole global batch (`BatchDropout`), so batch statistics and masks are one process's.
 Validation outputs are gathered, so every rank sees the whole validation set's loss. Rank 0 holds
 the test split, writes metrics, checkpoints and figures, and decides cancellation and early stopping
 (broadcast to the others).
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -112,15 +116,147 @@ def shard(n: int, ctx: Context) -> torch.Tensor:
     return torch.arange(ctx.rank, n, ctx.world_size)
 
 
-def wrap(model: nn.Module, ctx: Context, device: torch.device) -> nn.Module:
-    """`model` for training: unchanged for one process; else DistributedDataParallel, with batch norm
-    synchronised across GPUs (on the CPU, torch has no SyncBatchNorm: each rank's statistics are its own)."""
+class _SumAcrossRanks(torch.autograd.Function):
+    """All-reduce (sum) with its gradient, also summed: every rank's loss reaches every rank's input."""
+
+    @staticmethod
+    def forward(ctx: Any, value: torch.Tensor) -> torch.Tensor:
+        total = value.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.clone()
+        dist.all_reduce(total)
+        return total
+
+
+def _sum_across_ranks(value: torch.Tensor) -> torch.Tensor:
+    return cast(torch.Tensor, _SumAcrossRanks.apply(value))
+
+
+class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics cover the whole global batch across gloo processes, as
+    one process's would (torch's SyncBatchNorm runs on GPUs only): per-channel sums, then sums of
+    squared deviations, all-reduced with autograd. Shares the parameters and buffers of the layer it
+    stands in for (same state-dict keys), and keeps timm's BatchNormAct2d `drop` and `act`."""
+
+    def __init__(self, source: nn.modules.batchnorm._BatchNorm) -> None:
+        super().__init__(source.num_features, source.eps, source.momentum, source.affine, source.track_running_stats)
+        self.weight, self.bias = source.weight, source.bias
+        self.running_mean, self.running_var = source.running_mean, source.running_var
+        self.num_batches_tracked = source.num_batches_tracked
+        drop, act = getattr(source, "drop", None), getattr(source, "act", None)
+        self.drop = drop if isinstance(drop, nn.Module) else nn.Identity()
+        self.act = act if isinstance(act, nn.Module) else nn.Identity()
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training and self.track_running_stats:
+            y = nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0,
+                                         self.eps)
+            return self.act(self.drop(y))
+        all_reduce = _sum_across_ranks if dist.is_initialized() else (lambda value: value)
+        channels, dims = x.shape[1], [0, *range(2, x.dim())]
+        shape = (1, channels) + (1,) * (x.dim() - 2)
+        totals = all_reduce(torch.cat([x.sum(dims), x.new_tensor([x.numel() / channels])]))
+        count = totals[-1]
+        mean = totals[:channels] / count
+        var = all_reduce(((x - mean.view(shape)) ** 2).sum(dims)) / count
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        tracked = self.num_batches_tracked
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None \
+                and tracked is not None:
+            with torch.no_grad():
+                tracked.add_(1)
+                factor = 1.0 / float(tracked) if self.momentum is None else self.momentum
+                self.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
+                self.running_var.mul_(1 - factor).add_(var.detach() * count / (count - 1).clamp(min=1), alpha=factor)
+        return self.act(self.drop(y))
+
+
+class BatchDropout(nn.Dropout):
+    """nn.Dropout whose mask is drawn for the whole global batch from one seeded generator and cut
+    to this rank's rows (`rows` of a batch of `size`), so N processes drop what one process drops."""
+
+    def __init__(self, p: float, generator: torch.Generator) -> None:
+        super().__init__(p)
+        self.generator = generator
+        self.rows: torch.Tensor | None = None
+        self.size = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        rows = self.rows if self.rows is not None else torch.arange(len(x), device=x.device)
+        size = self.size if self.rows is not None else len(x)
+        keep = torch.empty((size, *x.shape[1:]), device=x.device, dtype=x.dtype)
+        keep.bernoulli_(1 - self.p, generator=self.generator)
+        return x * keep[rows] * (1 / (1 - self.p) if self.p < 1 else 0.0)
+
+
+@dataclass
+class Prepared:
+    """A model made ready to train: `net` (DDP when several processes) and the layers swapped in for
+    it (batch norm synchronised on the CPU, `BatchDropout`); `close()` puts the originals back."""
+
+    net: nn.Module
+    dropouts: list[BatchDropout]
+    swapped: list[tuple[nn.Module, str, nn.Module]]
+
+    def set_batch(self, rows: torch.Tensor, size: int) -> None:
+        """Before each step: this rank's rows (positions in the global batch) and the batch's size."""
+        for layer in self.dropouts:
+            layer.rows, layer.size = rows, size
+
+    def close(self) -> None:
+        for parent, name, original in self.swapped:
+            setattr(parent, name, original)
+
+
+def _swap(model: nn.Module, replace: Callable[[nn.Module], nn.Module | None]) -> list[tuple[nn.Module, str, nn.Module]]:
+    swapped = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            new = replace(child)
+            if new is not None:
+                setattr(parent, name, new)
+                swapped.append((parent, name, child))
+    return swapped
+
+
+def prepare(model: nn.Module, ctx: Context, device: torch.device, seed: int) -> Prepared:
+    """`model` ready to train like one process on the global batch: every `nn.Dropout` module becomes
+    a `BatchDropout` (one mask stream for the global batch, also in one process); with several
+    processes batch norm is synchronised (GPU: timm's `convert_sync_batchnorm`, which keeps
+    BatchNormAct2d's activation; CPU: `CpuSyncBatchNorm`) and the model is wrapped in DDP.
+    Dropout called as a function (timm heads with `drop_rate` > 0) is not covered."""
+    generator = torch.Generator(device=device).manual_seed(seed + 0x5EED)
+    dropouts: list[BatchDropout] = []
+
+    def dropout(child: nn.Module) -> nn.Module | None:
+        if type(child) is not nn.Dropout:
+            return None
+        dropouts.append(BatchDropout(child.p, generator))
+        return dropouts[-1]
+
+    swapped = _swap(model, dropout)
     if not ctx.active:
-        return model
+        return Prepared(model, dropouts, swapped)
     if device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index])
-    return nn.parallel.DistributedDataParallel(model)
+        from timm.layers import convert_sync_batchnorm
+
+        model = convert_sync_batchnorm(model)
+        return Prepared(nn.parallel.DistributedDataParallel(model, device_ids=[device.index]), dropouts, swapped)
+    swapped += _swap(model, lambda child: CpuSyncBatchNorm(child)
+                     if isinstance(child, nn.modules.batchnorm._BatchNorm) else None)
+    return Prepared(nn.parallel.DistributedDataParallel(model), dropouts, swapped)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -12,7 +12,13 @@ import numpy as np
 from melasma.models import load_checkpoint
 from melasma.training.device import resolve_device
 from melasma.training.loop import load_splits, predict_masi, predict_probs
-from melasma.training.metrics import evaluate_predictions, evaluate_regression, masi_bins, subgroup_metrics
+from melasma.training.metrics import (
+    MIN_SUBGROUP_N,
+    evaluate_predictions,
+    evaluate_regression,
+    masi_bins,
+    subgroup_metrics,
+)
 from melasma.training.report import TABLE_COLUMNS
 
 SPLIT_CHOICES = ("test", "val", "train", "all")
@@ -82,10 +88,13 @@ def format_table(result: dict[str, Any]) -> str:
             continue
         value = result["metrics"][key]
         low, high = result["ci95"].get(key, (float("nan"), float("nan")))
-        lines.append(f"{title:<16} {value:>7.3f}   {low:.3f}-{high:.3f}" if not math.isnan(value)
-                     else f"{title:<16} {'n/a':>7}")
+        interval = f"   {low:.3f}-{high:.3f}" if not (math.isnan(low) or math.isnan(high)) else ""
+        lines.append(f"{title:<16} {value:>7.3f}{interval}" if not math.isnan(value) else f"{title:<16} {'n/a':>7}")
     lines.append("confusion (rows true, columns predicted): " + " ".join(map(str, result["confusion_matrix"])))
     for group in result.get("subgroups", []):
+        if group.get("too_few"):
+            lines.append(f"skin type {group['group']} (n={group['n']}): too few images (under {MIN_SUBGROUP_N})")
+            continue
         auc = (f", macro AUC {group['auc_macro']:.3f} ({group['auc_macro_ci95'][0]:.3f}-"
                f"{group['auc_macro_ci95'][1]:.3f})" if "auc_macro" in group else "")
         lines.append(f"skin type {group['group']} (n={group['n']}): accuracy {group['accuracy']:.3f} "

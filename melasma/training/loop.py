@@ -215,7 +215,8 @@ def fit(model: nn.Module, train: Split, val: Split, config: TrainConfig, *, arch
     """
     emit, stop = on_event or (lambda event: None), should_stop or (lambda: False)
     device = train.labels.device
-    net = distributed.wrap(model, ctx, device)
+    prepared = distributed.prepare(model, ctx, device, config.seed)
+    net = prepared.net
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr if lr is None else lr,
                                  weight_decay=config.weight_decay)
     regression = config.head == "regression"
@@ -245,6 +246,7 @@ def fit(model: nn.Module, train: Split, val: Split, config: TrainConfig, *, arch
                 raise TrainingCancelled(f"cancelled during {arch} epoch {epoch}")
             x = prepare_batch(train.images[rows_dev], augment=augment, generator=augment_rng,
                               rows=positions.to(device), batch=size)
+            prepared.set_batch(positions.to(device), size)
             loss, outputs = train_step(net, optimizer, criterion, x, targets[rows_dev],
                                        ctx.world_size / weight_and_stop[0])
             loss_sum += loss / ctx.world_size * size  # this rank's share of the batch mean, times its size
@@ -271,6 +273,7 @@ def fit(model: nn.Module, train: Split, val: Split, config: TrainConfig, *, arch
             emit(LogLine(f"{arch}: early stop after epoch {epoch}, validation loss "
                          f"not improved for {config.patience} epochs (best epoch {best_epoch})"))
             break
+    prepared.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     return pd.DataFrame(rows)
@@ -339,7 +342,7 @@ def _train_arch(arch: str, splits: dict[str, Split], config: TrainConfig, device
         "metrics": evaluation["metrics"], "ci95": evaluation["ci95"], "collapse": asdict(collapse),
         "data": data_info, "training": training,
     })
-    report = {**evaluation, "pretrained": pretrained, "collapse": asdict(collapse),
+    report = {**evaluation, "data_warnings": data_info["warnings"], "pretrained": pretrained, "collapse": asdict(collapse),
               "subgroups": [{key: value for key, value in asdict(group).items()
                              if not (regression and key.startswith("auc_macro"))} for group in subgroups],
               "training": training}
@@ -387,6 +390,7 @@ def _train_all(config: TrainConfig, device: torch.device, ctx: Context, emit: On
                stop: ShouldStop) -> pd.DataFrame:
     from melasma.data.manifest import DatasetError, load_dataset, manifest_hash
     from melasma.data.skin_tone import skin_groups
+    from melasma.data.splits import patient_id_warning
 
     table = load_dataset(config.data, seed=config.seed, cutoffs=config.cutoffs,
                          allow_patient_overlap=config.allow_patient_overlap)
@@ -403,9 +407,13 @@ def _train_all(config: TrainConfig, device: torch.device, ctx: Context, emit: On
     emit(LogLine(f"{len(table)} images (train {counts.get('train', 0)}, val {counts.get('val', 0)}, test "
                  f"{counts.get('test', 0)}) ready at {config.image_size} px on {where} in "
                  f"{time.perf_counter() - started:.1f} s"))
-    data_info = {"path": str(config.data), "manifest_hash": manifest_hash(table), "seed": config.seed,
-                 "cutoffs": list(config.cutoffs),
-                 "n": {name: int(counts.get(name, 0)) for name in ("train", "val", "test")}}
+    no_patients = patient_id_warning(table)
+    if no_patients:
+        emit(LogLine(f"WARNING: {no_patients}"))
+    data_info: dict[str, Any] = {
+        "path": str(config.data), "manifest_hash": manifest_hash(table), "seed": config.seed,
+        "cutoffs": list(config.cutoffs), "n": {name: int(counts.get(name, 0)) for name in ("train", "val", "test")},
+        "patient_ids": int(table["patient_id"].notna().sum()), "warnings": [no_patients] if no_patients else []}
     test_rows = table["split"] == "test"
     test_skin = skin_groups(table.loc[test_rows, "skin_type"].tolist(), splits["test"].images.cpu().numpy()) \
         if ctx.is_main else []

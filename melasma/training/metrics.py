@@ -1,8 +1,14 @@
 """The study's test metrics and more, with 95% bootstrap confidence intervals.
 
 Point estimates come from scikit-learn. The bootstrap draws multinomial resampling weights and
-computes every metric for all resamples at once from weighted counts (matrix products, no Python
-loop over resamples); with unit weights it reproduces the scikit-learn values exactly.
+computes every metric for all resamples of a chunk at once from weighted counts (sparse one-hot
+products and one sort of the scores, no Python loop over resamples); with unit weights it reproduces
+the scikit-learn values exactly. Time is O(N log N) and memory O(N) for N images (a chunk of
+resamples holds at most `CHUNK_ELEMENTS` weights), so a million predictions are fine.
+
+ECE has no interval: it is biased upwards (binning noise adds to |accuracy - confidence|), and a
+percentile bootstrap of it misses the true value most of the time at the study's sizes (see
+tests/test_metrics.py). A subgroup of fewer than `MIN_SUBGROUP_N` images gets no estimate ("too few").
 """
 
 from __future__ import annotations
@@ -14,16 +20,28 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy import sparse
 from sklearn import metrics as skm
 
 from melasma.masi import SEVERITIES
 
 ECE_BINS = 15
+#: Metrics reported without a bootstrap interval (the percentile bootstrap does not cover them).
+NO_INTERVAL: frozenset[str] = frozenset({"ece"})
+#: Fewest images of a subgroup for which accuracy and macro AUC are estimated.
+MIN_SUBGROUP_N = 10
+#: Most resampling weights (resamples x images) held at once by the bootstrap.
+CHUNK_ELEMENTS = 1 << 22
 
 
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> float:
     """ECE: sum over equal-width confidence bins (lo, hi] of |accuracy - confidence| x bin share."""
-    return float(_weighted(np.ones((1, len(y_true))), np.asarray(y_true), np.asarray(probs), n_bins)["ece"][0])
+    y_true, probs = np.asarray(y_true), np.asarray(probs, dtype=float)
+    confidence = probs.max(1)
+    bins = _bins(confidence, n_bins)
+    conf_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
+    correct = np.bincount(bins, weights=(probs.argmax(1) == y_true).astype(float), minlength=n_bins)
+    return float(np.abs(correct - conf_sum).sum() / len(y_true))
 
 
 def _bins(confidence: np.ndarray, n_bins: int) -> np.ndarray:
@@ -37,13 +55,25 @@ def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
 
 
+def _group_sums(weights: np.ndarray, index: np.ndarray, n_groups: int, values: np.ndarray | None = None) -> np.ndarray:
+    """(B, n_groups): each row of `weights` (B, N) summed per group `index` (N,), times `values`
+    (N,) when given; a sparse one-hot product, so memory stays O(B N)."""
+    n = len(index)
+    data = np.ones(n) if values is None else np.asarray(values, dtype=float)
+    onehot = sparse.csr_matrix((data, (index, np.arange(n))), shape=(n_groups, n))
+    return np.asarray(onehot @ weights.T).T
+
+
 def _weighted_auc(weights: np.ndarray, scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """One-vs-rest ROC AUC (Mann-Whitney, ties count half) under each row of sample weights."""
-    values, group = np.unique(scores, return_inverse=True)
-    onehot = np.zeros((len(scores), len(values)))
-    onehot[np.arange(len(scores)), group] = 1
-    pos = (weights * positive) @ onehot  # (B, groups) positive weight at each distinct score
-    neg = (weights * ~positive) @ onehot
+    """One-vs-rest ROC AUC (Mann-Whitney, ties count half) under each row of sample weights: one
+    sort of the scores, weights summed per run of tied scores (O(N log N), memory O(B N))."""
+    order = np.argsort(scores, kind="stable")
+    ranked = scores[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # first position of each tie run
+    w = weights[:, order]
+    hit = positive[order]
+    pos = np.add.reduceat(w * hit, starts, axis=1)  # (B, distinct scores)
+    neg = np.add.reduceat(w * ~hit, starts, axis=1)
     below = np.cumsum(neg, axis=1) - neg
     total = pos.sum(1) * neg.sum(1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -54,9 +84,7 @@ def _weighted(weights: np.ndarray, y: np.ndarray, probs: np.ndarray, n_bins: int
     """Every metric under each row of `weights` (B, N); returns name -> (B,) array."""
     k = probs.shape[1]
     pred = probs.argmax(1)
-    pairs = np.zeros((len(y), k * k))
-    pairs[np.arange(len(y)), y * k + pred] = 1
-    confusion = (weights @ pairs).reshape(-1, k, k)  # (B, true, predicted)
+    confusion = _group_sums(weights, y * k + pred, k * k).reshape(-1, k, k)  # (B, true, predicted)
     n = confusion.sum((1, 2))
     tp = np.diagonal(confusion, axis1=1, axis2=2)
     support, predicted = confusion.sum(2), confusion.sum(1)
@@ -75,10 +103,9 @@ def _weighted(weights: np.ndarray, y: np.ndarray, probs: np.ndarray, n_bins: int
     with np.errstate(divide="ignore", invalid="ignore"):
         out["kappa_quadratic"] = 1 - (confusion * disagreement).sum((1, 2)) / (expected * disagreement).sum((1, 2))
     confidence = probs.max(1)
-    bins = np.zeros((len(y), n_bins))
-    bins[np.arange(len(y)), _bins(confidence, n_bins)] = 1
-    conf_sum = weights @ (bins * confidence[:, None])
-    correct = weights @ (bins * (pred == y)[:, None])
+    bins = _bins(confidence, n_bins)
+    conf_sum = _group_sums(weights, bins, n_bins, confidence)
+    correct = _group_sums(weights, bins, n_bins, (pred == y).astype(float))
     out["ece"] = np.abs(correct - conf_sum).sum(1) / n
     aucs = [_weighted_auc(weights, probs[:, c], y == c) for c in range(k)]
     for c, auc in enumerate(aucs):
@@ -87,6 +114,17 @@ def _weighted(weights: np.ndarray, y: np.ndarray, probs: np.ndarray, n_bins: int
         stacked = np.stack(aucs, 1)
         defined = ~np.isnan(stacked)
         out["auc_macro"] = np.where(defined.any(1), np.nansum(stacked, 1) / np.maximum(defined.sum(1), 1), np.nan)
+    return out
+
+
+def _resampled(rng: np.random.Generator, n: int, n_resamples: int, metric: Any) -> list[Any]:
+    """`metric(weights)` for chunks of multinomial resampling weights (at most `CHUNK_ELEMENTS`
+    weights per chunk; the draws are those of one `rng.multinomial` call for all resamples)."""
+    rows = max(1, CHUNK_ELEMENTS // max(n, 1))
+    out = []
+    for start in range(0, n_resamples, rows):
+        size = min(rows, n_resamples - start)
+        out.append(metric(rng.multinomial(n, np.full(n, 1 / n), size=size).astype(float)))
     return out
 
 
@@ -125,17 +163,20 @@ def point_metrics(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str])
 
 def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], n_resamples: int = 1000,
                  seed: int = 0, level: float = 0.95) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap CIs of every metric (resampling images with replacement), seeded."""
+    """Percentile bootstrap CIs (resampling images with replacement, seeded) of every metric but
+    those in `NO_INTERVAL`."""
     y_true, probs = np.asarray(y_true), np.asarray(probs, dtype=float)
     if n_resamples < 1:
         return {}
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(len(y_true), np.full(len(y_true), 1 / len(y_true)), size=n_resamples)
-    draws = _weighted(weights.astype(float), y_true, probs)
+    chunks = _resampled(np.random.default_rng(seed), len(y_true), n_resamples,
+                        lambda weights: _weighted(weights, y_true, probs))
     tail = (1 - level) / 2 * 100
     out: dict[str, tuple[float, float]] = {}
-    for key, values in draws.items():
+    for key in chunks[0]:
         name = f"auc_{classes[int(key[4:])]}" if key[4:].isdigit() else key
+        if name in NO_INTERVAL:
+            continue
+        values = np.concatenate([chunk[key] for chunk in chunks])
         finite = values[np.isfinite(values)]
         low, high = np.percentile(finite, [tail, 100 - tail]) if len(finite) else (float("nan"), float("nan"))
         out[name] = (float(low), float(high))
@@ -168,7 +209,8 @@ def evaluate_predictions(labels: ArrayLike, scores: ArrayLike, classes: Sequence
 
 @dataclass(frozen=True)
 class SubgroupResult:
-    """Accuracy and macro AUC with 95% bootstrap CIs for the images of one group (e.g. a skin type)."""
+    """Accuracy and macro AUC with 95% bootstrap CIs for the images of one group (e.g. a skin type);
+    NaN throughout (`too_few`) below `MIN_SUBGROUP_N` images."""
 
     group: str
     n: int
@@ -176,22 +218,27 @@ class SubgroupResult:
     accuracy_ci95: tuple[float, float]
     auc_macro: float
     auc_macro_ci95: tuple[float, float]
+    too_few: bool = False
 
 
 def subgroup_metrics(labels: ArrayLike, scores: ArrayLike, groups: Sequence[str | None],
                      classes: Sequence[str] = SEVERITIES, n_resamples: int = 1000,
                      seed: int = 0) -> list[SubgroupResult]:
     """Per-group accuracy and macro AUC (classes with a defined AUC) with CIs; images without a
-    group are left out; an empty list when no image has one."""
+    group are left out; a group of fewer than `MIN_SUBGROUP_N` images is listed with its n only
+    (`too_few`); an empty list when no image has a group."""
     y_true, probs = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
     names = np.array(["" if g is None or (isinstance(g, float) and math.isnan(g)) else str(g) for g in groups],
                      dtype=object)
     results = []
+    nan = (float("nan"), float("nan"))
     for group in sorted(set(names) - {""}):
         rows = names == group
+        if rows.sum() < MIN_SUBGROUP_N:
+            results.append(SubgroupResult(group, int(rows.sum()), nan[0], nan, nan[0], nan, too_few=True))
+            continue
         values, _ = point_metrics(y_true[rows], probs[rows], classes)
         ci = bootstrap_ci(y_true[rows], probs[rows], classes, n_resamples, seed)
-        nan = (float("nan"), float("nan"))
         results.append(SubgroupResult(group, int(rows.sum()), values["accuracy"], ci.get("accuracy", nan),
                                       values["auc_macro"], ci.get("auc_macro", nan)))
     return results
@@ -232,9 +279,9 @@ def evaluate_regression(true_masi: ArrayLike, predicted_masi: ArrayLike, cutoffs
     metrics["icc"] = icc(pair, "2,1")
     notes = []
     if n_resamples >= 1:
-        weights = np.random.default_rng(seed).multinomial(len(true), np.full(len(true), 1 / len(true)),
-                                                          size=n_resamples)
-        low, high = np.percentile(weights @ errors / len(true), [2.5, 97.5])
+        draws = _resampled(np.random.default_rng(seed), len(true), n_resamples,
+                           lambda weights: weights @ errors / len(true))
+        low, high = np.percentile(np.concatenate(draws), [2.5, 97.5])
         ci["mae"] = (float(low), float(high))
     if math.isfinite(metrics["icc"]):
         ci["icc"] = icc_ci(pair, "2,1")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from melasma.training.metrics import SubgroupResult
+from melasma.training.metrics import MIN_SUBGROUP_N, SubgroupResult
 
 #: metric key -> column title of the markdown table
 TABLE_COLUMNS: dict[str, str] = {
@@ -61,6 +61,14 @@ def _cell(row: Mapping[str, Any], name: str) -> str:
     return f"{value:.3f} ({low:.2f}-{high:.2f})"
 
 
+def _subgroup_cell(row: Mapping[str, Any], group: str) -> str:
+    n = row.get(f"n[skin {group}]", 0)
+    n = 0 if n is None or (isinstance(n, float) and math.isnan(n)) else int(n)
+    if n < MIN_SUBGROUP_N:
+        return f"n={n}: too few"
+    return f"n={n}: {_cell(row, f'accuracy[skin {group}]')} / {_cell(row, f'auc_macro[skin {group}]')}"
+
+
 def to_markdown(summary: pd.DataFrame, classes: Sequence[str]) -> str:
     """Table 1 as markdown: point estimates with 95% bootstrap CIs in brackets."""
     columns = {**TABLE_COLUMNS, **{f"auc_{name}": f"AUC {name}" for name in classes}, "auc_macro": "AUC macro"}
@@ -75,17 +83,18 @@ def to_markdown(summary: pd.DataFrame, classes: Sequence[str]) -> str:
     n = ", ".join(f"{row['arch']} {row['n_test']}" for row in rows)
     lines += ["", (f"Test images: {n}. Brackets: 95% bootstrap confidence intervals. Precision, recall "
                   "and F1 are support-weighted (as the study); QW kappa is quadratic-weighted; "
-                  "ECE uses 15 bins. Collapsed: one predicted class on validation or test, or a final "
+                  "ECE uses 15 bins and has no interval (it is biased upwards, and a percentile bootstrap "
+                  "of it misses the true value most of the time at these sizes). Collapsed: one predicted class on validation or test, or a final "
                   "training loss not below ln 3 (chance). Regression rows: bins derived from the predicted "
                   "MASI with the run's cut-offs; MAE in MASI points; ICC(2,1) of predicted vs consensus "
                   "MASI with its F-based CI; AUC and ECE need probabilities (n/a).")]
     groups = sorted({m.group(1) for key in summary.columns if (m := re.fullmatch(r"n\[skin (.+)\]", key))})
     if groups:
-        lines += ["", "Per skin type (test images): accuracy / macro AUC with 95% bootstrap CIs", "",
+        lines += ["", ("Per skin type (test images): accuracy / macro AUC with 95% bootstrap CIs; \"too few\" "
+                      f"below {MIN_SUBGROUP_N} images"), "",
                   "| Model | " + " | ".join(f"{g}" for g in groups) + " |", "|---" * (len(groups) + 1) + "|"]
         for row in rows:
-            cells = [f"n={row.get(f'n[skin {g}]', 0):.0f}: {_cell(row, f'accuracy[skin {g}]')} / "
-                     f"{_cell(row, f'auc_macro[skin {g}]')}" for g in groups]
+            cells = [_subgroup_cell(row, g) for g in groups]
             lines.append(f"| {row['arch']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

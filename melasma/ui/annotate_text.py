@@ -88,7 +88,8 @@ def report_markdown(report: dict[str, Any]) -> str:
                   for r, e in report["region_icc"].items()]
         bins = report["bins"]
         lines += [f"| severity bins: mean quadratic-weighted kappa | {_stat(bins['weighted_kappa'])} |",
-                  f"| severity bins: Krippendorff's alpha (ordinal) | {_stat(bins['krippendorff_alpha'])} |"]
+                  f"| severity bins: Krippendorff's alpha (ordinal) | {_stat(bins['krippendorff_alpha'])} |",
+                  f"| severity bins: Fleiss' kappa (nominal) | {_stat(bins.get('fleiss_kappa'))} |"]
     else:
         lines.append(report["note"])
     lines += ["", "| rater | rated | still open |", "|---|---|---|"]

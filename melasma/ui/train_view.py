@@ -115,6 +115,7 @@ def data_summary(path: str | Path, cutoffs: tuple[float, float] | None = None) -
     """Photos per severity class and split of a data set, the MASI cut-offs that made the classes,
     and what to do about an empty or tiny class; the data-set error when it cannot be read."""
     from melasma.data.manifest import load_dataset
+    from melasma.data.splits import patient_id_warning
     from melasma.masi import DEFAULT_CUTOFFS
 
     try:
@@ -139,6 +140,9 @@ def data_summary(path: str | Path, cutoffs: tuple[float, float] | None = None) -
             advice.append(f"**No {name} photos.** {EMPTY_CLASS_ADVICE}")
         elif total < FEW_PER_CLASS:
             advice.append(f"Only {total} {name} photos: results for this class will be unreliable.")
+    no_patients = patient_id_warning(table)
+    if no_patients:
+        advice.insert(0, f"**Warning: {no_patients[0].upper() + no_patients[1:]}.**")
     test_size = int((table["split"] == "test").sum())
     if test_size < TINY_TEST_SET:
         advice.append(f"The test split has {test_size} photos (fewer than {TINY_TEST_SET}): expect wide "
