@@ -46,6 +46,8 @@ FORM_FIELDS: dict[str, str] = {
     "patience": "patience", "seed": "seed", "device": "device", "pretrained": "ImageNet weights",
     "cutoffs": "MASI cut-offs",
 }
+#: The start of Start's refusal of a data set the training could not read.
+UNUSABLE = "This data set cannot be used:"
 WHOLE_NUMBERS = frozenset({"epochs", "batch_size", "image_size", "patience", "seed"})
 
 INTRO = """
@@ -97,6 +99,18 @@ def make_config(data: str, archs: list[str], values: Mapping[str, Any], *, data_
         raise ValueError("choose a data set: the demo set, the Annotate export or a path")
     return TrainConfig(data=training_data(data, data_dir), archs=tuple(archs),
                        **{name: config_value(name, values.get(name), data_dir) for name in FORM_FIELDS})
+
+
+def require_usable_data(config: TrainConfig) -> None:
+    """Refuse (ValueError, with the reason) a data set the training could not read, before anything is
+    queued: a missing manifest, missing photos, an empty class."""
+    from melasma.data.manifest import load_dataset
+
+    try:
+        load_dataset(config.data, seed=config.seed, cutoffs=config.cutoffs,
+                     allow_patient_overlap=config.allow_patient_overlap)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{UNUSABLE} {error}") from error
 
 
 def _headline(status: JobStatus) -> str:
@@ -190,6 +204,7 @@ class TrainTab:
                                         cut), strict=True))
         config = make_config(data, parse_archs(archs, extra_archs), values, data_dir=self.settings.data_dir)
         self.settings.training.check(config)
+        require_usable_data(config)
         require_memory_on_submit(config)
         return self.runner.submit(config, user=user, limits=self.settings.training)
 
@@ -215,6 +230,12 @@ class TrainTab:
         if choice == SOURCES["export"]:
             return gr.Textbox(value=str(exported or ""), interactive=False)
         return gr.Textbox(interactive=True)
+
+    def take_export(self, exported: str | None) -> tuple[Any, Any]:
+        """After "Export and send to Train": the Annotate export chosen, its manifest in the box."""
+        if not (exported or "").strip():
+            return gr.skip(), gr.skip()
+        return SOURCES["export"], gr.Textbox(value=str(exported), interactive=False)
 
     def describe_data(self, path: str, cutoffs: str) -> str:
         """Class counts and cut-offs of the chosen data set (only inside the data folder)."""
@@ -356,9 +377,10 @@ def _wire(tab: TrainTab, export_path: gr.Textbox | None) -> None:
     cutoffs = tab.config_fields["cutoffs"]
     assert isinstance(cutoffs, gr.Textbox)  # typed as a Component in the mapping
     if export_path is not None:
-        gr.on([tab.source.change, export_path.change], tab.pick_source, [tab.source, export_path], tab.data, **quiet)
+        tab.source.input(tab.pick_source, [tab.source, export_path], tab.data, **quiet)
+        export_path.change(tab.take_export, export_path, [tab.source, tab.data], **quiet)
     else:
-        tab.source.change(tab.pick_source, tab.source, tab.data, **quiet)
+        tab.source.input(tab.pick_source, tab.source, tab.data, **quiet)
     gr.on([tab.data.change, cutoffs.submit], tab.describe_data, [tab.data, cutoffs], tab.data_info, **quiet)
     tab.start.click(
         user_errors(tab.start_training), [tab.data, tab.archs, tab.extra, *tab.config_fields.values()], tab.job,
