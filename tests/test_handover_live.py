@@ -5,7 +5,6 @@ before anything is queued."""
 
 from __future__ import annotations
 
-import csv
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,7 @@ from typing import Any
 import pytest
 from gradio_client import Client
 
-from annotation import workflow
-from annotation.ingest import ingest
-from annotation.store import RatingStore
-from live_app import live_app
-from melasma.data.synthetic import rater_scores
+from live_app import live_app, rated_store
 from melasma.jobs.store import JobStore
 from melasma.settings import Settings
 from melasma.ui.train import UNUSABLE
@@ -25,16 +20,6 @@ from melasma.ui.train import UNUSABLE
 pytestmark = pytest.mark.live
 
 DATA_BOX = "Manifest (labels.csv) or class folder"
-
-
-def rated_store(synth_dir: Path, settings: Settings, n: int = 24) -> None:
-    """`n` synthetic photos (each its own patient, all three classes) rated by the three raters."""
-    rows = list(csv.DictReader((synth_dir / "labels.csv").open()))[:n]
-    store = RatingStore.for_settings(settings)
-    for index, row in enumerate(rows):
-        (image_id,) = ingest(store, settings.photos_dir, [synth_dir / row["image"]], patient_id=f"P{index}").added
-        for k, rater in enumerate(settings.raters, start=1):
-            workflow.submit(store, settings, rater, image_id, rater_scores(row, k))
 
 
 def component_value(client: Client, label: str) -> Any:
