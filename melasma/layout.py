@@ -63,6 +63,11 @@ class DataLayout:
         return self.root / "runs"
 
     @property
+    def synthetic_list(self) -> Path:
+        """Ids of the stored photos that `synth` wrote (melasma.data.synthetic_marks), one a line."""
+        return self.root / "synthetic_photos.txt"
+
+    @property
     def cache_dir(self) -> Path:
         """Decoded training images (melasma.data.cache) and per-photo results."""
         return self.root / "cache"

@@ -30,6 +30,7 @@ from annotation.plots import machine_scatter, rater_scatter
 from annotation.store import SCORE_FIELDS, AnnotationError, RatingStore
 from annotation.workflow import Submission, Workflow
 from melasma.access import AccessDenied, Role, local_mode, require, require_rater, role_of
+from melasma.data.synthetic_marks import store_mix, synthetic_note
 from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, REGIONS, masi, mmasi, severity
 from melasma.regions import FaceNotFound, draw_regions, find_regions
 from melasma.regions.machine_rater import machine_scores
@@ -288,6 +289,7 @@ class AnnotateTab:
         """Dashboard numbers (fully rated photos only) and the rater-vs-rater scatter plot."""
         self.coordinator(request)
         report = agreement_report(self.store, self.settings).to_json()
+        report["synthetic_photos"] = store_mix(self.settings.layout, (i.id for i in self.store.images())).synthetic
         rows = self.workflow.consensus_rows()
         figure = None
         if rows:
@@ -359,8 +361,10 @@ class AnnotateTab:
     def export_preview(self, request: gr.Request) -> str:
         """Class counts of what an export would write, with a warning when it could not train."""
         self.coordinator(request)
-        counts = class_counts(self.workflow.consensus_rows())
-        return text.class_counts_markdown(counts, training_warnings(counts))
+        rows = self.workflow.consensus_rows()
+        counts = class_counts(rows)
+        note = synthetic_note(self.settings.layout, (row.image.id for row in rows if row.trainable))
+        return "\n\n".join(filter(None, [note, text.class_counts_markdown(counts, training_warnings(counts))]))
 
     def export(self, request: gr.Request) -> tuple[list[str], str]:
         """Write an export folder; returns the two CSV files and the manifest for the Train tab."""

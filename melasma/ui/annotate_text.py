@@ -80,6 +80,9 @@ def report_markdown(report: dict[str, Any]) -> str:
     """The agreement dashboard as Markdown; holds for perfect agreement (ICC 1, no CI)."""
     lines = [(f"**{report['complete']} of {report['images']} photos fully rated** "
              f"({report['ratings_per_image']} ratings each).")]
+    if report.get("synthetic_photos"):
+        lines.insert(0, f"⚠️ **{report['synthetic_photos']} of {report['images']} photos are synthetic** (cartoon "
+                        "faces written by `synth`, rated by simulated raters): they count in every number below.\n")
     if "masi_icc" in report:
         lines += ["", "| statistic | value |", "|---|---|",
                   f"| MASI ICC(2,1), single rater | {_icc(report['masi_icc']['2,1'])} |",
