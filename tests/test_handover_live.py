@@ -9,10 +9,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from gradio_client import Client
 
+from annotation import workflow
+from annotation.ingest import ingest
+from annotation.store import RatingStore
 from live_app import live_app, rated_store
+from melasma.data.synthetic import generate
 from melasma.jobs.store import JobStore
 from melasma.settings import Settings
 from melasma.ui.train import UNUSABLE
@@ -71,3 +76,33 @@ def test_start_refuses_a_set_it_cannot_read_and_queues_nothing(
                 start(client, data)
             assert reason in str(refused.value)
     assert JobStore(tmp_path / "data" / "jobs.sqlite").list() == []
+
+
+def test_clear_photos_are_marked_in_the_export_and_train_can_leave_them_out(
+    tmp_path: Path, synth_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(data_dir=Path("data"))
+    rated_store(synth_dir, settings)
+    store = RatingStore.for_settings(settings)
+    generate(tmp_path / "clear", n=2, size=64, seed=11)
+    for photo in sorted((tmp_path / "clear" / "images").glob("*.jpg")):
+        (image_id,) = ingest(store, settings.photos_dir, [photo], patient_id=photo.stem).added
+        for rater in settings.raters:
+            workflow.submit(store, settings, rater, image_id, workflow.scores_from_values([0] * 12))
+    with live_app(Path("data")) as (_, client):
+        _, manifest = client.predict(api_name="/export")
+        table = pd.read_csv(manifest)
+        assert table["clear"].sum() == 2 and set(table.loc[table["clear"], "severity"]) == {"mild"}
+        jobs = JobStore(tmp_path / "data" / "jobs.sqlite")
+
+        kept = start(client, manifest)  # the default: clear photos train as mild
+        assert jobs.get(kept).config["data"] == manifest
+        client.predict(kept, api_name="/cancel_training")
+
+        left_out = client.predict(manifest, ["resnet18"], "", 1, 8, 32, 1e-3, 1, 0, "cpu", "off", "16,32", False,
+                                  api_name="/start_training")
+        data = Path(jobs.get(left_out).config["data"])
+        assert data.parent == Path(manifest).parent and data.name == "manifest-without-clear.csv"
+        assert len(pd.read_csv(data)) == len(table) - 2 and not pd.read_csv(data)["clear"].any()
+        client.predict(left_out, api_name="/cancel_training")

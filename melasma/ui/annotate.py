@@ -23,7 +23,7 @@ from PIL import Image
 
 from annotation import workflow
 from annotation.agreement import agreement_report, machine_agreement, machine_table, rating_table
-from annotation.export import class_counts, training_warnings
+from annotation.export import class_counts, clear_count, training_warnings
 from annotation.export import export as write_export
 from annotation.ingest import ingest, photo_path
 from annotation.plots import machine_scatter, rater_scatter
@@ -31,7 +31,7 @@ from annotation.store import SCORE_FIELDS, AnnotationError, RatingStore
 from annotation.workflow import Submission, Workflow
 from melasma.access import AccessDenied, Role, local_mode, require, require_rater, role_of
 from melasma.data.synthetic_marks import store_mix, synthetic_note
-from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, REGIONS, masi, mmasi, severity
+from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, REGIONS, masi, mmasi, shown_class
 from melasma.regions import FaceNotFound, draw_regions, find_regions
 from melasma.regions.machine_rater import machine_scores
 from melasma.settings import Settings
@@ -72,7 +72,7 @@ def live_scores(*values: Any) -> str:
         return f"MASI - · mMASI - ({missing} of {len(filled)} scores still to choose)"
     entry = workflow.scores_from_values(filled)
     value = masi(entry)
-    return f"**MASI {value:.1f}** ({severity(value)}) · **mMASI {mmasi(entry):.1f}**"
+    return f"**MASI {value:.1f}** ({shown_class(value)}) · **mMASI {mmasi(entry):.1f}**"
 
 
 def _username(request: gr.Request | None) -> str | None:
@@ -252,7 +252,7 @@ class AnnotateTab:
             return (f"⚠️ {error}", *keep)
         gallery, ids = self.own_open(name)
         blank = [None] * len(SCORE_FIELDS) + [False] * len(REGIONS)
-        return (text.result_sentence(result), image_id, photo, status, *blank, gallery, ids)
+        return (text.result_sentence(result, next_ready=bool(image_id)), image_id, photo, status, *blank, gallery, ids)
 
     def load_own(
         self, rater: str | None, ids: list[str], outlines: bool, evt: gr.SelectData, request: gr.Request
@@ -324,7 +324,7 @@ class AnnotateTab:
         if not image_id:
             raise AnnotationError("choose a photo first")
         row = self.workflow.closed_row(image_id)
-        summary = (f"Consensus MASI **{row.consensus.masi:.1f}** ({row.consensus.severity}), spread "
+        summary = (f"Consensus MASI **{row.consensus.masi:.1f}** ({shown_class(row.consensus.masi)}), spread "
                    f"{row.consensus.spread:.1f} · status **{row.status}**"
                    + (f" · adjudicated MASI **{row.adjudicated:.1f}**" if row.adjudicated is not None else "")
                    + ("\n\n" + "; ".join(row.reasons) if row.reasons else ""))
@@ -341,7 +341,7 @@ class AnnotateTab:
             raise AnnotationError("enter the adjudicated MASI (0-48)")
         masi = float(value)
         decision = self.workflow.adjudicate(who, image_id or "", masi, reason or "")
-        return (f"Recorded: {who} set MASI {masi:.1f} ({severity(masi)}) "
+        return (f"Recorded: {who} set MASI {masi:.1f} ({shown_class(masi)}) "
                 f"for this photo (was {decision.old_masi:.1f}).")
 
     def request_rerate(self, image_id: str | None, rater: str | None, reason: str | None,
@@ -364,7 +364,8 @@ class AnnotateTab:
         rows = self.workflow.consensus_rows()
         counts = class_counts(rows)
         note = synthetic_note(self.settings.layout, (row.image.id for row in rows if row.trainable))
-        return "\n\n".join(filter(None, [note, text.class_counts_markdown(counts, training_warnings(counts))]))
+        counted = text.class_counts_markdown(counts, training_warnings(counts), clear_count(rows))
+        return "\n\n".join(filter(None, [note, counted]))
 
     def export(self, request: gr.Request) -> tuple[list[str], str]:
         """Write an export folder; returns the two CSV files and the manifest for the Train tab."""
