@@ -309,14 +309,18 @@ class AnnotateTab:
         figure = machine_scatter(table) if len(table) else None
         return result.to_json(), figure, text.machine_markdown(result)
 
-    def closed_choices(self, request: gr.Request) -> gr.Dropdown:
-        """Closed photos for the Adjudicate screen, disputed ones first."""
+    def closed_choices(self, request: gr.Request, keep: str | None = None) -> gr.Dropdown:
+        """Closed photos for the Adjudicate screen, disputed ones first (`keep` stays selected)."""
         self.coordinator(request)
         order = {"disputed": 0, "re-rating": 1, "adjudicated": 2, "agreed": 3}
         rows = sorted(self.workflow.consensus_rows(), key=lambda r: order[r.status])
         choices = [((f"{row.status} · MASI {row.label_masi:.1f} · {row.image.patient_id or 'no patient id'}"
                      f" · {row.image.id}"), row.image.id) for row in rows]
-        return gr.Dropdown(choices=choices, value=None)
+        return gr.Dropdown(choices=choices, value=keep if keep in {value for _, value in choices} else None)
+
+    def relabel_case(self, image_id: str | None, request: gr.Request) -> gr.Dropdown:
+        """After a decision: the list again, the decided photo still chosen under its new status."""
+        return self.closed_choices(request, keep=image_id)
 
     def open_case(self, image_id: str | None, request: gr.Request) -> tuple[Any, ...]:
         """The disputed photo, every rater's scores, the consensus and the decisions so far."""
@@ -331,12 +335,14 @@ class AnnotateTab:
         raters = [r.rater for r in row.ratings]
         return (self.view(image_id), summary, text.scores_table(row.ratings),
                 gr.Dropdown(choices=raters, value=None),
-                text.decisions_table(self.store.adjudications(image_id)))
+                text.decisions_table(self.store.adjudications(image_id)), round(row.label_masi, 1))
 
     def adjudicate(self, image_id: str | None, value: float | None, reason: str | None,
                    request: gr.Request) -> str:
         """API/UI: record the coordinator's MASI for a closed photo (logged with the reason)."""
         who = self.coordinator(request)
+        if not image_id:
+            raise AnnotationError("choose a closed photo first")
         if value is None:
             raise AnnotationError("enter the adjudicated MASI (0-48)")
         masi = float(value)
@@ -348,6 +354,8 @@ class AnnotateTab:
                        request: gr.Request) -> str:
         """API/UI: ask one rater to rate a closed photo again (it comes first in their queue)."""
         who = self.coordinator(request)
+        if not image_id:
+            raise AnnotationError("choose a closed photo first")
         if not rater:
             raise AnnotationError("choose the rater to ask")
         self.workflow.request_rerate(who, image_id or "", rater, reason or "")
@@ -537,9 +545,10 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
           case, **quiet)
     tabs["annotate-photos"].select(user_errors(tab.photos), None, photo_rows, **quiet)
     tabs["annotate-export"].select(user_errors(tab.export_preview), None, counts, **quiet)
-    case.input(user_errors(tab.open_case), case, [case_photo, case_summary, case_scores, rerater, log], **quiet)
+    case.input(user_errors(tab.open_case), case, [case_photo, case_summary, case_scores, rerater, log, verdict],
+               **quiet)
     decide.click(user_errors(tab.adjudicate), [case, verdict, verdict_reason], decided, api_name="adjudicate"
-                 ).success(tab.decisions, case, log, **quiet)
+                 ).success(tab.decisions, case, log, **quiet).then(user_errors(tab.relabel_case), case, case, **quiet)
     rerate.click(user_errors(tab.request_rerate), [case, rerater, rerate_reason], decided,
                  api_name="request_rerate").success(tab.decisions, case, log, **quiet)
     check.click(user_errors(tab.export_preview), None, counts, **quiet)
