@@ -50,6 +50,8 @@ RATER_HELP = "The raters of this study, as the coordinator set them up. Pick you
 AREA_CHOICES = [(f"{score} · {band}", score) for score, band in AREA_BANDS.items()]
 INTENSITY_CHOICES = [(f"{score} · {label}", score) for score, label in INTENSITY_LABELS.items()]
 LOCAL_COORDINATOR = "local coordinator"
+#: The rating photo's height: the screen's, less the controls above it in its sticky column (440 px at most).
+PHOTO_HEIGHT = "min(440px, calc(100vh - 260px))"
 #: The user name of a visitor who has not signed in with Hugging Face (see ui.app.hf_username).
 GUEST = "guest"
 COORDINATOR_TABS = ("annotate-ingest", "annotate-photos", "annotate-agreement", "annotate-adjudicate",
@@ -416,12 +418,13 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
                                             info=RATER_HELP, scale=3)
                         next_button = gr.Button("Next photo", scale=1, min_width=100)
                     status = gr.Markdown("Choose your rater name and press **Next photo**.")
+                    outlines = gr.Checkbox(False, label="Show region outlines (found automatically; "
+                                           "the patient's right is on your left)", elem_id="annotate-outlines")
+                    # as tall as the screen allows: the whole face (cheeks and chin too) beside the form
                     image = gr.Image(type="filepath", label="Photo (corner button: full size)",
-                                     interactive=False, height=440, buttons=["fullscreen", "download"],
+                                     interactive=False, height=PHOTO_HEIGHT, buttons=["fullscreen", "download"],
                                      elem_id="annotate-photo")
                     image_id = gr.Textbox(label="Photo id", interactive=False, visible=False)
-                    outlines = gr.Checkbox(False, label="Show region outlines (found automatically; "
-                                           "the patient's right is on your left)")
                 with gr.Column(scale=8, elem_classes="melasma-form"):
                     # mirrored to the photo: patient's right cheek on the viewer's left, chin below
                     radios: dict[str, list[gr.Radio]] = {}
@@ -482,7 +485,8 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
                                           buttons=["fullscreen"])
                 with gr.Column(scale=3):
                     case_summary = gr.Markdown()
-                    case_scores = gr.Dataframe(label="Each rater's scores", interactive=False)
+                    case_scores = gr.Dataframe(label="Each rater's scores", interactive=False,
+                                               headers=["rater", *text.REGION_LABELS.values(), "MASI", "revision"])
                     with gr.Row(equal_height=True):
                         verdict = gr.Number(label="Adjudicated MASI", minimum=0, maximum=48, value=None)
                         verdict_reason = gr.Textbox(label="Reason (kept in the log)", max_length=500, scale=2)
@@ -493,6 +497,7 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
                         rerate = gr.Button("Ask for a re-rating")
                     decided = gr.Markdown()
             log = gr.Dataframe(label="Decisions on this photo (who, when, before, after, why)", interactive=False,
+                               headers=list(text.DECISION_COLUMNS),
                                elem_id="annotate-decisions")
         with gr.Tab("Export", id="annotate-export") as tabs["annotate-export"]:
             gr.Markdown("Exports closed photos: a training manifest (label = adjudicated MASI when there "

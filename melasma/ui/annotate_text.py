@@ -159,6 +159,11 @@ def scores_table(ratings: Sequence[Rating]) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+#: The adjudication log's columns.
+DECISION_COLUMNS: tuple[str, ...] = ("when (UTC)", "coordinator", "decision", "MASI before", "MASI after", "reason",
+                                     "photo")
+
+
 def _one_decimal(value: float | None) -> float | None:
     return None if value is None else round(float(value), 1)
 
@@ -170,7 +175,7 @@ def decisions_table(decisions: Sequence[Adjudication]) -> pd.DataFrame:
           "decision": ("adjudicated MASI" if d.action == "adjudicate" else f"asked {d.rater} to re-rate"),
           "MASI before": _one_decimal(d.old_masi), "MASI after": _one_decimal(d.new_masi), "reason": d.reason, "photo": d.image_id}
          for d in decisions],
-        columns=["when (UTC)", "coordinator", "decision", "MASI before", "MASI after", "reason", "photo"],
+        columns=list(DECISION_COLUMNS),
     )
 
 

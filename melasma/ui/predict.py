@@ -206,7 +206,8 @@ def build_predict_tab(settings: Settings) -> PredictTab:
             notice = gr.Markdown()
             masi = gr.Markdown()
             latency_table = gr.Dataframe(headers=LATENCY_HEADERS, label="Latency (ms)", interactive=False,
-                                         max_height=260)
+                                         max_height=260, wrap=True, column_widths=["78%", "22%"],
+                                         elem_id="predict-latency")
             latency = gr.JSON(label="Latency per step (ms)", visible=False)
     heatmaps, scales = {}, {}
     with gr.Row():
@@ -219,7 +220,8 @@ def build_predict_tab(settings: Settings) -> PredictTab:
         # JPEG: a photo-like overlay, and it keeps the page's PNG images to the three heatmaps
         regions_overlay = gr.Image(label="MASI regions (pigment tinted red)", type="pil", format="jpeg",
                                    interactive=False, scale=1)
-        region_table = gr.Dataframe(headers=REGION_HEADERS, label="Per region", interactive=False, scale=2)
+        region_table = gr.Dataframe(headers=REGION_HEADERS, label="Per region", interactive=False, scale=2,
+                                    wrap=True, elem_id="predict-regions")
     with gr.Accordion("One method, larger", open=False):
         method = gr.Radio(
             choices=[(TABLE[m].label, m) for m in METHODS], value="lrp", label="Method",
