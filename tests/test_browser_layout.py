@@ -70,6 +70,13 @@ def test_laptop_and_phone_layout(page: Page, tmp_path: Path) -> None:
         assert table and header and header["x"] + header["width"] <= table["x"] + table["width"] + 1  # ms column shown
         expect(latency.locator("th").nth(1)).to_be_visible()
 
+        heatmaps = page.locator("img[src$='/image.png']")
+        expect(heatmaps).to_have_count(3)
+        fake = tmp_path / "holiday.jpg"
+        fake.write_text("not a photo")
+        page.locator("input[type=file][accept='image/*']").set_input_files(str(fake))
+        expect(heatmaps).to_have_count(0)  # a refused photo leaves nothing of the one before
+
         page.set_viewport_size({"width": PHONE[0], "height": PHONE[1]})
         page.evaluate("window.scrollTo(0, 0)")
         shot(page, tmp_path, "layout_predict_390x844")

@@ -166,6 +166,11 @@ class PredictTab:
             explanations.cam_note, reading.overlay, reading.table(METHODS), _latency_rows(steps),
         )
 
+    @staticmethod
+    def cleared() -> tuple:
+        """After a refused photo: no severity, notice, MASI, heatmaps, scales or latency of the photo before."""
+        return (gr.Label(value=None, visible=False), "", "", *[None] * len(METHODS), *[""] * len(METHODS), "", None)
+
     def regions(self, image: str | None) -> tuple[dict[str, object], Image.Image]:
         """The four MASI regions of a photo and their pigment measures (JSON), and the outlines."""
         image = _require_photo(image)
@@ -237,6 +242,10 @@ def build_predict_tab(settings: Settings) -> PredictTab:
     predicted = gr.on(
         [run.click, image.upload], user_errors(tab.predict), [image, checkpoint], [cnn_output, latency],
         api_name="predict",
+    )
+    predicted.failure(
+        tab.cleared, None, [severity, notice, masi, *heatmaps.values(), *scales.values(), cam_note, latency_table],
+        api_visibility="private", show_progress="hidden",
     )
     predicted.success(
         user_errors(tab.analyse), [image, checkpoint, latency],
