@@ -25,7 +25,7 @@ from melasma.masi import REGION_WEIGHTS, REGIONS, SEVERITIES, region_score, seve
 from melasma.settings import Settings
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
-    "image", "masi", "severity", "patient_id", "status", "consensus_masi", "adjudicated", "not_visible",
+    "image", "masi", "severity", "patient_id", "status", "consensus_masi", "adjudicated", "not_visible", "clear",
 )
 RATINGS_COLUMNS: tuple[str, ...] = (
     "image_id", "patient_id", "visit_date", "rater", "region", "weight", "area", "darkness",
@@ -65,13 +65,15 @@ def manifest_frame(rows: list[ConsensusRow]) -> pd.DataFrame:
     `masi` / `severity` are the label: the coordinator's adjudicated MASI when there is one, else
     the raters' mean (`consensus_masi`), rescaled when all raters marked the same regions
     `not_visible`; `status` is agreed, disputed, adjudicated or re-rating. Photos whose raters
-    disagree on which regions are visible are left out until a coordinator adjudicates them."""
+    disagree on which regions are visible are left out until a coordinator adjudicates them. `clear`
+    is True for a label MASI of 0 (no melasma recorded; its `severity` is the mild class it trains as)."""
     return pd.DataFrame(
         [
             {"image": f"images/{row.image.id}.jpg", "masi": row.label_masi,
              "severity": severity(row.label_masi), "patient_id": row.image.patient_id,
              "status": row.status, "consensus_masi": row.consensus.masi,
-             "adjudicated": row.adjudicated, "not_visible": " ".join(row.hidden or ())}
+             "adjudicated": row.adjudicated, "not_visible": " ".join(row.hidden or ()),
+             "clear": row.label_masi == 0}
             for row in rows if row.trainable
         ],
         columns=list(MANIFEST_COLUMNS),
@@ -104,6 +106,11 @@ def class_counts(rows: list[ConsensusRow]) -> dict[str, int]:
         if row.trainable:
             counts[severity(row.label_masi)] += 1
     return counts
+
+
+def clear_count(rows: list[ConsensusRow]) -> int:
+    """Photos an export would write with a label MASI of 0 (clear: no melasma recorded)."""
+    return sum(1 for row in rows if row.trainable and row.label_masi == 0)
 
 
 def training_warnings(counts: dict[str, int]) -> list[str]:

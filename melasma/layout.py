@@ -6,6 +6,7 @@ has a data folder (the job queue, `melasma jobs`) uses `DataLayout(data_dir)` di
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +16,20 @@ JOBS_DB = "jobs.sqlite"
 SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 
+def absolute(path: str | os.PathLike[str]) -> Path:
+    """`path` made absolute against the working folder now (`~` expanded, links kept): resolved once,
+    at start-up, so that no later step reads a relative data folder against itself again."""
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
 @dataclass(frozen=True)
 class DataLayout:
-    """Paths inside one data folder (`MELASMA_DATA_DIR`, default ./data)."""
+    """Paths inside one data folder (`MELASMA_DATA_DIR`, default ./data); `root` is made absolute."""
 
     root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", absolute(self.root))
 
     @property
     def ratings_db(self) -> Path:
@@ -51,6 +61,11 @@ class DataLayout:
     @property
     def runs_dir(self) -> Path:
         return self.root / "runs"
+
+    @property
+    def synthetic_list(self) -> Path:
+        """Ids of the stored photos that `synth` wrote (melasma.data.synthetic_marks), one a line."""
+        return self.root / "synthetic_photos.txt"
 
     @property
     def cache_dir(self) -> Path:

@@ -115,6 +115,16 @@ def severity(
     return "moderate" if value < severe_from else "severe"
 
 
+#: How a MASI of 0 is shown wherever a class is named: no melasma recorded (it trains as the mild class).
+CLEAR = "clear (no melasma recorded)"
+
+
+def shown_class(value: float, scale: str = "masi", cutoffs: tuple[float, float] | None = None) -> str:
+    """The class a person reads for a score: `CLEAR` for 0, else its severity bin (`severity`)."""
+    binned = severity(value, scale, cutoffs)  # refuses a value outside the scale
+    return CLEAR if value == 0 else binned
+
+
 @dataclass(frozen=True)
 class Consensus:
     """The raters' mean MASI, its severity bin, each rater's MASI and their spread."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from melasma.jobs.limits import TrainingLimits
-from melasma.layout import DataLayout
+from melasma.layout import DataLayout, absolute
 
 if TYPE_CHECKING:
     from annotation.workflow import RatingPolicy
@@ -88,7 +88,8 @@ class Settings:
     public_link: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        # absolute once, here: every path built from it (demo set, exports, runs) is then absolute too
+        object.__setattr__(self, "data_dir", absolute(self.data_dir))
         if self.ratings_per_image < 2:
             raise ValueError(f"ratings per image must be at least 2, got {self.ratings_per_image}")
         if len(set(self.raters)) != len(self.raters):

@@ -7,6 +7,7 @@ stops the Train tab's job worker (cancelling any job still queued or running).
 
 from __future__ import annotations
 
+import csv
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,10 @@ from typing import Any
 
 from gradio_client import Client
 
+from annotation import workflow
+from annotation.ingest import ingest
+from annotation.store import RatingStore
+from melasma.data.synthetic import rater_scores
 from melasma.jobs import JobRunner
 from melasma.settings import Settings
 from melasma.ui.app import serve
@@ -57,3 +62,13 @@ def live_app(
             if job["state"] in ("queued", "running"):
                 runner.cancel(job["job_id"])
         runner.close()
+
+
+def rated_store(synth_dir: Path, settings: Settings, n: int = 24) -> None:
+    """`n` synthetic photos (each its own patient, all three classes) rated by the three raters."""
+    rows = list(csv.DictReader((synth_dir / "labels.csv").open()))[:n]
+    store = RatingStore.for_settings(settings)
+    for index, row in enumerate(rows):
+        (image_id,) = ingest(store, settings.photos_dir, [synth_dir / row["image"]], patient_id=f"P{index}").added
+        for k, rater in enumerate(settings.raters, start=1):
+            workflow.submit(store, settings, rater, image_id, rater_scores(row, k))

@@ -57,7 +57,7 @@ def test_export_writes_manifest_and_long_ratings(
 
     manifest = pd.read_csv(result.manifest, dtype=str, keep_default_na=False)
     assert list(manifest.columns) == ["image", "masi", "severity", "patient_id", "status", "consensus_masi", "adjudicated",
-                                      "not_visible"]
+                                      "not_visible", "clear"]
     assert manifest["image"].tolist() == [f"images/{i}.jpg" for i in ids[:12]]
     consensus = {r.image.id: r.consensus for r in workflow.consensus_rows(store, settings)}
     for _, row in manifest.iterrows():

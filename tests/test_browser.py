@@ -24,7 +24,8 @@ expect.set_options(timeout=30_000)  # a loaded 2-core CI machine: events can tak
 #: the form's choice labels for area 2, darkness 2, homogeneity 1 (MASI = 1.0 x 2 x (2 + 1) = 6)
 FORM = {"area": "2 · 10-29 %", "darkness": "2 · mild", "homogeneity": "1 · slight"}
 REGIONS = ("forehead", "right_malar", "left_malar", "chin")
-SEVERITY = re.compile(r"^\s*(mild|moderate|severe)\s*$")
+#: An unchecked checkpoint's class: one plain line under the caution, never the large headline.
+DEMONSTRATION = re.compile(r"Demonstration of the method, not a grade: the CNN's class is (mild|moderate|severe)")
 
 
 @pytest.fixture
@@ -92,7 +93,11 @@ def test_journey_in_a_real_browser(page: Page, tmp_path: Path) -> None:
         page.get_by_label("Checkpoint", exact=True).click()
         page.get_by_role("option", name=re.compile(r"resnet18$")).click()
         page.locator("input[type=file][accept='image/*']").set_input_files(str(wide))
-        expect(page.get_by_test_id("label-output-value")).to_have_text(SEVERITY, timeout=60_000)
+        # an unchecked checkpoint: its class as a demonstration line (or, on a cartoon face the face mesh
+        # misses, no severity at all)
+        expect(page.get_by_text(re.compile(f"{DEMONSTRATION.pattern}|No face found")).first).to_be_visible(
+            timeout=60_000)
+        expect(page.get_by_test_id("label-output-value")).to_have_count(0)  # no headline severity
         heatmaps = page.locator("img[src$='/image.png']")  # the three overlays (LRP, Grad-CAM, GxI)
         expect(heatmaps).to_have_count(3, timeout=60_000)
         for i in range(3):
@@ -118,9 +123,10 @@ def test_a_real_example_photo_is_offered_first_with_its_credit(page: Page, tmp_p
         page.locator(".gallery-item").first.click()
         expect(page.locator("#predict-photo img")).to_be_visible()  # the example has reached the input
         page.get_by_role("button", name="Predict", exact=True).click()
-        expect(page.get_by_test_id("label-output-value")).to_have_text(SEVERITY, timeout=60_000)
+        expect(page.get_by_text(DEMONSTRATION)).to_be_visible(timeout=60_000)
         expect(page.locator("img[src$='/image.png']")).to_have_count(3, timeout=60_000)
         expect(page.get_by_text("Not a grade on real photos.")).to_be_visible()  # the demo's measured check
+        expect(page.get_by_test_id("label-output-value")).to_have_count(0)  # no headline severity
         table = page.get_by_label("Per region")
         for region in REGIONS:
             expect(table.get_by_role("gridcell", name=region.replace("_", " "), exact=True)).to_be_visible()

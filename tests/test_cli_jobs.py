@@ -36,7 +36,7 @@ def test_submit_list_work_status_cancel(tmp_path: Path, capsys) -> None:
 
     status, out, _ = _run(capsys, "jobs", "list", "--data-dir", data_dir)
     assert [line.split()[:2] for line in out.splitlines()] == [[cancelled, "queued"], [bad, "queued"], [good, "queued"]]
-    assert _run(capsys, "jobs", "cancel", cancelled, "--data-dir", data_dir)[1].strip() == "cancelled"
+    assert _run(capsys, "jobs", "cancel", cancelled, "--data-dir", data_dir)[1].strip() == f"{cancelled}: cancelled"
 
     status, out, _ = _run(capsys, "jobs", "work", "--data-dir", data_dir)
     assert status == 1  # one job failed
@@ -62,3 +62,12 @@ def test_a_queued_job_is_run_by_the_apps_runner(tmp_path: Path, capsys) -> None:
         assert runner.wait(out.strip()).state == "done"
     finally:
         runner.close()
+
+
+def test_jobs_cancel_says_what_it_did() -> None:
+    from melasma.cli.jobs import cancel_message
+
+    assert cancel_message("j1", "running") == (
+        "j1: cancel requested; it stops after its current batch (keeping finished architectures)")
+    assert cancel_message("j1", "cancelled") == "j1: cancelled"
+    assert cancel_message("j1", "done") == "j1: already done, nothing to cancel"

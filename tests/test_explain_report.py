@@ -81,7 +81,23 @@ def test_report_refuses_another_manifest_unless_forced(trained_run: Path, synth_
     labels.iloc[1:].to_csv(changed / "labels.csv", index=False)  # one photo fewer: another manifest
     args = ["explain-report", "--weights", str(trained_run), "--data", str(changed), "--out", str(tmp_path / "r"),
             "--max-images", "2", "--deletion-steps", "2", "--methods", "gxi"]
-    assert main(args) != 0
+    assert main([*args, "--split", "val"]) != 0  # a named split of another set: not the run's split
     assert "manifest hash differs" in capsys.readouterr().err
-    assert main([*args, "--force", "--batch-size", "1"]) == 0
+    assert main([*args, "--split", "val", "--force", "--batch-size", "1"]) == 0
     assert len(pd.read_csv(tmp_path / "r" / "per_image.csv")) == 2
+
+
+def test_report_on_another_set_reads_all_its_images_and_prints_no_nan(trained_run: Path, synth_dir: Path,
+                                                                      tmp_path: Path, capsys) -> None:
+    """The README's example: the demo checkpoint on the app's demo set, which it was not trained on."""
+    import shutil
+
+    changed = tmp_path / "changed"
+    shutil.copytree(synth_dir, changed)
+    pd.read_csv(changed / "labels.csv").iloc[1:].to_csv(changed / "labels.csv", index=False)
+    assert main(["explain-report", "--weights", str(trained_run), "--data", str(changed), "--out", str(tmp_path / "r"),
+                 "--max-images", "3", "--deletion-steps", "2", "--methods", "lrp,gxi"]) == 0
+    out, err = capsys.readouterr()
+    assert "is not the data set this checkpoint was trained on: reporting on all its images" in err
+    assert "NaN" not in out and "nan" not in out
+    assert "mean_relevance of lrp is not defined: the method conserves relevance" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import zipfile
 from importlib import metadata
@@ -121,6 +122,7 @@ def test_the_wheel_installs_and_predicts_outside_the_checkout(tmp_path: Path) ->
 
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], tmp_path)
+    see_these_packages(venv)
     _run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-index",
           str(wheel)], tmp_path)
     out = tmp_path / "outside"
@@ -133,6 +135,19 @@ def test_the_wheel_installs_and_predicts_outside_the_checkout(tmp_path: Path) ->
     where = _run([str(venv / "bin" / "python"), "-c",
                   "import melasma.inference as i; print(i.default_checkpoint())"], out)
     assert where.strip().startswith(str(venv))
+
+
+def see_these_packages(venv: Path) -> None:
+    """Let the nested venv see the packages of the interpreter running the tests. `--system-site-packages`
+    alone shows the base interpreter's, which lacks them when the suite itself runs in a venv (as the
+    README installs it): a .pth file in the nested venv names this interpreter's site-packages, after
+    its own (the wheel installed there still comes first)."""
+    paths = sysconfig.get_paths()
+    nested = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                 check=True, capture_output=True, text=True).stdout.strip())
+    nested.mkdir(parents=True, exist_ok=True)
+    (nested / "_outer_site_packages.pth").write_text("".join(f"{path}\n" for path in dict.fromkeys(
+        (paths["purelib"], paths["platlib"]))))
 
 
 def _no_isolation() -> list[str]:

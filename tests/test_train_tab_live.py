@@ -101,12 +101,11 @@ def test_start_then_cancel(app: tuple[Client, TrainTab], data_dir: Path) -> None
     assert status["config"]["archs"] == ["test_resnet"]
 
 
-def test_bad_data_set_fails_with_message(app: tuple[Client, TrainTab], data_dir: Path) -> None:
-    client, _ = app
-    job_id = start(client, data_dir / "exports" / "no-such-labels.csv", ["resnet18"])
-    status = wait(client, job_id)
-    assert status["state"] == "failed"
-    assert "no-such-labels.csv" in status["error"] and "no such file" in status["error"]
+def test_bad_data_set_is_refused_with_message(app: tuple[Client, TrainTab], data_dir: Path) -> None:
+    client, tab = app
+    with pytest.raises(Exception, match="This data set cannot be used:.*no-such-labels.csv: no such file"):
+        start(client, data_dir / "exports" / "no-such-labels.csv", ["resnet18"])
+    assert tab.runner.list_jobs() == []  # refused before anything is queued
     with pytest.raises(Exception, match="choose at least one architecture"):
         start(client, data_dir / "demo" / "labels.csv", [])
     with pytest.raises(Exception, match="no training job 'nope'"):

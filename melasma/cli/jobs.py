@@ -78,6 +78,15 @@ def _work(data_dir: Path) -> int:
     return 0 if all(state == "done" for state in outcomes.values()) else 1
 
 
+def cancel_message(job_id: str, state: str) -> str:
+    """What `jobs cancel` did, from the job's state after the request."""
+    if state == "running":
+        return f"{job_id}: cancel requested; it stops after its current batch (keeping finished architectures)"
+    if state == "cancelled":
+        return f"{job_id}: cancelled"
+    return f"{job_id}: already {state}, nothing to cancel"
+
+
 def run(args: argparse.Namespace) -> int:
     from melasma.jobs import enqueue, job_status
 
@@ -100,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                   f"created {created:%Y-%m-%d %H:%M:%S} UTC")
         return 0
     if args.action == "cancel":
-        print(store.cancel(args.job_id))
+        print(cancel_message(args.job_id, store.cancel(args.job_id)))
         return 0
     print(json.dumps(job_status(store, args.job_id).to_json(), indent=2, default=str))
     return 0

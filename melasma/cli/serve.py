@@ -8,7 +8,7 @@ import os
 from melasma.cli.arguments import check_port_free, port
 from melasma.cli.settings_flags import settings_from_args
 
-HELP = "start the web app (Annotate, Train, Predict tabs)"
+HELP = "start the web app (Annotate, Train, Predict, Patients tabs)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

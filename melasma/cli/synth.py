@@ -30,12 +30,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --visits: number of simulated patients (default 12)")
     parser.add_argument("--data-dir", default=None,
                         help="with --visits: also ingest the set into this data folder, rated by the "
-                             "simulated raters")
+                             "simulated raters (use a folder of its own: a store holding real photos is "
+                             "refused)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite a data set already in --out, or add synthetic photos to a data "
+                             "folder that holds real ones")
+
+
+def refuse_overwrite(out: str, force: bool) -> None:
+    """ValueError when `out` already holds a data set (say, the running app's demo set) and not `force`."""
+    from pathlib import Path
+
+    labels = Path(out) / "labels.csv"
+    if labels.is_file() and not force:
+        raise ValueError(f"{labels} exists: {out} already holds a data set (perhaps the app's demo set); "
+                         "choose another --out or pass --force to overwrite it")
 
 
 def run(args: argparse.Namespace) -> int:
     import time
 
+    refuse_overwrite(args.out, args.force)
     if args.base_photos:
         from melasma.data.semisynthetic.cli import run_semisynthetic
 

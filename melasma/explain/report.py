@@ -135,30 +135,40 @@ def _is_labelled(folder: Path) -> bool:
 
 def list_images(
     data: str | os.PathLike,
-    split: str = "val",
+    split: str | None = "val",
     max_images: int | None = None,
     *,
     seed: int = 0,
     cutoffs: tuple[float, float] | None = None,
     trained_on: str | None = None,
     force: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Columns `path` and `true_severity` (None when unlabelled); at most `max_images`, classes
     taken in turn so a small sample still covers every severity.
 
-    Labelled data is split with `seed` and `cutoffs` (the checkpoint's); when `trained_on` (the
-    checkpoint's manifest hash) differs from this data's, ReportError unless `force`.
+    Labelled data is split with `seed` and `cutoffs` (the checkpoint's). `split` None means the
+    study's `val` split of the set the checkpoint trained on, and every image of another set (its
+    split would not be that run's; `note` says so). A split asked for by name on another set (the
+    manifest hash differs from `trained_on`) is refused (ReportError) unless `force`.
     """
     from melasma.data.manifest import IMAGE_EXTENSIONS, load_dataset, manifest_hash
 
-    if split not in SPLIT_CHOICES:
+    if split is not None and split not in SPLIT_CHOICES:
         raise ReportError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
     source = Path(data)
     if not source.exists():
         raise ReportError(f"{source}: no such file or folder")
     if _is_labelled(source):
         table = load_dataset(source, seed=seed, cutoffs=cutoffs)
-        if trained_on and manifest_hash(table) != trained_on and not force:
+        other = bool(trained_on) and manifest_hash(table) != trained_on
+        if other and split is None:
+            split = "all"
+            if note is not None:
+                note(f"{source} is not the data set this checkpoint was trained on: reporting on all its images "
+                     "(--split val reads the training run's validation split only on that set)")
+        split = split or "val"
+        if other and not force and split != "all":
             raise ReportError(
                 f"{source} is not the data set this checkpoint was trained on (manifest hash differs), so its "
                 f"{split} split is not the training run's; pass --force to use it anyway"
@@ -167,6 +177,7 @@ def list_images(
             table = table[table["split"] == split]
         table = table.rename(columns={"severity": "true_severity"})[["path", "true_severity"]]
     else:
+        split = split or "all"
         paths = sorted(
             str(p.resolve()) for p in source.rglob("*")
             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
@@ -296,7 +307,7 @@ def explain_report(
     *,
     methods: Sequence[str] = tuple(METHODS),
     max_images: int | None = None,
-    split: str = "val",
+    split: str | None = None,
     device: str = "auto",
     batch_size: int = 16,
     deletion_steps: int = 16,
@@ -304,8 +315,10 @@ def explain_report(
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
     estimate: Callable[[float, int], None] | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
-    """Run the report (see module doc); returns the summary table.
+    """Run the report (see module doc); returns the summary table. `split` None: see `list_images`;
+    `note(text)` receives what the report decided about the data.
 
     `progress(done, total)` after each batch; `estimate(seconds, total)` once, after the first
     image (timed alone, set-up included, so the estimate errs long), before the rest.
@@ -319,7 +332,7 @@ def explain_report(
         raise ReportError(f"batch size must be at least 1, got {batch_size}")
     models = load_models(weights, str(resolve_device(device)))
     listed = [list_images(data, split, max_images, seed=m.seed, cutoffs=tuple(m.meta["cutoffs"]),
-                          trained_on=m.manifest_hash, force=force) for m in models]
+                          trained_on=m.manifest_hash, force=force, note=note) for m in models]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []

@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from melasma.masi import DEFAULT_CUTOFFS, SCALE_MAX
-from melasma.models import get_spec
-from melasma.models.factory import PRETRAINED_SOURCES
 
 #: Seeds numpy and torch accept (64-bit).
 MAX_SEED = 2**63 - 1
@@ -70,6 +68,9 @@ class TrainConfig:
         self.archs = tuple(dict.fromkeys(name.strip() for name in names if name.strip()))
         if not self.archs:
             raise ValueError("choose at least one architecture")
+        from melasma.models import get_spec  # here, not at import: reading the defaults needs no torch
+        from melasma.models.factory import PRETRAINED_SOURCES
+
         specs = [get_spec(name) for name in self.archs]  # ValueError naming an unknown one
         for name, low in (("epochs", 1), ("batch size", 2), ("patience", 1), ("bootstrap", 0), ("processes", 0)):
             value = getattr(self, name.replace(" ", "_"))

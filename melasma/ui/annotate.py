@@ -23,15 +23,16 @@ from PIL import Image
 
 from annotation import workflow
 from annotation.agreement import agreement_report, machine_agreement, machine_table, rating_table
-from annotation.export import class_counts, training_warnings
+from annotation.export import class_counts, clear_count, training_warnings
 from annotation.export import export as write_export
 from annotation.ingest import ingest, photo_path
 from annotation.plots import machine_scatter, rater_scatter
 from annotation.store import SCORE_FIELDS, AnnotationError, RatingStore
 from annotation.workflow import Submission, Workflow
 from melasma.access import AccessDenied, Role, anonymous, local_mode, require, require_rater, role_of, visitor_only
+from melasma.data.synthetic_marks import store_mix, synthetic_note
 from melasma.lesions.machine_rater import machine_scores
-from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, REGIONS, masi, mmasi, severity
+from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, REGIONS, masi, mmasi, shown_class
 from melasma.regions import FaceNotFound, draw_regions, find_regions
 from melasma.settings import Settings
 from melasma.ui import annotate_text as text
@@ -49,6 +50,8 @@ RATER_HELP = "The raters of this study, as the coordinator set them up. Pick you
 AREA_CHOICES = [(f"{score} · {band}", score) for score, band in AREA_BANDS.items()]
 INTENSITY_CHOICES = [(f"{score} · {label}", score) for score, label in INTENSITY_LABELS.items()]
 LOCAL_COORDINATOR = "local coordinator"
+#: The rating photo's height: the screen's, less the controls above it in its sticky column (440 px at most).
+PHOTO_HEIGHT = "min(440px, calc(100vh - 260px))"
 COORDINATOR_TABS = ("annotate-ingest", "annotate-photos", "annotate-agreement", "annotate-adjudicate",
                     "annotate-export")
 
@@ -69,7 +72,7 @@ def live_scores(*values: Any) -> str:
         return f"MASI - · mMASI - ({missing} of {len(filled)} scores still to choose)"
     entry = workflow.scores_from_values(filled)
     value = masi(entry)
-    return f"**MASI {value:.1f}** ({severity(value)}) · **mMASI {mmasi(entry):.1f}**"
+    return f"**MASI {value:.1f}** ({shown_class(value)}) · **mMASI {mmasi(entry):.1f}**"
 
 
 def _username(request: gr.Request | None) -> str | None:
@@ -251,7 +254,7 @@ class AnnotateTab:
             return (f"⚠️ {error}", *keep)
         gallery, ids = self.own_open(name)
         blank = [None] * len(SCORE_FIELDS) + [False] * len(REGIONS)
-        return (text.result_sentence(result), image_id, photo, status, *blank, gallery, ids)
+        return (text.result_sentence(result, next_ready=bool(image_id)), image_id, photo, status, *blank, gallery, ids)
 
     def load_own(
         self, rater: str | None, ids: list[str], outlines: bool, evt: gr.SelectData, request: gr.Request
@@ -288,6 +291,7 @@ class AnnotateTab:
         """Dashboard numbers (fully rated photos only) and the rater-vs-rater scatter plot."""
         self.coordinator(request)
         report = agreement_report(self.store, self.settings).to_json()
+        report["synthetic_photos"] = store_mix(self.settings.layout, (i.id for i in self.store.images())).synthetic
         rows = self.workflow.consensus_rows()
         figure = None
         if rows:
@@ -307,14 +311,18 @@ class AnnotateTab:
         figure = machine_scatter(table) if len(table) else None
         return result.to_json(), figure, text.machine_markdown(result)
 
-    def closed_choices(self, request: gr.Request) -> gr.Dropdown:
-        """Closed photos for the Adjudicate screen, disputed ones first."""
+    def closed_choices(self, request: gr.Request, keep: str | None = None) -> gr.Dropdown:
+        """Closed photos for the Adjudicate screen, disputed ones first (`keep` stays selected)."""
         self.coordinator(request)
         order = {"disputed": 0, "re-rating": 1, "adjudicated": 2, "agreed": 3}
         rows = sorted(self.workflow.consensus_rows(), key=lambda r: order[r.status])
         choices = [((f"{row.status} · MASI {row.label_masi:.1f} · {row.image.patient_id or 'no patient id'}"
                      f" · {row.image.id}"), row.image.id) for row in rows]
-        return gr.Dropdown(choices=choices, value=None)
+        return gr.Dropdown(choices=choices, value=keep if keep in {value for _, value in choices} else None)
+
+    def relabel_case(self, image_id: str | None, request: gr.Request) -> gr.Dropdown:
+        """After a decision: the list again, the decided photo still chosen under its new status."""
+        return self.closed_choices(request, keep=image_id)
 
     def open_case(self, image_id: str | None, request: gr.Request) -> tuple[Any, ...]:
         """The disputed photo, every rater's scores, the consensus and the decisions so far."""
@@ -322,30 +330,34 @@ class AnnotateTab:
         if not image_id:
             raise AnnotationError("choose a photo first")
         row = self.workflow.closed_row(image_id)
-        summary = (f"Consensus MASI **{row.consensus.masi:.1f}** ({row.consensus.severity}), spread "
+        summary = (f"Consensus MASI **{row.consensus.masi:.1f}** ({shown_class(row.consensus.masi)}), spread "
                    f"{row.consensus.spread:.1f} · status **{row.status}**"
                    + (f" · adjudicated MASI **{row.adjudicated:.1f}**" if row.adjudicated is not None else "")
                    + ("\n\n" + "; ".join(row.reasons) if row.reasons else ""))
         raters = [r.rater for r in row.ratings]
         return (self.view(image_id), summary, text.scores_table(row.ratings),
                 gr.Dropdown(choices=raters, value=None),
-                text.decisions_table(self.store.adjudications(image_id)))
+                text.decisions_table(self.store.adjudications(image_id)), round(row.label_masi, 1))
 
     def adjudicate(self, image_id: str | None, value: float | None, reason: str | None,
                    request: gr.Request) -> str:
         """API/UI: record the coordinator's MASI for a closed photo (logged with the reason)."""
         who = self.coordinator(request)
+        if not image_id:
+            raise AnnotationError("choose a closed photo first")
         if value is None:
             raise AnnotationError("enter the adjudicated MASI (0-48)")
         masi = float(value)
         decision = self.workflow.adjudicate(who, image_id or "", masi, reason or "")
-        return (f"Recorded: {who} set MASI {masi:.1f} ({severity(masi)}) "
+        return (f"Recorded: {who} set MASI {masi:.1f} ({shown_class(masi)}) "
                 f"for this photo (was {decision.old_masi:.1f}).")
 
     def request_rerate(self, image_id: str | None, rater: str | None, reason: str | None,
                        request: gr.Request) -> str:
         """API/UI: ask one rater to rate a closed photo again (it comes first in their queue)."""
         who = self.coordinator(request)
+        if not image_id:
+            raise AnnotationError("choose a closed photo first")
         if not rater:
             raise AnnotationError("choose the rater to ask")
         self.workflow.request_rerate(who, image_id or "", rater, reason or "")
@@ -359,8 +371,11 @@ class AnnotateTab:
     def export_preview(self, request: gr.Request) -> str:
         """Class counts of what an export would write, with a warning when it could not train."""
         self.coordinator(request)
-        counts = class_counts(self.workflow.consensus_rows())
-        return text.class_counts_markdown(counts, training_warnings(counts))
+        rows = self.workflow.consensus_rows()
+        counts = class_counts(rows)
+        note = synthetic_note(self.settings.layout, (row.image.id for row in rows if row.trainable))
+        counted = text.class_counts_markdown(counts, training_warnings(counts), clear_count(rows))
+        return "\n\n".join(filter(None, [note, counted]))
 
     def export(self, request: gr.Request) -> tuple[list[str], str]:
         """Write an export folder; returns the two CSV files and the manifest for the Train tab."""
@@ -403,12 +418,13 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
                                             info=RATER_HELP, scale=3)
                         next_button = gr.Button("Next photo", scale=1, min_width=100)
                     status = gr.Markdown("Choose your rater name and press **Next photo**.")
+                    outlines = gr.Checkbox(False, label="Show region outlines (found automatically; "
+                                           "the patient's right is on your left)", elem_id="annotate-outlines")
+                    # as tall as the screen allows: the whole face (cheeks and chin too) beside the form
                     image = gr.Image(type="filepath", label="Photo (corner button: full size)",
-                                     interactive=False, height=440, buttons=["fullscreen", "download"],
+                                     interactive=False, height=PHOTO_HEIGHT, buttons=["fullscreen", "download"],
                                      elem_id="annotate-photo")
                     image_id = gr.Textbox(label="Photo id", interactive=False, visible=False)
-                    outlines = gr.Checkbox(False, label="Show region outlines (found automatically; "
-                                           "the patient's right is on your left)")
                 with gr.Column(scale=8, elem_classes="melasma-form"):
                     # mirrored to the photo: patient's right cheek on the viewer's left, chin below
                     radios: dict[str, list[gr.Radio]] = {}
@@ -469,7 +485,8 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
                                           buttons=["fullscreen"])
                 with gr.Column(scale=3):
                     case_summary = gr.Markdown()
-                    case_scores = gr.Dataframe(label="Each rater's scores", interactive=False)
+                    case_scores = gr.Dataframe(label="Each rater's scores", interactive=False,
+                                               headers=["rater", *text.REGION_LABELS.values(), "MASI", "revision"])
                     with gr.Row(equal_height=True):
                         verdict = gr.Number(label="Adjudicated MASI", minimum=0, maximum=48, value=None)
                         verdict_reason = gr.Textbox(label="Reason (kept in the log)", max_length=500, scale=2)
@@ -480,6 +497,7 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
                         rerate = gr.Button("Ask for a re-rating")
                     decided = gr.Markdown()
             log = gr.Dataframe(label="Decisions on this photo (who, when, before, after, why)", interactive=False,
+                               headers=list(text.DECISION_COLUMNS),
                                elem_id="annotate-decisions")
         with gr.Tab("Export", id="annotate-export") as tabs["annotate-export"]:
             gr.Markdown("Exports closed photos: a training manifest (label = adjudicated MASI when there "
@@ -532,9 +550,10 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
           case, **quiet)
     tabs["annotate-photos"].select(user_errors(tab.photos), None, photo_rows, **quiet)
     tabs["annotate-export"].select(user_errors(tab.export_preview), None, counts, **quiet)
-    case.input(user_errors(tab.open_case), case, [case_photo, case_summary, case_scores, rerater, log], **quiet)
+    case.input(user_errors(tab.open_case), case, [case_photo, case_summary, case_scores, rerater, log, verdict],
+               **quiet)
     decide.click(user_errors(tab.adjudicate), [case, verdict, verdict_reason], decided, api_name="adjudicate"
-                 ).success(tab.decisions, case, log, **quiet)
+                 ).success(tab.decisions, case, log, **quiet).then(user_errors(tab.relabel_case), case, case, **quiet)
     rerate.click(user_errors(tab.request_rerate), [case, rerater, rerate_reason], decided,
                  api_name="request_rerate").success(tab.decisions, case, log, **quiet)
     check.click(user_errors(tab.export_preview), None, counts, **quiet)

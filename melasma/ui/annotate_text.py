@@ -11,7 +11,7 @@ import pandas as pd
 from annotation.agreement import MachineAgreement
 from annotation.store import SCORE_FIELDS, Adjudication, Rating
 from annotation.workflow import ConsensusRow, Submission
-from melasma.masi import REGIONS, SEVERITIES, severity
+from melasma.masi import CLEAR, REGIONS, SEVERITIES, shown_class
 
 #: Regions as the patient's sides: the patient's right cheek is on the viewer's left.
 REGION_LABELS: dict[str, str] = {
@@ -56,11 +56,12 @@ def missing_message(values: Sequence[int | None]) -> str | None:
     return "Choose " + "; ".join(parts) + "."
 
 
-def result_sentence(result: Submission) -> str:
-    """The rater's own result as a sentence."""
+def result_sentence(result: Submission, *, next_ready: bool = True) -> str:
+    """The rater's own result as a sentence, and whether another photo waits for them."""
     verb = "Saved your new scores for" if result.revised else "Saved your rating of"
-    return (f"{verb} this photo: MASI {result.masi:.1f} ({severity(result.masi)}), "
-            f"mMASI {result.mmasi:.1f}. The next photo is ready.")
+    after = "The next photo is ready." if next_ready else "No photos are left for you to rate."
+    return (f"{verb} this photo: MASI {result.masi:.1f} ({shown_class(result.masi)}), "
+            f"mMASI {result.mmasi:.1f}. {after}")
 
 
 def _icc(entry: dict[str, float | None]) -> str:
@@ -80,6 +81,9 @@ def report_markdown(report: dict[str, Any]) -> str:
     """The agreement dashboard as Markdown; holds for perfect agreement (ICC 1, no CI)."""
     lines = [(f"**{report['complete']} of {report['images']} photos fully rated** "
              f"({report['ratings_per_image']} ratings each).")]
+    if report.get("synthetic_photos"):
+        lines.insert(0, f"⚠️ **{report['synthetic_photos']} of {report['images']} photos are synthetic** (cartoon "
+                        "faces written by `synth`, rated by simulated raters): they count in every number below.\n")
     if "masi_icc" in report:
         lines += ["", "| statistic | value |", "|---|---|",
                   f"| MASI ICC(2,1), single rater | {_icc(report['masi_icc']['2,1'])} |",
@@ -142,7 +146,7 @@ def photo_table(
             "patient": image.patient_id or "", "visit": image.visit_date or "",
             "ratings": f"{counts.get(image.id, 0)} of {needed}",
             "consensus MASI": round(row.label_masi, 1) if row else None,
-            "bin": severity(row.label_masi) if row else "",
+            "bin": shown_class(row.label_masi) if row else "",
             "spread": round(row.consensus.spread, 1) if row else None,
             "status": row.status if row else "open", "id": image.id,
         })
@@ -163,21 +167,34 @@ def scores_table(ratings: Sequence[Rating]) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+#: The adjudication log's columns.
+DECISION_COLUMNS: tuple[str, ...] = ("when (UTC)", "coordinator", "decision", "MASI before", "MASI after", "reason",
+                                     "photo")
+
+
+def _one_decimal(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 1)
+
+
 def decisions_table(decisions: Sequence[Adjudication]) -> pd.DataFrame:
     """The adjudication log: who decided what, when, and why."""
     return pd.DataFrame(
         [{"when (UTC)": d.decided_at[:19].replace("T", " "), "coordinator": d.coordinator,
           "decision": ("adjudicated MASI" if d.action == "adjudicate" else f"asked {d.rater} to re-rate"),
-          "MASI before": d.old_masi, "MASI after": d.new_masi, "reason": d.reason, "photo": d.image_id}
+          "MASI before": _one_decimal(d.old_masi), "MASI after": _one_decimal(d.new_masi), "reason": d.reason, "photo": d.image_id}
          for d in decisions],
-        columns=["when (UTC)", "coordinator", "decision", "MASI before", "MASI after", "reason", "photo"],
+        columns=list(DECISION_COLUMNS),
     )
 
 
-def class_counts_markdown(counts: dict[str, int], warnings: Sequence[str]) -> str:
-    """Class counts of the set an export would write, and why it could not train (if so)."""
+def class_counts_markdown(counts: dict[str, int], warnings: Sequence[str], clear: int = 0) -> str:
+    """Class counts of the set an export would write (and how many of the mild ones are clear), and
+    why it could not train (if so)."""
     line = " · ".join(f"**{name}** {counts.get(name, 0)}" for name in SEVERITIES)
     text = f"Photos ready to export by severity: {line}."
+    if clear:
+        text += (f" {clear} of the mild photos are **{CLEAR}**, MASI 0: the manifest marks them in its "
+                 "`clear` column, and the Train tab can leave them out.")
     if warnings:
         text += "\n\n" + "\n".join(f"- ⚠️ {w}" for w in warnings)
     return text

@@ -25,6 +25,7 @@ from melasma.settings import Settings
 from melasma.ui.annotate import build_annotate_tab
 from melasma.ui.components import wrap_every_handler
 from melasma.ui.examples import real_examples, synthetic_examples
+from melasma.ui.landing import Landing
 from melasma.ui.lanes import RATING_LANE, separate_lanes
 from melasma.ui.patients import build_patients_tab
 from melasma.ui.predict import build_predict_tab
@@ -103,7 +104,7 @@ def build_app(settings: Settings, *, oauth: bool | None = None) -> gr.Blocks:
             gr.Markdown(HEADER, elem_classes="melasma-header")
             if oauth:
                 gr.LoginButton(scale=0, min_width=220)
-        with gr.Tabs():
+        with gr.Tabs() as top_tabs:
             with gr.Tab("Annotate", id="annotate"):
                 annotate = build_annotate_tab(settings)
             with gr.Tab("Train", id="train"):
@@ -116,6 +117,7 @@ def build_app(settings: Settings, *, oauth: bool | None = None) -> gr.Blocks:
         demo.load(annotate.welcome, None, [annotate.banner, *annotate.tabs.values()],
                   api_visibility="private", show_progress="hidden")
         demo.load(patients.visibility, None, patients.tab, api_visibility="private", show_progress="hidden")
+        demo.load(Landing(settings), None, top_tabs, api_visibility="private", show_progress="hidden")
         # A finished training run's checkpoints become selectable in Predict without a reload.
         train.finished_run.change(
             predict.refresh_choices, None, predict.checkpoint, api_visibility="private",

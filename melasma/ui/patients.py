@@ -42,6 +42,11 @@ COHORT_COLUMNS: tuple[str, ...] = ("weeks after baseline", "patients", "MASI-50"
                                    "MASI-75 95 % CI")
 VISIT_TABLE: tuple[str, ...] = ("visit_date", "days_from_baseline", "status", "masi", "masi_low", "masi_high",
                                 "change", "percent_change", "masi50", "masi75", "treatment", "notes")
+#: How the visit table names its columns on screen (the CSV exports keep the field names).
+VISIT_HEADERS: dict[str, str] = {
+    "visit_date": "visit date", "days_from_baseline": "days from baseline", "status": "status", "masi": "MASI",
+    "masi_low": "MASI low", "masi_high": "MASI high", "change": "change", "percent_change": "change %",
+    "masi50": "MASI-50", "masi75": "MASI-75", "treatment": "treatment", "notes": "notes"}
 INTRO = """
 Each patient's course from the rated photos: a visit is one patient on one date; its MASI is the
 raters' consensus (the adjudicated MASI where a coordinator decided). Only visits whose photos are
@@ -185,7 +190,8 @@ class PatientsTab:
         dates = [v.visit_date.isoformat() for v in patient.visits]
         scored = [v.visit_date.isoformat() for v in patient.scored_visits]
         table = visit_frame(patient)[list(VISIT_TABLE)].round(2)
-        return (figure, table.astype(object).where(table.notna(), ""),
+        shown = table.astype(object).where(table.notna(), "").replace({True: "yes", False: "no"})
+        return (figure, shown.rename(columns=VISIT_HEADERS),
                 gr.Dropdown(choices=dates, value=scored[0]), gr.Dropdown(choices=dates, value=scored[-1]))
 
     def select_row(self, table: pd.DataFrame, evt: gr.SelectData) -> str:
@@ -260,7 +266,7 @@ def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
         show = gr.Button("Show timeline", variant="primary", scale=1, elem_id="patients-show")
     figure = gr.Image(type="filepath", label="Timeline", interactive=False, elem_id="patients-timeline",
                       buttons=["download", "fullscreen"])
-    visits = gr.Dataframe(headers=list(VISIT_TABLE), interactive=False, wrap=True, label="Visits",
+    visits = gr.Dataframe(headers=list(VISIT_HEADERS.values()), interactive=False, wrap=True, label="Visits",
                           elem_id="patients-visits")
     summary = gr.JSON(visible=False)
     with gr.Column(elem_id="patients-compare-section"):

@@ -29,10 +29,10 @@ from melasma.inference import (
     get_predictor,
     list_checkpoints,
 )
-from melasma.real_photo_check import caution
 from melasma.settings import Settings
 from melasma.ui.components import PhotoInput, user_errors
 from melasma.ui.examples import real_examples, synthetic_examples
+from melasma.ui.predict_headline import headline
 
 REGION_HEADERS = ["region", "visible", "lesion %", "A (0-6)", "D (0-4)", "H (0-4)",
                   *(f"{TABLE[m].short} % in region" for m in METHODS)]
@@ -138,9 +138,10 @@ class PredictTab:
             raise _user_error(error, image) from None
 
     def analyse(self, image: str | None, checkpoint: str | None, latency: dict[str, float] | None) -> tuple:
-        """Everything below the severity: the severity again (relabelled when there is no face), a
-        notice, the image-derived MASI, three overlays with their colour scales, Grad-CAM's note,
-        the regions overlay and table, and the latency table."""
+        """Everything the page shows for a photo: the severity headline only where it is earned
+        (`predict_headline`: none without a face, a demonstration line under the caution for an
+        unchecked or failed checkpoint), the notice, the image-derived MASI, three overlays with their
+        colour scales, Grad-CAM's note, the regions overlay and table, and the latency table."""
         from melasma.explain import views
 
         image = _require_photo(image)
@@ -158,17 +159,18 @@ class PredictTab:
         steps.update({f"explain: {k}": v for k, v in explanations.latency_ms.items() if k != "total"})
         steps["regions + lesion map"] = reading.latency_ms
         steps["total"] = (latency or {}).get("total", 0.0) + explanations.latency_ms["total"] + reading.latency_ms
-        if reading.found:
-            severity = gr.Label(value=explanations.probabilities, label="Severity (CNN)")
-            notice = f"Note: {reading.notice}" if reading.notice else ""
-        else:
-            severity = gr.Label(value=explanations.probabilities, label="CNN output (NOT meaningful: no face found)")
-            notice = f"### No face found\n{reading.notice}"
-        notice = "\n\n".join(part for part in (notice, caution(predictor.real_photo_check)) if part)
+        top = headline(explanations.probabilities, face_found=reading.found, face_notice=reading.notice,
+                       check=predictor.real_photo_check)
+        severity = gr.Label(value=explanations.probabilities if top.show_label else None, visible=top.show_label)
         return (
-            severity, notice, _masi_text(reading, explanations), *overlays, *scales,
+            severity, top.notice, _masi_text(reading, explanations), *overlays, *scales,
             explanations.cam_note, (reading.outlines, reading.overlay), reading.table(METHODS), _latency_rows(steps),
         )
+
+    @staticmethod
+    def cleared() -> tuple:
+        """After a refused photo: no severity, notice, MASI, heatmaps, scales or latency of the photo before."""
+        return (gr.Label(value=None, visible=False), "", "", *[None] * len(METHODS), *[""] * len(METHODS), "", None)
 
     def regions(self, image: str | None) -> tuple[dict[str, object], tuple[Image.Image, Image.Image]]:
         """The four MASI regions of a photo and their lesion measures (JSON), and the outlines
@@ -205,11 +207,14 @@ def build_predict_tab(settings: Settings) -> PredictTab:
                 if examples is not None:
                     gr.Examples(examples=[[str(p)] for p in examples.photos], inputs=[image], label=examples.label)
         with gr.Column(scale=1):
-            severity = gr.Label(label="Severity (CNN)", num_top_classes=3)
+            # /predict's answer (class probabilities) lands here; `analyse` decides what the page headlines
+            cnn_output = gr.Label(visible=False, num_top_classes=3)
+            severity = gr.Label(label="Severity (CNN)", num_top_classes=3, visible=False, elem_id="predict-severity")
             notice = gr.Markdown()
             masi = gr.Markdown()
             latency_table = gr.Dataframe(headers=LATENCY_HEADERS, label="Latency (ms)", interactive=False,
-                                         max_height=260)
+                                         max_height=260, wrap=True, column_widths=["78%", "22%"],
+                                         elem_id="predict-latency")
             latency = gr.JSON(label="Latency per step (ms)", visible=False)
     heatmaps, scales = {}, {}
     with gr.Row():
@@ -223,7 +228,8 @@ def build_predict_tab(settings: Settings) -> PredictTab:
         # slider shows the outlines alone on one side and the lesion map tinted red on the other.
         regions_overlay = gr.ImageSlider(label="MASI regions | lesion map (tinted red): slide to compare",
                                          type="pil", format="jpeg", interactive=False, scale=1)
-        region_table = gr.Dataframe(headers=REGION_HEADERS, label="Per region", interactive=False, scale=2)
+        region_table = gr.Dataframe(headers=REGION_HEADERS, label="Per region", interactive=False, scale=2,
+                                    wrap=True, elem_id="predict-regions")
     with gr.Accordion("One method, larger", open=False):
         method = gr.Radio(
             choices=[(TABLE[m].label, m) for m in METHODS], value="lrp", label="Method",
@@ -237,8 +243,12 @@ def build_predict_tab(settings: Settings) -> PredictTab:
 
     refresh.click(tab.refresh_choices, None, checkpoint, api_visibility="private")
     predicted = gr.on(
-        [run.click, image.upload], user_errors(tab.predict), [image, checkpoint], [severity, latency],
+        [run.click, image.upload], user_errors(tab.predict), [image, checkpoint], [cnn_output, latency],
         api_name="predict",
+    )
+    predicted.failure(
+        tab.cleared, None, [severity, notice, masi, *heatmaps.values(), *scales.values(), cam_note, latency_table],
+        api_visibility="private", show_progress="hidden",
     )
     predicted.success(
         user_errors(tab.analyse), [image, checkpoint, latency],

@@ -17,6 +17,8 @@ CSS = """
   margin-bottom: 0 !important; padding: 0 4px !important; font-size: 0.75em; background: none !important; }
 .melasma-region p { margin: 2px 6px !important; }
 .melasma-form .melasma-hidden { padding: 0 4px !important; font-size: 0.8em; }
+/* Table headers break between words, never inside one ("Test photos", not "Te st ph ot os") */
+table th, table th * { word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }
 """
 
 

@@ -23,6 +23,7 @@ import gradio as gr
 from PIL import Image
 
 from melasma.access import AccessDenied, Role, require, require_job_owner, role_of, train_role
+from melasma.data.clear import without_clear
 from melasma.jobs import JobNotFoundError, JobRunner, JobStatus
 from melasma.jobs.datapath import training_data
 from melasma.jobs.memory import require_memory_on_submit
@@ -46,6 +47,8 @@ FORM_FIELDS: dict[str, str] = {
     "patience": "patience", "seed": "seed", "device": "device", "pretrained": "ImageNet weights",
     "cutoffs": "MASI cut-offs",
 }
+#: The start of Start's refusal of a data set the training could not read.
+UNUSABLE = "This data set cannot be used:"
 WHOLE_NUMBERS = frozenset({"epochs", "batch_size", "image_size", "patience", "seed"})
 
 INTRO = """
@@ -99,6 +102,18 @@ def make_config(data: str, archs: list[str], values: Mapping[str, Any], *, data_
                        **{name: config_value(name, values.get(name), data_dir) for name in FORM_FIELDS})
 
 
+def require_usable_data(config: TrainConfig) -> None:
+    """Refuse (ValueError, with the reason) a data set the training could not read, before anything is
+    queued: a missing manifest, missing photos, an empty class."""
+    from melasma.data.manifest import load_dataset
+
+    try:
+        load_dataset(config.data, seed=config.seed, cutoffs=config.cutoffs,
+                     allow_patient_overlap=config.allow_patient_overlap)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{UNUSABLE} {error}") from error
+
+
 def _headline(status: JobStatus) -> str:
     """State, progress and position of a job; its error as plain text (never rendered as Markdown)."""
     state = status.state
@@ -145,6 +160,7 @@ class TrainTab:
     source: gr.Radio
     data: gr.Textbox
     data_info: gr.Markdown
+    include_clear: gr.Checkbox
     archs: gr.CheckboxGroup
     extra: gr.Textbox
     config_fields: dict[str, gr.components.Component]
@@ -182,16 +198,20 @@ class TrainTab:
     def start_training(
         self, data: str, archs: list[str], extra_archs: str, epochs: float, batch_size: float,
         image_size: float, lr: float, patience: float, seed: float, device: str, pretrained: str,
-        cut: str, request: gr.Request,
+        cut: str, request: gr.Request, include_clear: bool = True,
     ) -> str:
-        """Queue a training job; returns its id."""
+        """Queue a training job; returns its id. `include_clear` False trains on a copy of an export
+        manifest without the photos rated clear (MASI 0, its `clear` column)."""
         user = _user(request)
         require(train_role(self.settings), user, self.settings)
         user = require_job_owner(user, self.settings)
         values = dict(zip(FORM_FIELDS, (epochs, batch_size, image_size, lr, patience, seed, device, pretrained,
                                         cut), strict=True))
         config = make_config(data, parse_archs(archs, extra_archs), values, data_dir=self.settings.data_dir)
+        if not include_clear:
+            config.data = without_clear(config.data)
         self.settings.training.check(config)
+        require_usable_data(config)
         require_memory_on_submit(config)
         return self.runner.submit(config, user=user, limits=self.settings.training)
 
@@ -217,6 +237,12 @@ class TrainTab:
         if choice == SOURCES["export"]:
             return gr.Textbox(value=str(exported or ""), interactive=False)
         return gr.Textbox(interactive=True)
+
+    def take_export(self, exported: str | None) -> tuple[Any, Any]:
+        """After "Export and send to Train": the Annotate export chosen, its manifest in the box."""
+        if not (exported or "").strip():
+            return gr.skip(), gr.skip()
+        return SOURCES["export"], gr.Textbox(value=str(exported), interactive=False)
 
     def describe_data(self, path: str, cutoffs: str) -> str:
         """Class counts and cut-offs of the chosen data set (only inside the data folder)."""
@@ -321,6 +347,9 @@ def build_train_tab(settings: Settings, *, export_path: gr.Textbox | None = None
             data = gr.Textbox(str((settings.demo_dir / "labels.csv").relative_to(settings.data_dir)), label="Manifest (labels.csv) or class folder",
                               info="a path inside the data folder", interactive=False)
             data_info = gr.Markdown()
+            include_clear = gr.Checkbox(
+                True, label="Include photos rated clear (MASI 0, no melasma recorded)",
+                info="an Annotate export marks them in its clear column; they train as mild")
             archs = gr.CheckboxGroup(
                 choices=[(spec.display_name, name) for name, spec in ARCHITECTURES.items()],
                 value=list(DEFAULT_ARCHS), label="Architectures (all six = the study)",
@@ -345,7 +374,8 @@ def build_train_tab(settings: Settings, *, export_path: gr.Textbox | None = None
     figures = gr.Gallery(label="Figures", columns=3, height="auto", object_fit="contain", visible=False)
     finished_run = gr.Textbox(visible=False)
     timer = gr.Timer(REFRESH_S, active=False)
-    tab = TrainTab(settings=settings, runner=runner, source=source, data=data, data_info=data_info, archs=archs,
+    tab = TrainTab(settings=settings, runner=runner, source=source, data=data, data_info=data_info,
+                   include_clear=include_clear, archs=archs,
                    extra=extra, config_fields=form_fields, start=start, cancel=cancel, job=job, state=state,
                    headline=headline, curves=curves, log=log_box, results=results, notes=notes, figures=figures,
                    finished_run=finished_run, timer=timer)
@@ -358,12 +388,14 @@ def _wire(tab: TrainTab, export_path: gr.Textbox | None) -> None:
     cutoffs = tab.config_fields["cutoffs"]
     assert isinstance(cutoffs, gr.Textbox)  # typed as a Component in the mapping
     if export_path is not None:
-        gr.on([tab.source.change, export_path.change], tab.pick_source, [tab.source, export_path], tab.data, **quiet)
+        tab.source.input(tab.pick_source, [tab.source, export_path], tab.data, **quiet)
+        export_path.change(tab.take_export, export_path, [tab.source, tab.data], **quiet)
     else:
-        tab.source.change(tab.pick_source, tab.source, tab.data, **quiet)
+        tab.source.input(tab.pick_source, tab.source, tab.data, **quiet)
     gr.on([tab.data.change, cutoffs.submit], tab.describe_data, [tab.data, cutoffs], tab.data_info, **quiet)
     tab.start.click(
-        user_errors(tab.start_training), [tab.data, tab.archs, tab.extra, *tab.config_fields.values()], tab.job,
+        user_errors(tab.start_training),
+        [tab.data, tab.archs, tab.extra, *tab.config_fields.values(), tab.include_clear], tab.job,
         api_name="start_training", concurrency_limit=None,
     ).success(tab.select, tab.job, tab.job, **quiet).then(tab.show, tab.job, tab.view, **quiet)
     tab.cancel.click(user_errors(tab.cancel_training), tab.job, tab.state, api_name="cancel_training",
