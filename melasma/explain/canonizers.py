@@ -6,7 +6,7 @@ zennit ships canonizers only for torchvision VGG and ResNet. The six study netwo
   the two are adjacent children of one parent, which excludes DenseNet's pre-activation norms; those
   stay and get zennit's Pass rule, an element-wise affine map that keeps relevance);
 - residual additions (`x += shortcut` in timm ResNet blocks, `x + shortcut` in timm MobileNetV2
-  blocks) as a `zennit.layer.Sum` module, so relevance splits in proportion to each branch's
+  and EfficientNet-Lite blocks) as a `zennit.layer.Sum` module, so relevance splits in proportion to each branch's
   contribution instead of being copied to both (which doubles it per block);
 - GoogLeNet's functional input re-normalisation (`transform_input=True`, as with its ImageNet
   weights) as a per-channel affine module, which the Pass rule crosses without rescaling relevance;
@@ -267,6 +267,8 @@ CANONIZERS: dict[str, Callable[[], list[Canonizer]]] = {
     "timm_vgg": lambda: [SiblingMergeBatchNorm(), TimmConvMlpCanonizer()],
     "timm_densenet": lambda: [SiblingMergeBatchNorm()],
     "timm_mobilenetv2": lambda: [SiblingMergeBatchNorm(), TimmMobileNetSkipCanonizer()],
+    # EfficientNet-Lite: the same timm blocks (DepthwiseSeparableConv, InvertedResidual), no SE
+    "timm_efficientnet_lite": lambda: [SiblingMergeBatchNorm(), TimmMobileNetSkipCanonizer()],
     "generic": lambda: [SiblingMergeBatchNorm()],
 }
 
