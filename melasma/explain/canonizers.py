@@ -258,6 +258,22 @@ class GoogLeNetInputCanonizer(AttributeCanonizer):
         return self._forward(self.canonizer_transform(x))[0]
 
 
+class FlatFallbackConvCanonizer(AttributeCanonizer):
+    """Mark every convolution for the z+ rule with the flat fallback (`melasma.explain.lrp`'s
+    `FLAT_FALLBACK`): where z+ is 0 the relevance spreads over the receptive field instead of
+    vanishing. EfficientNet-Lite needs it beyond its depthwise convolutions (see that constant)."""
+
+    def __init__(self) -> None:
+        super().__init__(self._attribute_map)
+
+    @staticmethod
+    def _attribute_map(name: str, module: nn.Module) -> dict | None:
+        return {"lrp_flat_fallback": True} if isinstance(module, nn.Conv2d) else None
+
+    def copy(self) -> FlatFallbackConvCanonizer:
+        return FlatFallbackConvCanonizer()
+
+
 #: ArchSpec.lrp_canonizer key -> factory of the canonizers that architecture family needs.
 CANONIZERS: dict[str, Callable[[], list[Canonizer]]] = {
     "alexnet": list,
@@ -268,7 +284,8 @@ CANONIZERS: dict[str, Callable[[], list[Canonizer]]] = {
     "timm_densenet": lambda: [SiblingMergeBatchNorm()],
     "timm_mobilenetv2": lambda: [SiblingMergeBatchNorm(), TimmMobileNetSkipCanonizer()],
     # EfficientNet-Lite: the same timm blocks (DepthwiseSeparableConv, InvertedResidual), no SE
-    "timm_efficientnet_lite": lambda: [SiblingMergeBatchNorm(), TimmMobileNetSkipCanonizer()],
+    "timm_efficientnet_lite": lambda: [SiblingMergeBatchNorm(), TimmMobileNetSkipCanonizer(),
+                                       FlatFallbackConvCanonizer()],
     "generic": lambda: [SiblingMergeBatchNorm()],
 }
 
