@@ -214,6 +214,11 @@ def folds(photos: list[Photo], k: int, seed: int) -> list[int]:
     return fold
 
 
+#: The command that made the shipped `melasma/weights/demo` (recorded in its model.json).
+COMMAND = ("python -m melasma.training.demo_real --data ../shared/data/roboflow-melasma "
+           "--out .devdata/demo_try3 --cv 5 --cache .devdata/frozen_v4_b7.npz")
+
+
 def save(model: Any, out: Path, config: DemoConfig, photos: list[Photo], seconds: float) -> None:
     """The checkpoint (fp16 safetensors + model.json with the recipe and the training photos)."""
     from melasma.models.checkpoint import save_checkpoint
@@ -229,6 +234,7 @@ def save(model: Any, out: Path, config: DemoConfig, photos: list[Photo], seconds
                  "labels": "melasma.data.polygon_masi (outline-derived MASI); photos without melasma: MASI 0"},
         "training": {"seconds": round(seconds, 1), "device": "cpu", "threads": torch.get_num_threads()},
         "seed": config.seed,
+        "command": "bash melasma/weights/train_demo.sh RUN_DIR  # = " + COMMAND,
     }
     save_checkpoint(out, model, meta, dtype=torch.float16)
 
