@@ -148,7 +148,6 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = N
     return chunks
 
 
-@torch.no_grad()
 def input_normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The mean and std a model's input is normalised with: its own `input_mean` / `input_std` (set by
     `create` for weights trained on another normalisation, e.g. EfficientNet-Lite's [-1, 1]), else
@@ -159,6 +158,7 @@ def input_normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[floa
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
+@torch.no_grad()
 def predict_outputs(model: nn.Module, split: Split, batch_size: int = 64, mean=None,
                     std=None) -> torch.Tensor:
     """The raw outputs (N, outputs) of `model` in eval mode, without augmentation, on the CPU; `mean`
