@@ -35,6 +35,9 @@ def test_round_trip_and_the_bar(tmp_path: Path) -> None:
     assert not replace(CHECK, auc_melasma=0.89).passes  # below 0.9
     assert not replace(CHECK, tone_baseline_auc=0.85).passes  # 0.93 is not 0.1 above tone
     assert replace(CHECK, auc_melasma=0.9, tone_baseline_auc=0.8).passes  # both bounds inclusive
+    assert not replace(CHECK, lrp_in_polygon_ratio=1.9).passes  # LRP must land on the lesions
+    assert replace(CHECK, lrp_in_polygon_ratio=2.0).passes
+    assert not replace(CHECK, nonmelasma_mild_share=0.5).passes  # half is not "mostly"
 
 
 @pytest.mark.parametrize("change", [
