@@ -24,10 +24,11 @@ SYNTH_COMMAND = re.compile(r"python -m melasma synth --out (\S+) --n (\d+) --siz
 #: A metric row: "| Accuracy | 0.843 | 0.745-0.922 |" in the card, "Accuracy   0.843   0.745-0.922" printed.
 CARD_ROW = re.compile(r"^\| ([A-Za-z][A-Za-z0-9 ]*?) \| (-?\d\.\d{3}) \| (-?\d\.\d{3})-(-?\d\.\d{3}) \|$", re.MULTILINE)
 PRINTED_ROW = re.compile(r"^([A-Za-z][A-Za-z0-9 ]*?)\s+(-?\d\.\d{3})\s+(-?\d\.\d{3})-(-?\d\.\d{3})$", re.MULTILINE)
-#: Severity scores P(moderate) + 2 P(severe) of the shipped demo, measured on the 2-core CPU dev box:
-#: two melasma photos above two healthy faces (the old cartoon GoogLeNet ranked them the other way:
-#: see the card's "Old demo vs new"). These photos were training photos of the shipped model; their
-#: cross-validated scores are in real_photos.json.
+#: Severity scores P(moderate) + 2 P(severe) measured on the 2-core CPU dev box, 2026-12-06: the shipped
+#: demo gives these two melasma photos 0.096 and 0.496 and the first two healthy faces 0.000 and
+#: 0.000; the old cartoon GoogLeNet gave 1.603, 1.730 and 0.373, 0.489 (the same order here, but it
+#: called 25 of the 47 healthy faces severe and ranked all 94 at chance, AUC 0.531). These are
+#: training photos of the shipped model; its cross-validated numbers are in real_photos.json.
 ORDERED = ("melasma/melasma27_jpg.rf.d53257056353ef33020f2bac0279c1bf.jpg",
            "melasma/melasma35_jpg.rf.c4b1eb191926040906477c941410b9bc.jpg")
 HEALTHY_FIRST = 2  # the first two photos of non-melasma/
@@ -75,7 +76,8 @@ def test_melasma_photos_score_above_healthy_faces(roboflow_dir: Path) -> None:
 
     melasma = [score(roboflow_dir / name) for name in ORDERED]
     healthy = [score(p) for p in sorted((roboflow_dir / "non-melasma").glob("*.jpg"))[:HEALTHY_FIRST]]
-    assert min(melasma) > max(healthy), (melasma, healthy)
+    assert min(melasma) > max(healthy) + 0.05, (melasma, healthy)
+    assert max(healthy) < 0.05  # healthy faces: mild with near certainty
 
 
 @pytest.mark.slow
