@@ -4,7 +4,7 @@
 (`create(..., pretrained="auto")`: the packaged ImageNet weights) at 224 px on the photos of DIR
 (`melasma/`, `non-melasma/`, COCO polygons): the stem and all blocks stay frozen (their outputs are
 computed once per photo and augmentation: the shared 2-core CPU then trains the rest in minutes; a
-trainable block 6 took 25 s an epoch there under load), the head convolution (320 -> 1280, 1 x 1) and
+a trainable block 6 took about 30 s an epoch there under load), the head convolution (320 -> 1280, 1 x 1) and
 the classifier learn;
 every batch norm keeps its ImageNet statistics. Two losses:
 
