@@ -18,6 +18,7 @@ zennit rules) for LRP, in the same run, and its ratio to ours.
 
     python benchmarks/predict_latency.py --device cuda --repeats 20
     python benchmarks/predict_latency.py --device cpu --archs googlenet,densenet121 --repeats 5
+    python benchmarks/predict_latency.py --device cpu --archs efficientnet_lite0 --size 224   # the demo model
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from melasma.explain.methods import METHODS
 from melasma.inference import Predictor
 from melasma.models import create
 
-ARCHS = ("alexnet", "googlenet", "resnet18", "vgg16", "densenet121", "mobilenetv2_100")
+ARCHS = ("alexnet", "googlenet", "resnet18", "vgg16", "densenet121", "mobilenetv2_100", "efficientnet_lite0")
 GPU_LRP_RATIO = 3.0
 GPU_LRP_MS = 15.0
 GPU_LRP_MS_ARCHS = ("googlenet", "resnet18", "mobilenetv2_100")

@@ -1,15 +1,21 @@
 """How a checkpoint does on real photos: melasma vs not, where its explanations land, tone baseline.
 
-Usage: python benchmarks/real_photos.py [DIR] [--weights W] [--bases FILE] [--json] [--tone-only]
-                                       [--record --machine TEXT]
+Usage: python benchmarks/real_photos.py [DIR] [--weights W] [--bases FILE] [--cv CV_DIR] [--json]
+                                       [--tone-only] [--record --machine TEXT]
 
 DIR holds `melasma/`, `non-melasma/` and the COCO lesion polygons `_annotations.coco.json` (default:
 ../shared/data/roboflow-melasma). Photos the checkpoint saw as semi-synthetic training bases are
 left out: their names are `train_bases` in W/bases.json (or in --bases FILE, to compare two
-checkpoints on the same photos). Per checkpoint it measures:
+checkpoints on the same photos), and so are the photos W itself was trained on (`data.photos` of
+its model.json). `--cv CV_DIR` (`folds.json` and `fold_i/` checkpoints, as
+`python -m melasma.training.demo_real --cv 5` writes them) scores each photo with the fold model that
+did not see it instead: the cross-validated numbers of a checkpoint trained on these photos.
+Per checkpoint it measures:
 
 - ROC AUC, melasma vs no melasma, of the probability-weighted severity
-  (P(moderate) + 2 P(severe)), beside the AUC of mean skin tone alone (darker ITA = melasma);
+  (P(moderate) + 2 P(severe)), beside the AUC of skin tone alone (`melasma.regions.tone.skin_ita`:
+  the median ITA of the face's skin, of the photo's skin-coloured pixels when no face is found;
+  darker = melasma); photos without a face are scored too, never dropped;
 - for LRP (EpsilonPlusFlat), gradient x input and Grad-CAM of the predicted class on each melasma
   photo: (share of the positive relevance on the face that lies inside the lesion polygons) /
   (the polygons' share of the face), the median over photos; 1 is chance, >= 2 the target. The face
@@ -40,10 +46,11 @@ if str(ROOT) not in sys.path:
 
 from melasma.data.images import load_image  # noqa: E402
 from melasma.data.masks import coco_masks  # noqa: E402
-from melasma.data.semisynthetic.tone import mean_ita, skin_mask  # noqa: E402
+from melasma.data.semisynthetic.tone import skin_mask  # noqa: E402
 from melasma.explain.faithfulness import resize_mask  # noqa: E402
 from melasma.inference import Predictor  # noqa: E402
 from melasma.real_photo_check import RealPhotoCheck, write_check  # noqa: E402
+from melasma.regions.tone import skin_ita, tone_score  # noqa: E402
 
 DEFAULT_DIR = ROOT.parent / "shared" / "data" / "roboflow-melasma"
 FOLDERS = {"melasma": True, "non-melasma": False}
@@ -86,6 +93,32 @@ def training_bases(weights: Path, bases_file: Path | None) -> list[str]:
     return list(json.loads(path.read_text())["train_bases"])
 
 
+def training_photos(weights: Path) -> list[str]:
+    """Names of the real photos the checkpoint was trained on (`data.photos` of its model.json)."""
+    path = weights / "model.json"
+    data = json.loads(path.read_text()).get("data", {}) if path.is_file() else {}
+    photos = data.get("photos", []) if isinstance(data, dict) else []
+    return [str(name) for name in photos] if isinstance(photos, list) else []
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """Fold checkpoints: each photo is scored by the model of the fold that held it out."""
+
+    directory: Path
+    folds: dict[str, int]
+
+    @classmethod
+    def read(cls, directory: Path) -> CrossValidation:
+        path = directory / "folds.json"
+        if not path.is_file():
+            raise SystemExit(f"error: {path}: missing (train with --cv first)")
+        return cls(directory, {str(k): int(v) for k, v in json.loads(path.read_text())["folds"].items()})
+
+    def predictors(self) -> dict[int, Predictor]:
+        return {k: Predictor.from_checkpoint(self.directory / f"fold_{k}") for k in sorted(set(self.folds.values()))}
+
+
 def list_photos(directory: Path, excluded: set[str]) -> list[tuple[Path, bool]]:
     """(path, has melasma) for every photo in melasma/ and non-melasma/ not in `excluded`."""
     photos = []
@@ -114,7 +147,7 @@ def measure_photo(predictor: Predictor, path: Path, melasma: bool, lesion: np.nd
     prediction = predictor.predict(photo)
     probs = prediction.probabilities
     score = probs.get("moderate", 0.0) + 2 * probs.get("severe", 0.0)
-    skin = skin_mask(pixels)
+    skin = skin_mask(pixels)  # the face for the polygon ratio: skin-coloured pixels joined with the polygons
     ratios: dict[str, float] = {}
     if lesion is not None:
         for method in METHODS:
@@ -123,14 +156,14 @@ def measure_photo(predictor: Predictor, path: Path, melasma: bool, lesion: np.nd
             mask = resize_mask(lesion, size)
             face = resize_mask(skin, size) | mask
             ratios[method] = polygon_ratio(relevance, mask, face)
-    return PhotoResult(path.name, melasma, prediction.severity, score, mean_ita(pixels, skin), ratios)
+    return PhotoResult(path.name, melasma, prediction.severity, score, skin_ita(pixels), ratios)
 
 
 def tone_baseline_auc(directory: Path, excluded: set[str]) -> float:
-    """ROC AUC, melasma vs not, of the mean skin tone alone (darker ITA = melasma); no model."""
+    """ROC AUC, melasma vs not, of skin tone alone (`skin_ita`, darker = melasma); no model."""
     photos = list_photos(directory, excluded)
-    tones = [mean_ita(np.asarray(load_image(path))) for path, _ in photos]
-    return float(roc_auc_score([label for _, label in photos], [-t for t in tones]))
+    tones = [tone_score(skin_ita(np.asarray(load_image(path)))) for path, _ in photos]
+    return float(roc_auc_score([label for _, label in photos], tones))
 
 
 def summarise(results: list[PhotoResult]) -> Summary:
@@ -152,7 +185,7 @@ def summarise(results: list[PhotoResult]) -> Summary:
         gxi_in_polygon_ratio=median("gxi"),
         gradcam_in_polygon_ratio=median("gradcam"),
         nonmelasma_mild_share=sum(r.severity == "mild" for r in others) / len(others) if others else math.nan,
-        tone_baseline_auc=auc([-r.ita for r in results]),
+        tone_baseline_auc=auc([tone_score(r.ita) for r in results]),
     )
 
 
@@ -168,10 +201,10 @@ def report(summary: Summary, results: list[PhotoResult], weights: Path, excluded
     lines = [
         f"weights: {weights}",
         f"photos: {summary.images} ({n_mel} melasma, {summary.images - n_mel} without); "
-        f"left out as training bases: {len(excluded)}" + (f" (train_bases of {source})" if excluded else ""),
+        f"left out as training bases or photos: {len(excluded)}" + (f" ({source})" if excluded else ""),
         f"{'measure':<44}{'value':>8}",
         f"{'ROC AUC melasma vs not (weighted severity)':<44}{summary.auc_melasma:>8.3f}",
-        f"{'ROC AUC of skin tone alone (ITA)':<44}{summary.tone_baseline_auc:>8.3f}",
+        f"{'ROC AUC of skin tone alone (skin_ita)':<44}{summary.tone_baseline_auc:>8.3f}",
         f"{'LRP in-polygon ratio (median)':<44}{summary.lrp_in_polygon_ratio:>8.2f}",
         f"{'gradient x input in-polygon ratio (median)':<44}{summary.gxi_in_polygon_ratio:>8.2f}",
         f"{'Grad-CAM in-polygon ratio (median)':<44}{summary.gradcam_in_polygon_ratio:>8.2f}",
@@ -188,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=str(ROOT / "melasma" / "weights" / "demo"), help="checkpoint folder")
     parser.add_argument("--bases", default=None, help="bases.json whose train_bases are left out "
                                                       "(default: the one beside the weights)")
+    parser.add_argument("--cv", default=None, help="folder of fold checkpoints (folds.json): score each photo "
+                                                   "with the model that did not see it")
     parser.add_argument("--limit", type=int, default=None, help="at most this many photos per folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--tone-only", action="store_true", help="print only the skin-tone baseline AUC (no model)")
@@ -199,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     directory, weights = Path(args.directory), Path(args.weights)
     bases_file = Path(args.bases) if args.bases else weights / "bases.json"
     excluded = training_bases(weights, Path(args.bases) if args.bases else None)
+    cv = CrossValidation.read(Path(args.cv)) if args.cv else None
+    if cv is None:
+        excluded += [name for name in training_photos(weights) if name not in excluded]
     if args.tone_only:
         print(f"ROC AUC of skin tone alone (ITA): {tone_baseline_auc(directory, set(excluded)):.3f}")
         return 0
@@ -207,19 +245,32 @@ def main(argv: list[str] | None = None) -> int:
         photos = [p for label in (True, False) for p in [q for q in photos if q[1] == label][: args.limit]]
     coco = directory / "_annotations.coco.json"
     masks = coco_masks(coco) if coco.is_file() else {}
-    predictor = Predictor.from_checkpoint(weights)
-    results = [measure_photo(predictor, path, label, masks.get(path.name) if label else None)
-               for path, label in photos]
+    if not photos:
+        raise SystemExit(f"error: every photo of {directory} trained {weights}: score them with --cv")
+    if cv is not None:
+        unknown = [path.name for path, _ in photos if path.name not in cv.folds]
+        if unknown:
+            raise SystemExit(f"error: {unknown[0]} has no fold in {cv.directory / 'folds.json'}")
+        by_fold = cv.predictors()
+        results = [measure_photo(by_fold[cv.folds[path.name]], path, label,
+                                 masks.get(path.name) if label else None) for path, label in photos]
+    else:
+        predictor = Predictor.from_checkpoint(weights)
+        results = [measure_photo(predictor, path, label, masks.get(path.name) if label else None)
+                   for path, label in photos]
     summary = summarise(results)
     if args.record:
-        source = f"{directory.name}, {len(excluded)} training bases left out" if excluded else directory.name
+        source = f"{directory.name}, {len(excluded)} training photos left out" if excluded else directory.name
+        if cv is not None:
+            source = f"{directory.name}, {len(set(cv.folds.values()))}-fold cross-validated (each photo scored by a model trained without it)"
         check = RealPhotoCheck(**asdict(summary), melasma_images=sum(r.melasma for r in results), source=source,
                                measured=f"{date.today().isoformat()}, {args.machine}")
         print(f"wrote {write_check(weights, check)}", file=sys.stderr)
     if args.json:
         print(json.dumps(asdict(summary)))
     else:
-        print(report(summary, results, weights, excluded, str(bases_file)))
+        scored = f"cross-validated by {args.cv}" if cv is not None else str(bases_file)
+        print(report(summary, results, weights, excluded, scored))
     return 0
 
 

@@ -362,6 +362,8 @@ def describe_checkpoint(directory: str | Path) -> str:
     data = meta["data"] if isinstance(meta.get("data"), dict) else {}
     counts = data["n"] if isinstance(data.get("n"), dict) else {}
     images = sum(v for v in counts.values() if isinstance(v, int))
+    if isinstance(data.get("n"), int) and not isinstance(data.get("n"), bool):  # one count (the demo's photos)
+        images = data["n"]
     source = Path(str(data.get("path", "unknown data")))
     dataset = f"{source.parent.name}/{source.name}" if source.parent.name else source.name
     metrics = meta.get("metrics")

@@ -4,8 +4,9 @@ A test split of synthetic or semi-synthetic images says nothing about real faces
 score 0.86 macro AUC on cartoon faces and chance on real photos. `benchmarks/real_photos.py
 --record` writes its measures to `real_photos.json` in the checkpoint's folder; the Predict tab
 reads them and shows a caution with every prediction of a checkpoint that is unchecked, or checked
-and not better than chance or than skin tone alone (issue 19's bar: ROC AUC >= 0.9 and >= the tone
-baseline + 0.1).
+and below the bar of issues 19 and 26: ROC AUC >= 0.9 and >= the tone baseline + 0.1, the LRP
+relevance inside the lesion polygons >= 2 times their share of the face, and most photos without
+melasma called mild.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ FILE = "real_photos.json"
 #: The bar a checkpoint must clear before its class is read as a grade of a real photo.
 MIN_AUC = 0.9
 MIN_MARGIN_OVER_TONE = 0.1
+#: LRP's positive relevance inside the lesion polygons over the polygons' share of the face (1 = even).
+MIN_LRP_IN_POLYGON = 2.0
+#: "Most" photos without melasma predicted mild: more than half.
+MIN_HEALTHY_MILD_SHARE = 0.5
 
 
 #: The JSON types each annotated field type accepts (an int is a valid float).
@@ -46,9 +51,25 @@ class RealPhotoCheck:
     measured: str
 
     @property
+    def shortfalls(self) -> list[str]:
+        """The bars this check misses, in words (empty when it passes)."""
+        missed = []
+        if self.auc_melasma < MIN_AUC or self.auc_melasma < self.tone_baseline_auc + MIN_MARGIN_OVER_TONE:
+            missed.append(f"ROC AUC >= {MIN_AUC} and >= tone alone + {MIN_MARGIN_OVER_TONE}")
+        if not self.lrp_in_polygon_ratio >= MIN_LRP_IN_POLYGON:
+            missed.append(f"LRP in the lesion outlines >= {MIN_LRP_IN_POLYGON:g}x their share "
+                          f"(measured {self.lrp_in_polygon_ratio:.2f}x)")
+        if not self.nonmelasma_mild_share > MIN_HEALTHY_MILD_SHARE:
+            missed.append(f"most faces without melasma called mild (measured {self.nonmelasma_mild_share:.0%})")
+        return missed
+
+    @property
     def passes(self) -> bool:
-        """Whether the checkpoint clears the bar (AUC >= 0.9 and >= tone alone + 0.1)."""
-        return self.auc_melasma >= MIN_AUC and self.auc_melasma >= self.tone_baseline_auc + MIN_MARGIN_OVER_TONE
+        """Whether the checkpoint clears the bar: AUC >= 0.9 and >= tone alone + 0.1, LRP in-polygon
+        ratio >= 2, more than half of the photos without melasma called mild."""
+        return (self.auc_melasma >= MIN_AUC and self.auc_melasma >= self.tone_baseline_auc + MIN_MARGIN_OVER_TONE
+                and self.lrp_in_polygon_ratio >= MIN_LRP_IN_POLYGON
+                and self.nonmelasma_mild_share > MIN_HEALTHY_MILD_SHARE)
 
 
 def write_check(directory: str | Path, check: RealPhotoCheck) -> Path:
@@ -98,5 +119,6 @@ def _caution(check: RealPhotoCheck | None) -> str:
                 f"(0.5 = chance; skin tone alone: {check.tone_baseline_auc:.2f})")
     if check.passes:
         return f"Checked on real photos: {measured}."
-    return (f"**Not a grade on real photos.** Measured {measured}. Read its class as a demonstration "
+    return (f"**Not a grade on real photos.** Measured {measured}; below the bar: "
+            f"{'; '.join(check.shortfalls)}. Read its class as a demonstration "
             f"of the method, not as a severity; the region table reads the lesion model's map.")

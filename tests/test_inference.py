@@ -153,7 +153,7 @@ def test_explain_all_gives_the_three_single_method_maps(demo: Predictor, photos:
     latency = together.latency_ms
     assert {"gradient pass", "lrp", "lrp forward", "lrp relevance", "total"} <= set(latency)
     assert latency["lrp forward"] + latency["lrp relevance"] <= latency["lrp"] + 0.1  # LRP's two parts (ms)
-    assert together.cam_grid == (2, 2) and "too coarse" in together.cam_note  # googlenet at 64 px
+    assert together.cam_grid == (7, 7) and together.cam_note == ""  # efficientnet_lite0 at 224 px
 
 
 def test_close_releases_the_explainer_and_the_cache_closes_what_it_drops(tmp_path: Path) -> None:
@@ -171,4 +171,4 @@ def test_close_releases_the_explainer_and_the_cache_closes_what_it_drops(tmp_pat
     assert len(cache) == 1
     assert describe_checkpoint(folders[0]).startswith("20") and describe_checkpoint(folders[0]).endswith(
         "no test score · resnet18")
-    assert describe_checkpoint(default_checkpoint()).endswith("(500 images) · test acc 0.725 · googlenet")
+    assert describe_checkpoint(default_checkpoint()).endswith("(94 images) · no test score · efficientnet_lite0")

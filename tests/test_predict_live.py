@@ -84,7 +84,7 @@ def test_a_new_training_run_becomes_selectable(
     save_checkpoint(data_dir / "runs" / "fresh" / "resnet18", create("resnet18"), meta)
     choices = tab.refresh_choices().choices
     assert [key for _, key in choices] == ["demo", "fresh/resnet18"]
-    assert choices[0][0].startswith("demo weights · ") and choices[0][0].endswith("test acc 0.725 · googlenet")
+    assert choices[0][0].startswith("demo weights · ") and choices[0][0].endswith("no test score · efficientnet_lite0")
     assert choices[1][0].endswith("no test score · resnet18") and "fresh" not in choices[1][0]
     label, _ = client.predict(handle_file(str(photo)), "fresh/resnet18", api_name="/predict")
     assert label["label"] in SEVERITIES
@@ -134,9 +134,11 @@ def test_analysis_shows_regions_and_scales_or_says_the_severity_means_nothing(
     assert notice.startswith("**Not a grade on real photos.**") and "ROC AUC 0.53" in notice  # ... caution first
     assert "Demonstration of the method, not a grade: the CNN's class is **" in notice  # the class, not headlined
     assert "Image-derived MASI" in masi and "### No face" not in notice
+    assert "Not a grade on real photos" in notice and "ROC AUC 0.99" in notice  # the demo's real_photos.json
+    assert "LRP in the lesion outlines" in notice  # the bar it misses
     assert all(isinstance(overlay, Image.Image) for overlay in overlays)
     assert all("linear-gradient" in scale for scale in scales)  # each heatmap carries its colour scale
-    assert "too coarse" in cam_note  # the demo googlenet at 64 px: a 2 x 2 feature map
+    assert cam_note == ""  # the demo efficientnet_lite0 at 224 px: a 7 x 7 map, fine enough
     assert all(isinstance(image, Image.Image) for image in regions) and [row[0] for row in table] == [
         "forehead", "right malar", "left malar", "chin"]
     visible = [row for row in table if row[1] == "yes"]

@@ -6,7 +6,7 @@ zennit ships canonizers only for torchvision VGG and ResNet. The six study netwo
   the two are adjacent children of one parent, which excludes DenseNet's pre-activation norms; those
   stay and get zennit's Pass rule, an element-wise affine map that keeps relevance);
 - residual additions (`x += shortcut` in timm ResNet blocks, `x + shortcut` in timm MobileNetV2
-  blocks) as a `zennit.layer.Sum` module, so relevance splits in proportion to each branch's
+  and EfficientNet-Lite blocks) as a `zennit.layer.Sum` module, so relevance splits in proportion to each branch's
   contribution instead of being copied to both (which doubles it per block);
 - GoogLeNet's functional input re-normalisation (`transform_input=True`, as with its ImageNet
   weights) as a per-channel affine module, which the Pass rule crosses without rescaling relevance;
@@ -258,6 +258,22 @@ class GoogLeNetInputCanonizer(AttributeCanonizer):
         return self._forward(self.canonizer_transform(x))[0]
 
 
+class FlatFallbackConvCanonizer(AttributeCanonizer):
+    """Mark every convolution for the z+ rule with the flat fallback (`melasma.explain.lrp`'s
+    `FLAT_FALLBACK`): where z+ is 0 the relevance spreads over the receptive field instead of
+    vanishing. EfficientNet-Lite needs it beyond its depthwise convolutions (see that constant)."""
+
+    def __init__(self) -> None:
+        super().__init__(self._attribute_map)
+
+    @staticmethod
+    def _attribute_map(name: str, module: nn.Module) -> dict | None:
+        return {"lrp_flat_fallback": True} if isinstance(module, nn.Conv2d) else None
+
+    def copy(self) -> FlatFallbackConvCanonizer:
+        return FlatFallbackConvCanonizer()
+
+
 #: ArchSpec.lrp_canonizer key -> factory of the canonizers that architecture family needs.
 CANONIZERS: dict[str, Callable[[], list[Canonizer]]] = {
     "alexnet": list,
@@ -267,6 +283,9 @@ CANONIZERS: dict[str, Callable[[], list[Canonizer]]] = {
     "timm_vgg": lambda: [SiblingMergeBatchNorm(), TimmConvMlpCanonizer()],
     "timm_densenet": lambda: [SiblingMergeBatchNorm()],
     "timm_mobilenetv2": lambda: [SiblingMergeBatchNorm(), TimmMobileNetSkipCanonizer()],
+    # EfficientNet-Lite: the same timm blocks (DepthwiseSeparableConv, InvertedResidual), no SE
+    "timm_efficientnet_lite": lambda: [SiblingMergeBatchNorm(), TimmMobileNetSkipCanonizer(),
+                                       FlatFallbackConvCanonizer()],
     "generic": lambda: [SiblingMergeBatchNorm()],
 }
 

@@ -51,8 +51,11 @@ def library_versions() -> dict[str, str]:
             "melasma": melasma.__version__}
 
 
-def save_checkpoint(directory: str | Path, model: nn.Module, meta: Mapping[str, Any]) -> Path:
+def save_checkpoint(directory: str | Path, model: nn.Module, meta: Mapping[str, Any],
+                    dtype: torch.dtype | None = None) -> Path:
     """Write `directory/model.safetensors` and `directory/model.json`; returns the directory.
+    `dtype` (e.g. torch.float16, to halve the file) converts the floating-point tensors on the way
+    out; `load_checkpoint` reads them back into the fp32 model.
 
     `meta` must hold at least arch-independent keys classes, cutoffs, image_size, mean, std; `arch`,
     the builder options, library versions and the creation time are added here.
@@ -68,7 +71,8 @@ def save_checkpoint(directory: str | Path, model: nn.Module, meta: Mapping[str, 
     meta.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().to("cpu", dtype=dtype if dtype is not None and v.is_floating_point() else v.dtype)
+               .contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"arch": spec.name, "format": "melasma"})
     (directory / META_FILE).write_text(json.dumps(jsonable(meta), indent=2, allow_nan=False) + "\n")
     return directory

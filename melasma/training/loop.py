@@ -148,10 +148,23 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = N
     return chunks
 
 
+def input_normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std a model's input is normalised with: its own `input_mean` / `input_std` (set by
+    `create` for weights trained on another normalisation, e.g. EfficientNet-Lite's [-1, 1]), else
+    ImageNet's. Training batches, evaluation and the checkpoint's `mean` / `std` all use them."""
+    mean, std = getattr(model, "input_mean", None), getattr(model, "input_std", None)
+    if mean is None or std is None:
+        return tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
 @torch.no_grad()
-def predict_outputs(model: nn.Module, split: Split, batch_size: int = 64, mean=IMAGENET_MEAN,
-                    std=IMAGENET_STD) -> torch.Tensor:
-    """The raw outputs (N, outputs) of `model` in eval mode, without augmentation, on the CPU."""
+def predict_outputs(model: nn.Module, split: Split, batch_size: int = 64, mean=None,
+                    std=None) -> torch.Tensor:
+    """The raw outputs (N, outputs) of `model` in eval mode, without augmentation, on the CPU; `mean`
+    / `std` default to the model's own (`input_normalisation`)."""
+    if mean is None or std is None:
+        mean, std = input_normalisation(model)
     model.eval()
     outputs = []
     for rows in batch_indices(len(split), batch_size):
@@ -161,14 +174,14 @@ def predict_outputs(model: nn.Module, split: Split, batch_size: int = 64, mean=I
     return torch.cat(outputs)
 
 
-def predict_probs(model: nn.Module, split: Split, batch_size: int = 64, mean=IMAGENET_MEAN,
-                  std=IMAGENET_STD) -> np.ndarray:
+def predict_probs(model: nn.Module, split: Split, batch_size: int = 64, mean=None,
+                  std=None) -> np.ndarray:
     """Softmax probabilities (N, classes) of `model` in eval mode, without augmentation."""
     return predict_outputs(model, split, batch_size, mean, std).softmax(1).numpy()
 
 
-def predict_masi(model: nn.Module, split: Split, batch_size: int = 64, mean=IMAGENET_MEAN,
-                 std=IMAGENET_STD) -> np.ndarray:
+def predict_masi(model: nn.Module, split: Split, batch_size: int = 64, mean=None,
+                 std=None) -> np.ndarray:
     """A regression head's predicted MASI (N,), clipped to 0-48, in eval mode without augmentation."""
     return masi_from_output(predict_outputs(model, split, batch_size, mean, std)).numpy()
 
@@ -228,6 +241,7 @@ def fit(model: nn.Module, train: Split, val: Split, config: TrainConfig, *, arch
     order_rng = torch.Generator().manual_seed(config.seed)
     augment_rng = torch.Generator(device=device).manual_seed(config.seed)
     augment = Augment()
+    mean, std = input_normalisation(model)
     best_loss, best_state, best_epoch, waited = float("inf"), None, 0, 0
     rows = []
     for epoch in range(1, config.epochs + 1):
@@ -244,7 +258,7 @@ def fit(model: nn.Module, train: Split, val: Split, config: TrainConfig, *, arch
                 sample_weights[rows_dev].sum(), torch.tensor(float(ctx.is_main and stop()), device=device)]), ctx)
             if weight_and_stop[1] > 0:
                 raise TrainingCancelled(f"cancelled during {arch} epoch {epoch}")
-            x = prepare_batch(train.images[rows_dev], augment=augment, generator=augment_rng,
+            x = prepare_batch(train.images[rows_dev], mean, std, augment=augment, generator=augment_rng,
                               rows=positions.to(device), batch=size)
             prepared.set_batch(positions.to(device), size)
             loss, outputs = train_step(net, optimizer, criterion, x, targets[rows_dev],
@@ -337,7 +351,7 @@ def _train_arch(arch: str, splits: dict[str, Split], config: TrainConfig, device
     arch_dir = config.out / arch
     save_checkpoint(arch_dir, model, {
         "classes": classes, "cutoffs": list(config.cutoffs), "image_size": config.image_size,
-        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "pretrained": pretrained, "seed": config.seed,
+        "mean": list(input_normalisation(model)[0]), "std": list(input_normalisation(model)[1]), "pretrained": pretrained, "seed": config.seed,
         "manifest_hash": data_info["manifest_hash"], "head": config.head, "config": asdict(config),
         "metrics": evaluation["metrics"], "ci95": evaluation["ci95"], "collapse": asdict(collapse),
         "data": data_info, "training": training,
