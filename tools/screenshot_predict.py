@@ -3,7 +3,7 @@
     python tools/screenshot_predict.py PHOTO OUT.png
 
 Starts the app on a free local port with a temporary data folder, uploads PHOTO in the Predict tab
-with the demo checkpoint, waits for the severity, the three heatmaps and the region table, and saves
+with the demo checkpoint, waits for the three heatmaps and the regions with the lesion map, and saves
 a full-page screenshot. Needs Debian's chromium (/usr/bin/chromium) and Playwright.
 """
 
@@ -47,9 +47,8 @@ def main() -> None:
                 page.goto(f"http://127.0.0.1:{port}/")
                 page.get_by_role("tab", name="Predict").click()
                 page.locator("input[type=file][accept='image/*']").first.set_input_files(str(args.photo))
-                expect(page.get_by_test_id("label-output-value")).to_be_visible(timeout=WAIT_MS)
-                expect(page.locator("img[src$='/image.png']")).to_have_count(3, timeout=WAIT_MS)
-                expect(page.locator("img[src$='/image.jpeg']")).to_have_count(1, timeout=WAIT_MS)  # regions
+                expect(page.locator("img[src$='/image.png']")).to_have_count(3, timeout=WAIT_MS)  # heatmaps
+                expect(page.locator("img[src$='.jpeg']").first).to_be_visible(timeout=WAIT_MS)  # regions slider
                 page.wait_for_timeout(3000)  # let the region table finish painting
                 page.screenshot(path=str(args.out), full_page=True)
                 browser.close()

@@ -52,7 +52,7 @@ Grade melasma (MASI) from facial photos: **Annotate** photos with three blinded 
 """
 FOOTER = (
     "Research software, not a medical device: predictions are not a diagnosis. "
-    "The demo model has seen only synthetic faces."
+    "Each checkpoint's measured worth on real photos is shown beside its predictions."
 )
 
 
