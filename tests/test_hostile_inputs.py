@@ -169,7 +169,8 @@ def test_non_finite_outputs_are_refused_not_labelled(tmp_path: Path) -> None:
 
     folder = _copy_demo(tmp_path / "huge")
     weights = load_file(folder / "model.safetensors")
-    save_file({k: v * 1e30 if v.is_floating_point() else v for k, v in weights.items()}, folder / "model.safetensors")
+    save_file({k: v.float() * 1e30 if v.is_floating_point() else v for k, v in weights.items()},  # fp32: finite
+              folder / "model.safetensors")
     with pytest.raises(NonFiniteOutputError, match="NaN or infinite outputs"):
         Predictor.from_checkpoint(folder)  # its warm-up forward already overflows
     model, meta = load_checkpoint(folder)  # finite weights: they load

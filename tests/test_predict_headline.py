@@ -11,7 +11,7 @@ PROBABILITIES = {"mild": 0.2, "moderate": 0.75, "severe": 0.05}
 FAILED = RealPhotoCheck(images=94, melasma_images=47, auc_melasma=0.53, tone_baseline_auc=0.71,
                         nonmelasma_mild_share=0.36, lrp_in_polygon_ratio=1.0, gxi_in_polygon_ratio=0.8,
                         gradcam_in_polygon_ratio=1.1, source="roboflow-melasma", measured="2026-11-27")
-PASSED = replace(FAILED, auc_melasma=0.95, tone_baseline_auc=0.7)
+PASSED = replace(FAILED, auc_melasma=0.95, tone_baseline_auc=0.7, lrp_in_polygon_ratio=2.5, nonmelasma_mild_share=0.9)
 
 
 def test_no_face_shows_no_severity_whatever_the_checkpoint() -> None:
