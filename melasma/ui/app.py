@@ -1,4 +1,4 @@
-"""The app shell: the three tabs in one ``gr.Blocks``, first-start demo data, and launching.
+"""The app shell: the four tabs in one ``gr.Blocks``, first-start demo data, and launching.
 
 ``build_app`` composes the tabs (Annotate -> Train -> Predict); ``serve`` is the one code path
 that ``python app.py``, ``python -m melasma serve`` and the live-server tests all launch through.
