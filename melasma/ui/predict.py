@@ -22,7 +22,6 @@ from melasma.face_reading import FaceReading, read_face
 from melasma.inference import (
     DISPLAY_MAX,
     METHODS,
-    ExplanationSet,
     Predictor,
     describe_checkpoint,
     fit_display,
@@ -77,11 +76,12 @@ def _latency_rows(steps: dict[str, float]) -> list[list[object]]:
     return [[STEP_LABELS.get(name, name), round(float(ms), 1)] for name, ms in steps.items()]
 
 
-def _masi_text(reading: FaceReading, explanations: ExplanationSet) -> str:
+def _masi_text(reading: FaceReading) -> str:
+    """The lesion model's reading in one line (the CNN's class is the headline's to show, or not)."""
     if not reading.found:
         return ""
     return (f"**Image-derived MASI {reading.masi:.1f}** (mMASI {reading.mmasi:.1f}), measured from "
-            f"the lesion model's map per region, beside the CNN's class **{explanations.target}**.")
+            "the lesion model's map per region (see the region table below).")
 
 
 @dataclass
@@ -163,7 +163,7 @@ class PredictTab:
                        check=predictor.real_photo_check)
         severity = gr.Label(value=explanations.probabilities if top.show_label else None, visible=top.show_label)
         return (
-            severity, top.notice, _masi_text(reading, explanations), *overlays, *scales,
+            severity, top.notice, _masi_text(reading), *overlays, *scales,
             explanations.cam_note, (reading.outlines, reading.overlay), reading.table(METHODS), _latency_rows(steps),
         )
 
