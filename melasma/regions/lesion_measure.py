@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from melasma.masi import REGION_WEIGHTS, REGIONS, region_score
+from melasma.masi import region_score
 from melasma.regions.color import ita, to_lab
 from melasma.regions.find import analysis_size, as_rgb, resize_mask, resize_rgb
-from melasma.regions.pigment import DEFAULT, area_item, patch_homogeneity
+from melasma.regions.pigment import DEFAULT, area_item, cut_item, measure_regions, patch_homogeneity
 from melasma.regions.types import FaceRegions, RegionMeasure, RegionMeasures
 
 #: a region with a smaller lesion share than this scores A = 0 (one 8 x 8 cell of a small region)
@@ -40,10 +40,6 @@ class SkinReading:
     measure: RegionMeasure
     masi: float
     mmasi: float
-
-
-def _cut(value: float, cuts: tuple[float, ...]) -> int:
-    return int(np.searchsorted(cuts, value, side="right"))
 
 
 def _medians(lab: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
@@ -65,9 +61,9 @@ def _measure(name: str, lab: np.ndarray, inside: np.ndarray, lesion: np.ndarray,
     delta_L = max(normal_L - lesion_L, 0.0)
     contrast = np.where(found, np.clip(normal_L - lab[..., 0], 0, None), 0)
     even = patch_homogeneity(found, contrast)
-    darkness = 1 + _cut(100 * delta_L / max(normal_L, 1.0), DEFAULT.darkness_cuts)
+    darkness = 1 + cut_item(100 * delta_L / max(normal_L, 1.0), DEFAULT.darkness_cuts)
     return RegionMeasure(name, share, delta_L, normal_ITA - lesion_ITA, even, area, darkness,
-                         1 + _cut(even, DEFAULT.homogeneity_cuts))
+                         1 + cut_item(even, DEFAULT.homogeneity_cuts))
 
 
 def _lab_and_lesion(image: Image.Image | np.ndarray, probability: np.ndarray,
@@ -91,24 +87,10 @@ def measure_lesions(image: Image.Image | np.ndarray, regions: FaceRegions, proba
     lesion &= skin
     normal = skin & ~lesion
     skin_L, skin_ITA = _medians(lab, normal if normal.any() else skin) if skin.any() else (np.nan, np.nan)
-    measures: dict[str, RegionMeasure] = {}
-    not_measured: dict[str, str] = {}
-    masi = mmasi = 0.0
-    for name in REGIONS:
-        region = regions.regions[name]
-        if not region.visible:
-            not_measured[name] = region.reason
-            continue
-        measure = _measure(name, lab, resize_mask(region.mask, size), lesion, normal, skin_L, skin_ITA)
-        measures[name] = measure
-        masi += REGION_WEIGHTS[name] * region_score(measure.area_item, measure.darkness_item,
-                                                    measure.homogeneity_item)
-        mmasi += REGION_WEIGHTS[name] * measure.area_item * measure.darkness_item
-    return RegionMeasures(
-        regions=measures, masi=round(masi, 4), mmasi=round(mmasi, 4),
-        pigment_mask=(probability > threshold) & regions.skin_mask,
-        skin_L=float(skin_L), skin_ITA=float(skin_ITA), not_measured=not_measured,
-    )
+    return measure_regions(
+        regions, lambda name, region: _measure(name, lab, resize_mask(region.mask, size), lesion, normal, skin_L,
+                                               skin_ITA),
+        pigment_mask=(probability > threshold) & regions.skin_mask, skin_L=skin_L, skin_ITA=skin_ITA)
 
 
 def measure_skin(image: Image.Image | np.ndarray, skin_mask: np.ndarray, probability: np.ndarray,

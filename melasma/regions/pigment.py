@@ -22,6 +22,7 @@ minimum area share and the D cut points were refitted on real faces with painted
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import cv2
@@ -31,7 +32,7 @@ from PIL import Image
 from melasma.masi import REGION_WEIGHTS, REGIONS, region_score
 from melasma.regions.color import ita, to_lab
 from melasma.regions.find import analysis_size, as_rgb, resize_mask, resize_rgb
-from melasma.regions.types import FaceRegions, RegionMeasure, RegionMeasures
+from melasma.regions.types import FaceRegions, Region, RegionMeasure, RegionMeasures
 
 MAD_SCALE = 1.4826
 SUBSAMPLE = 3  # percentiles of a cell read every third skin pixel
@@ -72,7 +73,8 @@ def area_item(share: float, min_share: float) -> int:
     return 1 + int(np.searchsorted(AREA_UPPER, share, side="right"))
 
 
-def _cut(value: float, cuts: tuple[float, ...]) -> int:
+def cut_item(value: float, cuts: tuple[float, ...]) -> int:
+    """How many of the ascending `cuts` `value` reaches (an item above its lowest grade)."""
     return int(np.searchsorted(cuts, value, side="right"))
 
 
@@ -168,6 +170,26 @@ def _maps(lab: np.ndarray, skin: np.ndarray, settings: PigmentSettings) -> tuple
     return pigment, contrast, delta_ita
 
 
+def measure_regions(regions: FaceRegions, measure_one: Callable[[str, Region], RegionMeasure], *,
+                    pigment_mask: np.ndarray, skin_L: float, skin_ITA: float) -> RegionMeasures:
+    """`measure_one` on every visible region, the hidden ones listed with their reason (they add 0),
+    and the image-derived MASI and mMASI of the items: the frame of every reading of the regions."""
+    measures: dict[str, RegionMeasure] = {}
+    not_measured: dict[str, str] = {}
+    masi = mmasi = 0.0
+    for name in REGIONS:
+        region = regions.regions[name]
+        if not region.visible:
+            not_measured[name] = region.reason
+            continue
+        measure = measures[name] = measure_one(name, region)
+        masi += REGION_WEIGHTS[name] * region_score(measure.area_item, measure.darkness_item,
+                                                    measure.homogeneity_item)
+        mmasi += REGION_WEIGHTS[name] * measure.area_item * measure.darkness_item
+    return RegionMeasures(regions=measures, masi=round(masi, 4), mmasi=round(mmasi, 4), pigment_mask=pigment_mask,
+                          skin_L=float(skin_L), skin_ITA=float(skin_ITA), not_measured=not_measured)
+
+
 def measure_pigment(
     image: Image.Image | np.ndarray, regions: FaceRegions, settings: PigmentSettings = DEFAULT
 ) -> RegionMeasures:
@@ -187,36 +209,20 @@ def measure_pigment(
         skin_ITA = float(np.median(ita(lab[..., 0][skin], lab[..., 2][skin])))
     else:
         skin_L = skin_ITA = float("nan")
-    measures: dict[str, RegionMeasure] = {}
-    not_measured: dict[str, str] = {}
-    masi = mmasi = 0.0
-    for name in REGIONS:
-        region = regions.regions[name]
-        if not region.visible:
-            not_measured[name] = region.reason
-            continue
+
+    def measure_one(name: str, region: Region) -> RegionMeasure:
         inside = resize_mask(region.mask, size)
         pigmented = pigment & inside
         share = float(pigmented.sum() / max(int(inside.sum()), 1))
         area = area_item(share, settings.min_share)
-        if area:
-            dark_L = float(np.percentile(delta_L[inside], settings.contrast_percentile))
-            dark_ita = float(delta_ita[pigmented].mean()) if pigmented.any() else 0.0
-            homogeneity = patch_homogeneity(pigmented, delta_L)
-            darkness = 1 + _cut(100 * dark_L / max(skin_L, 1.0), settings.darkness_cuts)
-            homogeneity_item = 1 + _cut(homogeneity, settings.homogeneity_cuts)
-        else:
-            dark_L = dark_ita = homogeneity = 0.0
-            darkness = homogeneity_item = 0
-        measures[name] = RegionMeasure(name, share, dark_L, dark_ita, homogeneity, area, darkness, homogeneity_item)
-        masi += REGION_WEIGHTS[name] * region_score(area, darkness, homogeneity_item)
-        mmasi += REGION_WEIGHTS[name] * area * darkness
-    return RegionMeasures(
-        regions=measures,
-        masi=round(masi, 4),
-        mmasi=round(mmasi, 4),
-        pigment_mask=resize_mask(pigment, full) & regions.skin_mask,
-        skin_L=skin_L,
-        skin_ITA=skin_ITA,
-        not_measured=not_measured,
-    )
+        if not area:
+            return RegionMeasure(name, share, 0.0, 0.0, 0.0, 0, 0, 0)
+        dark_L = float(np.percentile(delta_L[inside], settings.contrast_percentile))
+        dark_ita = float(delta_ita[pigmented].mean()) if pigmented.any() else 0.0
+        homogeneity = patch_homogeneity(pigmented, delta_L)
+        return RegionMeasure(name, share, dark_L, dark_ita, homogeneity, area,
+                             1 + cut_item(100 * dark_L / max(skin_L, 1.0), settings.darkness_cuts),
+                             1 + cut_item(homogeneity, settings.homogeneity_cuts))
+
+    return measure_regions(regions, measure_one, pigment_mask=resize_mask(pigment, full) & regions.skin_mask,
+                           skin_L=skin_L, skin_ITA=skin_ITA)
