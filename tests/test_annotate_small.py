@@ -27,7 +27,7 @@ def test_adjudication_screen(tmp_path: Path, synth_dir: Path) -> None:
             record()
 
     ((_, image_id),) = tab.closed_choices(local).choices
-    *_, verdict = tab.open_case(image_id, local)
+    verdict = tab.open_case(image_id, local)[tab.adjudicate_screen.verdict]
     row = tab.workflow.closed_row(image_id)
     assert verdict == round(row.label_masi, 1) and verdict > 0  # not 0: the photo's own MASI to start from
 

@@ -79,9 +79,10 @@ def test_visitor_only_banner_says_how_to_enable_sign_in(tmp_path: Path) -> None:
 
     with gr.Blocks():
         tab = build_annotate_tab(Settings(data_dir=tmp_path, space_id="me/studio"))
-    banner, rate, *coordinator = tab.welcome(gr.Request(username=None))
+    shown = tab.welcome(gr.Request(username=None))
+    banner = shown[tab.banner]
     assert "Visitor-only mode" in banner and "MELASMA_AUTH" in banner and "MELASMA_OAUTH" in banner
-    assert not rate.visible and not any(t.visible for t in coordinator)
+    assert not any(shown[t].visible for t in tab.tabs.values())
 
 
 def _oauth_request(session: dict[str, Any] | None) -> fastapi.Request:

@@ -64,10 +64,11 @@ def test_annotate_tab_names_the_role_and_shows_only_its_screens(tmp_path) -> Non
         tab = build_annotate_tab(settings)
     visible = {}
     for user in ("boss", "ann", "eve"):
-        banner, rate, *coordinator = tab.welcome(gr.Request(username=user))
-        visible[user] = (rate.visible, [t.visible for t in coordinator])
-        assert f"Signed in as **{user}**" in banner
+        shown = tab.welcome(gr.Request(username=user))
+        visible[user] = (shown[tab.tabs["annotate-rate"]].visible,
+                         [shown[t].visible for key, t in tab.tabs.items() if key != "annotate-rate"])
+        assert f"Signed in as **{user}**" in shown[tab.banner]
     assert visible == {"boss": (False, [True] * 5), "ann": (True, [False] * 5), "eve": (False, [False] * 5)}
     with gr.Blocks():
         local = build_annotate_tab(Settings(data_dir=tmp_path / "local"))
-    assert "Local single-user mode" in local.welcome(gr.Request(username=None))[0]
+    assert "Local single-user mode" in local.welcome(gr.Request(username=None))[local.banner]

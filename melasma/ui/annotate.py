@@ -29,14 +29,14 @@ from annotation.ingest import ingest, photo_path
 from annotation.plots import machine_scatter, rater_scatter
 from annotation.store import SCORE_FIELDS, AnnotationError, RatingStore
 from annotation.workflow import Submission, Workflow
-from melasma.access import AccessDenied, Role, anonymous, local_mode, require, require_rater, role_of, visitor_only
+from melasma.access import Role, anonymous, local_mode, require, require_rater, role_of, visitor_only
 from melasma.data.synthetic_marks import store_mix, synthetic_note
 from melasma.lesions.machine_rater import machine_scores
 from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, REGIONS, masi, mmasi, shown_class
 from melasma.regions import FaceNotFound, draw_regions, find_regions
 from melasma.settings import Settings
 from melasma.ui import annotate_text as text
-from melasma.ui.components import PhotoStage, delete_uploads, user_errors
+from melasma.ui.components import PhotoStage, Shown, delete_uploads, user_errors
 from melasma.ui.lanes import RATING_LANE
 
 INTRO = """
@@ -52,6 +52,8 @@ INTENSITY_CHOICES = [(f"{score} · {label}", score) for score, label in INTENSIT
 LOCAL_COORDINATOR = "local coordinator"
 #: The rating photo's height: the screen's, less the controls above it in its sticky column (440 px at most).
 PHOTO_HEIGHT = "min(440px, calc(100vh - 260px))"
+#: The ingest summary's fields per file, as the result table names them.
+INGEST_HEADERS = {"file": "file", "outcome": "outcome", "reason": "reason", "photo_id": "photo id"}
 COORDINATOR_TABS = ("annotate-ingest", "annotate-photos", "annotate-agreement", "annotate-adjudicate",
                     "annotate-export")
 
@@ -79,17 +81,142 @@ def _username(request: gr.Request | None) -> str | None:
     return getattr(request, "username", None) if request is not None else None
 
 
-@dataclass
+@dataclass(frozen=True)
+class RateScreen:
+    """The rating screen: the photo beside the MASI form (12 score radios in `SCORE_FIELDS` order, 4
+    "not visible" boxes in `REGIONS` order) and the rater's photos still open for revision."""
+
+    rater: gr.Dropdown
+    next_button: gr.Button
+    status: gr.Markdown
+    outlines: gr.Checkbox
+    image: gr.Image
+    image_id: gr.Textbox
+    scores: list[gr.Radio]
+    hidden: list[gr.Checkbox]
+    live: gr.Markdown
+    submit: gr.Button
+    result: gr.Markdown
+    own: gr.Gallery
+    own_ids: gr.State
+
+    @property
+    def form(self) -> list[gr.Radio | gr.Checkbox]:
+        """The 12 score radios, then the 4 "not visible" boxes."""
+        return [*self.scores, *self.hidden]
+
+    @property
+    def photo(self) -> list[gr.components.Component]:
+        """What a new photo sets: its id, the picture, the status line and the form."""
+        return [self.image_id, self.image, self.status, *self.form]
+
+    def blank_form(self) -> Shown:
+        """No score chosen, every region visible."""
+        return {**{radio: None for radio in self.scores}, **{box: False for box in self.hidden}}
+
+
+@dataclass(frozen=True)
+class IngestScreen:
+    """Add photos: the uploads, their patient and visit, and the outcome per file."""
+
+    files: gr.File
+    patient: gr.Textbox
+    visit: gr.Textbox
+    add: gr.Button
+    table: gr.Dataframe
+    summary: gr.JSON
+
+
+@dataclass(frozen=True)
+class PhotosScreen:
+    """Every photo in one table."""
+
+    refresh: gr.Button
+    table: gr.Dataframe
+
+
+@dataclass(frozen=True)
+class AgreementScreen:
+    """The raters' agreement, and the image-derived MASI as a machine rater."""
+
+    refresh: gr.Button
+    summary: gr.Markdown
+    plot: gr.Plot
+    numbers: gr.JSON
+    machine_button: gr.Button
+    machine_summary: gr.Markdown
+    machine_plot: gr.Plot
+    machine_numbers: gr.JSON
+
+
+@dataclass(frozen=True)
+class AdjudicateScreen:
+    """One closed photo: every rater's scores, the coordinator's decision and the log."""
+
+    case: gr.Dropdown
+    refresh: gr.Button
+    photo: gr.Image
+    summary: gr.Markdown
+    scores: gr.Dataframe
+    verdict: gr.Number
+    verdict_reason: gr.Textbox
+    decide: gr.Button
+    rerater: gr.Dropdown
+    rerate_reason: gr.Textbox
+    rerate: gr.Button
+    decided: gr.Markdown
+    log: gr.Dataframe
+
+
+@dataclass(frozen=True)
+class ExportScreen:
+    """Class counts, the export and the manifest handed to the Train tab."""
+
+    counts: gr.Markdown
+    check: gr.Button
+    export: gr.Button
+    downloads: gr.File
+    path: gr.Textbox
+
+
+@dataclass(frozen=True)
+class ApiControls:
+    """Hidden twins of the rating buttons: the `/next_image` and `/submit_rating` endpoints."""
+
+    next_image: gr.Button
+    submit: gr.Button
+    entry: gr.JSON
+    extra: gr.Textbox
+    not_visible: gr.CheckboxGroup
+
+
+@dataclass(frozen=True)
 class AnnotateTab:
-    """The tab's state and components; `export_path` holds the latest exported manifest."""
+    """The tab's state, its screens' components and its handlers; `tabs` holds the sub-tabs by id (the
+    app shell wires `welcome` to show each role its own)."""
 
     settings: Settings
     store: RatingStore
-    photos_dir: Path
-    export_path: gr.Textbox
     banner: gr.Markdown
-    tabs: dict[str, gr.Tab] = field(default_factory=dict)
+    tabs: dict[str, gr.Tab]
+    rate_screen: RateScreen
+    ingest_screen: IngestScreen
+    photos_screen: PhotosScreen
+    agreement_screen: AgreementScreen
+    adjudicate_screen: AdjudicateScreen
+    export_screen: ExportScreen
+    api: ApiControls
     stage: PhotoStage = field(default_factory=PhotoStage)
+
+    @property
+    def photos_dir(self) -> Path:
+        """Where the stored photos are."""
+        return self.settings.photos_dir
+
+    @property
+    def export_path(self) -> gr.Textbox:
+        """The latest exported manifest (the Train tab takes it)."""
+        return self.export_screen.path
 
     @property
     def workflow(self) -> Workflow:
@@ -107,7 +234,7 @@ class AnnotateTab:
         require(Role.COORDINATOR, username, self.settings)
         return username or LOCAL_COORDINATOR
 
-    def welcome(self, request: gr.Request) -> tuple[Any, ...]:
+    def welcome(self, request: gr.Request) -> Shown:
         """The banner naming the user's role, and only the sub-tabs that role may use."""
         username = _username(request)
         role = role_of(username, self.settings)
@@ -120,10 +247,12 @@ class AnnotateTab:
             banner = "Not signed in: you may use **Predict**. Raters and coordinators sign in first."
         else:
             banner = f"Signed in as **{username}** · role: **{role}**."
-        rate_visible = username in self.settings.raters or local_mode(self.settings)
-        updates = [gr.Tab(visible=rate_visible)]
-        updates += [gr.Tab(visible=role is Role.COORDINATOR) for _ in COORDINATOR_TABS]
-        return (banner, *updates)
+        shown: Shown = {
+            self.banner: banner,
+            self.tabs["annotate-rate"]: gr.Tab(visible=username in self.settings.raters or local_mode(self.settings)),
+        }
+        shown.update({self.tabs[key]: gr.Tab(visible=role is Role.COORDINATOR) for key in COORDINATOR_TABS})
+        return shown
 
     # photos for the screen ------------------------------------------------------------------
     def view(self, image_id: str, outlines: bool = False) -> str:
@@ -225,56 +354,53 @@ class AnnotateTab:
         return gallery, ids
 
     # UI events: one event loads the photo AND resets the form (no second event races a click)
-    def show_next(self, rater: str | None, outlines: bool, request: gr.Request) -> tuple[Any, ...]:
-        """UI: next photo, a blank form, the revise list; a message in the status line on refusal."""
-        blank = [None] * len(SCORE_FIELDS) + [False] * len(REGIONS)
-        try:
-            name = self.rater_for(rater, request)
-            image_id, photo, status = self.next_for(name, outlines)
-        except (AnnotationError, AccessDenied) as error:
-            return (gr.skip(), gr.skip(), f"⚠️ {error}", *[gr.skip()] * len(blank), gr.skip(), gr.skip(), gr.skip())
+    def _next_photo(self, name: str, outlines: bool) -> Shown:
+        """The rater's next photo with a blank form, and their photos still open for revision."""
+        screen = self.rate_screen
+        image_id, photo, status = self.next_for(name, outlines)
         gallery, ids = self.own_open(name)
-        return (image_id, photo, status, *blank, "", gallery, ids)
+        return {screen.image_id: image_id, screen.image: photo, screen.status: status, **screen.blank_form(),
+                screen.own: gallery, screen.own_ids: ids}
+
+    def show_next(self, rater: str | None, outlines: bool, request: gr.Request) -> Shown:
+        """UI: next photo, a blank form, the revise list."""
+        return {**self._next_photo(self.rater_for(rater, request), outlines), self.rate_screen.result: ""}
 
     def ui_submit(
         self, request: gr.Request, rater: str | None, image_id: str | None, outlines: bool,
         *values: int | None,
-    ) -> tuple[Any, ...]:
-        """UI: store the scores; on a refusal say why in the result line and keep the form as it is."""
-        keep = (gr.skip(),) * (3 + len(SCORE_FIELDS) + len(REGIONS) + 2)
+    ) -> Shown:
+        """UI: store the scores and show the next photo; a refusal (a score missing, ...) keeps the form."""
         scores, hidden = _split(values)
         missing = text.missing_message(text.fill_zero_areas(text.fill_hidden(scores, hidden)))
         if missing:
-            return (f"⚠️ {missing}", *keep)
-        try:
-            name = self.rater_for(rater, request)
-            result = self.submit(name, image_id, scores, hidden)
-            image_id, photo, status = self.next_for(name, outlines)
-        except (AnnotationError, AccessDenied) as error:
-            return (f"⚠️ {error}", *keep)
-        gallery, ids = self.own_open(name)
-        blank = [None] * len(SCORE_FIELDS) + [False] * len(REGIONS)
-        return (text.result_sentence(result, next_ready=bool(image_id)), image_id, photo, status, *blank, gallery, ids)
+            raise AnnotationError(missing)
+        name = self.rater_for(rater, request)
+        result = self.submit(name, image_id, scores, hidden)
+        shown = self._next_photo(name, outlines)
+        sentence = text.result_sentence(result, next_ready=bool(shown[self.rate_screen.image_id]))
+        return {**shown, self.rate_screen.result: sentence}
 
     def load_own(
         self, rater: str | None, ids: list[str], outlines: bool, evt: gr.SelectData, request: gr.Request
-    ) -> tuple[Any, ...]:
+    ) -> Shown:
         """UI: reopen one of the rater's still-open photos. Signed in, the form shows their own
         scores; in the local mode (no proof of who is at the keyboard) the form starts blank."""
+        screen = self.rate_screen
         name = self.rater_for(rater, request)
         image_id = ids[evt.index]
         rating = self.workflow.own_rating(name, image_id)
         if rating is None:
             raise AnnotationError("you have not rated this photo")
         if local_mode(self.settings):
-            values: list[Any] = [None] * len(SCORE_FIELDS) + [False] * len(REGIONS)
+            form = screen.blank_form()
             note = "rate it again; your new scores replace the earlier ones"
         else:
-            values = [rating.scores[region][item] for region, item in SCORE_FIELDS]
-            values += [region in rating.hidden for region in REGIONS]
+            form = {radio: rating.scores[region][item] for radio, (region, item) in zip(screen.scores, SCORE_FIELDS)}
+            form.update({box: region in rating.hidden for box, region in zip(screen.hidden, REGIONS)})
             note = f"your scores (revision {rating.revision}) are in the form"
-        status = f"**{name}**: revising a photo you rated · {note}"
-        return (image_id, self.view(image_id, outlines), status, *values)
+        return {screen.image_id: image_id, screen.image: self.view(image_id, outlines),
+                screen.status: f"**{name}**: revising a photo you rated · {note}", **form}
 
     # coordinator: photos, agreement, adjudication, export -------------------------------------
     def photos(self, request: gr.Request) -> pd.DataFrame:
@@ -324,7 +450,7 @@ class AnnotateTab:
         """After a decision: the list again, the decided photo still chosen under its new status."""
         return self.closed_choices(request, keep=image_id)
 
-    def open_case(self, image_id: str | None, request: gr.Request) -> tuple[Any, ...]:
+    def open_case(self, image_id: str | None, request: gr.Request) -> Shown:
         """The disputed photo, every rater's scores, the consensus and the decisions so far."""
         self.coordinator(request)
         if not image_id:
@@ -334,10 +460,12 @@ class AnnotateTab:
                    f"{row.consensus.spread:.1f} · status **{row.status}**"
                    + (f" · adjudicated MASI **{row.adjudicated:.1f}**" if row.adjudicated is not None else "")
                    + ("\n\n" + "; ".join(row.reasons) if row.reasons else ""))
-        raters = [r.rater for r in row.ratings]
-        return (self.view(image_id), summary, text.scores_table(row.ratings),
-                gr.Dropdown(choices=raters, value=None),
-                text.decisions_table(self.store.adjudications(image_id)), round(row.label_masi, 1))
+        screen = self.adjudicate_screen
+        return {screen.photo: self.view(image_id), screen.summary: summary,
+                screen.scores: text.scores_table(row.ratings),
+                screen.rerater: gr.Dropdown(choices=[r.rater for r in row.ratings], value=None),
+                screen.log: text.decisions_table(self.store.adjudications(image_id)),
+                screen.verdict: round(row.label_masi, 1)}
 
     def adjudicate(self, image_id: str | None, value: float | None, reason: str | None,
                    request: gr.Request) -> str:
@@ -401,162 +529,218 @@ def _region_scores(region: str) -> tuple[list[gr.Radio], gr.Checkbox]:
     return radios, hidden
 
 
+def _rate_screen(settings: Settings) -> RateScreen:
+    """The photo (as tall as the screen allows: the whole face beside the form) and the MASI form,
+    mirrored to the photo: the patient's right cheek on the viewer's left, the chin below."""
+    with gr.Row():
+        with gr.Column(scale=4, elem_classes="melasma-sticky"):
+            with gr.Row(equal_height=True):
+                rater = gr.Dropdown(list(settings.raters), value=None, label="Rater", visible=local_mode(settings),
+                                    info=RATER_HELP, scale=3)
+                next_button = gr.Button("Next photo", scale=1, min_width=100)
+            status = gr.Markdown("Choose your rater name and press **Next photo**.")
+            outlines = gr.Checkbox(False, label="Show region outlines (found automatically; "
+                                   "the patient's right is on your left)", elem_id="annotate-outlines")
+            image = gr.Image(type="filepath", label="Photo (corner button: full size)",
+                             interactive=False, height=PHOTO_HEIGHT, buttons=["fullscreen", "download"],
+                             elem_id="annotate-photo")
+            image_id = gr.Textbox(label="Photo id", interactive=False, visible=False)
+        with gr.Column(scale=8, elem_classes="melasma-form"):
+            radios: dict[str, list[gr.Radio]] = {}
+            boxes: dict[str, gr.Checkbox] = {}
+            with gr.Row(equal_height=False):
+                for region in ("right_malar", "forehead", "left_malar"):
+                    with gr.Column(min_width=200):
+                        radios[region], boxes[region] = _region_scores(region)
+            with gr.Row(equal_height=False):
+                with gr.Column(min_width=200):
+                    live = gr.Markdown(live_scores(*[None] * len(SCORE_FIELDS)))
+                    submit = gr.Button("Submit rating", variant="primary", elem_id="annotate-submit")
+                with gr.Column(min_width=200):
+                    radios["chin"], boxes["chin"] = _region_scores("chin")
+                with gr.Column(min_width=200):
+                    result = gr.Markdown(elem_id="annotate-result")
+            with gr.Accordion("Revise one of my ratings (photos still open)", open=False):
+                own = gr.Gallery(label="Photos you rated that still wait for other raters",
+                                 columns=6, height=180, allow_preview=False)
+                own_ids = gr.State([])
+    return RateScreen(rater=rater, next_button=next_button, status=status, outlines=outlines, image=image,
+                      image_id=image_id, scores=[radio for region, _ in SCORE_FIELDS[::3] for radio in radios[region]],
+                      hidden=[boxes[region] for region in REGIONS], live=live, submit=submit, result=result,
+                      own=own, own_ids=own_ids)
+
+
+def _ingest_screen() -> IngestScreen:
+    files = gr.File(file_count="multiple", file_types=["image", ".zip"], type="filepath",
+                    label="Photos or zip archives (stored copies carry no metadata; uploads are deleted)",
+                    elem_id="annotate-files")
+    with gr.Row():
+        patient = gr.Textbox(label="Patient id (optional)", max_length=64)
+        visit = gr.Textbox(label="Visit date (optional)", placeholder="YYYY-MM-DD")
+    add = gr.Button("Add photos", variant="primary")
+    table = gr.Dataframe(headers=list(INGEST_HEADERS.values()), label="Result per file",
+                         interactive=False, wrap=True, elem_id="annotate-ingest-result")
+    return IngestScreen(files=files, patient=patient, visit=visit, add=add, table=table, summary=gr.JSON(visible=False))
+
+
+def _photos_screen() -> PhotosScreen:
+    refresh = gr.Button("Refresh")
+    table = gr.Dataframe(headers=list(text.PHOTO_COLUMNS), datatype=text.PHOTO_DATATYPES, interactive=False,
+                         wrap=True, label="Every photo", elem_id="annotate-photo-table")
+    return PhotosScreen(refresh=refresh, table=table)
+
+
+def _agreement_screen() -> AgreementScreen:
+    refresh = gr.Button("Refresh agreement")
+    summary = gr.Markdown()
+    plot = gr.Plot(label="Rater vs rater MASI")
+    with gr.Accordion("All numbers (JSON)", open=False):
+        numbers = gr.JSON(label="Agreement numbers")
+    machine_button = gr.Button("Compare with the image-derived MASI (machine rater)")
+    machine_summary = gr.Markdown()
+    machine_plot = gr.Plot(label="Machine vs consensus MASI")
+    with gr.Accordion("Machine rater numbers (JSON)", open=False):
+        machine_numbers = gr.JSON(label="Machine vs consensus")
+    return AgreementScreen(refresh=refresh, summary=summary, plot=plot, numbers=numbers,
+                           machine_button=machine_button, machine_summary=machine_summary,
+                           machine_plot=machine_plot, machine_numbers=machine_numbers)
+
+
+def _adjudicate_screen() -> AdjudicateScreen:
+    with gr.Row(equal_height=True):
+        case = gr.Dropdown([], value=None, label="Closed photo (disputed first)", scale=4, allow_custom_value=True)
+        refresh = gr.Button("Refresh", scale=1, elem_id="annotate-adjudicate-refresh")
+    with gr.Row():
+        with gr.Column(scale=2):
+            photo = gr.Image(type="filepath", label="Photo", interactive=False, height=360, buttons=["fullscreen"])
+        with gr.Column(scale=3):
+            summary = gr.Markdown()
+            scores = gr.Dataframe(label="Each rater's scores", interactive=False,
+                                  headers=["rater", *text.REGION_LABELS.values(), "MASI", "revision"])
+            with gr.Row(equal_height=True):
+                verdict = gr.Number(label="Adjudicated MASI", minimum=0, maximum=48, value=None)
+                verdict_reason = gr.Textbox(label="Reason (kept in the log)", max_length=500, scale=2)
+                decide = gr.Button("Record adjudicated MASI", variant="primary")
+            with gr.Row(equal_height=True):
+                rerater = gr.Dropdown([], value=None, label="Rater to ask again", allow_custom_value=True)
+                rerate_reason = gr.Textbox(label="Reason (kept in the log)", max_length=500, scale=2)
+                rerate = gr.Button("Ask for a re-rating")
+            decided = gr.Markdown()
+    log = gr.Dataframe(label="Decisions on this photo (who, when, before, after, why)", interactive=False,
+                       headers=list(text.DECISION_COLUMNS), elem_id="annotate-decisions")
+    return AdjudicateScreen(case=case, refresh=refresh, photo=photo, summary=summary, scores=scores, verdict=verdict,
+                            verdict_reason=verdict_reason, decide=decide, rerater=rerater,
+                            rerate_reason=rerate_reason, rerate=rerate, decided=decided, log=log)
+
+
+def _export_screen() -> ExportScreen:
+    gr.Markdown("Exports closed photos: a training manifest (label = adjudicated MASI when there "
+                "is one, else the raters' mean; `status` and `adjudicated` columns) and every rating.")
+    counts = gr.Markdown(elem_id="annotate-counts")
+    with gr.Row():
+        check = gr.Button("Check class counts")
+        export = gr.Button("Export and send to Train", variant="primary")
+    downloads = gr.File(label="CSV files", file_count="multiple", interactive=False)
+    path = gr.Textbox(label="Manifest handed to the Train tab", interactive=False)
+    return ExportScreen(counts=counts, check=check, export=export, downloads=downloads, path=path)
+
+
+def _api_controls() -> ApiControls:
+    return ApiControls(
+        next_image=gr.Button(visible=False), submit=gr.Button(visible=False), entry=gr.JSON(visible=False),
+        extra=gr.Textbox("", visible=False, label="extra (leave empty: the API takes exactly 12 scores)"),
+        not_visible=gr.CheckboxGroup(list(REGIONS), value=[], visible=False,
+                                     label="not_visible (regions not visible in the photo)"))
+
+
 def build_annotate_tab(settings: Settings) -> AnnotateTab:
     """Lay out the Annotate tab inside the caller's open gr.Blocks / gr.Tab and wire its events."""
-    store = RatingStore.for_settings(settings)
     banner = gr.Markdown(elem_id="annotate-banner")
     with gr.Accordion("How rating works", open=False):
         gr.Markdown(INTRO)
-    local = local_mode(settings)
     tabs: dict[str, gr.Tab] = {}
     with gr.Tabs():
         with gr.Tab("Rate", id="annotate-rate") as tabs["annotate-rate"]:
-            with gr.Row():
-                with gr.Column(scale=4, elem_classes="melasma-sticky"):
-                    with gr.Row(equal_height=True):
-                        rater = gr.Dropdown(list(settings.raters), value=None, label="Rater", visible=local,
-                                            info=RATER_HELP, scale=3)
-                        next_button = gr.Button("Next photo", scale=1, min_width=100)
-                    status = gr.Markdown("Choose your rater name and press **Next photo**.")
-                    outlines = gr.Checkbox(False, label="Show region outlines (found automatically; "
-                                           "the patient's right is on your left)", elem_id="annotate-outlines")
-                    # as tall as the screen allows: the whole face (cheeks and chin too) beside the form
-                    image = gr.Image(type="filepath", label="Photo (corner button: full size)",
-                                     interactive=False, height=PHOTO_HEIGHT, buttons=["fullscreen", "download"],
-                                     elem_id="annotate-photo")
-                    image_id = gr.Textbox(label="Photo id", interactive=False, visible=False)
-                with gr.Column(scale=8, elem_classes="melasma-form"):
-                    # mirrored to the photo: patient's right cheek on the viewer's left, chin below
-                    radios: dict[str, list[gr.Radio]] = {}
-                    boxes: dict[str, gr.Checkbox] = {}
-                    with gr.Row(equal_height=False):
-                        for region in ("right_malar", "forehead", "left_malar"):
-                            with gr.Column(min_width=200):
-                                radios[region], boxes[region] = _region_scores(region)
-                    with gr.Row(equal_height=False):
-                        with gr.Column(min_width=200):
-                            live = gr.Markdown(live_scores(*[None] * len(SCORE_FIELDS)))
-                            submit = gr.Button("Submit rating", variant="primary", elem_id="annotate-submit")
-                        with gr.Column(min_width=200):
-                            radios["chin"], boxes["chin"] = _region_scores("chin")
-                        with gr.Column(min_width=200):
-                            result = gr.Markdown(elem_id="annotate-result")
-                    scores = [radio for region, _ in SCORE_FIELDS[::3] for radio in radios[region]]
-                    hidden = [boxes[region] for region in REGIONS]
-                    with gr.Accordion("Revise one of my ratings (photos still open)", open=False):
-                        own = gr.Gallery(label="Photos you rated that still wait for other raters",
-                                         columns=6, height=180, allow_preview=False)
-                        own_ids = gr.State([])
+            rate = _rate_screen(settings)
         with gr.Tab("Add photos", id="annotate-ingest") as tabs["annotate-ingest"]:
-            files = gr.File(file_count="multiple", file_types=["image", ".zip"], type="filepath",
-                            label="Photos or zip archives (stored copies carry no metadata; uploads are deleted)",
-                            elem_id="annotate-files")
-            with gr.Row():
-                patient = gr.Textbox(label="Patient id (optional)", max_length=64)
-                visit = gr.Textbox(label="Visit date (optional)", placeholder="YYYY-MM-DD")
-            add = gr.Button("Add photos", variant="primary")
-            added_table = gr.Dataframe(headers=["file", "outcome", "reason", "photo_id"], label="Result per file",
-                                       interactive=False, wrap=True, elem_id="annotate-ingest-result")
-            added = gr.JSON(visible=False)
+            ingest_screen = _ingest_screen()
         with gr.Tab("Photos", id="annotate-photos") as tabs["annotate-photos"]:
-            refresh_photos = gr.Button("Refresh")
-            photo_rows = gr.Dataframe(headers=list(text.PHOTO_COLUMNS), datatype=text.PHOTO_DATATYPES,
-                                      interactive=False, wrap=True, label="Every photo",
-                                      elem_id="annotate-photo-table")
+            photos = _photos_screen()
         with gr.Tab("Agreement", id="annotate-agreement") as tabs["annotate-agreement"]:
-            refresh = gr.Button("Refresh agreement")
-            summary = gr.Markdown()
-            plot = gr.Plot(label="Rater vs rater MASI")
-            with gr.Accordion("All numbers (JSON)", open=False):
-                numbers = gr.JSON(label="Agreement numbers")
-            machine_button = gr.Button("Compare with the image-derived MASI (machine rater)")
-            machine_summary = gr.Markdown()
-            machine_plot = gr.Plot(label="Machine vs consensus MASI")
-            with gr.Accordion("Machine rater numbers (JSON)", open=False):
-                machine_numbers = gr.JSON(label="Machine vs consensus")
+            agreement = _agreement_screen()
         with gr.Tab("Adjudicate", id="annotate-adjudicate") as tabs["annotate-adjudicate"]:
-            with gr.Row(equal_height=True):
-                case = gr.Dropdown([], value=None, label="Closed photo (disputed first)", scale=4,
-                                   allow_custom_value=True)
-                refresh_cases = gr.Button("Refresh", scale=1, elem_id="annotate-adjudicate-refresh")
-            with gr.Row():
-                with gr.Column(scale=2):
-                    case_photo = gr.Image(type="filepath", label="Photo", interactive=False, height=360,
-                                          buttons=["fullscreen"])
-                with gr.Column(scale=3):
-                    case_summary = gr.Markdown()
-                    case_scores = gr.Dataframe(label="Each rater's scores", interactive=False,
-                                               headers=["rater", *text.REGION_LABELS.values(), "MASI", "revision"])
-                    with gr.Row(equal_height=True):
-                        verdict = gr.Number(label="Adjudicated MASI", minimum=0, maximum=48, value=None)
-                        verdict_reason = gr.Textbox(label="Reason (kept in the log)", max_length=500, scale=2)
-                        decide = gr.Button("Record adjudicated MASI", variant="primary")
-                    with gr.Row(equal_height=True):
-                        rerater = gr.Dropdown([], value=None, label="Rater to ask again", allow_custom_value=True)
-                        rerate_reason = gr.Textbox(label="Reason (kept in the log)", max_length=500, scale=2)
-                        rerate = gr.Button("Ask for a re-rating")
-                    decided = gr.Markdown()
-            log = gr.Dataframe(label="Decisions on this photo (who, when, before, after, why)", interactive=False,
-                               headers=list(text.DECISION_COLUMNS),
-                               elem_id="annotate-decisions")
+            adjudicate = _adjudicate_screen()
         with gr.Tab("Export", id="annotate-export") as tabs["annotate-export"]:
-            gr.Markdown("Exports closed photos: a training manifest (label = adjudicated MASI when there "
-                        "is one, else the raters' mean; `status` and `adjudicated` columns) and every rating.")
-            counts = gr.Markdown(elem_id="annotate-counts")
-            with gr.Row():
-                check = gr.Button("Check class counts")
-                export_button = gr.Button("Export and send to Train", variant="primary")
-            downloads = gr.File(label="CSV files", file_count="multiple", interactive=False)
-            export_path = gr.Textbox(label="Manifest handed to the Train tab", interactive=False)
+            export = _export_screen()
         with gr.Tab("API", id="annotate-api", visible=False):
-            api_next = gr.Button(visible=False)
-            api_submit = gr.Button(visible=False)
-            api_entry = gr.JSON(visible=False)
-            extra = gr.Textbox("", visible=False, label="extra (leave empty: the API takes exactly 12 scores)")
-            not_visible = gr.CheckboxGroup(list(REGIONS), value=[], visible=False,
-                                           label="not_visible (regions not visible in the photo)")
+            api = _api_controls()
+    tab = AnnotateTab(settings=settings, store=RatingStore.for_settings(settings), banner=banner, tabs=tabs,
+                      rate_screen=rate, ingest_screen=ingest_screen, photos_screen=photos,
+                      agreement_screen=agreement, adjudicate_screen=adjudicate, export_screen=export, api=api)
+    wire(tab)
+    return tab
 
-    tab = AnnotateTab(settings, store, settings.photos_dir, export_path, banner, tabs)
+
+def _ingest_table(summary: dict[str, Any]) -> pd.DataFrame:
+    """The ingest summary's outcome per file, under the screen's headers."""
+    return pd.DataFrame(summary["files"], columns=list(INGEST_HEADERS)).rename(columns=INGEST_HEADERS)
+
+
+def _zero_intensities(area: int | None) -> tuple[Any, Any]:
+    """Area 0 (no lesion): darkness and homogeneity 0 without a click."""
+    return (0, 0) if area == 0 else (gr.skip(), gr.skip())
+
+
+def wire(tab: AnnotateTab) -> None:
+    """Connect the tab's events: the UI events and their API twins (same handlers, API-shaped outputs).
+    Every refusal is a pop-up (`user_errors`)."""
     quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
     lane: dict[str, Any] = {"concurrency_id": RATING_LANE, "concurrency_limit": 16}
-    form_outputs = [image_id, image, status, *scores, *hidden]
-
-    form_inputs: list[gr.Radio | gr.Checkbox] = [*scores, *hidden]
-    gr.on([c.change for c in form_inputs], live_scores, form_inputs, live,
-          trigger_mode="always_last", **quiet, **lane)
-    for area, darkness, homogeneity in zip(scores[0::3], scores[1::3], scores[2::3]):
-        area.input(lambda a: (0, 0) if a == 0 else (gr.skip(), gr.skip()), area, [darkness, homogeneity],
-                   **quiet, **lane)
-    # rating: the UI events and their API twins (same handlers, API-shaped outputs)
-    gr.on([next_button.click, rater.change], tab.show_next, [rater, outlines],
-          [*form_outputs, result, own, own_ids], **quiet, **lane)
-    submit.click(tab.ui_submit, [rater, image_id, outlines, *scores, *hidden],
-                 [result, *form_outputs, own, own_ids], **quiet, **lane)
-    own.select(user_errors(tab.load_own), [rater, own_ids, outlines], form_outputs, **quiet, **lane)
-    outlines.change(user_errors(tab.redraw), [image_id, outlines], image, **quiet, **lane)
-    api_next.click(user_errors(tab.next_image), rater, [image_id, image, status], api_name="next_image", **lane)
-    api_submit.click(user_errors(tab.submit_rating), [rater, image_id, *scores, extra, not_visible],
-                     [api_entry, image_id, image, status], api_name="submit_rating", **lane)
+    rate, api = tab.rate_screen, tab.api
+    # rating
+    gr.on([c.change for c in rate.form], live_scores, rate.form, rate.live, trigger_mode="always_last", **quiet, **lane)
+    for area, darkness, homogeneity in zip(rate.scores[0::3], rate.scores[1::3], rate.scores[2::3]):
+        area.input(_zero_intensities, area, [darkness, homogeneity], **quiet, **lane)
+    next_outputs = [*rate.photo, rate.result, rate.own, rate.own_ids]
+    gr.on([rate.next_button.click, rate.rater.change], user_errors(tab.show_next), [rate.rater, rate.outlines],
+          next_outputs, **quiet, **lane)
+    rate.submit.click(user_errors(tab.ui_submit), [rate.rater, rate.image_id, rate.outlines, *rate.form],
+                      next_outputs, **quiet, **lane)
+    rate.own.select(user_errors(tab.load_own), [rate.rater, rate.own_ids, rate.outlines], rate.photo, **quiet, **lane)
+    rate.outlines.change(user_errors(tab.redraw), [rate.image_id, rate.outlines], rate.image, **quiet, **lane)
+    api.next_image.click(user_errors(tab.next_image), rate.rater, [rate.image_id, rate.image, rate.status],
+                         api_name="next_image", **lane)
+    api.submit.click(user_errors(tab.submit_rating), [rate.rater, rate.image_id, *rate.scores, api.extra,
+                                                      api.not_visible],
+                     [api.entry, rate.image_id, rate.image, rate.status], api_name="submit_rating", **lane)
     # coordinator
-    add.click(user_errors(tab.add_photos), [files, patient, visit], added, api_name="ingest", **lane
-              ).success(lambda s: pd.DataFrame(s["files"]), added, added_table, **quiet
-              ).then(lambda: None, None, files, **quiet)
-    refresh_photos.click(user_errors(tab.photos), None, photo_rows, api_name="photos")
-    refresh.click(user_errors(tab.agreement), None, [numbers, plot], api_name="agreement"
-                  ).success(text.report_markdown, numbers, summary, **quiet)
-    machine_button.click(user_errors(tab.machine_agreement), None, [machine_numbers, machine_plot, machine_summary],
-                         api_name="machine_agreement")
-    gr.on([refresh_cases.click, tabs["annotate-adjudicate"].select], user_errors(tab.closed_choices), None,
-          case, **quiet)
-    tabs["annotate-photos"].select(user_errors(tab.photos), None, photo_rows, **quiet)
-    tabs["annotate-export"].select(user_errors(tab.export_preview), None, counts, **quiet)
-    case.input(user_errors(tab.open_case), case, [case_photo, case_summary, case_scores, rerater, log, verdict],
-               **quiet)
-    decide.click(user_errors(tab.adjudicate), [case, verdict, verdict_reason], decided, api_name="adjudicate"
-                 ).success(tab.decisions, case, log, **quiet).then(user_errors(tab.relabel_case), case, case, **quiet)
-    rerate.click(user_errors(tab.request_rerate), [case, rerater, rerate_reason], decided,
-                 api_name="request_rerate").success(tab.decisions, case, log, **quiet)
-    check.click(user_errors(tab.export_preview), None, counts, **quiet)
-    export_button.click(user_errors(tab.export), None, [downloads, export_path], api_name="export"
-                        ).success(tab.export_preview, None, counts, **quiet)
-    return tab
+    adding = tab.ingest_screen
+    adding.add.click(user_errors(tab.add_photos), [adding.files, adding.patient, adding.visit], adding.summary,
+                     api_name="ingest", **lane
+                     ).success(_ingest_table, adding.summary, adding.table, **quiet
+                     ).then(lambda: None, None, adding.files, **quiet)
+    photos = tab.photos_screen
+    photos.refresh.click(user_errors(tab.photos), None, photos.table, api_name="photos")
+    tab.tabs["annotate-photos"].select(user_errors(tab.photos), None, photos.table, **quiet)
+    agreement = tab.agreement_screen
+    agreement.refresh.click(user_errors(tab.agreement), None, [agreement.numbers, agreement.plot],
+                            api_name="agreement").success(text.report_markdown, agreement.numbers, agreement.summary,
+                                                          **quiet)
+    agreement.machine_button.click(user_errors(tab.machine_agreement), None,
+                                   [agreement.machine_numbers, agreement.machine_plot, agreement.machine_summary],
+                                   api_name="machine_agreement")
+    case = tab.adjudicate_screen
+    gr.on([case.refresh.click, tab.tabs["annotate-adjudicate"].select], user_errors(tab.closed_choices), None,
+          case.case, **quiet)
+    case.case.input(user_errors(tab.open_case), case.case,
+                    [case.photo, case.summary, case.scores, case.rerater, case.log, case.verdict], **quiet)
+    case.decide.click(user_errors(tab.adjudicate), [case.case, case.verdict, case.verdict_reason], case.decided,
+                      api_name="adjudicate").success(tab.decisions, case.case, case.log, **quiet).then(
+        user_errors(tab.relabel_case), case.case, case.case, **quiet)
+    case.rerate.click(user_errors(tab.request_rerate), [case.case, case.rerater, case.rerate_reason], case.decided,
+                      api_name="request_rerate").success(tab.decisions, case.case, case.log, **quiet)
+    export = tab.export_screen
+    tab.tabs["annotate-export"].select(user_errors(tab.export_preview), None, export.counts, **quiet)
+    export.check.click(user_errors(tab.export_preview), None, export.counts, **quiet)
+    export.export.click(user_errors(tab.export), None, [export.downloads, export.path], api_name="export"
+                        ).success(tab.export_preview, None, export.counts, **quiet)

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import gradio as gr
 import numpy as np
@@ -154,3 +154,8 @@ def delete_uploads(paths: list[str]) -> int:
             with contextlib.suppress(OSError):
                 path.parent.rmdir()  # Gradio keeps each upload in a folder of its own
     return deleted
+
+
+#: What a handler returns to show something: the new value (or a component update, or `gr.skip()`) of
+#: each component it changes, keyed by component; the event's outputs list every key it may use.
+Shown = dict[gr.blocks.Block, Any]
