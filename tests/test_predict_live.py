@@ -13,6 +13,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from melasma.inference import METHODS
 from melasma.masi import DEFAULT_CUTOFFS, SEVERITIES
 from melasma.models import create, save_checkpoint
 from melasma.settings import Settings
@@ -128,8 +129,11 @@ def test_analysis_shows_regions_and_scales_or_says_the_severity_means_nothing(
     _, tab, _ = served
     face = roboflow_dir / "melasma" / "Melasma25_jpg.rf.d2f50b7749f5be22ee57eb32166725c1.jpg"
     _, latency = tab.predict(str(face), "demo")
-    (severity, notice, masi, *rest) = tab.analyse(str(face), "demo", latency)
-    overlays, scales, (cam_note, regions, table, latency_rows) = rest[:3], rest[3:6], rest[6:]
+    shown = tab.analyse(str(face), "demo", latency)
+    severity, notice, masi = shown[tab.severity], shown[tab.notice], shown[tab.masi]
+    overlays, scales = [shown[tab.heatmaps[m]] for m in METHODS], [shown[tab.scales[m]] for m in METHODS]
+    cam_note, regions, table = shown[tab.cam_note], shown[tab.regions_overlay], shown[tab.region_table]
+    latency_rows = shown[tab.latency_table]
     assert severity.visible is False and not severity.value  # the demo fails its real-photo check: ...
     assert notice.startswith("**Not a grade on real photos.**")  # ... caution first
     assert "Demonstration of the method, not a grade: the CNN's class is **" in notice  # the class, not headlined
@@ -151,8 +155,9 @@ def test_analysis_shows_regions_and_scales_or_says_the_severity_means_nothing(
     assert 0 < forward < lrp and 0 < relevance < lrp  # LRP's two parts, each timed
 
     _, latency = tab.predict(str(wall), "demo")
-    severity, notice, masi, *rest = tab.analyse(str(wall), "demo", latency)
+    shown = tab.analyse(str(wall), "demo", latency)
+    severity, notice, masi = shown[tab.severity], shown[tab.notice], shown[tab.masi]
     assert severity.visible is False and not severity.value  # no face: no severity at all
     assert notice.startswith("### No face found") and masi == ""
     assert notice.endswith(NO_FACE) and not any(name in notice for name in SEVERITIES)
-    assert rest[-2] == []  # no region rows
+    assert shown[tab.region_table] == []  # no region rows

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 from PIL import Image
@@ -29,7 +30,7 @@ from melasma.inference import (
     list_checkpoints,
 )
 from melasma.settings import Settings
-from melasma.ui.components import PhotoInput, user_errors
+from melasma.ui.components import PhotoInput, Shown, user_errors
 from melasma.ui.examples import real_examples, synthetic_examples
 from melasma.ui.predict_headline import headline
 
@@ -84,18 +85,39 @@ def _masi_text(reading: FaceReading) -> str:
             "the lesion model's map per region (see the region table below).")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PredictTab:
-    """The tab's components and its actions (public so the app shell and Train tab can wire them)."""
+    """The tab's components and its handlers (the app shell wires `refresh_choices` to the Train tab's
+    finished runs). `heatmaps` and `scales` are keyed by method (`METHODS`); `cnn_output` and `latency`
+    hold `/predict`'s answer, which `analyse` turns into what the page shows."""
 
     runs_dir: Path
     image: gr.Image
     checkpoint: gr.Dropdown
+    refresh: gr.Button
+    run: gr.Button
+    cnn_output: gr.Label
     severity: gr.Label
+    notice: gr.Markdown
+    masi: gr.Markdown
+    latency_table: gr.Dataframe
     latency: gr.JSON
     heatmaps: dict[str, gr.Image]
+    scales: dict[str, gr.HTML]
+    cam_note: gr.Markdown
+    regions_overlay: gr.ImageSlider
+    region_table: gr.Dataframe
     method: gr.Radio
+    show: gr.Button
     detail: gr.Image
+    find: gr.Button
+    regions_json: gr.JSON
+
+    @property
+    def analysis(self) -> list[gr.components.Component]:
+        """What `analyse` shows (and `cleared` empties)."""
+        return [self.severity, self.notice, self.masi, *self.heatmaps.values(), *self.scales.values(), self.cam_note,
+                self.regions_overlay, self.region_table, self.latency_table]
 
     def choices(self) -> dict[str, Path]:
         """Checkpoint key -> directory: the demo weights, then every trained RUN/<arch>."""
@@ -137,7 +159,7 @@ class PredictTab:
         except ValueError as error:
             raise _user_error(error, image) from None
 
-    def analyse(self, image: str | None, checkpoint: str | None, latency: dict[str, float] | None) -> tuple:
+    def analyse(self, image: str | None, checkpoint: str | None, latency: dict[str, float] | None) -> Shown:
         """Everything the page shows for a photo: the severity headline only where it is earned
         (`predict_headline`: none without a face, a demonstration line under the caution for an
         unchecked or failed checkpoint), the notice, the image-derived MASI, three overlays with their
@@ -151,26 +173,30 @@ class PredictTab:
         except ValueError as error:
             raise _user_error(error, image) from None
         reading = read_face(explanations.photo, explanations.maps)
-        overlays, scales = [], []
-        for method in METHODS:
-            overlays.append(views.overlay(explanations.photo, explanations.maps[method], method))
-            scales.append(views.colour_scale_html(explanations.maps[method], method))
         steps = {f"predict: {k}": v for k, v in (latency or {}).items() if k != "total"}
         steps.update({f"explain: {k}": v for k, v in explanations.latency_ms.items() if k != "total"})
         steps["regions + lesion map"] = reading.latency_ms
         steps["total"] = (latency or {}).get("total", 0.0) + explanations.latency_ms["total"] + reading.latency_ms
         top = headline(explanations.probabilities, face_found=reading.found, face_notice=reading.notice,
                        check=predictor.real_photo_check)
-        severity = gr.Label(value=explanations.probabilities if top.show_label else None, visible=top.show_label)
-        return (
-            severity, top.notice, _masi_text(reading), *overlays, *scales,
-            explanations.cam_note, (reading.outlines, reading.overlay), reading.table(METHODS), _latency_rows(steps),
-        )
+        shown: Shown = {
+            self.severity: gr.Label(value=explanations.probabilities if top.show_label else None,
+                                    visible=top.show_label),
+            self.notice: top.notice, self.masi: _masi_text(reading), self.cam_note: explanations.cam_note,
+            self.regions_overlay: (reading.outlines, reading.overlay), self.region_table: reading.table(METHODS),
+            self.latency_table: _latency_rows(steps),
+        }
+        for method in METHODS:
+            shown[self.heatmaps[method]] = views.overlay(explanations.photo, explanations.maps[method], method)
+            shown[self.scales[method]] = views.colour_scale_html(explanations.maps[method], method)
+        return shown
 
-    @staticmethod
-    def cleared() -> tuple:
-        """After a refused photo: no severity, notice, MASI, heatmaps, scales or latency of the photo before."""
-        return (gr.Label(value=None, visible=False), "", "", *[None] * len(METHODS), *[""] * len(METHODS), "", None)
+    def cleared(self) -> Shown:
+        """After a refused photo: nothing of the photo before (severity, notice, MASI, heatmaps and their
+        scales, regions, latency)."""
+        shown: Shown = {self.severity: gr.Label(value=None, visible=False)}
+        shown.update({component: None for component in self.analysis if component is not self.severity})
+        return shown
 
     def regions(self, image: str | None) -> tuple[dict[str, object], tuple[Image.Image, Image.Image]]:
         """The four MASI regions of a photo and their lesion measures (JSON), and the outlines
@@ -239,23 +265,27 @@ def build_predict_tab(settings: Settings) -> PredictTab:
     with gr.Accordion("Face regions as JSON", open=False):
         find = gr.Button("Find regions")
         regions_json = gr.JSON(label="Regions and lesion measures")
-    tab = PredictTab(runs_dir, image, checkpoint, severity, latency, heatmaps, method, detail)
-
-    refresh.click(tab.refresh_choices, None, checkpoint, api_visibility="private")
-    predicted = gr.on(
-        [run.click, image.upload], user_errors(tab.predict), [image, checkpoint], [cnn_output, latency],
-        api_name="predict",
-    )
-    predicted.failure(
-        tab.cleared, None, [severity, notice, masi, *heatmaps.values(), *scales.values(), cam_note, latency_table],
-        api_visibility="private", show_progress="hidden",
-    )
-    predicted.success(
-        user_errors(tab.analyse), [image, checkpoint, latency],
-        [severity, notice, masi, *heatmaps.values(), *scales.values(), cam_note, regions_overlay, region_table,
-         latency_table],
-        api_visibility="private",
-    )
-    gr.on([show.click, method.change], user_errors(tab.explain), [image, checkpoint, method], detail, api_name="explain")
-    find.click(user_errors(tab.regions), [image], [regions_json, regions_overlay], api_name="regions")
+    tab = PredictTab(runs_dir=runs_dir, image=image, checkpoint=checkpoint, refresh=refresh, run=run,
+                     cnn_output=cnn_output, severity=severity, notice=notice, masi=masi, latency_table=latency_table,
+                     latency=latency, heatmaps=heatmaps, scales=scales, cam_note=cam_note,
+                     regions_overlay=regions_overlay, region_table=region_table, method=method, show=show,
+                     detail=detail, find=find, regions_json=regions_json)
+    wire(tab)
     return tab
+
+
+def wire(tab: PredictTab) -> None:
+    """Connect the tab's events: `/predict` on a click or an upload, then the page's analysis (or, after
+    a refusal, nothing of the photo before); `/explain` and `/regions`. Refusals are pop-ups."""
+    quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
+    tab.refresh.click(tab.refresh_choices, None, tab.checkpoint, api_visibility="private")
+    predicted = gr.on(
+        [tab.run.click, tab.image.upload], user_errors(tab.predict), [tab.image, tab.checkpoint],
+        [tab.cnn_output, tab.latency], api_name="predict",
+    )
+    predicted.failure(tab.cleared, None, tab.analysis, **quiet)
+    predicted.success(user_errors(tab.analyse), [tab.image, tab.checkpoint, tab.latency], tab.analysis,
+                      api_visibility="private")
+    gr.on([tab.show.click, tab.method.change], user_errors(tab.explain), [tab.image, tab.checkpoint, tab.method],
+          tab.detail, api_name="explain")
+    tab.find.click(user_errors(tab.regions), [tab.image], [tab.regions_json, tab.regions_overlay], api_name="regions")
