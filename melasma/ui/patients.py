@@ -31,7 +31,7 @@ from melasma.followup.visits import Visit
 from melasma.inference import get_predictor, list_checkpoints
 from melasma.masi import REGIONS
 from melasma.settings import Settings
-from melasma.ui.components import PhotoStage, user_errors
+from melasma.ui.components import PhotoStage, Shown, user_errors
 
 #: The tab's own concurrency group: figures and alignment must not queue behind (or ahead of) ratings.
 FOLLOWUP_LANE = "followup"
@@ -84,14 +84,52 @@ def _visit_json(visit: Visit) -> dict[str, object]:
             "model_masi": visit.model.masi if visit.model else None, "image_masi": visit.image_masi}
 
 
-@dataclass
+def checkpoint_choices(settings: Settings) -> list[tuple[str, str]]:
+    """(label, key) of the checkpoints on disk for the model line, "none" first."""
+    return [("none", ""), *[(key, key) for key in list_checkpoints(settings.runs_dir)]]
+
+
+@dataclass(frozen=True)
 class PatientsTab:
-    """The tab's state; `tab` is shown only to coordinators (the app shell wires `visibility`)."""
+    """The tab's state, components and handlers; `tab` is shown only to coordinators (the app shell
+    wires `visibility`)."""
 
     settings: Settings
     store: RatingStore
     tab: gr.Tab
+    search: gr.Textbox
+    refresh: gr.Button
+    table: gr.Dataframe
+    cohort_table: gr.Dataframe
+    patient: gr.Textbox
+    checkpoint: gr.Dropdown
+    measure: gr.Checkbox
+    show: gr.Button
+    figure: gr.Image
+    visits: gr.Dataframe
+    summary: gr.JSON
+    timeline_api: gr.Button
+    before_day: gr.Dropdown
+    after_day: gr.Dropdown
+    compare_button: gr.Button
+    before_photo: gr.Image
+    after_photo: gr.Image
+    compare_note: gr.Markdown
+    compare_table: gr.Dataframe
+    cohort_export: gr.Button
+    patient_export: gr.Button
+    downloads: gr.File
     stage: PhotoStage = field(default_factory=PhotoStage)
+
+    @property
+    def opened(self) -> list[gr.components.Component]:
+        """What `choose` shows for a patient."""
+        return [self.figure, self.visits, self.before_day, self.after_day]
+
+    @property
+    def compared(self) -> list[gr.components.Component]:
+        """What `compare` shows for two visits."""
+        return [self.before_photo, self.after_photo, self.compare_table, self.compare_note]
 
     def coordinator(self, request: gr.Request | None) -> None:
         require(Role.COORDINATOR, _username(request), self.settings)
@@ -117,13 +155,9 @@ class PatientsTab:
         measured = image_derived_masi(self.settings.photos_dir, ids) if measure else None
         return load_patients(self.store, self.settings, model, measured)
 
-    def checkpoint_choices(self) -> list[tuple[str, str]]:
-        """(label, key) of the checkpoints on disk for the model line, "none" first."""
-        return [("none", ""), *[(key, key) for key in list_checkpoints(self.settings.runs_dir)]]
-
     def checkpoints(self) -> gr.Dropdown:
         """UI: the checkpoint dropdown refreshed (e.g. after a training run), none chosen."""
-        return gr.Dropdown(choices=self.checkpoint_choices())
+        return gr.Dropdown(choices=checkpoint_choices(self.settings))
 
     def _staged_timeline(self, patient: Patient, result: Outcome) -> str:
         """The timeline PNG as a copy Gradio may serve."""
@@ -183,7 +217,7 @@ class PatientsTab:
 
     # UI --------------------------------------------------------------------------------------
     def choose(self, patient_id: str | None, checkpoint: str | None, measure: bool | None,
-               request: gr.Request) -> tuple[Any, ...]:
+               request: gr.Request) -> Shown:
         """UI: timeline, visit table and the two visit pickers (first and last scored visit)."""
         summary, figure = self.timeline(patient_id, checkpoint, measure, request)
         patient = self._patients()[str(summary["patient_id"])]
@@ -191,15 +225,16 @@ class PatientsTab:
         scored = [v.visit_date.isoformat() for v in patient.scored_visits]
         table = visit_frame(patient)[list(VISIT_TABLE)].round(2)
         shown = table.astype(object).where(table.notna(), "").replace({True: "yes", False: "no"})
-        return (figure, shown.rename(columns=VISIT_HEADERS),
-                gr.Dropdown(choices=dates, value=scored[0]), gr.Dropdown(choices=dates, value=scored[-1]))
+        return {self.figure: figure, self.visits: shown.rename(columns=VISIT_HEADERS),
+                self.before_day: gr.Dropdown(choices=dates, value=scored[0]),
+                self.after_day: gr.Dropdown(choices=dates, value=scored[-1])}
 
     def select_row(self, table: pd.DataFrame, evt: gr.SelectData) -> str:
         """UI: the patient id of the clicked row of the patient list."""
         return str(table.iloc[evt.index[0]]["patient"])
 
     def compare(self, patient_id: str | None, before_day: str | None, after_day: str | None,
-                request: gr.Request) -> tuple[str, str, pd.DataFrame, str]:
+                request: gr.Request) -> Shown:
         """UI: the two visits' first photos aligned side by side, with per-region shares and differences."""
         self.coordinator(request)
         patient = patient_timeline(self._patients(), (patient_id or "").strip())
@@ -227,7 +262,8 @@ class PatientsTab:
                      "difference": round(after.masi - before.masi, 2)})
         note = (f"{before_day} vs {after_day} ({(after.visit_date - before.visit_date).days} days); aligned by "
                 f"{pair.method}" + (f" ({pair.note})" if pair.note else ""))
-        return paths[0], paths[1], pd.DataFrame(rows, columns=list(COMPARE_COLUMNS)), note
+        return {self.before_photo: paths[0], self.after_photo: paths[1],
+                self.compare_table: pd.DataFrame(rows, columns=list(COMPARE_COLUMNS)), self.compare_note: note}
 
     def export_cohort(self, request: gr.Request) -> str:
         """UI: the long CSV (one row per patient x visit x region), written under exports/."""
@@ -248,7 +284,6 @@ class PatientsTab:
 def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
     """Lay out the Patients tab inside the caller's open gr.Tab `container` and wire its events
     (the patient list loads when the tab is selected)."""
-    tab = PatientsTab(settings, RatingStore.for_settings(settings), container)
     gr.Markdown(INTRO)
     with gr.Row(equal_height=True):
         search = gr.Textbox(label="Search patients (id or treatment)", scale=3, elem_id="patients-search")
@@ -260,7 +295,7 @@ def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
                               label="Each patient counted once per window, at their last complete visit in it")
     with gr.Row(equal_height=True):
         patient = gr.Textbox(label="Patient id", scale=3, elem_id="patients-id")
-        checkpoint = gr.Dropdown(tab.checkpoint_choices(), value="", label="Model line (optional checkpoint)",
+        checkpoint = gr.Dropdown(checkpoint_choices(settings), value="", label="Model line (optional checkpoint)",
                                  allow_custom_value=True, scale=2)  # the handler checks the key
         measure = gr.Checkbox(False, label="Image-derived MASI (face regions)", scale=1)
         show = gr.Button("Show timeline", variant="primary", scale=1, elem_id="patients-show")
@@ -269,6 +304,7 @@ def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
     visits = gr.Dataframe(headers=list(VISIT_HEADERS.values()), interactive=False, wrap=True, label="Visits",
                           elem_id="patients-visits")
     summary = gr.JSON(visible=False)
+    timeline_api = gr.Button(visible=False)
     with gr.Column(elem_id="patients-compare-section"):
         gr.Markdown("### Before / after")
         with gr.Row(equal_height=True):
@@ -286,26 +322,34 @@ def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
                                      elem_id="patients-compare-table")
     gr.Markdown("### Export")
     with gr.Row():
-        cohort_button = gr.Button("Export all patients (long CSV)")
-        patient_button = gr.Button("Export this patient (PNG + CSV)")
+        cohort_export = gr.Button("Export all patients (long CSV)")
+        patient_export = gr.Button("Export this patient (PNG + CSV)")
     downloads = gr.File(label="Files", file_count="multiple", interactive=False, elem_id="patients-files")
+    tab = PatientsTab(
+        settings=settings, store=RatingStore.for_settings(settings), tab=container, search=search, refresh=refresh,
+        table=table, cohort_table=cohort, patient=patient, checkpoint=checkpoint, measure=measure, show=show,
+        figure=figure, visits=visits, summary=summary, timeline_api=timeline_api, before_day=before_day,
+        after_day=after_day, compare_button=compare, before_photo=before_photo, after_photo=after_photo,
+        compare_note=compare_note, compare_table=compare_table, cohort_export=cohort_export,
+        patient_export=patient_export, downloads=downloads)
+    wire(tab)
+    return tab
 
+
+def wire(tab: PatientsTab) -> None:
+    """Connect the tab's events (`/patients` and `/timeline` for API clients); refusals are pop-ups."""
     quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
     lane: dict[str, Any] = {"concurrency_id": FOLLOWUP_LANE, "concurrency_limit": 2}
-    gr.on([refresh.click, search.submit], user_errors(tab.patients), search, table, api_name="patients", **lane
-          ).success(tab.cohort, None, cohort, **quiet, **lane)
-    container.select(user_errors(tab.patients), search, table, **quiet, **lane).success(
-        tab.cohort, None, cohort, **quiet, **lane).then(tab.checkpoints, None, checkpoint, **quiet)
-    opened = [figure, visits, before_day, after_day]
-    table.select(tab.select_row, table, patient, **quiet).success(
-        user_errors(tab.choose), [patient, checkpoint, measure], opened, **quiet, **lane)
-    gr.on([show.click, patient.submit], user_errors(tab.choose), [patient, checkpoint, measure], opened,
-          **quiet, **lane)
-    api_timeline = gr.Button(visible=False)
-    api_timeline.click(user_errors(tab.timeline), [patient, checkpoint, measure], [summary, figure],
-                       api_name="timeline", **lane)
-    compare.click(user_errors(tab.compare), [patient, before_day, after_day],
-                  [before_photo, after_photo, compare_table, compare_note], **quiet, **lane)
-    cohort_button.click(user_errors(tab.export_cohort), None, downloads, **quiet, **lane)
-    patient_button.click(user_errors(tab.export_patient), patient, downloads, **quiet, **lane)
-    return tab
+    gr.on([tab.refresh.click, tab.search.submit], user_errors(tab.patients), tab.search, tab.table,
+          api_name="patients", **lane).success(tab.cohort, None, tab.cohort_table, **quiet, **lane)
+    tab.tab.select(user_errors(tab.patients), tab.search, tab.table, **quiet, **lane).success(
+        tab.cohort, None, tab.cohort_table, **quiet, **lane).then(tab.checkpoints, None, tab.checkpoint, **quiet)
+    inputs = [tab.patient, tab.checkpoint, tab.measure]
+    tab.table.select(tab.select_row, tab.table, tab.patient, **quiet).success(
+        user_errors(tab.choose), inputs, tab.opened, **quiet, **lane)
+    gr.on([tab.show.click, tab.patient.submit], user_errors(tab.choose), inputs, tab.opened, **quiet, **lane)
+    tab.timeline_api.click(user_errors(tab.timeline), inputs, [tab.summary, tab.figure], api_name="timeline", **lane)
+    tab.compare_button.click(user_errors(tab.compare), [tab.patient, tab.before_day, tab.after_day], tab.compared,
+                             **quiet, **lane)
+    tab.cohort_export.click(user_errors(tab.export_cohort), None, tab.downloads, **quiet, **lane)
+    tab.patient_export.click(user_errors(tab.export_patient), tab.patient, tab.downloads, **quiet, **lane)
