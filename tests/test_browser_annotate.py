@@ -1,6 +1,6 @@
 """The rating and coordinator screens in a real browser (Playwright + Debian chromium, 1400 x 900):
 a first click right after a photo appears is kept, Submit is on screen, Area 0 fills darkness and
-homogeneity, missing scores are named at once without error badges; then the coordinator's Photos,
+homogeneity, missing scores are named at once in a pop-up without error badges; then the coordinator's Photos,
 Adjudicate and Export screens. Set MELASMA_SCREENSHOTS=docs/images to refresh the docs' screenshots."""
 
 from __future__ import annotations
@@ -68,12 +68,16 @@ def test_rating_screen_and_coordinator_screens(page: Page, tmp_path: Path) -> No
                 # Submit is on screen at 1400 x 900 without scrolling
                 box = page.locator("#annotate-submit").bounding_box()
                 assert box is not None and box["y"] + box["height"] <= VIEWPORT["height"]
-                # missing scores are named at once, in words, with no error badge anywhere
+                # missing scores are named at once, in words, in one pop-up (as every refusal), with no
+                # error badge on the form
                 page.get_by_role("button", name="Submit rating").click()
-                expect(page.locator("#annotate-result")).to_contain_text(
+                expect(page.locator(".toast-body.error")).to_have_count(1)
+                expect(page.locator(".toast-body.error")).to_contain_text(
                     "Choose a darkness and a homogeneity for the forehead; an area, a darkness and a "
                     "homogeneity for the patient's right cheek;")
-                expect(page.locator(".error")).to_have_count(0)
+                expect(page.locator(".melasma-form [data-testid=status-tracker]:not(.hide) .error")).to_have_count(0)
+                expect(first).to_be_checked()  # the form keeps what was chosen
+                page.locator(".toast-body.error button").first.click()  # closed: it covers no radio
                 # Area 0: darkness and homogeneity become 0 without a click
                 radio(page, "chin", "area", "0 · none").check()
                 expect(radio(page, "chin", "darkness", "0 · absent")).to_be_checked()

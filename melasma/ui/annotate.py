@@ -659,7 +659,7 @@ def build_annotate_tab(settings: Settings) -> AnnotateTab:
     with gr.Accordion("How rating works", open=False):
         gr.Markdown(INTRO)
     tabs: dict[str, gr.Tab] = {}
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Rate", id="annotate-rate") as tabs["annotate-rate"]:
             rate = _rate_screen(settings)
         with gr.Tab("Add photos", id="annotate-ingest") as tabs["annotate-ingest"]:

@@ -104,7 +104,8 @@ def build_app(settings: Settings, *, oauth: bool | None = None) -> gr.Blocks:
             gr.Markdown(HEADER, elem_classes="melasma-header")
             if oauth:
                 gr.LoginButton(scale=0, min_width=220)
-        with gr.Tabs() as top_tabs:
+        # on a phone the tab bar wraps onto a second line: no tab hides behind a "..." menu
+        with gr.Tabs(overflow_behavior="wrap") as top_tabs:
             with gr.Tab("Annotate", id="annotate"):
                 annotate = build_annotate_tab(settings)
             with gr.Tab("Train", id="train"):

@@ -1,5 +1,5 @@
-"""Which top tab a user lands on: a visitor (who may only use Predict) lands on Predict, so that on a
-phone, where the tab bar folds Predict and Patients behind its "..." menu, they need not find it."""
+"""Which top tab a user lands on: a visitor (who may only use Predict) lands on Predict, the one tab
+they may use, rather than on Annotate's sign-in banner."""
 
 from __future__ import annotations
 
