@@ -289,7 +289,7 @@ def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
         search = gr.Textbox(label="Search patients (id or treatment)", scale=3, elem_id="patients-search")
         refresh = gr.Button("Refresh", scale=1)
     table = gr.Dataframe(headers=list(PATIENT_COLUMNS), interactive=False, wrap=True,
-                         label="Patients (click a row to open)", elem_id="patients-table")
+                         label="Patients (click a row to open)", elem_id="patients-table", elem_classes="melasma-one-line-headers")
     with gr.Accordion("Cohort: responders per visit window", open=False):
         cohort = gr.Dataframe(headers=list(COHORT_COLUMNS), interactive=False, elem_id="patients-cohort",
                               label="Each patient counted once per window, at their last complete visit in it")
@@ -302,7 +302,7 @@ def build_patients_tab(settings: Settings, container: gr.Tab) -> PatientsTab:
     figure = gr.Image(type="filepath", label="Timeline", interactive=False, elem_id="patients-timeline",
                       buttons=["download", "fullscreen"])
     visits = gr.Dataframe(headers=list(VISIT_HEADERS.values()), interactive=False, wrap=True, label="Visits",
-                          elem_id="patients-visits")
+                          elem_id="patients-visits", elem_classes="melasma-one-line-headers")
     summary = gr.JSON(visible=False)
     timeline_api = gr.Button(visible=False)
     with gr.Column(elem_id="patients-compare-section"):

@@ -19,6 +19,8 @@ CSS = """
 .melasma-form .melasma-hidden { padding: 0 4px !important; font-size: 0.8em; }
 /* Table headers break between words, never inside one ("Test photos", not "Te st ph ot os") */
 table th, table th * { word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }
+/* Short headers on one line ("MASI-50", not "MASI-" over "50"); the table scrolls sideways if it must */
+.melasma-one-line-headers table th, .melasma-one-line-headers table th * { white-space: nowrap !important; }
 """
 
 
