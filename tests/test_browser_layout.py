@@ -115,6 +115,7 @@ def test_laptop_and_phone_layout(page: Page, tmp_path: Path) -> None:
         expect(regions).not_to_contain_text("forehead")
         page.wait_for_timeout(2_000)  # a second pop-up would have come by now
         expect(page.locator(".toast-body")).to_have_count(1)  # said once
+        page.locator(".toast-body button").first.click()  # read: closed before the phone screenshot
 
         page.set_viewport_size({"width": PHONE[0], "height": PHONE[1]})
         page.evaluate("window.scrollTo(0, 0)")
