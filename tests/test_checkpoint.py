@@ -32,9 +32,9 @@ def test_round_trip_gives_identical_outputs(saved) -> None:
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
     assert not loaded.training and loaded.arch_name == "mobilenetv2_100"
-    assert meta["arch"] == "mobilenetv2_100" and meta["classes"] == META["classes"]
-    assert meta["metrics"]["auc"] is None  # NaN is stored as JSON null
-    assert {"torch", "torchvision", "timm", "melasma"} <= set(meta["versions"]) and meta["created"]
+    assert meta.arch == "mobilenetv2_100" and list(meta.classes) == META["classes"]
+    assert meta.metrics["auc"] is None  # NaN is stored as JSON null
+    assert {"torch", "torchvision", "timm", "melasma"} <= set(meta.extra["versions"]) and meta.created
 
 
 def test_builder_options_survive(tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ def test_builder_options_survive(tmp_path: Path) -> None:
     save_file({k: v.contiguous() for k, v in imagenet.state_dict().items()}, str(tmp_path / "g.safetensors"))
     model = create("googlenet", pretrained=tmp_path / "g.safetensors").eval()
     loaded, meta = load_checkpoint(save_checkpoint(tmp_path / "ck", model, META))
-    assert loaded.transform_input and meta["arch_kwargs"] == {"transform_input": True}
+    assert loaded.transform_input and meta.arch_kwargs == {"transform_input": True}
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
