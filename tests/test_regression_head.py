@@ -15,6 +15,7 @@ from sklearn.metrics import mean_absolute_error
 from melasma.cli import main
 from melasma.data.manifest import DatasetError
 from melasma.inference import Predictor
+from melasma.jsonable import jsonable
 from melasma.masi import severity
 from melasma.models import load_checkpoint
 from melasma.training import TrainConfig, train_many
@@ -127,3 +128,18 @@ def test_a_manifest_without_masi_is_refused(synth_dir: Path, tmp_path: Path) -> 
     assert not (tmp_path / "run" / "resnet10t").exists()
     with pytest.raises(ValueError, match="head must be one of"):
         _config(manifest, tmp_path / "run", head="ordinal")
+
+
+@pytest.mark.parametrize("head", ["classification", "regression"])
+def test_evaluate_gives_the_training_runs_own_metrics(head: str, regression_run: Path, synth_dir: Path,
+                                                      tmp_path: Path) -> None:
+    run = regression_run
+    if head == "classification":
+        run = tmp_path / "run"
+        train_many(_config(synth_dir, run, head=head, epochs=1, cache_dir=regression_run.parent / "cache"))
+    trained = json.loads((run / "resnet10t" / "metrics.json").read_text())
+    result = evaluate_checkpoint(run / "resnet10t", synth_dir, bootstrap=100, batch_size=16, device="cpu")
+    evaluated = json.loads(json.dumps(jsonable(result.to_json())))
+    for key in ("n", "support", "metrics", "ci95", "confusion_matrix", "notes", "subgroups"):
+        assert evaluated[key] == trained[key], key
+    assert ("cutoffs" in evaluated) == (head == "regression") == ("cutoffs" in trained)
