@@ -10,6 +10,7 @@ ask `head_for(name)`.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -32,10 +33,14 @@ class MasiLoss(nn.Module):
 
 
 def bins_from_masi(masi: torch.Tensor, cutoffs: tuple[float, float]) -> torch.Tensor:
-    """Severity indices of MASI values as `melasma.masi.severity`: mild below the first cut-off,
-    severe from the second, compared in float64 (a float32 cut-off such as 10.1 would move the edge)."""
-    wide = masi.to(torch.float64)
-    return torch.bucketize(wide, torch.tensor(cutoffs, dtype=torch.float64, device=masi.device), right=True)
+    """Severity indices of MASI values exactly as `melasma.masi.severity` bins them: mild below the
+    first cut-off, severe from the second. Each cut-off becomes the smallest value of `masi`'s dtype
+    at or above it, so a float32 MASI compares as in float64 (a cut-off such as 10.7 rounds down to
+    a float32 that the MASI 10.6999998 would otherwise reach) with no float64 on the device."""
+    exact = torch.tensor(cutoffs, dtype=torch.float64)
+    edges = exact.to(masi.dtype)
+    edges = torch.where(edges.double() < exact, torch.nextafter(edges, torch.full_like(edges, math.inf)), edges)
+    return torch.bucketize(masi, edges.to(masi.device), right=True)
 
 
 class Head(ABC):
