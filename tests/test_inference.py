@@ -66,8 +66,8 @@ def test_preprocessing_matches_training(demo: Predictor, photos: list[Path]) -> 
     size = demo.image_size
     x = demo.preprocess(demo.decode(photos[1]))
     pixels = torch.from_numpy(load_array(photos[1], size)).permute(2, 0, 1)[None].float() / 255
-    mean = torch.tensor(demo.meta["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(demo.meta["std"]).view(1, 3, 1, 1)
+    mean = torch.tensor(demo.meta.mean).view(1, 3, 1, 1)
+    std = torch.tensor(demo.meta.std).view(1, 3, 1, 1)
     assert x.shape == (1, 3, size, size)
     torch.testing.assert_close(x, (pixels - mean) / std)
 

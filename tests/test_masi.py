@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from melasma.masi import REGION_WEIGHTS, REGIONS, consensus, masi, mmasi, region_score, severity
+from melasma.masi import REGION_WEIGHTS, REGIONS, RaterScores, consensus, masi, mmasi, region_score, severity
 
 
 def uniform(area: int, darkness: int, homogeneity: int) -> dict:
@@ -27,6 +27,14 @@ def test_worked_example():
     assert masi(WORKED) == pytest.approx(10.9)
     # mMASI: 0.3*3*2 + 0.3*4*3 + 0.3*2*1 + 0.1*1*1 = 1.8 + 3.6 + 0.6 + 0.1
     assert mmasi(WORKED) == pytest.approx(6.1)
+
+
+def test_rater_scores_are_validated_once_and_carry_their_masi():
+    entry = RaterScores.from_raw({**WORKED, "chin": {"area": 1.0, "darkness": 1, "homogeneity": 0}})
+    assert (entry.masi, entry.mmasi) == (masi(WORKED), mmasi(WORKED)) == (pytest.approx(10.9), pytest.approx(6.1))
+    assert entry.regions == WORKED and type(entry.regions["chin"]["area"]) is int  # 1.0 stored as 1
+    with pytest.raises(ValueError, match="chin.darkness must be an integer 0-4"):
+        RaterScores.from_raw({**WORKED, "chin": {"area": 1, "darkness": 5, "homogeneity": 0}})
 
 
 def test_region_score_is_the_term_masi_weights():

@@ -27,7 +27,7 @@ def predictions() -> tuple[np.ndarray, np.ndarray]:
 def test_point_metrics_match_sklearn(predictions) -> None:
     y, probs = predictions
     result = evaluate_predictions(y, probs, SEVERITIES, n_resamples=0)
-    m, pred = result["metrics"], probs.argmax(1)
+    m, pred = result.metrics, probs.argmax(1)
     assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
     for average in ("weighted", "macro"):
         assert m[f"precision_{average}"] == pytest.approx(skm.precision_score(y, pred, average=average))
@@ -38,13 +38,13 @@ def test_point_metrics_match_sklearn(predictions) -> None:
         assert m[f"auc_{name}"] == pytest.approx(skm.roc_auc_score(y == c, probs[:, c]))
     assert m["auc_macro"] == pytest.approx(skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"))
     assert m["kappa_quadratic"] == pytest.approx(skm.cohen_kappa_score(y, pred, weights="quadratic"))
-    assert result["confusion_matrix"] == skm.confusion_matrix(y, pred).tolist()
-    assert result["support"] == {name: int((y == c).sum()) for c, name in enumerate(SEVERITIES)}
+    assert result.confusion_matrix == skm.confusion_matrix(y, pred).tolist()
+    assert result.support == {name: int((y == c).sum()) for c, name in enumerate(SEVERITIES)}
 
 
 def test_vectorised_bootstrap_path_equals_sklearn_with_unit_weights(predictions) -> None:
     y, probs = predictions
-    point = evaluate_predictions(y, probs, SEVERITIES, n_resamples=0)["metrics"]
+    point = evaluate_predictions(y, probs, SEVERITIES, n_resamples=0).metrics
     weighted = _weighted(np.ones((1, len(y))), y, probs)
     renamed = {f"auc_{name}": weighted[f"auc_{c}"][0] for c, name in enumerate(SEVERITIES)}
     for name, value in point.items():
@@ -65,13 +65,13 @@ def test_ece_hand_computed() -> None:
 def test_bootstrap_ci_contains_point_and_is_seeded(predictions) -> None:
     y, probs = predictions
     result = evaluate_predictions(y, probs, SEVERITIES, n_resamples=1000, seed=3)
-    assert set(result["ci95"]) == set(result["metrics"]) - {"ece"}
-    for name, low_high in result["ci95"].items():
-        value, (low, high) = result["metrics"][name], low_high
+    assert set(result.ci95) == set(result.metrics) - {"ece"}
+    for name, low_high in result.ci95.items():
+        value, (low, high) = result.metrics[name], low_high
         assert low <= value <= high, name
         assert high - low < 0.4, name
-    assert evaluate_predictions(y, probs, SEVERITIES, n_resamples=1000, seed=3)["ci95"] == result["ci95"]
-    assert evaluate_predictions(y, probs, SEVERITIES, n_resamples=1000, seed=4)["ci95"] != result["ci95"]
+    assert evaluate_predictions(y, probs, SEVERITIES, n_resamples=1000, seed=3).ci95 == result.ci95
+    assert evaluate_predictions(y, probs, SEVERITIES, n_resamples=1000, seed=4).ci95 != result.ci95
 
 
 def test_absent_class_gives_nan_auc_with_a_note() -> None:
@@ -79,10 +79,10 @@ def test_absent_class_gives_nan_auc_with_a_note() -> None:
     probs = np.array([[0.7, 0.2, 0.1], [0.5, 0.4, 0.1], [0.3, 0.6, 0.1],
                       [0.2, 0.3, 0.5], [0.6, 0.3, 0.1], [0.4, 0.5, 0.1]])
     result = evaluate_predictions(y, probs, SEVERITIES, n_resamples=200)
-    assert math.isnan(result["metrics"]["auc_severe"])
-    assert result["metrics"]["auc_mild"] == pytest.approx(skm.roc_auc_score(y == 0, probs[:, 0]))
-    assert any("severe" in note for note in result["notes"])
-    assert all(math.isnan(v) for v in result["ci95"]["auc_severe"])
+    assert math.isnan(result.metrics["auc_severe"])
+    assert result.metrics["auc_mild"] == pytest.approx(skm.roc_auc_score(y == 0, probs[:, 0]))
+    assert any("severe" in note for note in result.notes)
+    assert all(math.isnan(v) for v in result.ci95["auc_severe"])
 
 
 def test_bad_input_is_a_clear_value_error() -> None:
@@ -102,8 +102,8 @@ def test_summary_table_csv_and_markdown(tmp_path, predictions) -> None:
     assert list(pd.read_csv(tmp_path / "summary.csv")["arch"]) == ["resnet18", "googlenet"]
     assert {"accuracy", "accuracy_lo", "accuracy_hi", "auc_severe", "kappa_quadratic", "ece"} <= set(summary)
     text = (tmp_path / "summary.md").read_text()
-    accuracy = evaluation["metrics"]["accuracy"]
-    low, high = evaluation["ci95"]["accuracy"]
+    accuracy = evaluation.metrics["accuracy"]
+    low, high = evaluation.ci95["accuracy"]
     assert f"| resnet18 | classification | torchvision IMAGENET1K_V1 | {accuracy:.3f} ({low:.2f}-{high:.2f}) |" in text
     assert text.count("| no |") == 1 and "| **yes**: one predicted class on test |" in text
     assert "AUC moderate" in text
@@ -142,14 +142,14 @@ def test_a_million_predictions_match_sklearn_in_flat_memory() -> None:
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 5e8  # 143 MB measured; the old N x distinct-scores AUC matrix asked for terabytes
-    m, pred = result["metrics"], probs.argmax(1)
+    m, pred = result.metrics, probs.argmax(1)
     for c, name in enumerate(SEVERITIES):
         assert m[f"auc_{name}"] == pytest.approx(skm.roc_auc_score(y == c, probs[:, c]), abs=1e-12)
     assert m["kappa_quadratic"] == pytest.approx(skm.cohen_kappa_score(y, pred, weights="quadratic"))
     weighted = _weighted(np.ones((1, n)), y, probs)
     assert weighted["auc_1"][0] == pytest.approx(m["auc_moderate"], abs=1e-12)
     assert weighted["ece"][0] == pytest.approx(m["ece"], abs=1e-12)
-    low, high = result["ci95"]["auc_macro"]
+    low, high = result.ci95["auc_macro"]
     assert low <= high and abs(high - m["auc_macro"]) < 0.01
 
 
@@ -179,7 +179,7 @@ def test_ece_has_no_interval_because_the_percentile_bootstrap_misses_it() -> Non
         covered += low <= 0.05 <= high
     assert covered / 200 < 0.5
     result = evaluate_predictions(y, probs, SEVERITIES, n_resamples=100)
-    assert "ece" not in result["ci95"] and "ece" in result["metrics"]
+    assert "ece" not in result.ci95 and "ece" in result.metrics
 
 
 def test_table_prints_ece_without_an_interval_and_small_subgroups_as_too_few(tmp_path, predictions) -> None:
@@ -195,5 +195,5 @@ def test_table_prints_ece_without_an_interval_and_small_subgroups_as_too_few(tmp
     assert not next(r for r in results if r.group == "I-II").too_few
     row = summary_row("resnet18", evaluation, {**subgroup_columns(results)})
     text = to_markdown(pd.DataFrame([row]), SEVERITIES)
-    assert f"| {evaluation['metrics']['ece']:.3f} |" in text  # no brackets after ECE
+    assert f"| {evaluation.metrics['ece']:.3f} |" in text  # no brackets after ECE
     assert "n=3: too few" in text and "(0.50-0.50)" not in text

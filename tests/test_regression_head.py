@@ -15,6 +15,7 @@ from sklearn.metrics import mean_absolute_error
 from melasma.cli import main
 from melasma.data.manifest import DatasetError
 from melasma.inference import Predictor
+from melasma.jsonable import jsonable
 from melasma.masi import severity
 from melasma.models import load_checkpoint
 from melasma.training import TrainConfig, train_many
@@ -49,20 +50,20 @@ def test_regression_metrics_against_scikit_learn_and_the_icc() -> None:
     true = rng.uniform(0, 48, 80)
     predicted = np.clip(true + rng.normal(0, 4, 80), 0, 48)
     result = evaluate_regression(true, predicted, (16.0, 32.0), n_resamples=200)
-    assert result["metrics"]["mae"] == pytest.approx(mean_absolute_error(true, predicted))
-    assert 0.8 < result["metrics"]["icc"] <= 1
-    low, high = result["ci95"]["icc"]
-    assert low < result["metrics"]["icc"] < high
-    assert result["ci95"]["mae"][0] < result["metrics"]["mae"] < result["ci95"]["mae"][1]
-    assert sum(map(sum, result["confusion_matrix"])) == 80
+    assert result.metrics["mae"] == pytest.approx(mean_absolute_error(true, predicted))
+    assert 0.8 < result.metrics["icc"] <= 1
+    low, high = result.ci95["icc"]
+    assert low < result.metrics["icc"] < high
+    assert result.ci95["mae"][0] < result.metrics["mae"] < result.ci95["mae"][1]
+    assert sum(map(sum, result.confusion_matrix)) == 80
     noise = evaluate_regression(true, rng.uniform(0, 48, 80), (16.0, 32.0), n_resamples=0)
-    assert noise["metrics"]["icc"] < 0.3 and noise["metrics"]["mae"] > result["metrics"]["mae"]
+    assert noise.metrics["icc"] < 0.3 and noise.metrics["mae"] > result.metrics["mae"]
 
 
 def test_a_regression_run_writes_a_regression_checkpoint(regression_run: Path) -> None:
     arch_dir = regression_run / "resnet10t"
     model, meta = load_checkpoint(arch_dir)
-    assert meta["head"] == "regression" and meta["config"]["head"] == "regression"
+    assert meta.head.name == "regression" and meta.config["head"] == "regression"
     assert model.get_classifier().out_features == 1
     metrics = json.loads((arch_dir / "metrics.json").read_text())
     for key in ("mae", "icc", "accuracy", "f1_weighted", "kappa_quadratic"):
@@ -72,7 +73,7 @@ def test_a_regression_run_writes_a_regression_checkpoint(regression_run: Path) -
     saved = pd.read_csv(arch_dir / "predictions.csv")
     assert len(saved) == metrics["n"]
     assert metrics["metrics"]["mae"] == pytest.approx(mean_absolute_error(saved["masi"], saved["predicted_masi"]))
-    bins = masi_bins(saved["predicted_masi"].to_numpy(), tuple(meta["cutoffs"]))
+    bins = masi_bins(saved["predicted_masi"].to_numpy(), meta.cutoffs)
     assert metrics["metrics"]["accuracy"] == pytest.approx(float(np.mean(bins == pd.Categorical(
         saved["severity"], categories=("mild", "moderate", "severe")).codes)))
 
@@ -84,7 +85,7 @@ def test_predict_gives_a_masi_and_its_bin(regression_run: Path, synth_dir: Path,
     for photo in photos:
         result = predictor.predict(photo)
         assert result.masi is not None and 0 <= result.masi <= 48
-        assert result.severity == severity(result.masi, "masi", tuple(predictor.meta["cutoffs"]))
+        assert result.severity == severity(result.masi, "masi", predictor.meta.cutoffs)
         assert result.probabilities[result.severity] == 1.0 and sum(result.probabilities.values()) == 1.0
     with pytest.raises(ValueError, match="regression head"):
         predictor.explain(photos[0], "gradcam")
@@ -96,8 +97,8 @@ def test_predict_gives_a_masi_and_its_bin(regression_run: Path, synth_dir: Path,
 def test_evaluate_a_regression_checkpoint(regression_run: Path, synth_dir: Path) -> None:
     result = evaluate_checkpoint(regression_run / "resnet10t", synth_dir, bootstrap=50, device="cpu")
     trained = json.loads((regression_run / "resnet10t" / "metrics.json").read_text())
-    assert result["metrics"]["mae"] == pytest.approx(trained["metrics"]["mae"], abs=1e-4)
-    assert all(0 <= row["predicted_masi"] <= 48 for row in result["predictions"])
+    assert result.evaluation.metrics["mae"] == pytest.approx(trained["metrics"]["mae"], abs=1e-4)
+    assert all(0 <= row["predicted_masi"] <= 48 for row in result.to_json()["predictions"])
     assert "ICC(2,1)" in format_table(result) and "macro AUC" not in format_table(result)
 
 
@@ -127,3 +128,18 @@ def test_a_manifest_without_masi_is_refused(synth_dir: Path, tmp_path: Path) -> 
     assert not (tmp_path / "run" / "resnet10t").exists()
     with pytest.raises(ValueError, match="head must be one of"):
         _config(manifest, tmp_path / "run", head="ordinal")
+
+
+@pytest.mark.parametrize("head", ["classification", "regression"])
+def test_evaluate_gives_the_training_runs_own_metrics(head: str, regression_run: Path, synth_dir: Path,
+                                                      tmp_path: Path) -> None:
+    run = regression_run
+    if head == "classification":
+        run = tmp_path / "run"
+        train_many(_config(synth_dir, run, head=head, epochs=1, cache_dir=regression_run.parent / "cache"))
+    trained = json.loads((run / "resnet10t" / "metrics.json").read_text())
+    result = evaluate_checkpoint(run / "resnet10t", synth_dir, bootstrap=100, batch_size=16, device="cpu")
+    evaluated = json.loads(json.dumps(jsonable(result.to_json())))
+    for key in ("n", "support", "metrics", "ci95", "confusion_matrix", "notes", "subgroups"):
+        assert evaluated[key] == trained[key], key
+    assert ("cutoffs" in evaluated) == (head == "regression") == ("cutoffs" in trained)

@@ -22,7 +22,7 @@ from annotation.ingest import ingest
 from annotation.store import AnnotationError, ImageCompleteError, RatingStore
 from melasma.cli import main, serve
 from melasma.cli.settings_flags import settings_from_args
-from melasma.masi import REGIONS
+from melasma.masi import REGIONS, RaterScores
 from melasma.settings import Settings
 
 
@@ -104,7 +104,7 @@ def test_migrate_copies_everything_and_refuses_a_non_empty_target(
     request = workflow.request_rerate(target, settings, "boss", ids[0], "rater3", "x")
     assert request.id == len(before[3]) + 1
     with pytest.raises(ImageCompleteError):
-        target.save_rating(ids[0], "rater4", uniform(1, 1, 1), 2.0, 1.0, max_ratings=3)
+        target.save_rating(ids[0], "rater4", RaterScores.from_raw(uniform(1, 1, 1)), max_ratings=3)
 
     # A target that is not empty is refused and left as it was.
     assert main(["db", "migrate", "--from", str(source.path), "--to", postgres_url]) == 2

@@ -121,7 +121,7 @@ def test_cancel_keeps_finished_architectures(synth_dir: Path, tmp_path: Path) ->
     assert [e.arch for e in events if isinstance(e, ArchDone)] == ["resnet18"]
     assert any(isinstance(e, LogLine) and "cancelled" in e.message for e in events)
     _, meta = load_checkpoint(config.out / "resnet18")
-    assert meta["data"]["manifest_hash"] and meta["config"]["seed"] == 0
+    assert meta.data["manifest_hash"] and meta.config["seed"] == 0
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +190,7 @@ def test_a_collapsed_run_is_marked_everywhere(synth_dir: Path, tmp_path: Path) -
     metrics = json.loads((config.out / "resnet18" / "metrics.json").read_text())
     assert metrics["collapse"]["collapsed"] and metrics["pretrained"] == "random init"
     _, meta = load_checkpoint(config.out / "resnet18")
-    assert meta["collapse"]["collapsed"] and meta["pretrained"] == "random init"
+    assert meta.extra["collapse"]["collapsed"] and meta.pretrained == "random init"
     assert any(isinstance(e, LogLine) and e.message.startswith("warning: resnet18 collapsed") for e in events)
     done = next(e for e in events if isinstance(e, ArchDone))
     assert done.collapsed and done.pretrained == "random init"
@@ -210,17 +210,17 @@ def test_provenance_cutoffs_and_subgroups_travel_with_the_run(synth_dir: Path, t
     assert provenance in (config.out / "summary.md").read_text()
     assert any(isinstance(e, LogLine) and f"weights {provenance}" in e.message for e in events)
     _, meta = load_checkpoint(config.out / "resnet18")
-    assert meta["pretrained"] == provenance and meta["cutoffs"] == [10.0, 40.0] and meta["seed"] == 0
-    assert meta["manifest_hash"] == meta["data"]["manifest_hash"] and meta["head"] == "classification"
+    assert meta.pretrained == provenance and meta.cutoffs == (10.0, 40.0) and meta.seed == 0
+    assert meta.manifest_hash == meta.data["manifest_hash"] and meta.head.name == "classification"
     relabelled = load_dataset(synth_dir, cutoffs=(10.0, 40.0))
     assert (relabelled["severity"] != load_dataset(synth_dir)["severity"]).any()  # the cut-offs matter here
     from melasma.data.manifest import manifest_hash
 
-    assert meta["manifest_hash"] == manifest_hash(relabelled)
+    assert meta.manifest_hash == manifest_hash(relabelled)
     evaluated = evaluate_checkpoint(config.out / "resnet18", synth_dir, device="cpu", cache_dir=config.cache_dir,
                                     bootstrap=50)
-    assert not evaluated["notes"] or "differs" not in " ".join(evaluated["notes"])
-    groups = {g["group"] for g in evaluated["subgroups"]}
+    assert not evaluated.evaluation.notes or "differs" not in " ".join(evaluated.evaluation.notes)
+    groups = {g.group for g in evaluated.result.subgroups}
     assert groups == set(relabelled.loc[relabelled["split"] == "test", "skin_type"])
     assert all(f"accuracy[skin {g}]" in summary.columns for g in groups)
 
@@ -243,4 +243,4 @@ def test_a_run_without_patient_ids_warns_in_the_log_metrics_and_model_json(synth
     metrics = json.loads((config.out / "resnet18" / "metrics.json").read_text())
     assert metrics["data_warnings"] == [warned[0].removeprefix("WARNING: ")]
     _, meta = load_checkpoint(config.out / "resnet18")
-    assert meta["data"]["warnings"] == metrics["data_warnings"] and meta["data"]["patient_ids"] == 0
+    assert meta.data["warnings"] == metrics["data_warnings"] and meta.data["patient_ids"] == 0

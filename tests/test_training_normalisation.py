@@ -36,6 +36,6 @@ def test_batches_and_checkpoint_use_the_models_normalisation(synth_dir: Path, tm
 
     train_many(config)
     _, meta = load_checkpoint(tmp_path / "run" / "efficientnet_lite0")
-    assert meta["mean"] == [0.5] * 3 and meta["std"] == [0.5] * 3
+    assert meta.mean == (0.5,) * 3 and meta.std == (0.5,) * 3
     predictor = Predictor.from_checkpoint(tmp_path / "run" / "efficientnet_lite0")
     assert torch.allclose(predictor._mean.flatten(), torch.full((3,), 0.5))

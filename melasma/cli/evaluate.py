@@ -34,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(jsonable(result), indent=2, allow_nan=False) + "\n")
+        out.write_text(json.dumps(jsonable(result.to_json()), indent=2, allow_nan=False) + "\n")
         print(f"wrote {out}")
     return 0

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +37,7 @@ from melasma.explain.faithfulness import (
     resize_mask,
 )
 from melasma.inference import Predictor
+from melasma.models.checkpoint import CheckpointMeta
 
 SPLIT_CHOICES = ("all", "train", "val", "test")
 SUMMARY_METRICS = ("mean_relevance", "positive_share", "mass_in_mask", "mask_share", "pointing_game", "deletion_auc")
@@ -46,12 +46,6 @@ SUMMARY_METRICS = ("mean_relevance", "positive_share", "mass_in_mask", "mask_sha
 class ReportError(ValueError):
     """Bad report input: no images, unknown method or split, a different manifest."""
 
-
-
-def _section(meta: dict[str, Any], key: str) -> dict[str, Any]:
-    """One nested table of model.json (empty when missing or not a table)."""
-    value = meta.get(key)
-    return value if isinstance(value, dict) else {}
 
 @dataclass
 class LoadedModel:
@@ -66,7 +60,7 @@ class LoadedModel:
         return self.predictor.model
 
     @property
-    def meta(self) -> dict:
+    def meta(self) -> CheckpointMeta:
         return self.predictor.meta
 
     @property
@@ -84,12 +78,12 @@ class LoadedModel:
     @property
     def mean(self) -> torch.Tensor:
         """The input normalisation's mean, (1, 3, 1, 1)."""
-        return torch.tensor(self.meta["mean"], dtype=torch.float32).view(1, 3, 1, 1)
+        return torch.tensor(self.meta.mean, dtype=torch.float32).view(1, 3, 1, 1)
 
     @property
     def std(self) -> torch.Tensor:
         """The input normalisation's standard deviation, (1, 3, 1, 1)."""
-        return torch.tensor(self.meta["std"], dtype=torch.float32).view(1, 3, 1, 1)
+        return torch.tensor(self.meta.std, dtype=torch.float32).view(1, 3, 1, 1)
 
     def tensor(self, path: str) -> torch.Tensor:
         """The photo squashed to the model's square input and normalised: (1, 3, S, S)."""
@@ -102,13 +96,12 @@ class LoadedModel:
     @property
     def seed(self) -> int:
         """The split seed the checkpoint was trained with (0 when not recorded)."""
-        data, config = _section(self.meta, "data"), _section(self.meta, "config")
-        return int(self.meta.get("seed", data.get("seed", config.get("seed", 0))) or 0)
+        return self.meta.seed
 
     @property
     def manifest_hash(self) -> str | None:
         """The hash of the manifest the checkpoint was trained on, when recorded."""
-        return self.meta.get("manifest_hash", _section(self.meta, "data").get("manifest_hash"))
+        return self.meta.manifest_hash
 
 
 def load_models(weights: Sequence[str | os.PathLike], device: str = "cpu") -> list[LoadedModel]:
@@ -331,7 +324,7 @@ def explain_report(
     if batch_size < 1:
         raise ReportError(f"batch size must be at least 1, got {batch_size}")
     models = load_models(weights, str(resolve_device(device)))
-    listed = [list_images(data, split, max_images, seed=m.seed, cutoffs=tuple(m.meta["cutoffs"]),
+    listed = [list_images(data, split, max_images, seed=m.seed, cutoffs=m.meta.cutoffs,
                           trained_on=m.manifest_hash, force=force, note=note) for m in models]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,14 @@
 """Checkpoints as `model.safetensors` + `model.json`: weights and metadata, never a pickle.
 
-`model.json` is checked against `CheckpointMeta` before any weights are read: the required keys
-(arch, classes, cutoffs, image_size, mean, std) must have the right types and ranges, and
-`arch_kwargs` may only hold the builder options the architecture's spec names. The schema is open:
-any other key (versions, created, metrics, config, data, and keys other modules add such as
-`pretrained`, `seed`, `manifest_hash`, `head`) is kept unchecked in `CheckpointMeta.extra` and
-returned in the metadata dict; a module that needs one of them validates it where it reads it.
+`model.json` is read into a frozen `CheckpointMeta` (`CheckpointMeta.from_json`) before any weights
+are read: the required keys (arch, classes, cutoffs, image_size, mean, std) must have the right
+types and ranges, and `arch_kwargs` may only hold the builder options the architecture's spec
+names. The optional keys callers read become typed fields with their fallbacks for older
+checkpoints, set there and nowhere else: `head` (classification), `seed` (else `data.seed`, else
+`config.seed`, else 0), `manifest_hash` (else `data.manifest_hash`, else None), `pretrained`
+("not recorded"), `created` (None), `allow_patient_overlap` (`config`'s, else False) and the
+`data`, `config` and `metrics` tables (empty when missing or not an object). Every other key
+(versions, ci95, collapse, training, command, ...) is kept unchecked in `CheckpointMeta.extra`.
 Every problem is one `CheckpointError` line naming the file and the key.
 """
 
@@ -26,11 +29,17 @@ from torch import nn
 from melasma.jsonable import jsonable
 from melasma.masi import SCALE_MAX, SEVERITIES
 from melasma.models.factory import build
+from melasma.models.head import Head, head_for
 from melasma.models.registry import ArchSpec, get_spec
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 REQUIRED_META = ("arch", "classes", "cutoffs", "image_size", "mean", "std")
+#: `pretrained` of a checkpoint that does not say what its weights started from.
+NOT_RECORDED = "not recorded"
+#: The keys of model.json that become `CheckpointMeta` fields (the rest go to `extra`).
+_TYPED = frozenset({*REQUIRED_META, "arch_kwargs", "head", "seed", "manifest_hash", "pretrained", "created",
+                    "data", "config", "metrics"})
 #: Accepted model input sizes, in pixels.
 IMAGE_SIZE_RANGE = (16, 1024)
 
@@ -80,7 +89,8 @@ def save_checkpoint(directory: str | Path, model: nn.Module, meta: Mapping[str, 
 
 @dataclass(frozen=True)
 class CheckpointMeta:
-    """The validated metadata of a checkpoint; `extra` holds every other key, unchecked."""
+    """The validated metadata of a checkpoint (see the module doc for the optional fields'
+    fallbacks); `extra` holds every other key of model.json, unchecked."""
 
     arch: str
     classes: tuple[str, ...]
@@ -89,17 +99,60 @@ class CheckpointMeta:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    head: Head = field(default_factory=lambda: head_for("classification"))
+    seed: int = 0
+    manifest_hash: str | None = None
+    pretrained: str = NOT_RECORDED
+    created: str | None = None
+    allow_patient_overlap: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def spec(self) -> ArchSpec:
         return get_spec(self.arch)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The metadata as stored in model.json (lists, not tuples)."""
-        return {**self.extra, "arch": self.arch, "classes": list(self.classes),
-                "cutoffs": list(self.cutoffs), "image_size": self.image_size, "mean": list(self.mean),
-                "std": list(self.std), "arch_kwargs": dict(self.arch_kwargs)}
+    @classmethod
+    def from_json(cls, raw: Any) -> CheckpointMeta:
+        """Check a decoded model.json against the schema and apply the fallbacks; raises
+        ValueError naming the key."""
+        if not isinstance(raw, dict):
+            raise ValueError("expected a JSON object")
+        missing = [key for key in REQUIRED_META if key not in raw]
+        if missing:
+            raise ValueError(f"lacks {', '.join(missing)}")
+        if not isinstance(raw["arch"], str):
+            raise ValueError(f"arch must be a name, got {raw['arch']!r:.40}")
+        spec = get_spec(raw["arch"])
+        if raw["classes"] != list(SEVERITIES):
+            raise ValueError(f"classes must be {list(SEVERITIES)}, got {raw['classes']!r:.80}")
+        cutoffs = [_number(v) for v in raw["cutoffs"]] if isinstance(raw["cutoffs"], list) else []
+        top = SCALE_MAX["masi"]
+        if len(cutoffs) != 2 or None in cutoffs or not 0 < cutoffs[0] < cutoffs[1] <= top:  # type: ignore[operator]
+            raise ValueError(f"cutoffs must be 2 increasing numbers between 0 and {top:g}, "
+                             f"got {raw['cutoffs']!r:.80}")
+        size = raw["image_size"]
+        low, high = IMAGE_SIZE_RANGE
+        if isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high:
+            raise ValueError(f"image_size must be an integer from {low} to {high}, got {size!r:.40}")
+        if size < spec.min_size:
+            raise ValueError(f"image_size {size} is below {spec.name}'s minimum of {spec.min_size}")
+        data, config = _table(raw, "data"), _table(raw, "config")
+        return cls(
+            arch=spec.name, classes=tuple(raw["classes"]), cutoffs=(cutoffs[0], cutoffs[1]),  # type: ignore[arg-type]
+            image_size=size, mean=_triple(raw, "mean", positive=False), std=_triple(raw, "std", positive=True),
+            arch_kwargs=_arch_kwargs(raw.get("arch_kwargs"), spec),
+            head=head_for(_text(raw, "head") or "classification"),
+            seed=_seed(raw.get("seed"), data.get("seed"), config.get("seed")),
+            manifest_hash=_text(raw, "manifest_hash") or _text(data, "manifest_hash", "data.manifest_hash"),
+            pretrained=_text(raw, "pretrained") or NOT_RECORDED,
+            created=_text(raw, "created"),
+            allow_patient_overlap=bool(config.get("allow_patient_overlap", False)),
+            data=data, config=config, metrics=_table(raw, "metrics"),
+            extra={key: value for key, value in raw.items() if key not in _TYPED},
+        )
 
 
 def _number(value: Any) -> float | None:
@@ -135,36 +188,29 @@ def _arch_kwargs(value: Any, spec: ArchSpec) -> dict[str, Any]:
     return dict(value)
 
 
-def parse_meta(raw: Any) -> CheckpointMeta:
-    """Check a decoded model.json against the schema; raises ValueError naming the key."""
-    if not isinstance(raw, dict):
-        raise ValueError("expected a JSON object")
-    missing = [key for key in REQUIRED_META if key not in raw]
-    if missing:
-        raise ValueError(f"lacks {', '.join(missing)}")
-    if not isinstance(raw["arch"], str):
-        raise ValueError(f"arch must be a name, got {raw['arch']!r:.40}")
-    spec = get_spec(raw["arch"])
-    if raw["classes"] != list(SEVERITIES):
-        raise ValueError(f"classes must be {list(SEVERITIES)}, got {raw['classes']!r:.80}")
-    cutoffs = [_number(v) for v in raw["cutoffs"]] if isinstance(raw["cutoffs"], list) else []
-    top = SCALE_MAX["masi"]
-    if len(cutoffs) != 2 or None in cutoffs or not 0 < cutoffs[0] < cutoffs[1] <= top:  # type: ignore[operator]
-        raise ValueError(f"cutoffs must be 2 increasing numbers between 0 and {top:g}, "
-                         f"got {raw['cutoffs']!r:.80}")
-    size = raw["image_size"]
-    low, high = IMAGE_SIZE_RANGE
-    if isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high:
-        raise ValueError(f"image_size must be an integer from {low} to {high}, got {size!r:.40}")
-    if size < spec.min_size:
-        raise ValueError(f"image_size {size} is below {spec.name}'s minimum of {spec.min_size}")
-    known = {*REQUIRED_META, "arch_kwargs"}
-    return CheckpointMeta(
-        arch=spec.name, classes=tuple(raw["classes"]), cutoffs=(cutoffs[0], cutoffs[1]),  # type: ignore[arg-type]
-        image_size=size, mean=_triple(raw, "mean", positive=False), std=_triple(raw, "std", positive=True),
-        arch_kwargs=_arch_kwargs(raw.get("arch_kwargs"), spec),
-        extra={key: value for key, value in raw.items() if key not in known},
-    )
+def _table(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    """A nested object of model.json; empty when missing or not an object."""
+    value = raw.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _text(raw: dict[str, Any], key: str, name: str | None = None) -> str | None:
+    """An optional string; None when missing or null."""
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{name or key} must be a string, got {value!r:.40}")
+    return value
+
+
+def _seed(*candidates: Any) -> int:
+    """The first recorded seed of top-level `seed`, `data.seed`, `config.seed`; 0 when none is."""
+    for value in candidates:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"seed must be an integer, got {value!r:.40}")
+        return value
+    return 0
 
 
 def read_checkpoint_meta(directory: str | Path) -> CheckpointMeta:
@@ -179,26 +225,13 @@ def read_checkpoint_meta(directory: str | Path) -> CheckpointMeta:
     except RecursionError:
         raise CheckpointError(f"{path} is damaged: nested too deeply") from None
     try:
-        return parse_meta(raw)
+        return CheckpointMeta.from_json(raw)
     except ValueError as error:
         message = str(error).splitlines()[0] if str(error) else "invalid"
         raise CheckpointError(f"{path}: {message}") from None
 
 
-def read_meta(directory: str | Path) -> dict[str, Any]:
-    """The metadata of a checkpoint folder as a dict, validated by `read_checkpoint_meta`."""
-    return read_checkpoint_meta(directory).as_dict()
-
-
-def output_count(meta: CheckpointMeta) -> int:
-    """The network's outputs: one for a `head` "regression" checkpoint (MASI / 48), else one per class."""
-    head = meta.extra.get("head", "classification")
-    if head not in ("classification", "regression"):
-        raise CheckpointError(f"head must be classification or regression, got {head!r:.40}")
-    return 1 if head == "regression" else len(meta.classes)
-
-
-def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointMeta]:
     """The model (in eval mode, on `device`) and its metadata; raises CheckpointError when unusable."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -212,7 +245,7 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{weights} is damaged: {error}") from None
-    outputs = output_count(checked)
+    outputs = checked.head.outputs(len(checked.classes))
     try:
         model = build(spec, outputs, checked.arch_kwargs)
     except (TypeError, ValueError, RuntimeError) as error:
@@ -228,4 +261,4 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
                 if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
     if bad is not None:
         raise CheckpointError(f"{weights} is damaged: {bad} holds NaN or infinite values")
-    return model.to(device).eval(), checked.as_dict()
+    return model.to(device).eval(), checked

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from melasma.training.config import TrainConfig
     from melasma.training.device import resolve_device
-    from melasma.training.loop import TrainingCancelled, fit, train_many
+    from melasma.training.loop import TrainingCancelled, fit
+    from melasma.training.run import train_many
 
 _LAZY = {"TrainConfig": "config", "resolve_device": "device", "TrainingCancelled": "loop", "fit": "loop",
-         "train_many": "loop"}
+         "train_many": "run"}
 
 
 def __getattr__(name: str) -> Any:

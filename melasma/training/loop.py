@@ -1,40 +1,33 @@
-"""Training: `fit` one network with early stopping, `train_many` for the study's protocol end to end.
+"""Training one network: `fit` with early stopping, and the split tensors, batches and predictions it uses.
 
 Images are decoded once (`melasma.data.cache`), and each split lives as one uint8 tensor on the
 training device; batches are indexed, converted to float and augmented there with per-sample
 randomness. On CUDA the step runs under bf16 autocast with channels-last tensors; elsewhere fp32.
 Under torchrun the same code trains data-parallel (`melasma.training.distributed`): each process
-holds its shard of the train and validation images, and rank 0 writes the results.
+holds its shard of the train and validation images. The outputs are read through the config's head
+(`melasma.models.head`). `melasma.training.run` trains, tests and writes a study's architectures.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from melasma.masi import SCALE_MAX, SEVERITIES
-from melasma.models import create, get_spec, save_checkpoint
-from melasma.models.checkpoint import jsonable
-from melasma.training import distributed, figures
+from melasma.models.head import head_for
+from melasma.training import distributed
 from melasma.training.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, normalize, to_float
-from melasma.training.collapse import detect_collapse
 from melasma.training.config import TrainConfig
-from melasma.training.device import resolve_device
 from melasma.training.distributed import SINGLE, Context
-from melasma.training.events import ArchDone, BatchDone, EpochDone, LogLine, OnEvent
-from melasma.training.metrics import evaluate_predictions, evaluate_regression, masi_bins, subgroup_metrics
-from melasma.training.report import subgroup_columns, summary_row, write_summary
+from melasma.training.events import BatchDone, EpochDone, LogLine, OnEvent
 
 ShouldStop = Callable[[], bool]
 #: Seconds between two batch events (every batch is still polled for cancellation).
@@ -116,28 +109,6 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn
     return loss.detach(), logits.detach().float()
 
 
-class MasiLoss(nn.Module):
-    """Smooth L1 between a regression head's single output and MASI / 48 (targets in MASI points);
-    `reduction` as torch's losses ("mean" or "sum")."""
-
-    def __init__(self, reduction: str = "mean") -> None:
-        super().__init__()
-        self.reduction = reduction
-
-    def forward(self, output: torch.Tensor, masi: torch.Tensor) -> torch.Tensor:
-        return nn.functional.smooth_l1_loss(output[:, 0], masi / SCALE_MAX["masi"], reduction=self.reduction)
-
-
-def masi_from_output(output: torch.Tensor) -> torch.Tensor:
-    """A regression head's (N, 1) output as MASI points, clipped to the scale's 0-48."""
-    return (output[:, 0].float() * SCALE_MAX["masi"]).clamp(0, SCALE_MAX["masi"])
-
-
-def bins_from_masi(masi: torch.Tensor, cutoffs: tuple[float, float]) -> torch.Tensor:
-    """Severity indices of MASI values (mild below the first cut-off, severe from the second)."""
-    return torch.bucketize(masi, torch.tensor(cutoffs, dtype=masi.dtype, device=masi.device), right=True)
-
-
 def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
     """Shuffled (with a generator) or ordered index batches; a final batch of one joins the previous
     batch, since batch norm cannot train on a single image."""
@@ -180,12 +151,6 @@ def predict_probs(model: nn.Module, split: Split, batch_size: int = 64, mean=Non
     return predict_outputs(model, split, batch_size, mean, std).softmax(1).numpy()
 
 
-def predict_masi(model: nn.Module, split: Split, batch_size: int = 64, mean=None,
-                 std=None) -> np.ndarray:
-    """A regression head's predicted MASI (N,), clipped to 0-48, in eval mode without augmentation."""
-    return masi_from_output(predict_outputs(model, split, batch_size, mean, std)).numpy()
-
-
 def gathered_outputs(model: nn.Module, split: Split, batch_size: int, ctx: Context = SINGLE) -> torch.Tensor:
     """`predict_outputs` of the whole split (every rank's shard gathered, in the split's order), on the CPU."""
     return distributed.gather_rows(predict_outputs(model, split, batch_size), split.total, ctx, split.labels.device)
@@ -198,9 +163,9 @@ def _evaluate_loss(model: nn.Module, split: Split, criterion: nn.Module, batch_s
     device = split.labels.device
     outputs = gathered_outputs(model, split, batch_size, ctx).to(device)
     labels = distributed.gather_rows(split.labels, split.total, ctx, device)
-    if config is not None and config.head == "regression":
+    if config is not None and head_for(config.head).predicts_masi:
         masi = distributed.gather_rows(split.masi, split.total, ctx, device)
-        predicted = bins_from_masi(masi_from_output(outputs), config.cutoffs)
+        predicted = head_for(config.head).bins(outputs, config.cutoffs)
         return float(criterion(outputs, masi)), float((predicted == labels).float().mean())
     probs = outputs.softmax(1)
     loss = criterion(probs.clamp_min(1e-12).log(), labels)  # cross-entropy from probabilities
@@ -232,11 +197,11 @@ def fit(model: nn.Module, train: Split, val: Split, config: TrainConfig, *, arch
     net = prepared.net
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr if lr is None else lr,
                                  weight_decay=config.weight_decay)
-    regression = config.head == "regression"
-    criterion = MasiLoss("sum") if regression else nn.CrossEntropyLoss(weight=class_weights, reduction="sum")
-    val_criterion = MasiLoss() if regression else nn.NLLLoss(weight=class_weights)
-    targets = train.masi if regression else train.labels
-    sample_weights = class_weights.to(device)[train.labels] if class_weights is not None and not regression \
+    head = head_for(config.head)
+    criterion = head.criterion(class_weights, "sum")
+    val_criterion = head.criterion(None, "mean") if head.predicts_masi else nn.NLLLoss(weight=class_weights)
+    targets = train.masi if head.predicts_masi else train.labels
+    sample_weights = class_weights.to(device)[train.labels] if class_weights is not None and not head.predicts_masi \
         else torch.ones(len(train), device=device)
     order_rng = torch.Generator().manual_seed(config.seed)
     augment_rng = torch.Generator(device=device).manual_seed(config.seed)
@@ -264,8 +229,7 @@ def fit(model: nn.Module, train: Split, val: Split, config: TrainConfig, *, arch
             loss, outputs = train_step(net, optimizer, criterion, x, targets[rows_dev],
                                        ctx.world_size / weight_and_stop[0])
             loss_sum += loss / ctx.world_size * size  # this rank's share of the batch mean, times its size
-            predicted = bins_from_masi(masi_from_output(outputs), config.cutoffs) if regression else outputs.argmax(1)
-            correct += (predicted == train.labels[rows_dev]).sum()
+            correct += (head.bins(outputs, config.cutoffs) == train.labels[rows_dev]).sum()
             now = time.perf_counter()
             if now - last_event >= BATCH_EVENT_EVERY_S or index == len(chunks):
                 last_event = now
@@ -297,152 +261,3 @@ def class_weights_for(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Balanced weights n / (classes x count) as scikit-learn's "balanced"; absent classes get 0."""
     counts = torch.bincount(labels, minlength=n_classes).float()
     return torch.where(counts > 0, len(labels) / (n_classes * counts.clamp_min(1)), torch.zeros_like(counts))
-
-
-def _train_arch(arch: str, splits: dict[str, Split], config: TrainConfig, device: torch.device,
-                data_info: dict[str, Any], test_skin: Sequence[str | None], test_paths: list[str], emit: OnEvent,
-                stop: ShouldStop, ctx: Context = SINGLE) -> dict[str, Any] | None:
-    """Train, test and write one architecture; the summary row (None on ranks other than 0)."""
-    classes = list(SEVERITIES)
-    regression = config.head == "regression"
-    torch.manual_seed(config.seed)
-    model = create(arch, 1 if regression else len(classes), config.pretrained).to(device)
-    pretrained = str(model.pretrained_source)
-    lr = config.learning_rate(pretrained)
-    emit(LogLine(f"{arch}: weights {pretrained}; Adam lr {lr:g}"))
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    train = splits["train"]
-    weights = class_weights_for(distributed.gather_rows(train.labels, train.total, ctx, device), len(classes)) \
-        if config.class_weighted else None
-    started = time.perf_counter()
-    try:
-        history = fit(model, train, splits["val"], config, arch=arch, class_weights=weights,
-                      on_event=emit, should_stop=stop, lr=lr, ctx=ctx)
-    except torch.OutOfMemoryError as error:
-        raise torch.OutOfMemoryError(
-            f"out of memory training {arch} on {device} at batch {config.batch_size}, {config.image_size} px: "
-            "lower --batch-size or --image-size") from error
-    seconds = time.perf_counter() - started
-    val_outputs = gathered_outputs(model, splits["val"], config.batch_size, ctx)
-    if not ctx.is_main:
-        distributed.barrier(ctx)  # rank 0 tests and writes the results
-        return None
-    test = splits["test"]
-    if regression:
-        test_masi = predict_masi(model, test, config.batch_size)
-        evaluation = evaluate_regression(test.masi.cpu().numpy(), test_masi, config.cutoffs, classes,
-                                         config.bootstrap, config.seed)
-        probs = np.eye(len(classes))[masi_bins(test_masi, config.cutoffs)]  # one-hot of the derived bins
-        val_predicted = masi_bins(masi_from_output(val_outputs).numpy(), config.cutoffs)
-    else:
-        probs = predict_probs(model, test, config.batch_size)
-        evaluation = evaluate_predictions(test.labels.cpu().numpy(), probs, classes, config.bootstrap, config.seed)
-        val_predicted = val_outputs.argmax(1).numpy()
-    collapse = detect_collapse({"validation": val_predicted, "test": probs.argmax(1)},
-                               float(history["train_loss"].iloc[-1]), classes, lr=lr, pretrained_source=pretrained)
-    if collapse.collapsed:
-        emit(LogLine(f"warning: {arch} collapsed: {collapse.describe()}"))
-    subgroups = subgroup_metrics(test.labels.cpu().numpy(), probs, test_skin, classes, config.bootstrap, config.seed)
-    best = history.loc[history["val_loss"].idxmin()]
-    training = {"epochs_run": len(history), "best_epoch": int(best["epoch"]), "best_val_loss": float(best["val_loss"]),
-                "seconds": seconds, "device": str(device), "processes": ctx.world_size, "lr": lr,
-                "images_per_s": train.total * len(history) / max(seconds, 1e-9)}
-    arch_dir = config.out / arch
-    save_checkpoint(arch_dir, model, {
-        "classes": classes, "cutoffs": list(config.cutoffs), "image_size": config.image_size,
-        "mean": list(input_normalisation(model)[0]), "std": list(input_normalisation(model)[1]), "pretrained": pretrained, "seed": config.seed,
-        "manifest_hash": data_info["manifest_hash"], "head": config.head, "config": asdict(config),
-        "metrics": evaluation["metrics"], "ci95": evaluation["ci95"], "collapse": asdict(collapse),
-        "data": data_info, "training": training,
-    })
-    report = {**evaluation, "data_warnings": data_info["warnings"], "pretrained": pretrained, "collapse": asdict(collapse),
-              "subgroups": [{key: value for key, value in asdict(group).items()
-                             if not (regression and key.startswith("auc_macro"))} for group in subgroups],
-              "training": training}
-    (arch_dir / "metrics.json").write_text(json.dumps(jsonable(report), indent=2, allow_nan=False) + "\n")
-    history.to_csv(arch_dir / "history.csv", index=False)
-    title = get_spec(arch).display_name
-    figures.learning_curves(history, arch_dir / "learning_curves.png", title)
-    if regression:
-        pd.DataFrame({"path": test_paths, "masi": test.masi.cpu().numpy(), "predicted_masi": test_masi,
-                      "severity": [classes[i] for i in test.labels.cpu().numpy()],
-                      "predicted_severity": [classes[i] for i in probs.argmax(1)]},
-                     ).to_csv(arch_dir / "predictions.csv", index=False)
-    else:
-        figures.roc_curves(test.labels.cpu().numpy(), probs, classes, arch_dir / "roc.png", title)
-    figures.confusion_matrix(evaluation["confusion_matrix"], classes, arch_dir / "confusion.png", title)
-    emit(ArchDone(arch, evaluation["metrics"], training, pretrained, collapse.collapsed, collapse.describe()))
-    distributed.barrier(ctx)
-    group_columns = {key: value for key, value in subgroup_columns(subgroups).items()
-                     if not (regression and key.startswith("auc_macro["))}  # AUC needs probabilities
-    return summary_row(arch, evaluation, {"head": config.head, "pretrained": pretrained, "lr": lr, "collapsed": collapse.collapsed,
-                                          "collapse_cause": collapse.describe(), **group_columns,
-                                          "epochs_run": training["epochs_run"],
-                                          "best_epoch": training["best_epoch"], "train_seconds": seconds})
-
-
-def train_many(config: TrainConfig, *, on_event: OnEvent | None = None,
-               should_stop: ShouldStop | None = None) -> pd.DataFrame:
-    """Train every architecture of `config` on one data set; writes RUN/<arch>/ and RUN/summary.*.
-
-    Bad data raises `DatasetError` before any training. A cancelled run (`should_stop()` True) stops
-    after the current batch and returns the summary of the architectures already finished. Started
-    by torchrun, each process trains its shard data-parallel (`melasma.training.distributed`); rank 0
-    alone sends events, polls `should_stop` and writes files, and the other ranks return an empty table.
-    """
-    device = distributed.local_device(resolve_device(config.device))
-    ctx = distributed.setup(device)
-    try:
-        return _train_all(config, device, ctx, on_event if ctx.is_main and on_event else (lambda event: None),
-                          should_stop or (lambda: False))
-    finally:
-        distributed.teardown(ctx)
-
-
-def _train_all(config: TrainConfig, device: torch.device, ctx: Context, emit: OnEvent,
-               stop: ShouldStop) -> pd.DataFrame:
-    from melasma.data.manifest import DatasetError, load_dataset, manifest_hash
-    from melasma.data.skin_tone import skin_groups
-    from melasma.data.splits import patient_id_warning
-
-    table = load_dataset(config.data, seed=config.seed, cutoffs=config.cutoffs,
-                         allow_patient_overlap=config.allow_patient_overlap)
-    if config.head == "regression":
-        missing = int(table["masi"].isna().sum())
-        if missing:
-            raise DatasetError(f"{config.data}: the regression head trains on the mean MASI, but {missing} of "
-                               f"{len(table)} images have no masi value (severity only); give masi for every "
-                               "image or train the classification head")
-    counts = table["split"].value_counts()
-    started = time.perf_counter()
-    splits = load_splits(table, config.image_size, device, config.cache_dir, ctx)
-    where = f"{ctx.world_size} processes (one shard each, rank 0 on {device})" if ctx.active else str(device)
-    emit(LogLine(f"{len(table)} images (train {counts.get('train', 0)}, val {counts.get('val', 0)}, test "
-                 f"{counts.get('test', 0)}) ready at {config.image_size} px on {where} in "
-                 f"{time.perf_counter() - started:.1f} s"))
-    no_patients = patient_id_warning(table)
-    if no_patients:
-        emit(LogLine(f"WARNING: {no_patients}"))
-    data_info: dict[str, Any] = {
-        "path": str(config.data), "manifest_hash": manifest_hash(table), "seed": config.seed,
-        "cutoffs": list(config.cutoffs), "n": {name: int(counts.get(name, 0)) for name in ("train", "val", "test")},
-        "patient_ids": int(table["patient_id"].notna().sum()), "warnings": [no_patients] if no_patients else []}
-    test_rows = table["split"] == "test"
-    test_skin = skin_groups(table.loc[test_rows, "skin_type"].tolist(), splits["test"].images.cpu().numpy()) \
-        if ctx.is_main else []
-    test_paths = table.loc[test_rows, "path"].astype(str).tolist()
-    if ctx.is_main:
-        config.out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    for arch in config.archs:
-        emit(LogLine(f"training {arch}"))
-        try:
-            row = _train_arch(arch, splits, config, device, data_info, test_skin, test_paths, emit, stop, ctx)
-        except TrainingCancelled as cancelled:
-            kept = ", ".join(row["arch"] for row in rows) or "none"
-            emit(LogLine(f"{cancelled}; finished architectures kept: {kept}"))
-            break
-        if row is not None:
-            rows.append(row)
-    return write_summary(rows, config.out, SEVERITIES) if ctx.is_main else pd.DataFrame()

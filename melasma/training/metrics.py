@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -183,8 +183,40 @@ def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], 
     return out
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One model's test metrics: point estimates (`metrics`, name -> value), their 95% bootstrap
+    CIs (`ci95`), the confusion matrix (rows true, columns predicted), class support and notes
+    about undefined values; `cutoffs` for a regression head's derived bins (None for a classifier)."""
+
+    n: int
+    classes: tuple[str, ...]
+    support: dict[str, int]
+    metrics: dict[str, float]
+    ci95: dict[str, tuple[float, float]]
+    bootstrap_resamples: int
+    confusion_matrix: list[list[int]]
+    notes: tuple[str, ...]
+    cutoffs: tuple[float, float] | None = None
+
+    def with_note(self, note: str) -> Evaluation:
+        """The same evaluation with one more note."""
+        return replace(self, notes=(*self.notes, note))
+
+    def to_json(self) -> dict[str, Any]:
+        """The keys metrics.json and `evaluate --out` have always held (`cutoffs` only for a regression head)."""
+        out: dict[str, Any] = {
+            "n": self.n, "classes": list(self.classes), "support": dict(self.support), "metrics": dict(self.metrics),
+            "ci95": dict(self.ci95), "bootstrap_resamples": self.bootstrap_resamples,
+            "confusion_matrix": self.confusion_matrix, "notes": list(self.notes),
+        }
+        if self.cutoffs is not None:
+            out["cutoffs"] = list(self.cutoffs)
+        return out
+
+
 def evaluate_predictions(labels: ArrayLike, scores: ArrayLike, classes: Sequence[str] = SEVERITIES,
-                         n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+                         n_resamples: int = 1000, seed: int = 0) -> Evaluation:
     """Metrics, 95% CIs, confusion matrix, support and notes for one model's predictions (true class
     indices, probabilities (n, classes))."""
     y_true = np.asarray(labels, dtype=int)
@@ -195,16 +227,12 @@ def evaluate_predictions(labels: ArrayLike, scores: ArrayLike, classes: Sequence
         raise ValueError(f"labels must lie in 0..{len(classes) - 1}")
     values, notes = point_metrics(y_true, probs, classes)
     confusion = skm.confusion_matrix(y_true, probs.argmax(1), labels=list(range(len(classes))))
-    return {
-        "n": len(y_true),
-        "classes": list(classes),
-        "support": {name: int((y_true == c).sum()) for c, name in enumerate(classes)},
-        "metrics": values,
-        "ci95": bootstrap_ci(y_true, probs, classes, n_resamples, seed),
-        "bootstrap_resamples": int(n_resamples),
-        "confusion_matrix": confusion.tolist(),
-        "notes": notes,
-    }
+    return Evaluation(
+        n=len(y_true), classes=tuple(classes),
+        support={name: int((y_true == c).sum()) for c, name in enumerate(classes)},
+        metrics=values, ci95=bootstrap_ci(y_true, probs, classes, n_resamples, seed),
+        bootstrap_resamples=int(n_resamples), confusion_matrix=confusion.tolist(), notes=tuple(notes),
+    )
 
 
 @dataclass(frozen=True)
@@ -256,7 +284,7 @@ def masi_bins(masi: np.ndarray, cutoffs: tuple[float, float]) -> np.ndarray:
 
 
 def evaluate_regression(true_masi: ArrayLike, predicted_masi: ArrayLike, cutoffs: tuple[float, float],
-                        classes: Sequence[str] = SEVERITIES, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+                        classes: Sequence[str] = SEVERITIES, n_resamples: int = 1000, seed: int = 0) -> Evaluation:
     """A MASI regressor's metrics as `evaluate_predictions`: `mae` with a bootstrap CI, `icc`
     (ICC(2,1) of predicted vs consensus MASI, F-based CI from `annotation.agreement`), and the
     `BIN_METRICS` of the bins derived from the predicted MASI with `cutoffs` (true bins from the
@@ -287,10 +315,10 @@ def evaluate_regression(true_masi: ArrayLike, predicted_masi: ArrayLike, cutoffs
         ci["icc"] = icc_ci(pair, "2,1")
     else:
         notes.append("ICC is undefined: no variance in the predicted and consensus MASI")
-    return {
-        "n": len(true), "classes": list(classes),
-        "support": {name: int((y_true == c).sum()) for c, name in enumerate(classes)},
-        "metrics": metrics, "ci95": ci, "bootstrap_resamples": int(n_resamples),
-        "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=list(range(len(classes)))).tolist(),
-        "notes": notes, "cutoffs": list(cutoffs),
-    }
+    return Evaluation(
+        n=len(true), classes=tuple(classes),
+        support={name: int((y_true == c).sum()) for c, name in enumerate(classes)},
+        metrics=metrics, ci95=ci, bootstrap_resamples=int(n_resamples),
+        confusion_matrix=skm.confusion_matrix(y_true, y_pred, labels=list(range(len(classes)))).tolist(),
+        notes=tuple(notes), cutoffs=(cutoffs[0], cutoffs[1]),
+    )

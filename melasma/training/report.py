@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from melasma.training.metrics import MIN_SUBGROUP_N, SubgroupResult
+from melasma.training.metrics import MIN_SUBGROUP_N, Evaluation, SubgroupResult
 
 #: metric key -> column title of the markdown table
 TABLE_COLUMNS: dict[str, str] = {
@@ -29,11 +29,11 @@ TABLE_COLUMNS: dict[str, str] = {
 }
 
 
-def summary_row(arch: str, evaluation: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def summary_row(arch: str, evaluation: Evaluation, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One flat row: arch, every metric with its CI bounds (`<metric>_lo`, `<metric>_hi`), extras."""
-    row: dict[str, Any] = {"arch": arch, "n_test": evaluation["n"]}
-    for name, value in evaluation["metrics"].items():
-        low, high = evaluation["ci95"].get(name, (math.nan, math.nan))
+    row: dict[str, Any] = {"arch": arch, "n_test": evaluation.n}
+    for name, value in evaluation.metrics.items():
+        low, high = evaluation.ci95.get(name, (math.nan, math.nan))
         row.update({name: value, f"{name}_lo": low, f"{name}_hi": high})
     row.update(extra or {})
     return row
