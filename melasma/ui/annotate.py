@@ -28,7 +28,7 @@ from annotation.export import export as write_export
 from annotation.ingest import ingest, photo_path
 from annotation.plots import machine_scatter, rater_scatter
 from annotation.store import SCORE_FIELDS, AnnotationError, RatingStore
-from annotation.workflow import Submission, Workflow
+from annotation.workflow import RatingPolicy, Submission, Workflow
 from melasma.access import AccessDenied, Role, anonymous, local_mode, require, require_rater, role_of, visitor_only
 from melasma.data.synthetic_marks import store_mix, synthetic_note
 from melasma.lesions.machine_rater import machine_scores
@@ -94,7 +94,7 @@ class AnnotateTab:
     @property
     def workflow(self) -> Workflow:
         """The rating workflow of this store under the settings' rating policy."""
-        return Workflow(self.store, self.settings.rating_policy)
+        return Workflow(self.store, RatingPolicy.from_settings(self.settings))
 
     # identity -------------------------------------------------------------------------------
     def rater_for(self, chosen: str | None, request: gr.Request | None) -> str:
