@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from melasma.layout import DataLayout, absolute
 
 DEFAULT_RATERS = ("rater1", "rater2", "rater3")
@@ -169,8 +170,6 @@ class Settings:
             examples_dir=Path(env["MELASMA_EXAMPLES_DIR"]) if env.get("MELASMA_EXAMPLES_DIR") else None,
             local_mode_opt_in=_flag(env.get("MELASMA_LOCAL_MODE", "")),
         )
-
-        return RatingPolicy(self.raters, self.ratings_per_image, self.spread_threshold)
 
     @property
     def layout(self) -> DataLayout:
