@@ -11,10 +11,10 @@ import pandas as pd
 from melasma.cli.arguments import non_negative_int, positive_int, seed
 from melasma.cli.settings_flags import open_store
 from melasma.data import longitudinal, synthetic
-from melasma.data.semisynthetic.cli import run_semisynthetic
 from melasma.data.synthetic_marks import refuse_mixing
 from melasma.followup.demo import SIMULATED_RATERS, load_into_store
 from melasma.masi import SEVERITIES
+from melasma.semisynthetic.cli import run_semisynthetic
 
 HELP = "generate synthetic face photos with known MASI scores from three simulated raters"
 

@@ -9,7 +9,7 @@ the classifier learn;
 every batch norm keeps its ImageNet statistics. Two losses:
 
 - per photo: cross-entropy against a soft target, the outline-derived MASI
-  (`melasma.data.polygon_masi`; photos without melasma: 0) spread as a normal of sd `MASI_SD` (the
+  (`melasma.regions.polygon_masi`; photos without melasma: 0) spread as a normal of sd `MASI_SD` (the
   spread of raters' MASI) over the three severity bins;
 - per 7 x 7 cell of the last feature map (the classifier applied to each cell; the pooled logits
   are the mean of these): "moderate" with weight = the cell's share of outlined lesion, "mild" for
@@ -39,8 +39,8 @@ from torch import nn
 
 from melasma.data.images import load_image
 from melasma.data.masks import coco_masks
-from melasma.data.polygon_masi import polygon_masi
 from melasma.masi import DEFAULT_CUTOFFS, SEVERITIES
+from melasma.regions.polygon_masi import polygon_masi
 
 ARCH = "efficientnet_lite0"
 IMAGE_SIZE = 224
@@ -231,7 +231,7 @@ def save(model: Any, out: Path, config: DemoConfig, photos: list[Photo], seconds
                    "recipe": "melasma.training.demo_real"},
         "data": {"path": config.data, "photos": [p.name for p in photos], "n": len(photos),
                  "melasma": sum(p.melasma for p in photos),
-                 "labels": "melasma.data.polygon_masi (outline-derived MASI); photos without melasma: MASI 0"},
+                 "labels": "melasma.regions.polygon_masi (outline-derived MASI); photos without melasma: MASI 0"},
         "training": {"seconds": round(seconds, 1), "device": "cpu", "threads": torch.get_num_threads()},
         "seed": config.seed,
         "command": "bash melasma/weights/train_demo.sh RUN_DIR  # = " + COMMAND,

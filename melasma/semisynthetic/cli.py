@@ -12,8 +12,8 @@ def run_semisynthetic(args: argparse.Namespace) -> int:
     """Generate the set the synth flags describe and print what was written and which bases."""
     import pandas as pd
 
-    from melasma.data.semisynthetic.generate import generate
     from melasma.masi import SEVERITIES
+    from melasma.semisynthetic.generate import generate
 
     holdout_list = None
     if args.holdout_list:
