@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     from tqdm import tqdm
 
-    from melasma.explain.report import explain_report
+    from melasma.explain_report import explain_report
 
     bar = tqdm(unit="image", desc="explaining", file=sys.stderr)
 
