@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from melasma.layout import DataLayout, absolute
 
@@ -46,9 +47,9 @@ def _parse_auth(value: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _training_limits(env: dict[str, str]) -> dict[str, int]:
-    """The MELASMA_MAX_* variables that are set, as whole numbers."""
-    values: dict[str, int] = {}
+def _training_limits(env: dict[str, str]) -> dict[str, Any]:
+    """The MELASMA_MAX_* variables that are set, as whole numbers (Settings checks them: >= 1)."""
+    values: dict[str, Any] = {}
     for name, variable in TRAINING_LIMIT_ENV.items():
         text = env.get(variable, "").strip()
         if text:

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from melasma.data.manifest import load_dataset, manifest_hash
+from melasma.data.skin_tone import skin_groups
 from melasma.models import load_checkpoint
 from melasma.training.device import resolve_device
 from melasma.training.loop import load_splits, predict_masi, predict_probs
@@ -31,9 +33,6 @@ def evaluate_checkpoint(weights: str | Path, data: str | Path, *, split: str = "
     choice, so "test" is the same held-out set the training run reported on. A regression-head
     checkpoint reports MAE, ICC and the derived bins' metrics (`evaluate_regression`), needs a masi
     value for every evaluated image, and lists `masi` and `predicted_masi` per prediction."""
-    from melasma.data.manifest import load_dataset, manifest_hash
-    from melasma.data.skin_tone import skin_groups
-
     if split not in SPLIT_CHOICES:
         raise ValueError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
     torch_device = resolve_device(device)

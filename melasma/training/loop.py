@@ -23,6 +23,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from melasma.data.cache import load_cached
+from melasma.data.manifest import DatasetError, load_dataset, manifest_hash
+from melasma.data.skin_tone import skin_groups
+from melasma.data.splits import patient_id_warning
 from melasma.masi import SCALE_MAX, SEVERITIES
 from melasma.models import create, get_spec, save_checkpoint
 from melasma.models.checkpoint import jsonable
@@ -69,8 +73,6 @@ def load_splits(table: pd.DataFrame, image_size: int, device: torch.device,
     """The train/val/test splits of a `load_dataset` table, decoded once and moved to `device`.
     With several processes, each rank decodes and holds its shard of train and val; rank 0 holds
     the whole test split (it alone tests and writes results), the others none of it."""
-    from melasma.data.cache import load_cached
-
     splits = {}
     for name in ("train", "val", "test"):
         rows = np.flatnonzero(table["split"].to_numpy() == name)
@@ -402,10 +404,6 @@ def train_many(config: TrainConfig, *, on_event: OnEvent | None = None,
 
 def _train_all(config: TrainConfig, device: torch.device, ctx: Context, emit: OnEvent,
                stop: ShouldStop) -> pd.DataFrame:
-    from melasma.data.manifest import DatasetError, load_dataset, manifest_hash
-    from melasma.data.skin_tone import skin_groups
-    from melasma.data.splits import patient_id_warning
-
     table = load_dataset(config.data, seed=config.seed, cutoffs=config.cutoffs,
                          allow_patient_overlap=config.allow_patient_overlap)
     if config.head == "regression":

@@ -24,6 +24,7 @@ from PIL import Image
 
 from melasma.access import AccessDenied, Role, require, require_job_owner, role_of, train_role
 from melasma.data.clear import without_clear
+from melasma.data.manifest import load_dataset
 from melasma.jobs import JobNotFoundError, JobRunner, JobStatus
 from melasma.jobs.datapath import training_data
 from melasma.jobs.limits import TrainingLimits
@@ -106,8 +107,6 @@ def make_config(data: str, archs: list[str], values: Mapping[str, Any], *, data_
 def require_usable_data(config: TrainConfig) -> None:
     """Refuse (ValueError, with the reason) a data set the training could not read, before anything is
     queued: a missing manifest, missing photos, an empty class."""
-    from melasma.data.manifest import load_dataset
-
     try:
         load_dataset(config.data, seed=config.seed, cutoffs=config.cutoffs,
                      allow_patient_overlap=config.allow_patient_overlap)
