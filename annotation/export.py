@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from annotation.ingest import photo_path
 from annotation.store import AnnotationError, RatingStore
 from annotation.workflow import ConsensusRow, consensus_rows
+from melasma.layout import photo_path
 from melasma.masi import REGION_WEIGHTS, REGIONS, SEVERITIES, region_score, severity
 from melasma.settings import Settings
 

@@ -36,6 +36,7 @@ from melasma.data.images import (
     read_header,
     to_jpeg_bytes,
 )
+from melasma.layout import ID_LENGTH, photo_path
 
 #: Most photos accepted from one zip archive.
 MAX_ZIP_MEMBERS = 2000
@@ -43,8 +44,6 @@ MAX_ZIP_MEMBERS = 2000
 MAX_ZIP_BYTES = 2 * 1024**3
 #: Most pixels (width x height, summed from the headers) decoded in one ingest call.
 MAX_BATCH_PIXELS = 200_000_000
-ID_LENGTH = 16
-_IMAGE_ID = re.compile(f"[0-9a-f]{{{ID_LENGTH}}}")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _PATIENT_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
 
@@ -103,13 +102,6 @@ class IngestSummary:
                 for f in self.files
             ],
         }
-
-
-def photo_path(photos_dir: str | Path, image_id: str) -> Path:
-    """Where the stripped copy of `image_id` is stored."""
-    if not _IMAGE_ID.fullmatch(image_id):
-        raise AnnotationError(f"malformed image id {image_id!r}")
-    return Path(photos_dir) / f"{image_id}.jpg"
 
 
 def clean_patient_id(value: str | None) -> str | None:

@@ -3,7 +3,7 @@ consensus and the adjudication queue.
 
 The rules come from a `RatingPolicy` (raters, k ratings per photo, spread threshold, severity
 cut-offs), not from the app's Settings: `Workflow(store, policy)` binds both, and the functions below
-take the policy (or anything with a `rating_policy`, such as `melasma.settings.Settings`).
+take the policy or the app's `melasma.settings.Settings` (`RatingPolicy.from_settings`).
 
 Blindness: nothing here returns another rater's scores for an image that still lacks ratings. Only
 images with all k ratings reach consensus, agreement and export, and by then no one else can rate
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, TypeAlias
 
 from annotation.store import (
     SCORE_FIELDS,
@@ -28,6 +28,9 @@ from annotation.store import (
     UnknownRaterError,
 )
 from melasma import masi as masi_scale
+
+if TYPE_CHECKING:  # the store and the workflow run without the app's settings (tests/test_rating_policy.py)
+    from melasma.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,11 @@ class RatingPolicy:
             raise ValueError("rater names must be unique")
         masi_scale.severity(0.0, "masi", self.cutoffs)  # raises on cut-offs outside 0 < moderate < severe <= 48
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RatingPolicy:
+        """The app's rules: its raters, ratings per image and spread threshold (the study's cut-offs)."""
+        return cls(settings.raters, settings.ratings_per_image, settings.spread_threshold)
+
     def check_rater(self, rater: str | None) -> str:
         """Return `rater` when it is one of the raters, else raise UnknownRaterError."""
         if not rater or rater not in self.raters:
@@ -56,19 +64,12 @@ class RatingPolicy:
         return rater
 
 
-class HasRatingPolicy(Protocol):
-    """Anything that carries a policy, e.g. the app's `melasma.settings.Settings`."""
-
-    @property
-    def rating_policy(self) -> RatingPolicy: ...
-
-
-Policy = RatingPolicy | HasRatingPolicy
+Policy: TypeAlias = "RatingPolicy | Settings"
 
 
 def as_policy(policy: Policy) -> RatingPolicy:
-    """`policy` itself, or the `rating_policy` it carries."""
-    return policy if isinstance(policy, RatingPolicy) else policy.rating_policy
+    """`policy` itself, or the one the settings hold."""
+    return policy if isinstance(policy, RatingPolicy) else RatingPolicy.from_settings(policy)
 
 
 def check_rater(rater: str | None, policy: Policy) -> str:

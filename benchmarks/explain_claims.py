@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from melasma.data.synthetic import generate
 from melasma.explain import Explainer
-from melasma.explain.report import load_models
+from melasma.explain_report import load_models
 from melasma.models import create
 
 DEMO = Path(__file__).resolve().parents[1] / "melasma" / "weights" / "demo"

@@ -30,13 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from dataclasses import replace
 
-from annotation.agreement import icc, icc_ci
 from melasma.data.images import load_image
 from melasma.masi import REGION_WEIGHTS, REGIONS, region_score
 from melasma.regions.find import find_regions
 from melasma.regions.pigment import CARTOON, DEFAULT, PigmentSettings, area_item, measure_pigment
 from melasma.regions.report import analyse
 from melasma.regions.types import FaceNotFound
+from melasma.stats.agreement import icc, icc_ci
 
 BASES = Path(__file__).resolve().parents[2] / "shared" / "data" / "roboflow-melasma" / "non-melasma"
 RATERS = ("r1", "r2", "r3")

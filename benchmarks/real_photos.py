@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
 
 from melasma.data.images import load_image  # noqa: E402
 from melasma.data.masks import coco_masks  # noqa: E402
-from melasma.data.semisynthetic.tone import skin_mask  # noqa: E402
+from melasma.data.tone import skin_mask  # noqa: E402
 from melasma.explain.faithfulness import resize_mask  # noqa: E402
 from melasma.inference import Predictor  # noqa: E402
 from melasma.real_photo_check import RealPhotoCheck, write_check  # noqa: E402

@@ -25,11 +25,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from annotation.agreement import icc
 from melasma.data import synthetic
 from melasma.masi import REGIONS, SEVERITIES
 from melasma.regions.pigment import CARTOON, PigmentSettings, measure_pigment
 from melasma.regions.types import FaceRegions, Region
+from melasma.stats.agreement import icc
 
 SIZE = 256
 

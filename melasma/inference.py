@@ -17,19 +17,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
 
 from melasma.data.images import ImageLoadError, ImageSource, check_shape, load_image
-from melasma.explain.explainer import METHODS
-from melasma.models.checkpoint import CheckpointError, CheckpointMeta
+from melasma.explain.explainer import METHODS, Explainer
+from melasma.models.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, read_checkpoint_meta
 from melasma.real_photo_check import RealPhotoCheck, RealPhotoCheckError, read_check
 
-if TYPE_CHECKING:
-    from melasma.explain.explainer import Explainer
 #: Longest side, in pixels, of the photo that maps and overlays are drawn at.
 DISPLAY_MAX = 512
 
@@ -78,6 +75,7 @@ class Explanation:
 
     def figure(self) -> Image.Image:
         """The photo beside the overlay, with a colour-bar legend (signed for LRP and gxi)."""
+        # deferred: loads matplotlib; a prediction without an overlay needs none
         from melasma.explain import views
 
         drawing = views.side_by_side(self.photo, {self.method: self.map}, title=f"explaining: {self.target}")
@@ -161,8 +159,6 @@ class Predictor:
     def from_checkpoint(cls, directory: str | Path, device: str = "cpu") -> Predictor:
         """Load `directory` (model.safetensors + model.json) once and warm it up; raises
         CheckpointError."""
-        from melasma.models.checkpoint import load_checkpoint
-
         model, meta = load_checkpoint(directory, device=device)
         predictor = cls(model, meta, device=device)
         try:
@@ -236,8 +232,6 @@ class Predictor:
     @property
     def explainer(self) -> Explainer:
         """This checkpoint's Explainer, built on first use (two model copies with their hooks)."""
-        from melasma.explain import Explainer
-
         with self._lock:
             if self._explainer is None:
                 self._explainer = Explainer(self.model, mean=self.meta.mean, std=self.meta.std)
@@ -266,6 +260,7 @@ class Predictor:
 
     def explain(self, image: ImageInput, method: str = "lrp", target: str | None = None) -> Explanation:
         """A relevance map for `target` (a class name; None: the predicted class) and its overlay."""
+        # deferred: loads matplotlib; a prediction without an overlay needs none
         from melasma.explain import views
 
         if method not in METHODS:
@@ -288,6 +283,7 @@ class Predictor:
     def explain_all(self, image: ImageInput, target: str | None = None) -> ExplanationSet:
         """LRP, Grad-CAM and gradient x input for one photo in one call: the Grad-CAM/gxi pass's
         forward also gives the prediction and the target (None: the predicted class)."""
+        # deferred: loads matplotlib; a prediction without an overlay needs none
         from melasma.explain import views
 
         index = self._check_target(target)
@@ -348,8 +344,6 @@ def describe_checkpoint(directory: str | Path) -> str:
     architecture, e.g. "2026-11-27 00:12 · demo_data/labels.csv (500 images) · test acc 0.725 · googlenet".
     A model.json that fails the checkpoint schema (not an object, nested too deeply, ...) gives
     "NAME (not loadable: what is wrong)": one damaged run never stops the app."""
-    from melasma.models.checkpoint import read_checkpoint_meta
-
     folder = Path(directory)
     try:
         meta = read_checkpoint_meta(folder)

@@ -1,4 +1,4 @@
-"""The data folder's layout: the one place that names its databases and sub-folders.
+"""The data folder's layout: the one place that names its databases, sub-folders and stored photo files.
 
 `Settings` exposes these as properties (`settings.ratings_db`, `settings.runs_dir`, ...); code that only
 has a data folder (the job queue, `melasma jobs`) uses `DataLayout(data_dir)` directly.
@@ -7,6 +7,7 @@ has a data folder (the job queue, `melasma jobs`) uses `DataLayout(data_dir)` di
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +15,26 @@ RATINGS_DB = "annotations.sqlite"
 JOBS_DB = "jobs.sqlite"
 #: SQLite's companion files of a database (write-ahead log, shared memory, rollback journal).
 SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+#: A stored photo's id: the first hex digits of the SHA-256 of its decoded pixels (annotation.ingest).
+ID_LENGTH = 16
+_IMAGE_ID = re.compile(f"[0-9a-f]{{{ID_LENGTH}}}")
+
+
+class ImageIdError(ValueError):
+    """A photo id that is not one the store gives (16 lower-case hex digits)."""
 
 
 def absolute(path: str | os.PathLike[str]) -> Path:
     """`path` made absolute against the working folder now (`~` expanded, links kept): resolved once,
     at start-up, so that no later step reads a relative data folder against itself again."""
     return Path(os.path.abspath(Path(path).expanduser()))
+
+
+def photo_path(photos_dir: str | Path, image_id: str) -> Path:
+    """Where the stripped copy of `image_id` is stored; ImageIdError for a malformed id."""
+    if not _IMAGE_ID.fullmatch(image_id):
+        raise ImageIdError(f"malformed image id {image_id!r}")
+    return Path(photos_dir) / f"{image_id}.jpg"
 
 
 @dataclass(frozen=True)

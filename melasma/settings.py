@@ -5,17 +5,23 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from melasma.jobs.limits import TrainingLimits
 from melasma.layout import DataLayout, absolute
-
-if TYPE_CHECKING:
-    from annotation.workflow import RatingPolicy
 
 DEFAULT_RATERS = ("rater1", "rater2", "rater3")
 #: MELASMA_DATABASE_URL's accepted forms (annotation.db.engines reads them)
 DATABASE_SCHEMES = ("postgresql://", "postgres://", "sqlite:///")
+#: the bounds of one training request and of the queue (melasma.jobs.limits.TrainingLimits is built from
+#: these fields of Settings): field name -> environment variable
+TRAINING_LIMIT_ENV: dict[str, str] = {
+    "max_image_size": "MELASMA_MAX_IMAGE_SIZE",
+    "max_epochs": "MELASMA_MAX_EPOCHS",
+    "max_batch_size": "MELASMA_MAX_BATCH_SIZE",
+    "max_archs": "MELASMA_MAX_ARCHS",
+    "max_jobs_per_user": "MELASMA_MAX_JOBS_PER_USER",
+    "max_jobs": "MELASMA_MAX_JOBS",
+}
 
 
 def _default_cache_dir() -> Path:
@@ -41,6 +47,18 @@ def _parse_auth(value: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _training_limits(env: dict[str, str]) -> dict[str, Any]:
+    """The MELASMA_MAX_* variables that are set, as whole numbers (Settings checks them: >= 1)."""
+    values: dict[str, Any] = {}
+    for name, variable in TRAINING_LIMIT_ENV.items():
+        text = env.get(variable, "").strip()
+        if text:
+            if not text.isdigit():
+                raise ValueError(f"{variable} must be a whole number >= 1, got {text!r}")
+            values[name] = int(text)
+    return values
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where data lives and how rating works.
@@ -50,6 +68,9 @@ class Settings:
     MELASMA_MAX_UPLOAD_MEGAPIXELS (pixels decoded per upload batch, from the headers),
     MELASMA_UPLOAD_BUDGET_MB_PER_USER / MELASMA_UPLOAD_BUDGET_MB (MB one client / everyone may upload
     per hour: melasma.ui.uploads),
+    MELASMA_MAX_IMAGE_SIZE, MELASMA_MAX_EPOCHS, MELASMA_MAX_BATCH_SIZE, MELASMA_MAX_ARCHS,
+    MELASMA_MAX_JOBS_PER_USER, MELASMA_MAX_JOBS (the training limits: `TRAINING_LIMIT_ENV`, checked by
+    melasma.jobs.limits.TrainingLimits.from_settings),
     MELASMA_COORDINATORS (comma list), MELASMA_VISITORS_CAN_TRAIN (1/0), MELASMA_OAUTH (1/0:
     Hugging Face sign-in on a Space), MELASMA_DATABASE_URL (`postgresql://...` for a rater store
     shared by several app servers; unset: `annotations.sqlite` in the data folder),
@@ -77,7 +98,12 @@ class Settings:
     coordinators: tuple[str, ...] = ()
     visitors_can_train: bool = False
     oauth: bool = False
-    training: TrainingLimits = field(default_factory=TrainingLimits)
+    max_image_size: int = 384
+    max_epochs: int = 100
+    max_batch_size: int = 128
+    max_archs: int = 6
+    max_jobs_per_user: int = 2
+    max_jobs: int = 10
     database_url: str = ""
     image_cache_dir: Path = field(default_factory=_default_cache_dir)
     space_id: str = ""
@@ -90,6 +116,10 @@ class Settings:
     def __post_init__(self) -> None:
         # absolute once, here: every path built from it (demo set, exports, runs) is then absolute too
         object.__setattr__(self, "data_dir", absolute(self.data_dir))
+        for name, variable in TRAINING_LIMIT_ENV.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{variable} must be a whole number >= 1, got {value!r}")
         if self.ratings_per_image < 2:
             raise ValueError(f"ratings per image must be at least 2, got {self.ratings_per_image}")
         if len(set(self.raters)) != len(self.raters):
@@ -132,7 +162,7 @@ class Settings:
             coordinators=coordinators,
             visitors_can_train=_flag(env.get("MELASMA_VISITORS_CAN_TRAIN", "")),
             oauth=oauth,
-            training=TrainingLimits.from_env(env),
+            **_training_limits(env),
             database_url=env.get("MELASMA_DATABASE_URL", "").strip(),
             image_cache_dir=Path(env["MELASMA_CACHE_DIR"]) if env.get("MELASMA_CACHE_DIR") else _default_cache_dir(),
             space_id=env.get("SPACE_ID", ""),
@@ -141,13 +171,6 @@ class Settings:
             examples_dir=Path(env["MELASMA_EXAMPLES_DIR"]) if env.get("MELASMA_EXAMPLES_DIR") else None,
             local_mode_opt_in=_flag(env.get("MELASMA_LOCAL_MODE", "")),
         )
-
-    @property
-    def rating_policy(self) -> RatingPolicy:
-        """The annotation rules (raters, k, spread threshold; the study's cut-offs) for annotation.workflow."""
-        from annotation.workflow import RatingPolicy  # not at import: the store is not needed to read settings
-
-        return RatingPolicy(self.raters, self.ratings_per_image, self.spread_threshold)
 
     @property
     def layout(self) -> DataLayout:

@@ -12,22 +12,14 @@ import pytest
 from PIL import Image
 
 from annotation import workflow
-from annotation.agreement import (
-    FORMS,
-    agreement_report,
-    fleiss_kappa,
-    icc,
-    icc_ci,
-    mean_weighted_kappa,
-    ordinal_alpha,
-    rating_table,
-)
+from annotation.agreement import agreement_report, rating_table
 from annotation.ingest import ingest
 from annotation.plots import rater_scatter
 from annotation.store import RatingStore
 from melasma.data.synthetic import rater_scores
 from melasma.masi import REGIONS, SEVERITIES, severity
 from melasma.settings import Settings
+from melasma.stats.agreement import FORMS, fleiss_kappa, icc, icc_ci, mean_weighted_kappa, ordinal_alpha
 
 #: Shrout & Fleiss (1979) Table 2: 6 targets x 4 judges.
 SHROUT_FLEISS = [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]

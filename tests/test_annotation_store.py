@@ -16,7 +16,7 @@ from PIL import Image
 
 from annotation import ingest as ingest_module
 from annotation import workflow
-from annotation.ingest import ingest, photo_path
+from annotation.ingest import ingest
 from annotation.store import (
     SCORE_COLUMNS,
     AnnotationError,
@@ -25,6 +25,7 @@ from annotation.store import (
     UnknownImageError,
     UnknownRaterError,
 )
+from melasma.layout import photo_path
 from melasma.masi import REGIONS
 from melasma.settings import Settings
 

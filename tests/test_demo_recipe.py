@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from melasma.data.masks import coco_masks
-from melasma.data.polygon_masi import area_item, darkness_item, polygon_masi
+from melasma.regions.polygon_masi import area_item, darkness_item, polygon_masi
 from melasma.training.demo_real import Photo, folds, soft_target
 
 

@@ -18,7 +18,7 @@ from melasma.data.masks import mask_for_image
 from melasma.data.synthetic import generate
 from melasma.explain import explain
 from melasma.explain.faithfulness import relevance_mass_accuracy, resize_mask
-from melasma.explain.report import load_models
+from melasma.explain_report import load_models
 
 pytestmark = pytest.mark.slow
 

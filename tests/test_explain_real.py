@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from melasma.explain.report import explain_report
+from melasma.explain_report import explain_report
 from melasma.models import create, save_checkpoint
 
 pytestmark = pytest.mark.realdata

@@ -10,7 +10,7 @@ import pytest
 
 from melasma.cli import main
 from melasma.data.manifest import load_dataset
-from melasma.explain.report import ReportError, list_images
+from melasma.explain_report import ReportError, list_images
 from melasma.masi import SEVERITIES
 
 pytestmark = pytest.mark.slow

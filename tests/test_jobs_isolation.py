@@ -21,6 +21,7 @@ from melasma.jobs.memory import MemoryLimitError, estimate_bytes, free_ram, requ
 from melasma.jobs.runner import enqueue
 from melasma.jobs.store import QueueFullError
 from melasma.jobs.worker import KILLED, describe_exit
+from melasma.settings import Settings
 from melasma.training import TrainConfig
 
 pytestmark = pytest.mark.live
@@ -109,14 +110,16 @@ def test_a_running_job_of_a_dead_app_is_failed_not_rerun(tmp_path: Path, synth_d
 def test_limits_refuse_a_1024_px_resnet18_before_anything_is_queued(tmp_path: Path, synth_dir: Path) -> None:
     big = tiny(synth_dir / "labels.csv", archs=("resnet18",), image_size=1024, epochs=500, batch_size=512)
     with pytest.raises(LimitError) as refused:
-        enqueue(tmp_path / "data", big, limits=TrainingLimits())
+        enqueue(tmp_path / "data", big, limits=TrainingLimits.from_settings(Settings()))
     message = str(refused.value)
     for part in ("image size 1024 px is above this server's limit of 384 px", "epochs 500", "batch size 512"):
         assert part in message
     assert not (tmp_path / "data" / "jobs.sqlite").exists() or not JobRunner(tmp_path / "data").list_jobs()
-    assert TrainingLimits.from_env({"MELASMA_MAX_IMAGE_SIZE": "1024"}).max_image_size == 1024
+    assert TrainingLimits.from_settings(Settings.from_env({"MELASMA_MAX_IMAGE_SIZE": "1024"})).max_image_size == 1024
     with pytest.raises(ValueError, match="MELASMA_MAX_EPOCHS"):
-        TrainingLimits.from_env({"MELASMA_MAX_EPOCHS": "many"})
+        Settings.from_env({"MELASMA_MAX_EPOCHS": "many"})
+    with pytest.raises(ValueError, match="MELASMA_MAX_JOBS must be a whole number >= 1, got 0"):
+        Settings(max_jobs=0)
 
 
 def test_memory_estimate_refuses_with_the_numbers(synth_dir: Path) -> None:
@@ -134,7 +137,7 @@ def test_memory_estimate_refuses_with_the_numbers(synth_dir: Path) -> None:
 
 
 def test_queue_bounds_per_user_and_in_total(tmp_path: Path, synth_dir: Path) -> None:
-    limits = TrainingLimits(max_jobs_per_user=1, max_jobs=2)
+    limits = TrainingLimits.from_settings(Settings(max_jobs_per_user=1, max_jobs=2))
     config = tiny(synth_dir / "labels.csv")
     enqueue(tmp_path, config, user="ana", limits=limits)
     with pytest.raises(QueueFullError, match="you already have 1 training job"):

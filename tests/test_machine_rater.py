@@ -12,13 +12,14 @@ import pytest
 from gradio_client import Client, handle_file
 from test_annotation_live import served
 
-from annotation.agreement import MachineAgreement, icc, machine_agreement
-from annotation.ingest import photo_path
+from annotation.agreement import MachineAgreement, machine_agreement
 from annotation.workflow import consensus_rows
 from melasma.cli import main
 from melasma.data.images import load_image
+from melasma.layout import photo_path
 from melasma.lesions import analyse
 from melasma.settings import Settings
+from melasma.stats.agreement import icc
 
 
 class _Row:

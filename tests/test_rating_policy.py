@@ -29,7 +29,7 @@ def test_policy_refuses_bad_rules() -> None:
 def test_settings_carry_their_policy() -> None:
     settings = Settings.from_env({"MELASMA_RATERS": "x,y", "MELASMA_RATINGS_PER_IMAGE": "2",
                                   "MELASMA_SPREAD_THRESHOLD": "5"})
-    assert settings.rating_policy == RatingPolicy(("x", "y"), k=2, spread_threshold=5.0)
+    assert RatingPolicy.from_settings(settings) == RatingPolicy(("x", "y"), k=2, spread_threshold=5.0)
 
 
 def test_workflow_follows_its_policy_not_settings(tmp_path: Path) -> None:

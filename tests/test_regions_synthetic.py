@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from annotation.agreement import icc
 from melasma.regions import FaceNotFound, FaceRegions, find_regions
+from melasma.stats.agreement import icc
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "regions_synthetic.py"
 

@@ -11,17 +11,17 @@ import pytest
 from PIL import Image
 
 from melasma.cli import main
-from melasma.data.semisynthetic.generate import (
+from melasma.data.synthetic import AREA_SHARES, rater_scores
+from melasma.data.tone import mean_ita, rgb_to_lab, shift_ita, skin_mask
+from melasma.masi import REGIONS, SEVERITIES, consensus
+from melasma.semisynthetic.generate import (
     BaseError,
     generate,
     list_bases,
     split_bases,
     tone_targets,
 )
-from melasma.data.semisynthetic.paint import apply_pigment, paint
-from melasma.data.semisynthetic.tone import mean_ita, rgb_to_lab, shift_ita, skin_mask
-from melasma.data.synthetic import AREA_SHARES, rater_scores
-from melasma.masi import REGIONS, SEVERITIES, consensus
+from melasma.semisynthetic.paint import apply_pigment, paint
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from melasma.data.semisynthetic.camera import QUALITY, camera, flash, jpeg, moles, shadow
-from melasma.data.semisynthetic.tone import rgb_to_lab
+from melasma.data.tone import rgb_to_lab
+from melasma.semisynthetic.camera import QUALITY, camera, flash, jpeg, moles, shadow
 
 SKIN = np.full((64, 64, 3), (200, 150, 120), np.uint8)
 

@@ -56,7 +56,6 @@ def test_no_module_but_settings_reads_the_environment() -> None:
     root = Path(__file__).resolve().parents[1] / "melasma"
     allowed = {
         "settings.py": "the one reader",
-        "jobs/limits.py": "TrainingLimits.from_env, called by Settings.from_env",
         "cli/settings_flags.py": "lays flags over the environment for Settings.from_env",
         "jobs/runner.py": "SPACES_ZERO_GPU while modules import",
         "jobs/memory.py": "SPACES_ZERO_GPU (the app process must not touch CUDA there)",

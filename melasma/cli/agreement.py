@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
+from annotation.workflow import consensus_rows
 from melasma.cli.settings_flags import add_store_arguments, open_store
 
 if TYPE_CHECKING:
@@ -24,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred: loads sklearn and krippendorff; --help stays instant
     from annotation.agreement import agreement_report, rating_table
-    from annotation.workflow import consensus_rows
 
     settings, store = open_store(args)
     report = agreement_report(store, settings).to_json()
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         import matplotlib
 
         matplotlib.use("Agg")
+        # deferred: loads matplotlib, after the Agg backend is chosen above
         from annotation.plots import rater_scatter
 
         rows = consensus_rows(store, settings)
@@ -48,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _machine(store: RatingStore, settings: Settings) -> MachineAgreement:
     """The image-derived MASI as a non-human rater (photos analysed once, then cached)."""
+    # deferred: imports torch (the lesion model); --help stays instant
     from annotation.agreement import machine_agreement
-    from annotation.workflow import consensus_rows
     from melasma.lesions.machine_rater import machine_scores
 
     rows = consensus_rows(store, settings)

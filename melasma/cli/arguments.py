@@ -98,6 +98,7 @@ def device(text: str) -> str:
         return name
     if not (name in ("cuda", "mps") or (name.startswith("cuda:") and name[5:].isdigit())):
         raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or mps")
+    # deferred: imports torch; only a cuda or mps device is checked with it
     from melasma.training.device import resolve_device
 
     try:

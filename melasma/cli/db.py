@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from annotation.db.migrate import migrate
+
 HELP = "rater-store database tools: migrate (copy an SQLite store to PostgreSQL, verified by counts)"
 
 
@@ -23,8 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from annotation.db.migrate import migrate
-
     report = migrate(args.source, args.target)
     width = max(len(c.table) for c in report.counts)
     print(f"copied {report.source} -> {report.target}")

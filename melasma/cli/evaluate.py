@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from melasma.cli.arguments import device, non_negative_int, positive_int
+from melasma.jsonable import jsonable
 
 HELP = "evaluate a checkpoint (RUN/<arch>) on a data set's test split with 95% bootstrap CIs"
 
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from melasma.models.checkpoint import jsonable
+    # deferred: imports torch; --help stays instant
     from melasma.training.evaluate import evaluate_checkpoint, format_table
 
     result = evaluate_checkpoint(args.weights, args.data, split=args.split, device=args.device,

@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred: imports torch; --help stays instant
     from melasma.inference import Predictor, default_checkpoint
 
     predictor = Predictor.from_checkpoint(args.weights or default_checkpoint(), device=args.device)

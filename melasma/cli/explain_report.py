@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from melasma.cli.arguments import device, positive_int
+from melasma.explain import TABLE
 from melasma.explain.methods import METHODS, method_list
 
 HELP = "relevance report: the study's mean gradient x input, mass in lesion masks, pointing game, deletion AUC"
@@ -42,8 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def undefined_notes(summary: Any) -> list[str]:
     """Why a summary cell shows `-` (a quantity not defined there), one line per reason present."""
-    from melasma.explain import TABLE
-
     notes = []
     conserved = sorted({m for m in summary["method"] if TABLE[m].conserved})
     if conserved and summary.loc[summary["method"].isin(conserved), "mean_relevance"].isna().any():
@@ -59,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     from tqdm import tqdm
 
-    from melasma.explain.report import explain_report
+    # deferred: imports torch; --help stays instant
+    from melasma.explain_report import explain_report
 
     bar = tqdm(unit="image", desc="explaining", file=sys.stderr)
 

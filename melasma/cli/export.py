@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from annotation.export import export
 from melasma.cli.settings_flags import add_store_arguments, open_store
 
 HELP = "export fully rated photos: manifest.csv (consensus MASI, for train), ratings.csv, images/"
@@ -15,8 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from annotation.export import export
-
     settings, store = open_store(args)
     result = export(store, settings, settings.photos_dir, out_root=args.out)
     print(f"exported {result.images} photos to {result.folder}")

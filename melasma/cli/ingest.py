@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from annotation.ingest import ingest
 from melasma.cli.settings_flags import add_store_arguments, open_store
 
 HELP = ("add photos (or zips of photos) to the data folder for rating; metadata is stripped; "
@@ -20,8 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from annotation.ingest import ingest
-
     settings, store = open_store(args)
     summary = ingest(
         store, settings.photos_dir, args.files, patient_id=args.patient_id, visit_date=args.visit_date,

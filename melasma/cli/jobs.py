@@ -13,7 +13,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from melasma.cli import train
 from melasma.cli.arguments import positive_int
+from melasma.jobs import FINAL_STATES, JobRunner, enqueue, job_status
+from melasma.jobs.store import JobStore
+from melasma.layout import DataLayout
+from melasma.settings import Settings
 
 HELP = "the background training queue shared with the Train tab: submit, list, status, cancel, work"
 
@@ -26,8 +31,6 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from melasma.cli import train
-
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     submit = actions.add_parser("submit", help="queue a training job (same flags as train, without --out)")
     train.add_arguments(submit, with_out=False)
@@ -43,15 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    from melasma.settings import Settings
-
     return Path(args.data_dir) if args.data_dir else Settings.from_env().data_dir
 
 
 def _work(data_dir: Path) -> int:
     """Run the queue in this process; print each job's log lines; 1 if any job did not finish."""
-    from melasma.jobs import FINAL_STATES, JobRunner
-
     runner = JobRunner(data_dir).start()
     printed: dict[str, int] = {}  # job id -> log lines printed, for the jobs still followed
     outcomes: dict[str, str] = {}
@@ -88,18 +87,12 @@ def cancel_message(job_id: str, state: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from melasma.jobs import enqueue, job_status
-
     data_dir = _data_dir(args)
     if args.action == "submit":
-        from melasma.cli.train import config_from_args
-
-        print(enqueue(data_dir, config_from_args(args)))
+        print(enqueue(data_dir, train.config_from_args(args)))
         return 0
     if args.action == "work":
         return _work(data_dir)
-    from melasma.jobs.store import JobStore
-    from melasma.layout import DataLayout
 
     store = JobStore(DataLayout(data_dir).jobs_db)
     if args.action == "list":

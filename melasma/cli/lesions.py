@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from melasma.cli.arguments import positive_int, seed
+from melasma.jsonable import jsonable
 
 HELP = "train the lesion model on photos with lesion outlines (the shipped one: see its model card)"
 
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from melasma.jsonable import jsonable
+    # deferred: imports torch; --help stays instant
     from melasma.lesions.build import build_lesion_model
     from melasma.lesions.train import LesionTrainConfig
 

@@ -9,6 +9,8 @@ import json
 import sys
 
 from melasma.cli.arguments import device
+from melasma.data.images import ImageLoadError
+from melasma.real_photo_check import caution
 
 HELP = "predict the severity of photos with a checkpoint (one JSON line per image)"
 
@@ -23,9 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from melasma.data.images import ImageLoadError
+    # deferred: imports torch; --help stays instant
     from melasma.inference import Predictor, default_checkpoint
-    from melasma.real_photo_check import caution
 
     predictor = Predictor.from_checkpoint(args.weights or default_checkpoint(), device=args.device)
     check = predictor.real_photo_check

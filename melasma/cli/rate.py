@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from annotation import workflow
 from melasma.cli.settings_flags import add_store_arguments, open_store
 
 HELP = ("store one rater's 12 MASI scores for a photo: area, darkness, homogeneity for forehead, "
@@ -26,18 +27,17 @@ def _parse_scores(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from annotation import workflow
-
     settings, store = open_store(args)
+    flow = workflow.Workflow(store, workflow.RatingPolicy.from_settings(settings))
     if args.image is None:
-        record = workflow.Workflow(store, settings.rating_policy).next_image(args.rater)
+        record = flow.next_image(args.rater)
         print(json.dumps({"rater": args.rater, "next_image": record.id if record else None,
                           "photo": str(settings.photos_dir / f"{record.id}.jpg") if record else None}))
         return 0
     if not args.scores:
         raise ValueError("--scores is required with --image")
     scores = workflow.scores_from_values(_parse_scores(args.scores))
-    entry = workflow.Workflow(store, settings.rating_policy).submit(args.rater, args.image, scores)
+    entry = flow.submit(args.rater, args.image, scores)
     print(json.dumps({"image_id": entry.image_id, "rater": entry.rater, "masi": entry.masi,
                       "mmasi": entry.mmasi, "revision": entry.revision}))
     return 0

@@ -8,6 +8,8 @@ import argparse
 import json
 from pathlib import Path
 
+from melasma.data.images import ImageLoadError, decode_image
+
 HELP = "find the four MASI face regions, read their lesions and write outlines (one JSON line per photo)"
 
 
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from melasma.data.images import ImageLoadError, decode_image
+    # deferred: imports torch; --help stays instant
     from melasma.lesions import analyse, check_method
 
     if args.out is not None:

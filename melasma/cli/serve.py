@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"GRADIO_SERVER_PORT: {error}") from None
     if number is not None:  # a busy port is refused here, before any thread or model starts
         check_port_free(args.host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1", number)
+    # deferred: imports gradio and torch; --help stays instant
     from melasma.ui.app import serve
 
     serve(settings, host=args.host, port=args.port, share=args.share)

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
+
+import pandas as pd
 
 from melasma.cli.arguments import non_negative_int, positive_int, seed
+from melasma.cli.settings_flags import open_store
+from melasma.data import longitudinal, synthetic
+from melasma.data.synthetic_marks import refuse_mixing
+from melasma.followup.demo import SIMULATED_RATERS, load_into_store
+from melasma.masi import SEVERITIES
+from melasma.semisynthetic.cli import run_semisynthetic
 
 HELP = "generate synthetic face photos with known MASI scores from three simulated raters"
 
@@ -39,34 +49,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def refuse_overwrite(out: str, force: bool) -> None:
     """ValueError when `out` already holds a data set (say, the running app's demo set) and not `force`."""
-    from pathlib import Path
-
     labels = Path(out) / "labels.csv"
     if labels.is_file() and not force:
         raise ValueError(f"{labels} exists: {out} already holds a data set (perhaps the app's demo set); "
                          "choose another --out or pass --force to overwrite it")
 
 
-def run(args: argparse.Namespace) -> int:
-    import time
+def run_longitudinal(args: argparse.Namespace) -> int:
+    """`synth --visits N [--patients P] [--data-dir DIR]`: write the follow-up set, optionally load it
+    (refused, before anything is written, into a data folder whose store holds real photos, unless --force)."""
+    if args.data_dir is not None:
+        settings, store = open_store(args)
+        refuse_mixing(settings.layout, [image.id for image in store.images()], force=args.force)
+    start = time.perf_counter()
+    manifest = longitudinal.generate(args.out, patients=args.patients, visits=args.visits, seed=args.seed,
+                                     size=args.size)
+    print(f"wrote {args.patients * args.visits} photos ({args.size} px) of {args.patients} patients x "
+          f"{args.visits} visits in {time.perf_counter() - start:.1f} s")
+    print(f"manifest: {manifest}")
+    if args.data_dir is not None:
+        summary = load_into_store(manifest.parent, store, settings)
+        print(f"ingested into {settings.data_dir}: {len(summary.added)} added, {len(summary.duplicates)} "
+              f"duplicates, {len(summary.errors)} refused; rated by {', '.join(settings.raters[:SIMULATED_RATERS])}")
+    return 0
 
+
+def run(args: argparse.Namespace) -> int:
     refuse_overwrite(args.out, args.force)
     if args.base_photos:
-        from melasma.data.semisynthetic.cli import run_semisynthetic
-
         return run_semisynthetic(args)
     if args.visits is not None:
-        from melasma.followup.demo import run_longitudinal
-
         return run_longitudinal(args)
-
-    import pandas as pd
-
-    from melasma.data.synthetic import generate
-    from melasma.masi import SEVERITIES
-
     start = time.perf_counter()
-    labels = generate(args.out, n=args.n, seed=args.seed, size=args.size, balanced=not args.unbalanced)
+    labels = synthetic.generate(args.out, n=args.n, seed=args.seed, size=args.size, balanced=not args.unbalanced)
     elapsed = time.perf_counter() - start
     table = pd.read_csv(labels)
     counts = table["severity"].value_counts().reindex(list(SEVERITIES), fill_value=0)

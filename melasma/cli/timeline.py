@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from melasma.cli.settings_flags import add_store_arguments, open_store
+from melasma.followup import FollowupError, cohort_responders, load_patients, outcome, patient_timeline
+from melasma.followup.outcomes import WINDOW_EDGES
 
 HELP = ("follow patients over time: each visit's consensus MASI, change from baseline, MASI-50 / MASI-75 "
         "(one patient with --patient, else the cohort and its responders per visit window); figures and "
@@ -39,13 +41,13 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from melasma.followup import FollowupError, cohort_responders, load_patients, outcome, patient_timeline
+    # deferred: loads matplotlib; --help stays instant
     from melasma.followup.export import visit_frame, write_long_csv, write_patient_record
-    from melasma.followup.outcomes import WINDOW_EDGES
 
     settings, store = open_store(args)
     patients = load_patients(store, settings)
     if args.checkpoint or args.measure:
+        # deferred: imports torch; only --checkpoint and --measure need it
         from melasma.followup.model import checkpoint_scores, image_derived_masi
         from melasma.inference import Predictor
 

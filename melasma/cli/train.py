@@ -8,13 +8,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from melasma.cli.arguments import device, non_negative_float, non_negative_int, positive_float, positive_int, seed
 from melasma.training.config import TrainConfig
-
-if TYPE_CHECKING:
-    from melasma.training.events import TrainingEvent
+from melasma.training.events import ArchDone, BatchDone, EpochDone, LogLine, TrainingEvent
 
 #: TrainConfig's field defaults: the one source of the flags' defaults (the Train tab reads them too).
 DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
@@ -96,8 +94,6 @@ class ProgressBar:
     def __call__(self, event: TrainingEvent) -> None:
         from tqdm import tqdm
 
-        from melasma.training.events import ArchDone, BatchDone, EpochDone, LogLine
-
         match event:
             case BatchDone():
                 if self.bar is None:
@@ -127,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    # deferred: imports torch; --help stays instant
     from melasma.models.factory import PretrainedWeightsWarning
     from melasma.training import distributed, train_many
 

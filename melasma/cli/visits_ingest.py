@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from annotation.visit_manifest import entries_from_folder, ingest_visits, read_manifest
 from melasma.cli.settings_flags import add_store_arguments, open_store
 
 HELP = ("add visit photos with patient id and visit date from a CSV manifest (image, patient_id, "
@@ -21,10 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from annotation.visit_manifest import entries_from_folder, ingest_visits, read_manifest
-
     entries = read_manifest(args.manifest) if args.manifest else entries_from_folder(args.folder)
     settings, store = open_store(args)
     summary = ingest_visits(

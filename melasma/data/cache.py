@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from melasma.data.images import file_sha256, load_array
+from melasma.settings import Settings
 
 #: Below this many images to decode, decoding stays in this process.
 MIN_PARALLEL = 16
@@ -31,8 +32,6 @@ Progress = Callable[[int, int], None]
 
 def default_cache_dir() -> Path:
     """`$MELASMA_CACHE_DIR`, else `~/.cache/melasma` (read by `melasma.settings.Settings`)."""
-    from melasma.settings import Settings  # not at import: melasma.settings imports the training code
-
     return Settings.from_env().image_cache_dir
 
 

@@ -1,11 +1,13 @@
 """Skin-tone groups for subgroup metrics: the manifest's `skin_type` when every image has one, else
-ITA groups (Chardon et al. 1991) from each image's mean skin colour (`semisynthetic.tone.mean_ita`)."""
+ITA groups (Chardon et al. 1991) from each image's mean skin colour (`melasma.data.tone.mean_ita`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+
+from melasma.data.tone import mean_ita
 
 #: Lower ITA bound (degrees) -> group name, lightest first.
 ITA_GROUPS: tuple[tuple[float, str], ...] = (
@@ -22,8 +24,6 @@ def ita_group(angle: float) -> str:
 def skin_groups(given: Sequence[str | None], images: np.ndarray) -> list[str]:
     """One group per image: `given` when every entry is filled, else the ITA group of each image
     (`images`: uint8 (N, H, W, 3))."""
-    from melasma.data.semisynthetic.tone import mean_ita
-
     if all(isinstance(value, str) and value for value in given):
         return list(given)  # type: ignore[arg-type]
     return [ita_group(mean_ita(image)) for image in np.asarray(images)]

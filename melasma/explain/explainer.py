@@ -45,6 +45,7 @@ from melasma.explain.lrp import (
 )
 from melasma.explain.methods import METHODS
 from melasma.explain.rules import drop_merged_batch_norms
+from melasma.models.registry import get_spec, resolve_module
 
 #: Grad-CAM feature maps with fewer cells than this per side localise too coarsely to trust.
 COARSE_CAM_CELLS = 4
@@ -99,8 +100,6 @@ class Explainer:
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         from pytorch_grad_cam import GradCAM
-
-        from melasma.models.registry import get_spec, resolve_module
 
         if composite not in COMPOSITES:
             raise ExplainError(f"composite must be one of {', '.join(COMPOSITES)}, got {composite!r}")

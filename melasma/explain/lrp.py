@@ -29,7 +29,7 @@ from zennit.rules import ClampMod, zero_bias
 
 from melasma.explain.canonizers import canonizers_for
 from melasma.explain.rules import Lean, lean_layer_maps
-from melasma.models.registry import IMAGENET_MEAN, IMAGENET_STD
+from melasma.models.registry import IMAGENET_MEAN, IMAGENET_STD, get_spec
 
 
 class ExplainError(ValueError):
@@ -135,8 +135,6 @@ FALLBACK_EVERY_CONV = frozenset({"timm_densenet"})
 
 
 def _every_conv(model: nn.Module) -> bool:
-    from melasma.models.registry import get_spec
-
     return hasattr(model, "arch_name") and get_spec(model).lrp_canonizer in FALLBACK_EVERY_CONV
 
 

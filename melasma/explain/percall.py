@@ -22,6 +22,7 @@ from melasma.explain.lrp import (
     lrp_map,
 )
 from melasma.explain.methods import METHODS
+from melasma.models.registry import get_spec, resolve_module
 
 
 @contextlib.contextmanager
@@ -50,8 +51,6 @@ def _lrp(model, x, target, spec, composite, mean, std) -> torch.Tensor:
 
 
 def _gradcam(model, x, target, spec, composite, mean, std) -> torch.Tensor:
-    from melasma.models.registry import resolve_module
-
     return gradcam_map(model, x, resolve_module(model, spec.cam_layer), target)
 
 
@@ -84,8 +83,6 @@ def explain(
     This per-call path sets up (and removes) canonizers and hooks each time; `Explainer` keeps
     them for a model's lifetime and is what the app and the report use.
     """
-    from melasma.models.registry import get_spec
-
     if method not in METHODS:
         raise ExplainError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     check_input(x)

@@ -3,18 +3,15 @@ visits.csv through the manifest path and store the three simulated raters' score
 
 from __future__ import annotations
 
-import argparse
 import csv
-import time
 from pathlib import Path
 
 from annotation import workflow
 from annotation.ingest import IngestSummary
 from annotation.store import RatingStore
 from annotation.visit_manifest import ingest_visits, read_manifest
-from melasma.data.longitudinal import generate
 from melasma.data.synthetic import rater_scores
-from melasma.data.synthetic_marks import mark_synthetic, refuse_mixing
+from melasma.data.synthetic_marks import mark_synthetic
 from melasma.settings import Settings
 
 SIMULATED_RATERS = 3
@@ -51,23 +48,3 @@ def load_into_store(
             workflow.adjudicate(store, settings, DEMO_COORDINATOR, case.image.id, case.label_masi,
                                 SETTLE_REASON)
     return summary
-
-
-def run_longitudinal(args: argparse.Namespace) -> int:
-    """`synth --visits N [--patients P] [--data-dir DIR]`: write the follow-up set, optionally load it
-    (refused, before anything is written, into a data folder whose store holds real photos, unless --force)."""
-    from melasma.cli.settings_flags import open_store
-
-    if args.data_dir is not None:
-        settings, store = open_store(args)
-        refuse_mixing(settings.layout, [image.id for image in store.images()], force=args.force)
-    start = time.perf_counter()
-    manifest = generate(args.out, patients=args.patients, visits=args.visits, seed=args.seed, size=args.size)
-    print(f"wrote {args.patients * args.visits} photos ({args.size} px) of {args.patients} patients x "
-          f"{args.visits} visits in {time.perf_counter() - start:.1f} s")
-    print(f"manifest: {manifest}")
-    if args.data_dir is not None:
-        summary = load_into_store(manifest.parent, store, settings)
-        print(f"ingested into {settings.data_dir}: {len(summary.added)} added, {len(summary.duplicates)} "
-              f"duplicates, {len(summary.errors)} refused; rated by {', '.join(settings.raters[:SIMULATED_RATERS])}")
-    return 0

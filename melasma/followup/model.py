@@ -9,9 +9,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from annotation.ingest import photo_path
 from melasma.followup.visits import ModelScore
 from melasma.inference import Predictor
+from melasma.layout import photo_path
 from melasma.lesions import analyse
 
 

@@ -14,13 +14,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from melasma.jobs.memory import require_memory
 from melasma.jobs.store import JobStore
+from melasma.training import TrainConfig
+from melasma.training.events import ArchDone, BatchDone, EpochDone, LogLine
 
-if TYPE_CHECKING:  # torch and the training code load only when a job runs
+if TYPE_CHECKING:
     import pandas as pd
 
-    from melasma.training import TrainConfig
-    from melasma.training.events import EpochDone, TrainingEvent
+    from melasma.training.events import TrainingEvent
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,6 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     """The TrainConfig stored by `config_to_dict` (string paths and lists are accepted back)."""
-    from melasma.training import TrainConfig
-
     names = {field.name for field in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{key: value for key, value in values.items() if key in names})
 
@@ -46,6 +46,7 @@ def describe_error(error: BaseException, arch: str | None) -> str:
     """A readable message for a failed run: input errors as raised, others in one line."""
     import torch
 
+    # deferred: imports torch; the app process imports this module without it
     from melasma.training import distributed
 
     where = f" while training {arch}" if arch else ""
@@ -89,8 +90,6 @@ class EventRecorder:
         return new
 
     def __call__(self, event: TrainingEvent) -> None:
-        from melasma.training.events import ArchDone, BatchDone, EpochDone, LogLine
-
         match event:
             case BatchDone(arch=arch, epoch=epoch):
                 now, new_arch = time.monotonic(), self._enter(arch)
@@ -126,6 +125,7 @@ class EventRecorder:
 def _run_other_rank(db_path: str, job_id: str) -> None:
     """A rank other than 0 of a multi-process job: trains its shard, writes nothing. An error ends the
     process (torchrun then stops the others, and rank 0 or the runner records why)."""
+    # deferred: imports torch; the app process imports this module without it
     from melasma.training import train_many
 
     train_many(config_from_dict(JobStore(db_path).get(job_id).config))
@@ -138,6 +138,7 @@ def summary_rows(summary: pd.DataFrame) -> list[dict[str, Any]]:
 
 def job_processes(db_path: str, job_id: str) -> int:
     """How many processes `job_id` trains with (`TrainConfig.processes`; 0: one per GPU present)."""
+    # deferred: imports torch; the app process imports this module without it
     from melasma.training import distributed
 
     config = JobStore(db_path).get(job_id).config
@@ -147,6 +148,7 @@ def job_processes(db_path: str, job_id: str) -> int:
 def run_job(db_path: str, job_id: str) -> None:
     """Train the running job `job_id` and record its end in the store; never raises. Under torchrun,
     rank 0 does this and the other ranks only train (`_run_other_rank`)."""
+    # deferred: imports torch; the app process imports this module without it
     from melasma.training import distributed
 
     if distributed.launched_rank() != 0:
@@ -159,7 +161,7 @@ def run_job(db_path: str, job_id: str) -> None:
     store.add_event(job_id, "log", f"started {job_id}: {', '.join(recorder.archs)}, "
                                    f"up to {recorder.epochs} epochs, data {config_values.get('data')}")
     try:
-        from melasma.jobs.memory import require_memory
+        # deferred: imports torch; the app process imports this module without it
         from melasma.training import train_many
 
         config = config_from_dict(config_values)

@@ -58,6 +58,7 @@ def _probe(arch: str) -> tuple[int, int]:
     """(parameters, leaf-module output values for one PROBE_SIZE px image) of `arch`."""
     import torch
 
+    # deferred: imports torch; the app process imports this module without it
     from melasma.models import create, get_spec
 
     with torch.device("meta"):
@@ -207,6 +208,7 @@ def check_memory(config: TrainConfig, *, device: str | None = None, free: int | 
 def _resolved(device: str) -> str:
     if device == "cpu":
         return "cpu"
+    # deferred: imports torch; the app process imports this module without it
     from melasma.training.device import resolve_device
 
     return str(resolve_device(device))

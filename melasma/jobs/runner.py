@@ -31,6 +31,7 @@ from melasma.jobs.execute import config_to_dict, run_job
 from melasma.jobs.limits import TrainingLimits
 from melasma.jobs.store import FINAL_STATES, JobStore, owner_is_dead, owner_string
 from melasma.layout import DataLayout
+from melasma.settings import Settings
 
 if TYPE_CHECKING:
     from melasma.training import TrainConfig
@@ -53,8 +54,6 @@ _SHARED_LOCK = threading.Lock()
 def gpu_seconds(db_path: str, job_id: str) -> int:
     """GPU time to request for a job: a minute plus 5 s per architecture-epoch, capped."""
     config = JobStore(db_path).get(job_id).config
-    from melasma.settings import Settings  # not at import: melasma.settings imports melasma.jobs
-
     cap = Settings.from_env().gpu_seconds or GPU_SECONDS_MAX
     return min(cap, 60 + 5 * len(config.get("archs", [])) * int(config.get("epochs", 1)))
 

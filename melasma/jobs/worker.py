@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from melasma.jobs.execute import job_processes, run_job
+
 #: the message for a worker killed by SIGKILL: on a training job that is the out-of-memory killer
 #: (or someone's kill -9); both leave nothing to resume
 KILLED = ("out of memory: the training process was killed (SIGKILL), most likely by the system's "
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m melasma.jobs.worker DB_PATH JOB_ID", file=sys.stderr)
         return 2
     _die_with_parent()
-    from melasma.jobs.execute import job_processes, run_job
+    # deferred: imports torch; the app process imports this module without it
     from melasma.training import distributed
 
     processes = job_processes(args[0], args[1])

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from annotation.ingest import photo_path
 from melasma.data.images import ImageLoadError, load_image
+from melasma.layout import photo_path
 from melasma.lesions.reading import analyse
 
 # Bump when the region finder or the lesion reading changes what it reports: old scores are dropped.

@@ -17,7 +17,7 @@ import numpy as np
 from melasma.data.images import load_image
 from melasma.data.manifest import IMAGE_EXTENSIONS
 from melasma.data.masks import coco_masks
-from melasma.data.semisynthetic.tone import skin_mask
+from melasma.data.tone import skin_mask
 from melasma.regions.find import find_regions
 from melasma.regions.tone import skin_ita
 from melasma.regions.types import FaceNotFound, FaceRegions

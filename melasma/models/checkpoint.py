@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+import melasma
 from melasma.jsonable import jsonable
 from melasma.masi import SCALE_MAX, SEVERITIES
 from melasma.models.factory import build
@@ -52,8 +53,6 @@ def library_versions() -> dict[str, str]:
     """Versions of the libraries that define the weights' meaning."""
     import timm
     import torchvision
-
-    import melasma
 
     return {"python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "timm": timm.__version__,

@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from melasma.data.images import file_sha256
 from melasma.models.dense_conv import use_dense_convolutions
 from melasma.models.packaged import PackagedWeightsError, load_packaged, packaged_weights
 from melasma.models.registry import ArchSpec, get_spec
@@ -178,8 +179,6 @@ def verified_sha256(path: Path) -> str:
     """The sha256 of a torchvision weights file, checked against the hash prefix in its name (the
     8 or more hex digits after the last '-', as torch.hub's `check_hash`); a one-line ValueError
     when they differ or the name carries no hash."""
-    from melasma.data.images import file_sha256
-
     found = _NAME_HASH.search(path.name)
     if not found:
         raise ValueError(f"{path.name} carries no sha256 prefix in its name; cannot verify it as torchvision's file")
@@ -226,8 +225,6 @@ def _timm_state(spec: ArchSpec) -> tuple[dict[str, torch.Tensor], str]:
 def _hub_sha256(path: Path) -> str:
     """The sha256 of a Hugging Face cache file, checked against its blob name where that is one (the
     hub names a large file's blob by its sha256); a one-line ValueError when they differ."""
-    from melasma.data.images import file_sha256
-
     digest, blob = file_sha256(path), path.resolve().name
     if re.fullmatch(r"[0-9a-f]{64}", blob) and blob != digest:
         raise ValueError(f"{path} is damaged: its sha256 is {digest[:12]}..., the hub published {blob[:12]}...")
@@ -235,8 +232,6 @@ def _hub_sha256(path: Path) -> str:
 
 
 def _file_provenance(path: Path) -> str:
-    from melasma.data.images import file_sha256
-
     return f"file {path} sha256:{file_sha256(path)}"
 
 

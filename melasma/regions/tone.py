@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from melasma.data.semisynthetic.tone import skin_mask
+from melasma.data.tone import skin_mask
 from melasma.regions.color import ita, to_lab
 from melasma.regions.find import as_rgb, find_regions
 from melasma.regions.types import FaceNotFound, FaceRegions

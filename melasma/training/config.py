@@ -68,7 +68,8 @@ class TrainConfig:
         self.archs = tuple(dict.fromkeys(name.strip() for name in names if name.strip()))
         if not self.archs:
             raise ValueError("choose at least one architecture")
-        from melasma.models import get_spec  # here, not at import: reading the defaults needs no torch
+        # deferred: imports torch; reading the defaults (train --help) needs none
+        from melasma.models import get_spec
         from melasma.models.factory import PRETRAINED_SOURCES
 
         specs = [get_spec(name) for name in self.archs]  # ValueError naming an unknown one

@@ -9,7 +9,7 @@ the classifier learn;
 every batch norm keeps its ImageNet statistics. Two losses:
 
 - per photo: cross-entropy against a soft target, the outline-derived MASI
-  (`melasma.data.polygon_masi`; photos without melasma: 0) spread as a normal of sd `MASI_SD` (the
+  (`melasma.regions.polygon_masi`; photos without melasma: 0) spread as a normal of sd `MASI_SD` (the
   spread of raters' MASI) over the three severity bins;
 - per 7 x 7 cell of the last feature map (the classifier applied to each cell; the pooled logits
   are the mean of these): "moderate" with weight = the cell's share of outlined lesion, "mild" for
@@ -39,8 +39,10 @@ from torch import nn
 
 from melasma.data.images import load_image
 from melasma.data.masks import coco_masks
-from melasma.data.polygon_masi import polygon_masi
 from melasma.masi import DEFAULT_CUTOFFS, SEVERITIES
+from melasma.models import create
+from melasma.models.checkpoint import save_checkpoint
+from melasma.regions.polygon_masi import polygon_masi
 
 ARCH = "efficientnet_lite0"
 IMAGE_SIZE = 224
@@ -157,8 +159,6 @@ def _head(model: Any, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def fit(config: DemoConfig, photos: list[Photo], feats: torch.Tensor, cells: torch.Tensor,
         log: Callable[[str], None] = print) -> nn.Module:
     """Train one model on `photos` (with their frozen features); returns it in eval mode."""
-    from melasma.models import create
-
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model: Any = create(ARCH, len(SEVERITIES), pretrained="auto")
@@ -221,8 +221,6 @@ COMMAND = ("python -m melasma.training.demo_real --data ../shared/data/roboflow-
 
 def save(model: Any, out: Path, config: DemoConfig, photos: list[Photo], seconds: float) -> None:
     """The checkpoint (fp16 safetensors + model.json with the recipe and the training photos)."""
-    from melasma.models.checkpoint import save_checkpoint
-
     meta = {
         "classes": list(SEVERITIES), "cutoffs": list(DEFAULT_CUTOFFS["masi"]), "image_size": IMAGE_SIZE,
         "mean": list(model.input_mean), "std": list(model.input_std),
@@ -231,7 +229,7 @@ def save(model: Any, out: Path, config: DemoConfig, photos: list[Photo], seconds
                    "recipe": "melasma.training.demo_real"},
         "data": {"path": config.data, "photos": [p.name for p in photos], "n": len(photos),
                  "melasma": sum(p.melasma for p in photos),
-                 "labels": "melasma.data.polygon_masi (outline-derived MASI); photos without melasma: MASI 0"},
+                 "labels": "melasma.regions.polygon_masi (outline-derived MASI); photos without melasma: MASI 0"},
         "training": {"seconds": round(seconds, 1), "device": "cpu", "threads": torch.get_num_threads()},
         "seed": config.seed,
         "command": "bash melasma/weights/train_demo.sh RUN_DIR  # = " + COMMAND,
@@ -257,7 +255,6 @@ def main(argv: list[str] | None = None) -> int:
     photos = list_photos(Path(args.data))
     print(f"{len(photos)} photos ({sum(p.melasma for p in photos)} melasma); outline MASI of the melasma "
           f"photos: {sorted(round(p.masi, 1) for p in photos if p.melasma)}", flush=True)
-    from melasma.models import create
 
     base = create(ARCH, len(SEVERITIES), pretrained="auto").eval()
     cache = Path(args.cache) if args.cache else None

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
+from melasma.data.manifest import load_dataset, manifest_hash
+from melasma.data.skin_tone import skin_groups
 from melasma.masi import SEVERITIES
 from melasma.models import load_checkpoint
 from melasma.models.head import Head
@@ -50,7 +52,6 @@ class TestSet:
     @classmethod
     def from_table(cls, table: pd.DataFrame, split: Split) -> TestSet:
         """The rows of `table` (a `load_dataset` table) whose images `split` holds, in order."""
-        from melasma.data.skin_tone import skin_groups
 
         groups = skin_groups(table["skin_type"].tolist(), split.images.cpu().numpy())
         return cls(split, table["masi"].to_numpy(float), tuple(groups), tuple(table["path"].astype(str)))
@@ -144,8 +145,6 @@ def evaluate_checkpoint(weights: str | Path, data: str | Path, *, split: str = "
     "test" is the same held-out set the training run reported on. A regression-head checkpoint
     reports MAE, ICC and the derived bins' metrics (`evaluate_regression`) and needs a masi value
     for every evaluated image."""
-    from melasma.data.manifest import load_dataset, manifest_hash
-
     if split not in SPLIT_CHOICES:
         raise ValueError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
     torch_device = resolve_device(device)

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from melasma.data.cache import load_cached
 from melasma.models.head import head_for
 from melasma.training import distributed
 from melasma.training.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, normalize, to_float
@@ -62,8 +63,6 @@ def load_splits(table: pd.DataFrame, image_size: int, device: torch.device,
     """The train/val/test splits of a `load_dataset` table, decoded once and moved to `device`.
     With several processes, each rank decodes and holds its shard of train and val; rank 0 holds
     the whole test split (it alone tests and writes results), the others none of it."""
-    from melasma.data.cache import load_cached
-
     splits = {}
     for name in ("train", "val", "test"):
         rows = np.flatnonzero(table["split"].to_numpy() == name)

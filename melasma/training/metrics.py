@@ -24,6 +24,7 @@ from scipy import sparse
 from sklearn import metrics as skm
 
 from melasma.masi import SEVERITIES
+from melasma.stats.agreement import icc, icc_ci
 
 ECE_BINS = 15
 #: Metrics reported without a bootstrap interval (the percentile bootstrap does not cover them).
@@ -286,11 +287,9 @@ def masi_bins(masi: np.ndarray, cutoffs: tuple[float, float]) -> np.ndarray:
 def evaluate_regression(true_masi: ArrayLike, predicted_masi: ArrayLike, cutoffs: tuple[float, float],
                         classes: Sequence[str] = SEVERITIES, n_resamples: int = 1000, seed: int = 0) -> Evaluation:
     """A MASI regressor's metrics as `evaluate_predictions`: `mae` with a bootstrap CI, `icc`
-    (ICC(2,1) of predicted vs consensus MASI, F-based CI from `annotation.agreement`), and the
+    (ICC(2,1) of predicted vs consensus MASI, F-based CI from `melasma.stats.agreement`), and the
     `BIN_METRICS` of the bins derived from the predicted MASI with `cutoffs` (true bins from the
     consensus MASI with the same cut-offs)."""
-    from annotation.agreement import icc, icc_ci
-
     true, predicted = np.asarray(true_masi, dtype=float), np.asarray(predicted_masi, dtype=float)
     if true.shape != predicted.shape or true.ndim != 1 or len(true) < 2 or not np.isfinite(true).all():
         raise ValueError(f"need two equal-length series of at least 2 finite MASI values, got {true.shape} "

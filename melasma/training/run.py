@@ -18,6 +18,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from melasma.data.manifest import DatasetError, load_dataset, manifest_hash
+from melasma.data.splits import patient_id_warning
 from melasma.jsonable import jsonable
 from melasma.masi import SEVERITIES
 from melasma.models import create, get_spec, save_checkpoint
@@ -220,9 +222,6 @@ def train_many(config: TrainConfig, *, on_event: OnEvent | None = None,
 
 def _prepare(config: TrainConfig, device: torch.device, ctx: Context, emit: OnEvent, stop: ShouldStop) -> RunContext:
     """Load and check the data set, decode its splits onto the device and log what is ready."""
-    from melasma.data.manifest import DatasetError, load_dataset, manifest_hash
-    from melasma.data.splits import patient_id_warning
-
     table = load_dataset(config.data, seed=config.seed, cutoffs=config.cutoffs,
                          allow_patient_overlap=config.allow_patient_overlap)
     if head_for(config.head).predicts_masi:

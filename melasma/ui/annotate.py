@@ -25,12 +25,13 @@ from annotation import workflow
 from annotation.agreement import agreement_report, machine_agreement, machine_table, rating_table
 from annotation.export import class_counts, clear_count, training_warnings
 from annotation.export import export as write_export
-from annotation.ingest import ingest, photo_path
+from annotation.ingest import ingest
 from annotation.plots import machine_scatter, rater_scatter
 from annotation.store import SCORE_FIELDS, AnnotationError, RatingStore
-from annotation.workflow import Submission, Workflow
+from annotation.workflow import RatingPolicy, Submission, Workflow
 from melasma.access import Role, anonymous, local_mode, require, require_rater, role_of, visitor_only
 from melasma.data.synthetic_marks import store_mix, synthetic_note
+from melasma.layout import photo_path
 from melasma.lesions.machine_rater import machine_scores
 from melasma.masi import AREA_BANDS, INTENSITY_LABELS, REGION_WEIGHTS, REGIONS, masi, mmasi, shown_class
 from melasma.regions import FaceNotFound, draw_regions, find_regions
@@ -221,7 +222,7 @@ class AnnotateTab:
     @property
     def workflow(self) -> Workflow:
         """The rating workflow of this store under the settings' rating policy."""
-        return Workflow(self.store, self.settings.rating_policy)
+        return Workflow(self.store, RatingPolicy.from_settings(self.settings))
 
     # identity -------------------------------------------------------------------------------
     def rater_for(self, chosen: str | None, request: gr.Request | None) -> str:

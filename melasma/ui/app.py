@@ -18,6 +18,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from melasma.access import GUEST, visitor_only
+from melasma.data.synthetic import generate
 from melasma.inference import default_checkpoint, warm_up_in_background
 from melasma.jobs import JobRunner
 from melasma.layout import DataLayout
@@ -61,7 +62,6 @@ def ensure_demo_data(settings: Settings) -> Path:
     labels = settings.demo_dir / "labels.csv"
     if labels.is_file():
         return labels
-    from melasma.data.synthetic import generate
 
     log.info("first start: writing %d synthetic demo images to %s", DEMO_IMAGES, settings.demo_dir)
     return generate(settings.demo_dir, n=DEMO_IMAGES, seed=0, size=DEMO_SIZE)

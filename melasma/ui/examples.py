@@ -20,6 +20,7 @@ import numpy as np
 
 from melasma.data.images import ImageLoadError, load_image
 from melasma.data.manifest import IMAGE_EXTENSIONS
+from melasma.regions.landmarks import detect_faces
 
 CREDIT_FILES = ("ATTRIBUTION.md", "CREDITS.md")
 #: Photos offered per set.
@@ -60,8 +61,6 @@ def credit(folder: Path) -> str:
 
 def shows_a_face(path: Path) -> bool:
     """Whether the face finder of `melasma.regions` sees a face in the photo at `path`."""
-    from melasma.regions.landmarks import detect_faces
-
     try:
         photo = load_image(path, draft=(FACE_CHECK_SIDE, FACE_CHECK_SIDE))
     except ImageLoadError:

@@ -18,7 +18,6 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from annotation.ingest import photo_path
 from annotation.store import RatingStore
 from melasma.access import Role, require, role_of
 from melasma.followup import FollowupError, Patient, cohort_responders, load_patients, outcome, patient_timeline
@@ -29,6 +28,7 @@ from melasma.followup.model import checkpoint_scores, image_derived_masi
 from melasma.followup.outcomes import Outcome
 from melasma.followup.visits import Visit
 from melasma.inference import get_predictor, list_checkpoints
+from melasma.layout import photo_path
 from melasma.masi import REGIONS
 from melasma.settings import Settings
 from melasma.ui.components import PhotoStage, Shown, user_errors

@@ -18,6 +18,7 @@ import gradio as gr
 from PIL import Image
 
 from melasma.data.images import load_image
+from melasma.explain import views
 from melasma.explain.methods import TABLE
 from melasma.face_reading import FaceReading, read_face
 from melasma.inference import (
@@ -164,8 +165,6 @@ class PredictTab:
         (`predict_headline`: none without a face, a demonstration line under the caution for an
         unchecked or failed checkpoint), the notice, the image-derived MASI, three overlays with their
         colour scales, Grad-CAM's note, the regions overlay and table, and the latency table."""
-        from melasma.explain import views
-
         image = _require_photo(image)
         predictor = self.predictor(checkpoint)
         try:

@@ -24,8 +24,10 @@ from PIL import Image
 
 from melasma.access import AccessDenied, Role, require, require_job_owner, role_of, train_role
 from melasma.data.clear import without_clear
+from melasma.data.manifest import load_dataset
 from melasma.jobs import JobNotFoundError, JobRunner, JobStatus
 from melasma.jobs.datapath import training_data
+from melasma.jobs.limits import TrainingLimits
 from melasma.jobs.memory import require_memory_on_submit
 from melasma.models.factory import PRETRAINED_SOURCES
 from melasma.models.registry import ARCHITECTURES
@@ -105,8 +107,6 @@ def make_config(data: str, archs: list[str], values: Mapping[str, Any], *, data_
 def require_usable_data(config: TrainConfig) -> None:
     """Refuse (ValueError, with the reason) a data set the training could not read, before anything is
     queued: a missing manifest, missing photos, an empty class."""
-    from melasma.data.manifest import load_dataset
-
     try:
         load_dataset(config.data, seed=config.seed, cutoffs=config.cutoffs,
                      allow_patient_overlap=config.allow_patient_overlap)
@@ -210,10 +210,11 @@ class TrainTab:
         config = make_config(data, parse_archs(archs, extra_archs), values, data_dir=self.settings.data_dir)
         if not include_clear:
             config.data = without_clear(config.data)
-        self.settings.training.check(config)
+        limits = TrainingLimits.from_settings(self.settings)
+        limits.check(config)
         require_usable_data(config)
         require_memory_on_submit(config)
-        return self.runner.submit(config, user=user, limits=self.settings.training)
+        return self.runner.submit(config, user=user, limits=limits)
 
     def training_status(self, job_id: str) -> dict[str, Any]:
         """State, progress, log tail, history rows and summary rows of a training job."""
@@ -337,7 +338,7 @@ def build_train_tab(settings: Settings, *, export_path: gr.Textbox | None = None
     """Lay out the Train tab inside the caller's open gr.Blocks / gr.Tab and wire its events.
     The job runner's thread starts on the first page load or submit (never at build time)."""
     runner = JobRunner.shared(settings.data_dir)
-    limits = settings.training
+    limits = TrainingLimits.from_settings(settings)
     sources = [SOURCES["demo"]] + ([SOURCES["export"]] if export_path is not None else []) + [SOURCES["path"]]
 
     gr.Markdown(INTRO)

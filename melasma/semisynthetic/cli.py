@@ -7,13 +7,13 @@ import json
 import time
 from pathlib import Path
 
+from melasma.masi import SEVERITIES
+from melasma.semisynthetic.generate import generate
+
 
 def run_semisynthetic(args: argparse.Namespace) -> int:
     """Generate the set the synth flags describe and print what was written and which bases."""
     import pandas as pd
-
-    from melasma.data.semisynthetic.generate import generate
-    from melasma.masi import SEVERITIES
 
     holdout_list = None
     if args.holdout_list:

@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from melasma.data.semisynthetic.tone import rgb_to_lab
 from melasma.data.synthetic import AREA_SHARES
+from melasma.data.tone import rgb_to_lab
 
 #: Clinical patterns (Sanchez et al. 1981 / Tamega 2013): which MASI regions carry pigment.
 PATTERNS: dict[str, tuple[str, ...]] = {

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from melasma.data.semisynthetic.tone import skin_mask
+from melasma.data.tone import skin_mask
 from melasma.masi import AREA_BANDS, REGIONS, masi, severity
 from melasma.regions.color import to_lab
 from melasma.regions.find import find_regions

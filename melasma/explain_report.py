@@ -28,6 +28,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from melasma.data.manifest import DEFAULT_CSV_NAMES, IMAGE_EXTENSIONS, load_dataset, manifest_hash
+from melasma.data.masks import mask_for_image
 from melasma.explain import METHODS, TABLE, Explainer
 from melasma.explain.faithfulness import (
     deletion_aucs,
@@ -37,7 +39,9 @@ from melasma.explain.faithfulness import (
     resize_mask,
 )
 from melasma.inference import Predictor
+from melasma.masi import SEVERITIES
 from melasma.models.checkpoint import CheckpointMeta
+from melasma.training.device import resolve_device
 
 SPLIT_CHOICES = ("all", "train", "val", "test")
 SUMMARY_METRICS = ("mean_relevance", "positive_share", "mass_in_mask", "mask_share", "pointing_game", "deletion_auc")
@@ -118,9 +122,6 @@ def load_models(weights: Sequence[str | os.PathLike], device: str = "cpu") -> li
 
 
 def _is_labelled(folder: Path) -> bool:
-    from melasma.data.manifest import DEFAULT_CSV_NAMES
-    from melasma.masi import SEVERITIES
-
     return folder.is_file() or any((folder / n).is_file() for n in DEFAULT_CSV_NAMES) or any(
         (folder / s).is_dir() for s in SEVERITIES
     )
@@ -145,8 +146,6 @@ def list_images(
     split would not be that run's; `note` says so). A split asked for by name on another set (the
     manifest hash differs from `trained_on`) is refused (ReportError) unless `force`.
     """
-    from melasma.data.manifest import IMAGE_EXTENSIONS, load_dataset, manifest_hash
-
     if split is not None and split not in SPLIT_CHOICES:
         raise ReportError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
     source = Path(data)
@@ -188,8 +187,6 @@ def list_images(
 
 
 def _lesion_mask(path: str, size: int) -> np.ndarray | None:
-    from melasma.data.masks import mask_for_image
-
     mask = mask_for_image(path)
     if mask is None:
         return None
@@ -316,8 +313,6 @@ def explain_report(
     `progress(done, total)` after each batch; `estimate(seconds, total)` once, after the first
     image (timed alone, set-up included, so the estimate errs long), before the rest.
     """
-    from melasma.training.device import resolve_device
-
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ReportError(f"methods must be among {', '.join(METHODS)}, got {', '.join(methods) or 'none'}")

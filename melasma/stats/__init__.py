@@ -1,0 +1,1 @@
+"""Statistics shared by several layers above (rater agreement: `agreement`)."""
