@@ -28,6 +28,7 @@ from annotation.store import (
     UnknownRaterError,
 )
 from melasma import masi as masi_scale
+from melasma.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,9 @@ class RatingPolicy:
         object.__setattr__(self, "raters", tuple(self.raters))
         object.__setattr__(self, "cutoffs", tuple(self.cutoffs))
         if self.k < 2:
-            raise ValueError(f"ratings per image must be at least 2, got {self.k}")
+            raise UserError(f"ratings per image must be at least 2, got {self.k}")
         if len(set(self.raters)) != len(self.raters):
-            raise ValueError("rater names must be unique")
+            raise UserError("rater names must be unique")
         masi_scale.severity(0.0, "masi", self.cutoffs)  # raises on cut-offs outside 0 < moderate < severe <= 48
 
     def check_rater(self, rater: str | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from melasma.cli.arguments import non_negative_int, positive_int, seed
+from melasma.errors import UserError
 
 HELP = "generate synthetic face photos with known MASI scores from three simulated raters"
 
@@ -43,7 +44,7 @@ def refuse_overwrite(out: str, force: bool) -> None:
 
     labels = Path(out) / "labels.csv"
     if labels.is_file() and not force:
-        raise ValueError(f"{labels} exists: {out} already holds a data set (perhaps the app's demo set); "
+        raise UserError(f"{labels} exists: {out} already holds a data set (perhaps the app's demo set); "
                          "choose another --out or pass --force to overwrite it")
 
 

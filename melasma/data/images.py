@@ -24,6 +24,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from melasma.errors import UserError
+
 #: Largest accepted image, in pixels (width x height), checked before decoding.
 MAX_PIXELS = 40_000_000
 #: Most one side of an image may exceed the other (a 1 x 40000 strip is no photo, and would make
@@ -59,7 +61,7 @@ _ORIENTATION_TAG = 0x0112
 _SWAPPED_ORIENTATIONS = {5, 6, 7, 8}
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(UserError):
     """An image could not be read: missing, empty, not an image, truncated or too large."""
 
 

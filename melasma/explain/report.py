@@ -29,6 +29,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from melasma.errors import UserError
 from melasma.explain import METHODS, TABLE, Explainer
 from melasma.explain.faithfulness import (
     deletion_aucs,
@@ -43,7 +44,7 @@ SPLIT_CHOICES = ("all", "train", "val", "test")
 SUMMARY_METRICS = ("mean_relevance", "positive_share", "mass_in_mask", "mask_share", "pointing_game", "deletion_auc")
 
 
-class ReportError(ValueError):
+class ReportError(UserError):
     """Bad report input: no images, unknown method or split, a different manifest."""
 
 

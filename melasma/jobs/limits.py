@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
+from melasma.errors import UserError
+
 if TYPE_CHECKING:
     from melasma.training import TrainConfig
 
@@ -27,7 +29,7 @@ ENV_NAMES: dict[str, str] = {
 }
 
 
-class LimitError(ValueError):
+class LimitError(UserError):
     """A training request beyond this server's limits; the message says which and what to do."""
 
 
@@ -46,7 +48,7 @@ class TrainingLimits:
         for item in fields(self):
             value = getattr(self, item.name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{ENV_NAMES[item.name]} must be a whole number >= 1, got {value!r}")
+                raise UserError(f"{ENV_NAMES[item.name]} must be a whole number >= 1, got {value!r}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TrainingLimits:
@@ -57,7 +59,7 @@ class TrainingLimits:
             text = env.get(variable, "").strip()
             if text:
                 if not text.isdigit():
-                    raise ValueError(f"{variable} must be a whole number >= 1, got {text!r}")
+                    raise UserError(f"{variable} must be a whole number >= 1, got {text!r}")
                 values[name] = int(text)
         return cls(**values)
 

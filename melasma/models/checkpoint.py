@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from melasma.errors import UserError
 from melasma.jsonable import jsonable
 from melasma.masi import SCALE_MAX, SEVERITIES
 from melasma.models.factory import build
@@ -35,7 +36,7 @@ REQUIRED_META = ("arch", "classes", "cutoffs", "image_size", "mean", "std")
 IMAGE_SIZE_RANGE = (16, 1024)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint folder that is missing, damaged or does not fit its architecture."""
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from melasma.errors import UserError
 from melasma.models import load_checkpoint
 from melasma.training.device import resolve_device
 from melasma.training.loop import load_splits, predict_masi, predict_probs
@@ -35,7 +36,7 @@ def evaluate_checkpoint(weights: str | Path, data: str | Path, *, split: str = "
     from melasma.data.skin_tone import skin_groups
 
     if split not in SPLIT_CHOICES:
-        raise ValueError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
+        raise UserError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
     torch_device = resolve_device(device)
     model, meta = load_checkpoint(weights, torch_device)
     config = meta.get("config") or {}
@@ -48,7 +49,7 @@ def evaluate_checkpoint(weights: str | Path, data: str | Path, *, split: str = "
     if regression:
         missing = int(table["masi"].isna().sum())
         if missing:
-            raise ValueError(f"{data}: a regression checkpoint is evaluated on the mean MASI, but {missing} "
+            raise UserError(f"{data}: a regression checkpoint is evaluated on the mean MASI, but {missing} "
                              f"of {len(table)} images have no masi value")
         predicted = predict_masi(model, loaded, batch_size, tuple(meta["mean"]), tuple(meta["std"]))
         cutoffs = tuple(meta["cutoffs"])

@@ -17,6 +17,7 @@ import gradio as gr
 from PIL import Image
 
 from melasma.data.images import load_image
+from melasma.errors import UserError
 from melasma.explain.methods import TABLE
 from melasma.face_reading import FaceReading, read_face
 from melasma.inference import (
@@ -113,7 +114,7 @@ class PredictTab:
             raise gr.Error(f"Unknown checkpoint {checkpoint!r}: press the refresh button and choose one.")
         try:
             return get_predictor(directory)
-        except ValueError as error:
+        except UserError as error:
             raise gr.Error(f"Cannot load checkpoint {checkpoint}: {error}") from None
 
     def predict(self, image: str | None, checkpoint: str | None) -> tuple[dict[str, float], dict[str, float]]:
@@ -122,7 +123,7 @@ class PredictTab:
         predictor = self.predictor(checkpoint)
         try:
             result = predictor.predict(image)
-        except ValueError as error:
+        except UserError as error:
             raise _user_error(error, image) from None
         return result.probabilities, result.latency_ms
 
@@ -134,7 +135,7 @@ class PredictTab:
         predictor = self.predictor(checkpoint)
         try:
             return predictor.explain(image, method).figure()
-        except ValueError as error:
+        except UserError as error:
             raise _user_error(error, image) from None
 
     def analyse(self, image: str | None, checkpoint: str | None, latency: dict[str, float] | None) -> tuple:
@@ -148,7 +149,7 @@ class PredictTab:
         predictor = self.predictor(checkpoint)
         try:
             explanations = predictor.explain_all(predictor.decode(image, draft=DISPLAY_MAX))
-        except ValueError as error:
+        except UserError as error:
             raise _user_error(error, image) from None
         reading = read_face(explanations.photo, explanations.maps)
         overlays, scales = [], []
@@ -178,7 +179,7 @@ class PredictTab:
         image = _require_photo(image)
         try:
             photo = fit_display(load_image(image, draft=(DISPLAY_MAX, DISPLAY_MAX)))
-        except ValueError as error:
+        except UserError as error:
             raise _user_error(error, image) from None
         reading = read_face(photo)
         return reading.details, (reading.outlines, reading.overlay)

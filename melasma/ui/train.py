@@ -24,6 +24,7 @@ from PIL import Image
 
 from melasma.access import AccessDenied, Role, require, require_job_owner, role_of, train_role
 from melasma.data.clear import without_clear
+from melasma.errors import UserError
 from melasma.jobs import JobNotFoundError, JobRunner, JobStatus
 from melasma.jobs.datapath import training_data
 from melasma.jobs.memory import require_memory_on_submit
@@ -67,9 +68,9 @@ def parse_archs(archs: list[str] | None, extra: str | None) -> list[str]:
 
 def _number(value: float | None, name: str, *, integer: bool = True) -> int | float:
     if value is None:
-        raise ValueError(f"{name} is required")
+        raise UserError(f"{name} is required")
     if integer and float(value) != int(value):
-        raise ValueError(f"{name} must be a whole number, got {value}")
+        raise UserError(f"{name} must be a whole number, got {value}")
     return int(value) if integer else float(value)
 
 
@@ -97,7 +98,7 @@ def make_config(data: str, archs: list[str], values: Mapping[str, Any], *, data_
     by TrainConfig field name; ValueError for a missing or invalid one. The data set and a weights file
     must lie inside `data_dir` (DataPathError, one message whatever the path names)."""
     if not (data or "").strip():
-        raise ValueError("choose a data set: the demo set, the Annotate export or a path")
+        raise UserError("choose a data set: the demo set, the Annotate export or a path")
     return TrainConfig(data=training_data(data, data_dir), archs=tuple(archs),
                        **{name: config_value(name, values.get(name), data_dir) for name in FORM_FIELDS})
 
@@ -110,8 +111,8 @@ def require_usable_data(config: TrainConfig) -> None:
     try:
         load_dataset(config.data, seed=config.seed, cutoffs=config.cutoffs,
                      allow_patient_overlap=config.allow_patient_overlap)
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{UNUSABLE} {error}") from error
+    except (UserError, OSError) as error:
+        raise UserError(f"{UNUSABLE} {error}") from error
 
 
 def _headline(status: JobStatus) -> str:
@@ -222,7 +223,7 @@ class TrainTab:
     def cancel_training(self, job_id: str | None, request: gr.Request) -> str:
         """Cancel a training job (its owner or a coordinator); returns its state now."""
         if not job_id:
-            raise ValueError("no job selected")
+            raise UserError("no job selected")
         user = require_job_owner(_user(request), self.settings)
         owner = self.runner.store.get(job_id).submitted_by
         if role_of(user, self.settings) is not Role.COORDINATOR and (user is None or user != owner):
@@ -251,7 +252,7 @@ class TrainTab:
         try:
             return data_summary(training_data(path, self.settings.data_dir),
                                 config_value("cutoffs", cutoffs, self.settings.data_dir))
-        except ValueError as error:
+        except UserError as error:
             return plain_markdown(str(error))
 
     def select(self, job_id: str | None = None) -> gr.Dropdown:

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from melasma.errors import UserError
 from melasma.masi import SEVERITIES
 from melasma.training.report import TABLE_COLUMNS
 
@@ -120,7 +121,7 @@ def data_summary(path: str | Path, cutoffs: tuple[float, float] | None = None) -
 
     try:
         table = load_dataset(path, cutoffs=cutoffs)
-    except (ValueError, OSError) as error:
+    except (UserError, OSError) as error:
         text = f"**This data set cannot be used yet:** {plain_markdown(str(error))}"
         if "no images for class" in str(error):
             text += "\n\n" + EMPTY_CLASS_ADVICE
