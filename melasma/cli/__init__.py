@@ -22,7 +22,7 @@ import importlib
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from melasma.errors import UserError
@@ -98,15 +98,12 @@ def _message(error: BaseException) -> str:
     return "\n".join([first, *listed])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse `argv` and run the chosen sub-command; a refusal or run-time failure prints one `error:` line
-    (plus any listed problems), no traceback; any other error (a bug) propagates with its traceback."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((word for word in argv if not word.startswith("-")), None)
-    args = build_parser(command).parse_args(argv)
-    debug = args.debug or os.environ.get("MELASMA_DEBUG") == "1"
+def dispatch(run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace, *, debug: bool = False) -> int:
+    """Run a sub-command's `run(args)` and return its exit status: a refusal (`USAGE_ERRORS`, 2) or a
+    run-time failure (`RUNTIME_ERRORS`, 1) prints one `error:` line (plus any listed problems) and, with
+    `debug`, the traceback; any other error (a bug) propagates with its traceback."""
     try:
-        return int(args._run(args) or 0)
+        return int(run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -115,3 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {_message(error)}", file=sys.stderr)
         return 2 if isinstance(error, USAGE_ERRORS) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` and run the chosen sub-command (see `dispatch`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in argv if not word.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
+    return dispatch(args._run, args, debug=args.debug or os.environ.get("MELASMA_DEBUG") == "1")
