@@ -131,7 +131,7 @@ def submit(
     """Validate and store `rater`'s scores for `image_id` (a second submit revises, audited).
     Regions in `hidden` are "not visible in this photo": stored as 0 and listed with the rating.
 
-    Raises UnknownRaterError, UnknownImageError, ImageCompleteError or ValueError (bad scores);
+    Raises UnknownRaterError, UnknownImageError, ImageCompleteError or UserError (bad scores);
     nothing is stored then.
     """
     rules = as_policy(policy)

@@ -2,8 +2,8 @@
 
 A rater's scores are a mapping ``{region: {"area": A, "darkness": D, "homogeneity": H}}`` over the
 four facial regions. MASI = sum of weight * A * (D + H) (range 0-48); mMASI = sum of weight * A * D
-(range 0-24). Every invalid value raises ``ValueError`` (a wrong type too: hence the TRY004 noqa) naming
-the field and the allowed range.
+(range 0-24). Every invalid value raises ``UserError`` (melasma.errors; a wrong type too) naming the
+field and the allowed range.
 """
 
 from __future__ import annotations

@@ -149,6 +149,17 @@ def test_out_of_memory_reads_as_advice() -> None:
     assert describe_error(RuntimeError("boom\ntrace"), "resnet18") == "RuntimeError while training resnet18: boom"
 
 
+def test_a_refusal_reads_as_written_a_bug_by_its_type() -> None:
+    """Issue 28: only a UserError's text is the job's error as written; a ValueError from a bug names its type."""
+    from melasma.data.splits import DatasetError
+
+    refusal = DatasetError("labels.csv: 2 problem(s):\n  - line 2: no image\n  - line 3: no image")
+    assert describe_error(refusal, "resnet18") == str(refusal)
+    bug = ValueError("operands could not be broadcast together with shapes (3,) (4,)\nmore")
+    assert describe_error(bug, "resnet18") == ("ValueError while training resnet18: operands could not be broadcast "
+                                               "together with shapes (3,) (4,)")
+
+
 def test_training_runs_under_spaces_gpu_only_on_zerogpu() -> None:
     from melasma.jobs import runner as runner_module
     from melasma.jobs.execute import run_job

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def refuse_overwrite(out: str, force: bool) -> None:
-    """ValueError when `out` already holds a data set (say, the running app's demo set) and not `force`."""
+    """UserError when `out` already holds a data set (say, the running app's demo set) and not `force`."""
     from pathlib import Path
 
     labels = Path(out) / "labels.csv"

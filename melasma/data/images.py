@@ -6,7 +6,7 @@ sees it. `decode_image` checks the pixel count from the header before decoding (
 is lazy), applies the EXIF orientation (skipped with a note when the EXIF block is corrupt), turns
 grayscale, alpha, palette, CMYK and 16-bit images into plain RGB, keeps only the first frame of
 animations and returns a fresh image without metadata. `read_header` gives format and size without
-decoding. Any failure is an `ImageLoadError` (a `ValueError`) whose one-line message names the file.
+decoding. Any failure is an `ImageLoadError` (a `UserError`) whose one-line message names the file.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def shipped_model() -> LesionModel:
 
 
 def check_method(method: str) -> Method:
-    """`method` if it names a reading, else ValueError listing the choices."""
+    """`method` if it names a reading, else UserError listing the choices."""
     if method not in METHODS:
         raise UserError(f"lesion reading must be one of {', '.join(METHODS)}, got {method!r}")
     return method  # type: ignore[return-value]

@@ -142,7 +142,7 @@ def torchvision_to_timm(model: nn.Module, state: Mapping[str, torch.Tensor],
 
 def load_backbone(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "weights") -> None:
     """Load `state` (timm/own or torchvision layout) into `model`, dropping the classifier head;
-    other mismatches raise ValueError."""
+    other mismatches raise UserError."""
     spec = get_spec(model)
     own = model.state_dict()
     head = f"{spec.head}."
@@ -177,7 +177,7 @@ def torchvision_cache_file(spec: ArchSpec) -> Path:
 
 def verified_sha256(path: Path) -> str:
     """The sha256 of a torchvision weights file, checked against the hash prefix in its name (the
-    8 or more hex digits after the last '-', as torch.hub's `check_hash`); a one-line ValueError
+    8 or more hex digits after the last '-', as torch.hub's `check_hash`); a one-line UserError
     when they differ or the name carries no hash."""
     from melasma.data.images import file_sha256
 

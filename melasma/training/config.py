@@ -72,7 +72,7 @@ class TrainConfig:
         from melasma.models import get_spec  # here, not at import: reading the defaults needs no torch
         from melasma.models.factory import PRETRAINED_SOURCES
 
-        specs = [get_spec(name) for name in self.archs]  # ValueError naming an unknown one
+        specs = [get_spec(name) for name in self.archs]  # UserError naming an unknown one
         for name, low in (("epochs", 1), ("batch size", 2), ("patience", 1), ("bootstrap", 0), ("processes", 0)):
             value = getattr(self, name.replace(" ", "_"))
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

@@ -8,7 +8,7 @@ from melasma.errors import UserError
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """The torch device for "auto", "cpu", "cuda", "cuda:N" or "mps"; ValueError if it is absent."""
+    """The torch device for "auto", "cpu", "cuda", "cuda:N" or "mps"; UserError if it is absent."""
     name = str(name).strip().lower()
     mps = getattr(torch.backends, "mps", None)
     has_mps = bool(mps and mps.is_available())

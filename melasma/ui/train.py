@@ -75,7 +75,7 @@ def _number(value: float | None, name: str, *, integer: bool = True) -> int | fl
 
 
 def config_value(name: str, shown: Any, data_dir: Path) -> Any:
-    """The TrainConfig value of form field `name` from what the form shows; ValueError for a missing or
+    """The TrainConfig value of form field `name` from what the form shows; UserError for a missing or
     invalid one. A weights file must lie inside `data_dir` (DataPathError)."""
     label = FORM_FIELDS[name]
     if name in WHOLE_NUMBERS or name == "lr":
@@ -95,7 +95,7 @@ def shown_value(name: str, value: Any) -> Any:
 
 def make_config(data: str, archs: list[str], values: Mapping[str, Any], *, data_dir: Path) -> TrainConfig:
     """A TrainConfig from the form: the data set, the architectures and the `FORM_FIELDS` values keyed
-    by TrainConfig field name; ValueError for a missing or invalid one. The data set and a weights file
+    by TrainConfig field name; UserError for a missing or invalid one. The data set and a weights file
     must lie inside `data_dir` (DataPathError, one message whatever the path names)."""
     if not (data or "").strip():
         raise UserError("choose a data set: the demo set, the Annotate export or a path")
@@ -104,7 +104,7 @@ def make_config(data: str, archs: list[str], values: Mapping[str, Any], *, data_
 
 
 def require_usable_data(config: TrainConfig) -> None:
-    """Refuse (ValueError, with the reason) a data set the training could not read, before anything is
+    """Refuse (UserError, with the reason) a data set the training could not read, before anything is
     queued: a missing manifest, missing photos, an empty class."""
     from melasma.data.manifest import load_dataset
 
