@@ -15,6 +15,7 @@ if os.environ.get("SPACES_ZERO_GPU"):
     import spaces  # noqa: F401  ZeroGPU must patch torch before anything imports it
 
 from melasma.cli import serve
+from melasma.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return serve.run(args)
-    except ValueError as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

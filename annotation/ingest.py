@@ -36,6 +36,7 @@ from melasma.data.images import (
     read_header,
     to_jpeg_bytes,
 )
+from melasma.errors import UserError
 from melasma.layout import ID_LENGTH, photo_path
 
 #: Most photos accepted from one zip archive.
@@ -209,7 +210,7 @@ def _sources(
             check_upload_size(path.stat().st_size, path.name, max_bytes)
             note = "data appended after the image (e.g. a zip) was ignored" if zipfile.is_zipfile(path) else ""
             yield path.name, path.read_bytes(), note
-        except (ValueError, OSError) as error:
+        except (UserError, OSError) as error:
             message = str(error).splitlines()[0] if str(error) else "unreadable"
             summary.refuse(path.name, message)
 

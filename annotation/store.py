@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from annotation.db.engines import BUSY_TIMEOUT_MS, Connection, SchemaError, open_engine
 from annotation.db.schema import SCHEMA_VERSION, SCORE_COLUMNS, SCORE_FIELDS
+from melasma.errors import UserError
 from melasma.masi import ITEMS, REGIONS, RaterScores
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "SCORE_COLUMNS", "SCORE_FIELDS"]
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError):
     """A request the annotation store or workflow refuses (the message says why, in one line)."""
 
 

@@ -29,6 +29,7 @@ from annotation.ingest import (
 from annotation.store import AnnotationError, RatingStore
 from annotation.visit_notes import MAX_NOTES, MAX_TREATMENT, VisitNote, VisitNotes
 from melasma.data.images import MAX_PIXELS, MAX_UPLOAD_BYTES, check_upload_size, read_header
+from melasma.errors import UserError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("image", "patient_id", "visit_date")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("treatment", "notes")
@@ -161,7 +162,7 @@ def _file_problem(entry: VisitEntry, seen: dict[Path, str], max_bytes: int, max_
     try:
         check_upload_size(entry.image.stat().st_size, entry.image.name, max_bytes)
         header = read_header(entry.image, name=entry.image.name)
-    except (ValueError, OSError) as error:
+    except (UserError, OSError) as error:
         return f"{entry.where}: {str(error).splitlines()[0]}"
     if header.pixels > max_pixels:
         return f"{entry.where}: {header.width}x{header.height} pixels, more than the {max_pixels:,} allowed"

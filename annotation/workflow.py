@@ -28,6 +28,7 @@ from annotation.store import (
     UnknownRaterError,
 )
 from melasma import masi as masi_scale
+from melasma.errors import UserError
 
 if TYPE_CHECKING:  # the store and the workflow run without the app's settings (tests/test_rating_policy.py)
     from melasma.settings import Settings
@@ -47,9 +48,9 @@ class RatingPolicy:
         object.__setattr__(self, "raters", tuple(self.raters))
         object.__setattr__(self, "cutoffs", tuple(self.cutoffs))
         if self.k < 2:
-            raise ValueError(f"ratings per image must be at least 2, got {self.k}")
+            raise UserError(f"ratings per image must be at least 2, got {self.k}")
         if len(set(self.raters)) != len(self.raters):
-            raise ValueError("rater names must be unique")
+            raise UserError("rater names must be unique")
         masi_scale.severity(0.0, "masi", self.cutoffs)  # raises on cut-offs outside 0 < moderate < severe <= 48
 
     @classmethod
@@ -131,7 +132,7 @@ def submit(
     """Validate and store `rater`'s scores for `image_id` (a second submit revises, audited).
     Regions in `hidden` are "not visible in this photo": stored as 0 and listed with the rating.
 
-    Raises UnknownRaterError, UnknownImageError, ImageCompleteError or ValueError (bad scores);
+    Raises UnknownRaterError, UnknownImageError, ImageCompleteError or UserError (bad scores);
     nothing is stored then.
     """
     rules = as_policy(policy)

@@ -30,6 +30,7 @@ from torch import nn
 
 from melasma.data.manifest import DEFAULT_CSV_NAMES, IMAGE_EXTENSIONS, load_dataset, manifest_hash
 from melasma.data.masks import mask_for_image
+from melasma.errors import UserError
 from melasma.explain import METHODS, TABLE, Explainer
 from melasma.explain.faithfulness import (
     deletion_aucs,
@@ -47,7 +48,7 @@ SPLIT_CHOICES = ("all", "train", "val", "test")
 SUMMARY_METRICS = ("mean_relevance", "positive_share", "mass_in_mask", "mask_share", "pointing_game", "deletion_auc")
 
 
-class ReportError(ValueError):
+class ReportError(UserError):
     """Bad report input: no images, unknown method or split, a different manifest."""
 
 

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from melasma.data.images import ImageLoadError, ImageSource, check_shape, load_image
+from melasma.errors import UserError
 from melasma.explain.explainer import METHODS, Explainer
 from melasma.models.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, read_checkpoint_meta
 from melasma.real_photo_check import RealPhotoCheck, RealPhotoCheckError, read_check
@@ -33,7 +34,7 @@ DISPLAY_MAX = 512
 ImageInput = ImageSource | Image.Image | np.ndarray
 
 
-class NonFiniteOutputError(ValueError):
+class NonFiniteOutputError(UserError):
     """The model's output for a photo holds NaN or infinite values: its weights cannot be trusted."""
 
 
@@ -246,10 +247,10 @@ class Predictor:
 
     def _check_target(self, target: str | None) -> int | None:
         if self.head.predicts_masi:
-            raise ValueError(f"{self.arch} has a MASI regression head: explanations support classification "
+            raise UserError(f"{self.arch} has a MASI regression head: explanations support classification "
                              "checkpoints only (they explain one class's logit)")
         if target is not None and target not in self.classes:
-            raise ValueError(f"target must be one of {', '.join(self.classes)}, got {target!r}")
+            raise UserError(f"target must be one of {', '.join(self.classes)}, got {target!r}")
         return None if target is None else self.classes.index(target)
 
     def _display_input(self, image: ImageInput, timer: _Timer) -> tuple[torch.Tensor, Image.Image]:
@@ -264,7 +265,7 @@ class Predictor:
         from melasma.explain import views
 
         if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+            raise UserError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         index = self._check_target(target)
         explainer = self.explainer
         timer = _Timer()

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from melasma.errors import UserError
+
 RATINGS_DB = "annotations.sqlite"
 JOBS_DB = "jobs.sqlite"
 #: SQLite's companion files of a database (write-ahead log, shared memory, rollback journal).
@@ -20,7 +22,7 @@ ID_LENGTH = 16
 _IMAGE_ID = re.compile(f"[0-9a-f]{{{ID_LENGTH}}}")
 
 
-class ImageIdError(ValueError):
+class ImageIdError(UserError):
     """A photo id that is not one the store gives (16 lower-case hex digits)."""
 
 

@@ -2,8 +2,8 @@
 
 A rater's scores are a mapping ``{region: {"area": A, "darkness": D, "homogeneity": H}}`` over the
 four facial regions. MASI = sum of weight * A * (D + H) (range 0-48); mMASI = sum of weight * A * D
-(range 0-24). Every invalid value raises ``ValueError`` (a wrong type too: hence the TRY004 noqa) naming
-the field and the allowed range.
+(range 0-24). Every invalid value raises ``UserError`` (melasma.errors; a wrong type too) naming the
+field and the allowed range.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
+
+from melasma.errors import UserError
 
 REGIONS: tuple[str, ...] = ("forehead", "right_malar", "left_malar", "chin")
 REGION_WEIGHTS: dict[str, float] = {"forehead": 0.3, "right_malar": 0.3, "left_malar": 0.3, "chin": 0.1}
@@ -42,36 +44,36 @@ def _check_item(region: str, item: str, value: object) -> int:
     low, high = ITEM_RANGES[item]
     allowed = f"an integer {low}-{high}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{region}.{item} must be {allowed}, got {value!r}")  # noqa: TRY004
+        raise UserError(f"{region}.{item} must be {allowed}, got {value!r}")
     if isinstance(value, float) and (math.isnan(value) or not value.is_integer()):
-        raise ValueError(f"{region}.{item} must be {allowed}, got {value!r}")
+        raise UserError(f"{region}.{item} must be {allowed}, got {value!r}")
     if not low <= value <= high:
-        raise ValueError(f"{region}.{item} must be {allowed}, got {value!r}")
+        raise UserError(f"{region}.{item} must be {allowed}, got {value!r}")
     return int(value)
 
 
 def validate(scores: RawScores) -> dict[str, dict[str, int]]:
-    """Return a clean copy of one rater's scores, or raise ValueError naming the bad field."""
+    """Return a clean copy of one rater's scores, or raise UserError naming the bad field."""
     if not isinstance(scores, Mapping):
-        raise ValueError(f"scores must be a mapping of regions {REGIONS}, got {type(scores).__name__}")  # noqa: TRY004
+        raise UserError(f"scores must be a mapping of regions {REGIONS}, got {type(scores).__name__}")
     unknown = sorted(set(scores) - set(REGIONS))
     if unknown:
-        raise ValueError(f"unknown region {unknown[0]!r}; allowed regions are {', '.join(REGIONS)}")
+        raise UserError(f"unknown region {unknown[0]!r}; allowed regions are {', '.join(REGIONS)}")
     clean: dict[str, dict[str, int]] = {}
     for region in REGIONS:
         if region not in scores:
-            raise ValueError(f"missing region {region!r}; all of {', '.join(REGIONS)} are required")
+            raise UserError(f"missing region {region!r}; all of {', '.join(REGIONS)} are required")
         items = scores[region]
         if not isinstance(items, Mapping):
-            raise ValueError(f"{region} must be a mapping of {', '.join(ITEMS)}")  # noqa: TRY004
+            raise UserError(f"{region} must be a mapping of {', '.join(ITEMS)}")
         extra = sorted(set(items) - set(ITEMS))
         if extra:
-            raise ValueError(f"{region}: unknown item {extra[0]!r}; allowed items are {', '.join(ITEMS)}")
+            raise UserError(f"{region}: unknown item {extra[0]!r}; allowed items are {', '.join(ITEMS)}")
         clean[region] = {}
         for item in ITEMS:
             if item not in items:
                 low, high = ITEM_RANGES[item]
-                raise ValueError(f"{region}.{item} is missing (an integer {low}-{high})")
+                raise UserError(f"{region}.{item} is missing (an integer {low}-{high})")
             clean[region][item] = _check_item(region, item, items[item])
     return clean
 
@@ -99,15 +101,15 @@ def severity(
 ) -> str:
     """Bin a MASI (or mMASI) value: mild below the first cut-off, severe from the second."""
     if scale not in SCALE_MAX:
-        raise ValueError(f"scale must be one of {', '.join(SCALE_MAX)}, got {scale!r}")
+        raise UserError(f"scale must be one of {', '.join(SCALE_MAX)}, got {scale!r}")
     top = SCALE_MAX[scale]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{scale} value must be a number 0-{top:g}, got {value!r}")
+        raise UserError(f"{scale} value must be a number 0-{top:g}, got {value!r}")
     if not 0 <= value <= top:
-        raise ValueError(f"{scale} value must be within 0-{top:g}, got {value!r}")
+        raise UserError(f"{scale} value must be within 0-{top:g}, got {value!r}")
     moderate_from, severe_from = cutoffs if cutoffs is not None else DEFAULT_CUTOFFS[scale]
     if not 0 < moderate_from < severe_from <= top:
-        raise ValueError(
+        raise UserError(
             f"cut-offs must satisfy 0 < moderate < severe <= {top:g}, got {(moderate_from, severe_from)}"
         )
     if value < moderate_from:
@@ -158,7 +160,7 @@ def consensus(
 ) -> Consensus:
     """Average the raters' MASI values (the study's final score) and bin the mean."""
     if isinstance(raters, Mapping) or not isinstance(raters, Sequence) or len(raters) == 0:
-        raise ValueError("raters must be a non-empty list of score mappings (one per rater)")
+        raise UserError("raters must be a non-empty list of score mappings (one per rater)")
     clean = [validate(s) for s in raters]
     per_rater = [masi(s) for s in clean]
     mean = round(fmean(per_rater), 10)

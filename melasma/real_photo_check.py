@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from melasma.errors import UserError
+
 FILE = "real_photos.json"
 #: The bar a checkpoint must clear before its class is read as a grade of a real photo.
 MIN_AUC = 0.9
@@ -30,7 +32,7 @@ MIN_HEALTHY_MILD_SHARE = 0.5
 _TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,)}
 
 
-class RealPhotoCheckError(ValueError):
+class RealPhotoCheckError(UserError):
     """A `real_photos.json` that cannot be read as a RealPhotoCheck."""
 
 

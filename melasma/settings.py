@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from melasma.errors import UserError
 from melasma.layout import DataLayout, absolute
 
 DEFAULT_RATERS = ("rater1", "rater2", "rater3")
@@ -36,13 +37,31 @@ def _flag(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _whole(env: dict[str, str], name: str, default: str) -> int:
+    """The whole number in environment variable `name` (`default` when unset); UserError naming it."""
+    text = env.get(name, default)
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"{name} must be a whole number, got {text!r}") from None
+
+
+def _real(env: dict[str, str], name: str, default: str) -> float:
+    """The number in environment variable `name` (`default` when unset); UserError naming it."""
+    text = env.get(name, default)
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{name} must be a number, got {text!r}") from None
+
+
 def _parse_auth(value: str) -> tuple[tuple[str, str], ...]:
     """`user:password,user2:password2` -> ((user, password), ...)."""
     pairs = []
     for item in _split_names(value):
         user, sep, password = item.partition(":")
         if not sep or not user or not password:
-            raise ValueError(f"MELASMA_AUTH entries must look like user:password, got {item!r}")
+            raise UserError(f"MELASMA_AUTH entries must look like user:password, got {item!r}")
         pairs.append((user, password))
     return tuple(pairs)
 
@@ -54,7 +73,7 @@ def _training_limits(env: dict[str, str]) -> dict[str, Any]:
         text = env.get(variable, "").strip()
         if text:
             if not text.isdigit():
-                raise ValueError(f"{variable} must be a whole number >= 1, got {text!r}")
+                raise UserError(f"{variable} must be a whole number >= 1, got {text!r}")
             values[name] = int(text)
     return values
 
@@ -119,23 +138,23 @@ class Settings:
         for name, variable in TRAINING_LIMIT_ENV.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{variable} must be a whole number >= 1, got {value!r}")
+                raise UserError(f"{variable} must be a whole number >= 1, got {value!r}")
         if self.ratings_per_image < 2:
-            raise ValueError(f"ratings per image must be at least 2, got {self.ratings_per_image}")
+            raise UserError(f"ratings per image must be at least 2, got {self.ratings_per_image}")
         if len(set(self.raters)) != len(self.raters):
-            raise ValueError("rater names must be unique")
+            raise UserError("rater names must be unique")
         if self.examples_dir is not None and not Path(self.examples_dir).is_dir():
-            raise ValueError(f"MELASMA_EXAMPLES_DIR / --examples: {self.examples_dir} is not a folder")
+            raise UserError(f"MELASMA_EXAMPLES_DIR / --examples: {self.examples_dir} is not a folder")
         if self.auth and self.oauth:
-            raise ValueError("choose one sign-in: MELASMA_AUTH (passwords) or MELASMA_OAUTH (Hugging Face)")
+            raise UserError("choose one sign-in: MELASMA_AUTH (passwords) or MELASMA_OAUTH (Hugging Face)")
         if min(self.upload_budget_mb_per_user, self.upload_budget_mb) < self.max_upload_mb:
-            raise ValueError("MELASMA_UPLOAD_BUDGET_MB_PER_USER and MELASMA_UPLOAD_BUDGET_MB must be at least "
+            raise UserError("MELASMA_UPLOAD_BUDGET_MB_PER_USER and MELASMA_UPLOAD_BUDGET_MB must be at least "
                              f"MELASMA_MAX_UPLOAD_MB ({self.max_upload_mb})")
         if self.local_mode_opt_in and (self.auth or self.oauth):
-            raise ValueError("MELASMA_LOCAL_MODE=1 means nobody signs in: unset it, or MELASMA_AUTH / MELASMA_OAUTH")
+            raise UserError("MELASMA_LOCAL_MODE=1 means nobody signs in: unset it, or MELASMA_AUTH / MELASMA_OAUTH")
         if self.database_url and not self.database_url.startswith(DATABASE_SCHEMES):
             scheme = self.database_url.partition(":")[0]
-            raise ValueError(f"MELASMA_DATABASE_URL must start with postgresql:// or sqlite:///, got {scheme}:")
+            raise UserError(f"MELASMA_DATABASE_URL must start with postgresql:// or sqlite:///, got {scheme}:")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -152,13 +171,13 @@ class Settings:
         return cls(
             data_dir=Path(env.get("MELASMA_DATA_DIR", "data")),
             raters=raters,
-            ratings_per_image=int(env.get("MELASMA_RATINGS_PER_IMAGE", "3")),
-            spread_threshold=float(env.get("MELASMA_SPREAD_THRESHOLD", "8.0")),
+            ratings_per_image=_whole(env, "MELASMA_RATINGS_PER_IMAGE", "3"),
+            spread_threshold=_real(env, "MELASMA_SPREAD_THRESHOLD", "8.0"),
             auth=auth,
-            max_upload_mb=int(env.get("MELASMA_MAX_UPLOAD_MB", "50")),
-            max_upload_megapixels=int(env.get("MELASMA_MAX_UPLOAD_MEGAPIXELS", "200")),
-            upload_budget_mb_per_user=int(env.get("MELASMA_UPLOAD_BUDGET_MB_PER_USER", "1000")),
-            upload_budget_mb=int(env.get("MELASMA_UPLOAD_BUDGET_MB", "4000")),
+            max_upload_mb=_whole(env, "MELASMA_MAX_UPLOAD_MB", "50"),
+            max_upload_megapixels=_whole(env, "MELASMA_MAX_UPLOAD_MEGAPIXELS", "200"),
+            upload_budget_mb_per_user=_whole(env, "MELASMA_UPLOAD_BUDGET_MB_PER_USER", "1000"),
+            upload_budget_mb=_whole(env, "MELASMA_UPLOAD_BUDGET_MB", "4000"),
             coordinators=coordinators,
             visitors_can_train=_flag(env.get("MELASMA_VISITORS_CAN_TRAIN", "")),
             oauth=oauth,
@@ -167,7 +186,7 @@ class Settings:
             image_cache_dir=Path(env["MELASMA_CACHE_DIR"]) if env.get("MELASMA_CACHE_DIR") else _default_cache_dir(),
             space_id=env.get("SPACE_ID", ""),
             server_name=env.get("GRADIO_SERVER_NAME", ""),
-            gpu_seconds=int(env["MELASMA_GPU_SECONDS"]) if env.get("MELASMA_GPU_SECONDS") else None,
+            gpu_seconds=_whole(env, "MELASMA_GPU_SECONDS", "") if env.get("MELASMA_GPU_SECONDS") else None,
             examples_dir=Path(env["MELASMA_EXAMPLES_DIR"]) if env.get("MELASMA_EXAMPLES_DIR") else None,
             local_mode_opt_in=_flag(env.get("MELASMA_LOCAL_MODE", "")),
         )

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,6 +19,7 @@ from live_app import free_port, live_app
 from melasma.cli import serve as serve_cli
 from melasma.settings import Settings
 from melasma.ui.app import GUEST, ensure_demo_data, hf_username, launch_options, oauth_enabled
+from waiting import wait_until
 
 pytestmark = pytest.mark.live
 
@@ -75,6 +75,15 @@ def test_bad_settings_fail_in_one_line(tmp_path: Path, command: list[str], flags
     assert list(tmp_path.iterdir()) == []  # failed before anything was written
 
 
+def _serving(proc: subprocess.Popen[str], url: str) -> bool:
+    """Whether app.py answers `url` (an AssertionError with its output once it has exited)."""
+    assert proc.poll() is None, f"app.py exited early:\n{proc.stdout.read() if proc.stdout else ''}"
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def test_python_app_py_first_start(tmp_path: Path) -> None:
     """`python app.py` on an empty data folder: demo set written, GRADIO_SERVER_PORT honoured."""
     port = free_port()
@@ -84,16 +93,7 @@ def test_python_app_py_first_start(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 150
-        while True:
-            assert proc.poll() is None, f"app.py exited early:\n{proc.stdout.read()}"
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "app.py did not serve within 150 s"
-            time.sleep(0.5)
+        wait_until(lambda: _serving(proc, url), f"app.py to serve {url}", interval_s=0.5)
         with open(data / "demo" / "labels.csv") as handle:
             assert sum(1 for _ in csv.DictReader(handle)) == 60
         client = Client(url, verbose=False, download_files=False)

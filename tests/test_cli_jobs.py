@@ -10,6 +10,7 @@ import pytest
 from melasma.cli import main
 from melasma.data.synthetic import generate
 from melasma.jobs import JobRunner
+from waiting import DEADLINE_S
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +60,7 @@ def test_a_queued_job_is_run_by_the_apps_runner(tmp_path: Path, capsys) -> None:
     _, out, _ = _run(capsys, "jobs", "submit", "--data", str(tmp_path / "faces"), *TINY, "--data-dir", str(data_dir))
     runner = JobRunner(data_dir).start()  # what the app holds: its worker polls the queue
     try:
-        assert runner.wait(out.strip()).state == "done"
+        assert runner.wait(out.strip(), timeout=DEADLINE_S).state == "done"
     finally:
         runner.close()
 

@@ -13,8 +13,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
@@ -27,6 +27,10 @@ from melasma.training.augment import Augment
 from melasma.training.distributed import Context
 from melasma.training.events import ArchDone, BatchDone, EpochDone, LogLine, event_from_json
 from melasma.training.loop import _local_batches, batch_indices
+from waiting import DEADLINE_S, wait_until
+
+if TYPE_CHECKING:
+    from melasma.jobs import JobRunner, JobStatus
 
 REPO = Path(__file__).resolve().parents[1]
 #: timm's test ConvNeXt (0.2 M parameters, layer norm only): the failure and cancel tests' network.
@@ -248,6 +252,19 @@ def _rank_pid(launcher: int, rank: int) -> int | None:
     return None
 
 
+def _training_rank(runner: JobRunner, job_id: str, rank: int) -> int | None:
+    """The pid of `rank` of a two-process job once it trains (None before); fails if the job ended."""
+    job = runner.store.get(job_id)
+    assert job.state in ("queued", "running"), job.error
+    return _rank_pid(job.worker_pid, rank) if job.progress > 0 and job.worker_pid else None
+
+
+def _trains(status: JobStatus) -> bool:
+    """Whether a job has trained a batch; fails if it ended first."""
+    assert not status.ended, status.error
+    return status.progress > 0
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the rank's process in /proc")
 def test_a_killed_rank_fails_the_job_with_a_clear_message(synth_dir: Path, tmp_path: Path) -> None:
@@ -258,15 +275,11 @@ def test_a_killed_rank_fails_the_job_with_a_clear_message(synth_dir: Path, tmp_p
         config = TrainConfig(data=synth_dir, archs=(ARCH,), epochs=500, patience=500, batch_size=16, image_size=32,
                              pretrained="off", device="cpu", bootstrap=20, processes=2)
         job_id = runner.submit(config)
-        victim = None
-        while victim is None:  # rank 0 reports progress once both ranks train; then find rank 1
-            job = runner.store.get(job_id)
-            assert job.state in ("queued", "running"), job.error
-            if job.progress > 0 and job.worker_pid:
-                victim = _rank_pid(job.worker_pid, 1)
-            time.sleep(0.2)
+        # rank 0 reports progress once both ranks train; then find rank 1
+        victim = wait_until(lambda: _training_rank(runner, job_id, 1), f"rank 1 of job {job_id} to train",
+                            interval_s=0.2)
         os.kill(victim, signal.SIGKILL)
-        status = runner.wait(job_id)  # no timeout: torchrun and gloo end the run, the state says how
+        status = runner.wait(job_id, timeout=DEADLINE_S)  # torchrun and gloo end the run, the state says how
     finally:
         runner.close()
     assert status.state == "failed" and status.error
@@ -286,14 +299,13 @@ def test_cancel_reaches_every_rank_of_a_two_process_job(synth_dir: Path, tmp_pat
         config = TrainConfig(data=synth_dir, archs=(ARCH,), epochs=500, patience=500, batch_size=16, image_size=32,
                              pretrained="off", device="cpu", bootstrap=20, processes=2)
         job_id = runner.submit(config)
-        while runner.status(job_id).progress == 0:  # both ranks train: rank 0 reports batches
-            assert not runner.status(job_id).ended, runner.status(job_id).error
-            time.sleep(0.2)
+        wait_until(lambda: runner.status(job_id), f"job {job_id} to train a batch", done=_trains,
+                   interval_s=0.2)  # both ranks train: rank 0 reports batches
         assert runner.cancel(job_id) == "running"
-        status = runner.wait(job_id)  # rank 0 reads the flag and broadcasts it; no rank is left waiting
+        status = runner.wait(job_id, timeout=DEADLINE_S)  # rank 0 reads the flag and broadcasts it
         launcher = runner.store.get(job_id).worker_pid
-        while Path(f"/proc/{launcher}").exists():  # torchrun exits once both ranks returned (the runner reaps it)
-            time.sleep(0.2)
+        wait_until(lambda: not Path(f"/proc/{launcher}").exists(), f"torchrun {launcher} to exit",
+                   interval_s=0.2)  # once both ranks returned (the runner reaps it)
     finally:
         runner.close()
     assert status.state == "cancelled" and status.error is None, status.log[-3:]

@@ -4,7 +4,6 @@ export -> a tiny training run on the export -> predict and explain with the new 
 from __future__ import annotations
 
 import csv
-import time
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,13 @@ from PIL import Image
 from live_app import live_app
 from melasma.data.synthetic import generate, rater_scores
 from melasma.masi import ITEMS, REGIONS, SEVERITIES, consensus, masi
+from waiting import wait_until
 
 pytestmark = pytest.mark.live
 
 N_IMAGES = 18  # seed 0: consensus 7 mild, 6 moderate, 5 severe -> three splits of three classes
 RATERS = ("rater1", "rater2", "rater3")
 ARCH = "resnet18"
-TRAIN_WAIT_S = 150
 
 
 def _flat(scores: dict[str, dict[str, int]]) -> list[int]:
@@ -29,13 +28,8 @@ def _flat(scores: dict[str, dict[str, int]]) -> list[int]:
 
 
 def _wait_done(client: Client, job_id: str) -> dict:
-    deadline = time.monotonic() + TRAIN_WAIT_S
-    while True:
-        status = client.predict(job_id, api_name="/training_status")
-        if status["state"] in ("done", "failed", "cancelled"):
-            return status
-        assert time.monotonic() < deadline, f"training still {status['state']}: {status['log'][-3:]}"
-        time.sleep(0.5)
+    return wait_until(lambda: client.predict(job_id, api_name="/training_status"), f"training job {job_id} to end",
+                      done=lambda status: status["state"] in ("done", "failed", "cancelled"), interval_s=0.5)
 
 
 def test_photos_to_explained_prediction(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from melasma.jobs import JobNotFoundError, JobRunner
 from melasma.jobs.execute import config_to_dict, describe_error
 from melasma.jobs.store import INTERRUPTED, JobStore, owner_string
 from melasma.training import TrainConfig
+from waiting import DEADLINE_S, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -51,6 +51,13 @@ def dead_owner() -> str:
     return f"{host}|{process.pid}|gone"
 
 
+def _one_running_at_most(runner: JobRunner) -> list[str]:
+    """Every job's state in one snapshot; fails if two jobs run at once."""
+    states = [job["state"] for job in runner.list_jobs()]
+    assert states.count("running") <= 1, states
+    return states
+
+
 def test_presses_queue_in_order_one_at_a_time_and_finish(runner: JobRunner, tmp_path: Path,
                                                          synth_dir: Path) -> None:
     bad = tmp_path / "bad.csv"
@@ -64,12 +71,9 @@ def test_presses_queue_in_order_one_at_a_time_and_finish(runner: JobRunner, tmp_
     for press in presses:
         press.join()
     assert len(set(ids)) == 2
-    while True:  # one snapshot of all states per look (reading job by job can straddle a hand-over)
-        states = [job["state"] for job in runner.list_jobs()]
-        assert states.count("running") <= 1, states
-        if all(state in ("done", "failed") for state in states):
-            break
-        time.sleep(0.05)
+    # one snapshot of all states per look (reading job by job can straddle a hand-over)
+    wait_until(lambda: _one_running_at_most(runner), "the three jobs to end, one at a time",
+               done=lambda states: all(state in ("done", "failed") for state in states), interval_s=0.05)
     assert [runner.status(job_id).state for job_id in ids] == ["done", "done"]
 
     status = runner.status(failed)  # a bad data set fails with the DatasetError message ...
@@ -97,11 +101,11 @@ def test_cancel_stops_within_a_batch_and_keeps_finished_archs(runner: JobRunner,
     # batches, so the cancel lands while it trains however slowly this test process is scheduled.
     second, epochs = "test_efficientnet", 20
     job_id = runner.submit(tiny(synth_dir / "labels.csv", archs=(TINY, second), epochs=epochs, batch_size=4))
-    while runner.status(job_id).arch != second:
-        time.sleep(0.05)
+    wait_until(lambda: runner.status(job_id).arch, f"job {job_id} to train {second}",
+               done=lambda arch: arch == second, interval_s=0.05)
     assert runner.cancel(job_id) == "running"
     epochs_at_cancel = sum(row["arch"] == second for row in runner.status(job_id).history)
-    status = runner.wait(job_id)
+    status = runner.wait(job_id, timeout=DEADLINE_S)
     assert status.state == "cancelled"
     epochs_of_second = sum(row["arch"] == second for row in status.history)
     assert epochs_of_second <= epochs_at_cancel + 1, "cancel must act within a batch, not after more epochs"
@@ -124,7 +128,7 @@ def test_restart_shows_past_jobs_and_fails_interrupted_ones(tmp_path: Path) -> N
         crashed = runner.status("old-running")
         assert crashed.state == "failed" and crashed.error == INTERRUPTED
         assert [job["job_id"] for job in runner.list_jobs()] == ["old-queued", "old-running"]
-        picked_up = runner.wait("old-queued")  # the queue survives the restart too
+        picked_up = runner.wait("old-queued", timeout=DEADLINE_S)  # the queue survives the restart too
         assert picked_up.state == "failed" and "missing.csv" in picked_up.error
         with pytest.raises(JobNotFoundError, match="no training job 'nope'"):
             runner.status("nope")
@@ -143,6 +147,17 @@ def test_out_of_memory_reads_as_advice() -> None:
     assert message.startswith("out of memory while training vgg16")
     assert "batch size" in message
     assert describe_error(RuntimeError("boom\ntrace"), "resnet18") == "RuntimeError while training resnet18: boom"
+
+
+def test_a_refusal_reads_as_written_a_bug_by_its_type() -> None:
+    """Issue 28: only a UserError's text is the job's error as written; a ValueError from a bug names its type."""
+    from melasma.data.splits import DatasetError
+
+    refusal = DatasetError("labels.csv: 2 problem(s):\n  - line 2: no image\n  - line 3: no image")
+    assert describe_error(refusal, "resnet18") == str(refusal)
+    bug = ValueError("operands could not be broadcast together with shapes (3,) (4,)\nmore")
+    assert describe_error(bug, "resnet18") == ("ValueError while training resnet18: operands could not be broadcast "
+                                               "together with shapes (3,) (4,)")
 
 
 def test_training_runs_under_spaces_gpu_only_on_zerogpu() -> None:

@@ -1,5 +1,6 @@
 """Training jobs cannot take the app down: worker processes, limits, memory estimate, data paths,
-queue bounds, and no thread started at import. Waits are on job states, never on the clock."""
+queue bounds, and no thread started at import. Waits are on job states, with waiting.py's generous
+deadline."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from melasma.jobs.store import QueueFullError
 from melasma.jobs.worker import KILLED, describe_exit
 from melasma.settings import Settings
 from melasma.training import TrainConfig
+from waiting import DEADLINE_S, wait_until
 
 pytestmark = pytest.mark.live
 
@@ -36,13 +38,6 @@ def tiny(data: Path, epochs: int = 1, batch_size: int = 64, **changes) -> TrainC
     return TrainConfig(**{**values, **changes})
 
 
-def wait_until(check, interval: float = 0.05):
-    """Poll `check()` until it returns something true; return that (no clock: pytest's own limit applies)."""
-    while not (value := check()):
-        time.sleep(interval)
-    return value
-
-
 def test_a_killed_worker_fails_its_job_the_app_survives_and_restart_does_not_rerun_it(
         tmp_path: Path, synth_dir: Path) -> None:
     data_dir = tmp_path / "data"
@@ -52,14 +47,15 @@ def test_a_killed_worker_fails_its_job_the_app_survives_and_restart_does_not_rer
         doomed = runner.submit(tiny(synth_dir / "labels.csv", epochs=50, batch_size=8))
         following = runner.submit(tiny(synth_dir / "labels.csv"))
         # a batch was trained in the worker and reached the store: kill the worker as the OOM killer would
-        pid = wait_until(lambda: (job := runner.store.get(doomed)).progress > 0 and job.worker_pid)
+        pid = wait_until(lambda: (job := runner.store.get(doomed)).progress > 0 and job.worker_pid,
+                         f"job {doomed} to train a batch in its worker")
         assert pid != app_pid
         os.kill(pid, signal.SIGKILL)
-        failed = runner.wait(doomed)
+        failed = runner.wait(doomed, timeout=DEADLINE_S)
         assert failed.state == "failed" and failed.error == KILLED
         assert "out of memory" in failed.error and "SIGKILL" in failed.error
         assert failed.log[-1] == f"failed: {KILLED}"
-        assert runner.wait(following).state == "done"  # the queue goes on in the same app process
+        assert runner.wait(following, timeout=DEADLINE_S).state == "done"  # the queue goes on in the same app process
         assert runner._thread is not None and runner._thread.is_alive()
     finally:
         runner.close()
@@ -92,13 +88,15 @@ def test_a_running_job_of_a_dead_app_is_failed_not_rerun(tmp_path: Path, synth_d
         from melasma.jobs.store import JobStore
 
         store = JobStore(data_dir / "jobs.sqlite")
-        job_id = wait_until(lambda: next((job["job_id"] for job in store.list() if job["progress"] > 0), None))
+        job_id = wait_until(lambda: next((job["job_id"] for job in store.list() if job["progress"] > 0), None),
+                            "the dying app's job to train a batch")
         worker_pid = store.get(job_id).worker_pid
     finally:
         app.kill()
         app.wait()
     wait_until(lambda: not Path(f"/proc/{worker_pid}").exists() or
-               "zombie" in Path(f"/proc/{worker_pid}/status").read_text().lower())
+               "zombie" in Path(f"/proc/{worker_pid}/status").read_text().lower(),
+               f"the dead app's worker {worker_pid} to end")
     restarted = JobRunner(data_dir)
     try:
         job = restarted.status(job_id)

@@ -43,7 +43,7 @@ def unseen_copy(directory: Path, photos: list[str] | None = None) -> Path:
     return directory
 
 
-def test_json_keys_ranges_and_excluded_bases(roboflow_dir: Path, tmp_path: Path) -> None:
+def test_json_keys_scores_and_excluded_bases(roboflow_dir: Path, tmp_path: Path) -> None:
     others = sorted((roboflow_dir / "non-melasma").glob("*.jpg"))
     bases = tmp_path / "bases.json"
     bases.write_text(json.dumps({"train_bases": [others[0].name]}))
@@ -51,10 +51,13 @@ def test_json_keys_ranges_and_excluded_bases(roboflow_dir: Path, tmp_path: Path)
     result = run_benchmark(str(roboflow_dir), "--limit", "3", "--bases", str(bases), "--weights", str(weights))
     assert set(result) == KEYS
     assert result["images"] == 6  # 3 melasma + 3 without; the training base is skipped, the next taken
-    for key in ("auc_melasma", "tone_baseline_auc", "nonmelasma_mild_share"):
-        assert 0.0 <= result[key] <= 1.0, key
+    # The demo trained on these photos and gives every melasma photo a higher severity score than any
+    # healthy face, which it calls mild (tests/test_demo_weights.py): an AUC below 1 here is the
+    # benchmark scoring the wrong class or the wrong photos. Tone alone also ranks these six in order.
+    assert result["auc_melasma"] == 1.0 and result["nonmelasma_mild_share"] == 1.0
+    assert result["tone_baseline_auc"] > 0.5
     for key in ("lrp_in_polygon_ratio", "gxi_in_polygon_ratio", "gradcam_in_polygon_ratio"):
-        assert result[key] >= 0.0, key
+        assert 0.0 < result[key] < float("inf"), key  # relevance inside the outlines over their area share
 
 
 def test_record_writes_what_it_printed(roboflow_dir: Path, tmp_path: Path) -> None:

@@ -3,7 +3,9 @@ the shipped lesion model, the colour rules, and cross-validation, with the keys 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import sys
 from pathlib import Path
@@ -36,15 +38,22 @@ def small_folder(roboflow_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     return folder
 
 
-def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
-    assert _load().main([*args, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+def _run(args: list[str]) -> dict:
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert _load().main([*args, "--json"]) == 0
+    return json.loads(printed.getvalue())
 
 
-def test_the_lesion_model_beats_the_colour_rules_on_the_same_photos(
-        small_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    model = _run([str(small_folder)], capsys)
-    colour = _run([str(small_folder), "--lesions", "colour"], capsys)
+@pytest.fixture(scope="module")
+def shipped(small_folder: Path) -> dict:
+    """The benchmark's summary for the shipped lesion model (which trained on these photos)."""
+    return _run([str(small_folder)])
+
+
+def test_the_lesion_model_beats_the_colour_rules_on_the_same_photos(small_folder: Path, shipped: dict) -> None:
+    model = shipped
+    colour = _run([str(small_folder), "--lesions", "colour"])
     for summary in (model, colour):
         assert KEYS <= set(summary)
         assert summary["images"] == 8 and 5 <= summary["faces_found"] <= 8
@@ -55,11 +64,17 @@ def test_the_lesion_model_beats_the_colour_rules_on_the_same_photos(
 
 
 def test_cross_validation_scores_every_photo_with_a_model_that_did_not_see_it(
-        small_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    summary = _run([str(small_folder), "--cv", "2", "--healthy"], capsys)
+        small_folder: Path, shipped: dict) -> None:
+    summary = _run([str(small_folder), "--cv", "2", "--healthy"])
     assert summary["method"] == "lesion model, 2-fold cross-validation, trained on outlines + healthy photos"
     assert summary["images"] == 8 and KEYS <= set(summary)
-    assert 0 <= summary["auc_melasma"] <= 1 and summary["lesion_cell_auc"] > 0.5
+    # what the benchmark is for: held-out lesion maps still tell melasma from healthy faces (0.875 and
+    # 0.79 measured; 0.5 is chance), and find more lesion on melasma faces than on healthy ones
+    assert summary["auc_melasma"] > 0.5 and summary["lesion_cell_auc"] > 0.5
+    assert summary["healthy_lesion_share"] < summary["melasma_lesion_share"]
+    # the folds did not see their photos: their outlines fit far worse than the shipped model's, which
+    # trained on them (Dice 0.23 against 0.78 measured)
+    assert summary["dice_mean"] < shipped["dice_mean"] - 0.2
 
 
 def test_overlap_counts_pixels() -> None:

@@ -4,7 +4,6 @@ Waits are on job states, never on the clock."""
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from melasma.jobs.datapath import OUTSIDE
 from melasma.settings import Settings
 from melasma.ui.train import TrainTab, _headline, build_train_tab
 from melasma.ui.train_view import curves_figure, data_summary, results_note, results_table
+from waiting import wait_until
 
 pytestmark = pytest.mark.live
 
@@ -65,11 +65,10 @@ def start(client: Client, data: Path | str, archs: list[str], extra: str = "", e
 
 def wait(client: Client, job_id: str, until: tuple[str, ...] = ("done", "failed", "cancelled"),
          check: Any = None) -> dict[str, Any]:
-    while True:
-        status = client.predict(job_id, api_name="/training_status")
-        if status["state"] in until or (check is not None and check(status)):
-            return status
-        time.sleep(0.2)
+    return wait_until(lambda: client.predict(job_id, api_name="/training_status"),
+                      f"training job {job_id} to reach {' / '.join(until)}{' or its check' if check else ''}",
+                      done=lambda status: status["state"] in until or (check is not None and check(status)),
+                      interval_s=0.2)
 
 
 def test_tiny_run_to_results(app: tuple[Client, TrainTab], data_dir: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from annotation.store import UnknownRaterError
 from melasma.access import AccessDenied
+from melasma.errors import UserError
 from melasma.jobs.limits import LimitError
 from melasma.ui.components import user_errors
 
@@ -44,6 +45,26 @@ def test_programming_errors_are_logged_and_answered_with_a_message(caplog: pytes
     assert "refuse failed" in caplog.text and "KeyError" in caplog.text
     assert "(KeyError)" in raised.value.message and "try again" in raised.value.message
     assert "/secret/path" not in raised.value.message
+
+
+@pytest.mark.parametrize("bug", [ValueError("operands could not be broadcast together with shapes (3,) (4,)"),
+                                 PermissionError(13, "Permission denied", "/srv/data/runs")])
+def test_a_value_error_that_is_no_refusal_keeps_its_traceback(bug: Exception,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 28: a numpy / torch / pandas ValueError (or the disk's PermissionError) is a bug or an outage,
+    not the user's fault: logged with its traceback, answered with the generic message, never its text."""
+    with caplog.at_level(logging.ERROR, logger="melasma.ui.components"), pytest.raises(gr.Error) as raised:
+        user_errors(refuse)(bug)
+    record = next(r for r in caplog.records if r.name == "melasma.ui.components")
+    assert record.exc_info is not None and record.exc_info[1] is bug
+    assert f"({type(bug).__name__})" in raised.value.message and "could not handle this request" in raised.value.message
+    assert str(bug) not in raised.value.message
+
+
+def test_a_user_error_is_the_refusal_shown_as_it_is() -> None:
+    with pytest.raises(gr.Error) as raised:
+        user_errors(refuse)(UserError("MELASMA_MAX_UPLOAD_MB must be a whole number, got 'abc'"))
+    assert raised.value.message == "MELASMA_MAX_UPLOAD_MB must be a whole number, got 'abc'"
 
 
 def test_a_database_outage_says_so() -> None:

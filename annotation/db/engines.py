@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from annotation.db.schema import SCHEMA_VERSION, postgres_schema, sqlite_schema
+from melasma.errors import UserError
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -29,7 +30,7 @@ POOL_MAX_SIZE = 16
 CONNECT_TIMEOUT_S = 10
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError):
     """The database was written by a newer version of the app."""
 
 

@@ -8,9 +8,11 @@ A sub-command module defines::
 
 Flags are typed with the validators of `melasma.cli.arguments`. Every failure ends with one line
 `error: <message>` on stderr (a data set's list of problems follows it, indented) and no traceback:
-exit status 2 for usage and bad values (argparse errors, ValueError: our own error types derive from
-it), 1 for run-time failures (OSError, torch's RuntimeError, MemoryError, ImportError of a package
-that is not installed). `--debug` (before the command) or MELASMA_DEBUG=1 shows the traceback.
+exit status 2 for usage and bad values (argparse errors, melasma.errors.UserError: our own error types
+derive from it), 1 for run-time failures (OSError, torch's RuntimeError, MemoryError, ImportError of a
+package that is not installed). `--debug` (before the command) or MELASMA_DEBUG=1 shows the traceback.
+Any other error (a ValueError or KeyError from a bug in numpy, torch, pandas or here) is not a refusal:
+it ends with its traceback, exit status 1.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import importlib
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
+
+from melasma.errors import UserError
 
 #: sub-command name -> (module under melasma.cli, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -46,7 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 #: Failures that are the user's input (exit 2) or the run's circumstances (exit 1).
-USAGE_ERRORS: tuple[type[BaseException], ...] = (ValueError,)
+USAGE_ERRORS: tuple[type[BaseException], ...] = (UserError,)
 RUNTIME_ERRORS: tuple[type[BaseException], ...] = (OSError, RuntimeError, MemoryError, ImportError)
 
 
@@ -94,14 +98,12 @@ def _message(error: BaseException) -> str:
     return "\n".join([first, *listed])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse `argv` and run the chosen sub-command; every error prints one `error:` line (plus any listed problems), no traceback."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((word for word in argv if not word.startswith("-")), None)
-    args = build_parser(command).parse_args(argv)
-    debug = args.debug or os.environ.get("MELASMA_DEBUG") == "1"
+def dispatch(run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace, *, debug: bool = False) -> int:
+    """Run a sub-command's `run(args)` and return its exit status: a refusal (`USAGE_ERRORS`, 2) or a
+    run-time failure (`RUNTIME_ERRORS`, 1) prints one `error:` line (plus any listed problems) and, with
+    `debug`, the traceback; any other error (a bug) propagates with its traceback."""
     try:
-        return int(args._run(args) or 0)
+        return int(run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -110,3 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {_message(error)}", file=sys.stderr)
         return 2 if isinstance(error, USAGE_ERRORS) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` and run the chosen sub-command (see `dispatch`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in argv if not word.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
+    return dispatch(args._run, args, debug=args.debug or os.environ.get("MELASMA_DEBUG") == "1")

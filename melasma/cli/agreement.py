@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from annotation.workflow import consensus_rows
 from melasma.cli.settings_flags import add_store_arguments, open_store
+from melasma.errors import UserError
 
 if TYPE_CHECKING:
     from annotation.agreement import MachineAgreement
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
         rows = consensus_rows(store, settings)
         if len(rows) < 2:
-            raise ValueError("the plot needs at least 2 fully rated photos")
+            raise UserError("the plot needs at least 2 fully rated photos")
         table, names = rating_table(rows, settings.ratings_per_image)
         rater_scatter(table, names).savefig(args.plot, dpi=120, bbox_inches="tight")
     return 0

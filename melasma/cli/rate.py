@@ -7,6 +7,7 @@ import json
 
 from annotation import workflow
 from melasma.cli.settings_flags import add_store_arguments, open_store
+from melasma.errors import UserError
 
 HELP = ("store one rater's 12 MASI scores for a photo: area, darkness, homogeneity for forehead, "
         "right malar, left malar, chin; without --image, print the rater's next photo")
@@ -23,7 +24,7 @@ def _parse_scores(text: str) -> list[int]:
     try:
         return [int(value) for value in text.split(",")]
     except ValueError:
-        raise ValueError(f"--scores must be 12 comma-separated integers, got {text!r}") from None
+        raise UserError(f"--scores must be 12 comma-separated integers, got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
                           "photo": str(settings.photos_dir / f"{record.id}.jpg") if record else None}))
         return 0
     if not args.scores:
-        raise ValueError("--scores is required with --image")
+        raise UserError("--scores is required with --image")
     scores = workflow.scores_from_values(_parse_scores(args.scores))
     entry = flow.submit(args.rater, args.image, scores)
     print(json.dumps({"image_id": entry.image_id, "rater": entry.rater, "masi": entry.masi,

@@ -7,6 +7,7 @@ import os
 
 from melasma.cli.arguments import check_port_free, port
 from melasma.cli.settings_flags import settings_from_args
+from melasma.errors import UserError
 
 HELP = "start the web app (Annotate, Train, Predict, Patients tabs)"
 
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             number = port(os.environ["GRADIO_SERVER_PORT"])
         except argparse.ArgumentTypeError as error:
-            raise ValueError(f"GRADIO_SERVER_PORT: {error}") from None
+            raise UserError(f"GRADIO_SERVER_PORT: {error}") from None
     if number is not None:  # a busy port is refused here, before any thread or model starts
         check_port_free(args.host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1", number)
     # deferred: imports gradio and torch; --help stays instant

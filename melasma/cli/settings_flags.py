@@ -7,6 +7,7 @@ import os
 
 from annotation.store import RatingStore
 from melasma.cli.arguments import positive_int
+from melasma.errors import UserError
 from melasma.settings import Settings
 
 #: flag -> the environment variable it overrides
@@ -41,6 +42,6 @@ def open_store(args: argparse.Namespace) -> tuple[Settings, RatingStore]:
     """The settings (flags over environment) and the data folder's rating store."""
     settings = settings_from_args(args)
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
-        raise ValueError(f"data folder {settings.data_dir} is a file, not a folder")
+        raise UserError(f"data folder {settings.data_dir} is a file, not a folder")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return settings, RatingStore.for_settings(settings)

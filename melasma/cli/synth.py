@@ -12,6 +12,7 @@ from melasma.cli.arguments import non_negative_int, positive_int, seed
 from melasma.cli.settings_flags import open_store
 from melasma.data import longitudinal, synthetic
 from melasma.data.synthetic_marks import refuse_mixing
+from melasma.errors import UserError
 from melasma.followup.demo import SIMULATED_RATERS, load_into_store
 from melasma.masi import SEVERITIES
 from melasma.semisynthetic.cli import run_semisynthetic
@@ -48,10 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def refuse_overwrite(out: str, force: bool) -> None:
-    """ValueError when `out` already holds a data set (say, the running app's demo set) and not `force`."""
+    """UserError when `out` already holds a data set (say, the running app's demo set) and not `force`."""
     labels = Path(out) / "labels.csv"
     if labels.is_file() and not force:
-        raise ValueError(f"{labels} exists: {out} already holds a data set (perhaps the app's demo set); "
+        raise UserError(f"{labels} exists: {out} already holds a data set (perhaps the app's demo set); "
                          "choose another --out or pass --force to overwrite it")
 
 

@@ -6,7 +6,7 @@ sees it. `decode_image` checks the pixel count from the header before decoding (
 is lazy), applies the EXIF orientation (skipped with a note when the EXIF block is corrupt), turns
 grayscale, alpha, palette, CMYK and 16-bit images into plain RGB, keeps only the first frame of
 animations and returns a fresh image without metadata. `read_header` gives format and size without
-decoding. Any failure is an `ImageLoadError` (a `ValueError`) whose one-line message names the file.
+decoding. Any failure is an `ImageLoadError` (a `UserError`) whose one-line message names the file.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from melasma.errors import UserError
 
 #: Largest accepted image, in pixels (width x height), checked before decoding.
 MAX_PIXELS = 40_000_000
@@ -59,7 +61,7 @@ _ORIENTATION_TAG = 0x0112
 _SWAPPED_ORIENTATIONS = {5, 6, 7, 8}
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(UserError):
     """An image could not be read: missing, empty, not an image, truncated or too large."""
 
 

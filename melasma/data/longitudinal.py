@@ -35,6 +35,7 @@ from melasma.data.synthetic import (
     write_csv,
     write_labels,
 )
+from melasma.errors import UserError
 from melasma.masi import ITEM_RANGES, REGIONS, consensus, masi
 
 TREATMENTS: tuple[str, ...] = ("tranexamic acid 250 mg twice daily", "hydroquinone 4 % cream",
@@ -116,9 +117,9 @@ def generate(
 
     `rater_noise=False` makes the three raters score the truth exactly (consensus = true MASI)."""
     if visits < 2:
-        raise ValueError(f"a follow-up needs at least 2 visits per patient, got {visits}")
+        raise UserError(f"a follow-up needs at least 2 visits per patient, got {visits}")
     if patients < 1:
-        raise ValueError(f"patients must be at least 1, got {patients}")
+        raise UserError(f"patients must be at least 1, got {patients}")
     check_size(size)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)

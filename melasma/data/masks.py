@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from melasma.errors import UserError
+
 COCO_NAMES = ("_annotations.coco.json",)
 
 
-class MaskError(ValueError):
+class MaskError(UserError):
     """A mask file or annotation file cannot be read."""
 
 

@@ -7,13 +7,14 @@ import math
 import numpy as np
 import pandas as pd
 
+from melasma.errors import UserError
 from melasma.masi import SEVERITIES
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 DEFAULT_RATIOS: tuple[float, float, float] = (0.6, 0.3, 0.1)
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A data set cannot be used; the message lists every problem found."""
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from melasma.errors import UserError
 from melasma.masi import ITEM_RANGES, REGION_WEIGHTS, REGIONS, SEVERITIES, consensus, region_score
 
 #: Fitzpatrick skin types I-VI, typical RGB skin colours.
@@ -246,7 +247,7 @@ def write_labels(out: Path, columns: Sequence[str], rows: Sequence[dict[str, obj
 def check_size(size: int) -> None:
     """Refuse an image side the generators cannot draw sensibly (16-2048 px)."""
     if not 16 <= size <= 2048:
-        raise ValueError(f"size must be 16-2048 pixels, got {size}")
+        raise UserError(f"size must be 16-2048 pixels, got {size}")
 
 
 def _columns() -> list[str]:
@@ -258,7 +259,7 @@ def generate(
 ) -> Path:
     """Write `images/*.jpg`, `masks/*.png` and `labels.csv` under `out_dir`; returns labels.csv."""
     if n < 1:
-        raise ValueError(f"n must be at least 1 image, got {n}")
+        raise UserError(f"n must be at least 1 image, got {n}")
     check_size(size)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)

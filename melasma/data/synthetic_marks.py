@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from melasma.errors import UserError
 from melasma.layout import DataLayout
 
 
-class MixingError(ValueError):
+class MixingError(UserError):
     """Synthetic photos would land in a store holding real ones."""
 
 

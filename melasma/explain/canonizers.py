@@ -31,10 +31,11 @@ from zennit.canonizers import AttributeCanonizer, Canonizer, MergeBatchNorm
 from zennit.layer import Sum
 from zennit.types import BatchNorm, Linear
 
+from melasma.errors import UserError
 from melasma.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 
-class UnknownCanonizerError(ValueError):
+class UnknownCanonizerError(UserError):
     """An `lrp_canonizer` key that `CANONIZERS` does not define."""
 
 

@@ -27,12 +27,13 @@ from zennit.composites import EpsilonGammaBox, EpsilonPlusFlat
 from zennit.core import BasicHook, Composite, ParamMod, Stabilizer
 from zennit.rules import ClampMod, zero_bias
 
+from melasma.errors import UserError
 from melasma.explain.canonizers import canonizers_for
 from melasma.explain.rules import Lean, lean_layer_maps
 from melasma.models.registry import IMAGENET_MEAN, IMAGENET_STD, get_spec
 
 
-class ExplainError(ValueError):
+class ExplainError(UserError):
     """Bad input to an explanation method (shape, method, target, composite)."""
 
 

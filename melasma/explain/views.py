@@ -20,6 +20,7 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from PIL import Image
 
+from melasma.errors import UserError
 from melasma.explain.methods import METHODS, TABLE
 
 #: A figure's panels are drawn at most this many times taller than wide (or wider than tall); the
@@ -32,7 +33,7 @@ MAX_FIGURE_PIXELS = 12_000_000
 CLIP_PERCENTILE = 99.5
 
 
-class ViewError(ValueError):
+class ViewError(UserError):
     """A map or method the views cannot draw."""
 
 

@@ -12,6 +12,7 @@ from annotation.store import RatingStore
 from annotation.visit_manifest import ingest_visits, read_manifest
 from melasma.data.synthetic import rater_scores
 from melasma.data.synthetic_marks import mark_synthetic
+from melasma.errors import UserError
 from melasma.settings import Settings
 
 SIMULATED_RATERS = 3
@@ -29,7 +30,7 @@ def load_into_store(
     raters' mean, as a clinic would before reading outcomes; otherwise those visits stay
     `needs adjudication` and outcomes leave them out."""
     if settings.ratings_per_image != SIMULATED_RATERS or len(settings.raters) < SIMULATED_RATERS:
-        raise ValueError(f"the synthetic follow-up set has {SIMULATED_RATERS} raters: configure at least "
+        raise UserError(f"the synthetic follow-up set has {SIMULATED_RATERS} raters: configure at least "
                          f"{SIMULATED_RATERS} raters and {SIMULATED_RATERS} ratings per photo")
     folder = Path(folder)
     summary = ingest_visits(store, settings.photos_dir, read_manifest(folder / "visits.csv"),

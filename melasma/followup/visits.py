@@ -21,6 +21,7 @@ from typing import Literal
 from annotation.store import RatingStore
 from annotation.visit_notes import VisitNote, VisitNotes
 from annotation.workflow import ConsensusRow, consensus_rows
+from melasma.errors import UserError
 from melasma.masi import REGION_WEIGHTS, REGIONS, region_score, severity
 from melasma.settings import Settings
 
@@ -28,7 +29,7 @@ Status = Literal["open", "complete", "needs adjudication"]
 STATUSES: tuple[Status, ...] = ("complete", "needs adjudication", "open")
 
 
-class FollowupError(ValueError):
+class FollowupError(UserError):
     """A follow-up request that cannot be answered (unknown patient, too few scored visits...)."""
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from melasma.errors import UserError
+
 OUTSIDE = ("training data must be a set inside the app's data folder: the demo set, an Annotate "
            "export or a set uploaded there")
 
 
-class DataPathError(ValueError):
+class DataPathError(UserError):
     """A training data path outside the data folder (always the same message)."""
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from melasma.errors import UserError
 from melasma.jobs.memory import require_memory
 from melasma.jobs.store import JobStore
 from melasma.training import TrainConfig
@@ -56,8 +57,8 @@ def describe_error(error: BaseException, arch: str | None) -> str:
     if lost:
         return (f"another process of this multi-process training stopped (killed, crashed or out of memory){where}, "
                 f"so the run cannot go on ({lost})")
-    if isinstance(error, (ValueError, FileNotFoundError)) and str(error):
-        return str(error)  # our input errors (DatasetError lists every problem): shown as written
+    if isinstance(error, (UserError, FileNotFoundError)) and str(error):
+        return str(error)  # our refusals (DatasetError lists every problem): shown as written
     first = str(error).splitlines()[0] if str(error) else ""
     return f"{type(error).__name__}{where}: {first}" if first else f"{type(error).__name__}{where}"
 
@@ -170,7 +171,7 @@ def run_job(db_path: str, job_id: str) -> None:
         rows = summary_rows(summary)
     except Exception as error:
         message = describe_error(error, recorder.arch)
-        log.warning("training job %s failed: %s", job_id, message, exc_info=not isinstance(error, ValueError))
+        log.warning("training job %s failed: %s", job_id, message, exc_info=not isinstance(error, UserError))
         import torch
 
         torch.cuda.empty_cache()  # after an OOM, give the next job the memory back (no-op without CUDA)

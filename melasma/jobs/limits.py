@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from melasma.errors import UserError
 from melasma.settings import Settings
 
 if TYPE_CHECKING:
     from melasma.training import TrainConfig
 
 
-class LimitError(ValueError):
+class LimitError(UserError):
     """A training request beyond this server's limits; the message says which and what to do."""
 
 

@@ -23,6 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from melasma.errors import UserError
+
 if TYPE_CHECKING:
     from melasma.training import TrainConfig
 
@@ -32,7 +34,7 @@ BASE_BYTES = 900 * 2**20
 GB = 1e9
 
 
-class MemoryLimitError(ValueError):
+class MemoryLimitError(UserError):
     """A job that needs more memory than is free; the message gives both numbers."""
 
 
@@ -85,7 +87,7 @@ def _probe(arch: str) -> tuple[int, int]:
             except (AssertionError, RuntimeError, ValueError) as error:
                 failure: Exception = error
         else:
-            raise ValueError(f"cannot estimate the memory of {arch}: a probe forward failed "
+            raise UserError(f"cannot estimate the memory of {arch}: a probe forward failed "
                              f"({type(failure).__name__}: {str(failure).splitlines()[0][:120]})")
     finally:
         for hook in hooks:

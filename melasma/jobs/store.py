@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from melasma.errors import UserError
 from melasma.jsonable import dumps
 
 STATES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled")
@@ -92,11 +93,11 @@ class Job:
         return dataclasses.asdict(self)
 
 
-class JobNotFoundError(ValueError):
+class JobNotFoundError(UserError):
     """An id that names no job in this data folder."""
 
 
-class QueueFullError(ValueError):
+class QueueFullError(UserError):
     """Too many jobs waiting or running (for this user, or in total); the message says which."""
 
 

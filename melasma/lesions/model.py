@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from melasma.errors import UserError
 from melasma.jsonable import jsonable
 from melasma.lesions.net import ENCODER, OUTPUT_STRIDE, FpnDecoder, LesionNet
 from melasma.lesions.train import to_input
@@ -29,7 +30,7 @@ META_FILE = "model.json"
 FORMAT = "melasma-lesions/1"
 
 
-class LesionModelError(ValueError):
+class LesionModelError(UserError):
     """A lesion model folder that cannot be used (missing, truncated or ill-fitting files)."""
 
 

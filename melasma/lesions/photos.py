@@ -18,6 +18,7 @@ from melasma.data.images import load_image
 from melasma.data.manifest import IMAGE_EXTENSIONS
 from melasma.data.masks import coco_masks
 from melasma.data.tone import skin_mask
+from melasma.errors import UserError
 from melasma.regions.find import find_regions
 from melasma.regions.tone import skin_ita
 from melasma.regions.types import FaceNotFound, FaceRegions
@@ -26,7 +27,7 @@ COCO_FILE = "_annotations.coco.json"
 FOLDERS = (("melasma", True), ("non-melasma", False))
 
 
-class LesionDataError(ValueError):
+class LesionDataError(UserError):
     """A folder that is not in the layout the lesion model trains on."""
 
 

@@ -13,6 +13,7 @@ from typing import Literal, get_args
 import numpy as np
 from PIL import Image
 
+from melasma.errors import UserError
 from melasma.lesions.model import LesionModel, shipped_model_dir
 from melasma.regions.find import as_rgb
 from melasma.regions.lesion_measure import measure_lesions
@@ -32,9 +33,9 @@ def shipped_model() -> LesionModel:
 
 
 def check_method(method: str) -> Method:
-    """`method` if it names a reading, else ValueError listing the choices."""
+    """`method` if it names a reading, else UserError listing the choices."""
     if method not in METHODS:
-        raise ValueError(f"lesion reading must be one of {', '.join(METHODS)}, got {method!r}")
+        raise UserError(f"lesion reading must be one of {', '.join(METHODS)}, got {method!r}")
     return method  # type: ignore[return-value]
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from melasma.errors import UserError
 from melasma.lesions.augment import View, plain_view, random_view
 from melasma.lesions.net import OUTPUT_STRIDE, FpnDecoder, LesionNet
 from melasma.lesions.photos import LesionPhoto
@@ -43,11 +44,11 @@ class LesionTrainConfig:
 
     def __post_init__(self) -> None:
         if self.size % 32 or not 64 <= self.size <= 1024:
-            raise ValueError(f"size must be a multiple of 32 between 64 and 1024, got {self.size}")
+            raise UserError(f"size must be a multiple of 32 between 64 and 1024, got {self.size}")
         if self.views < 1 or self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("views, epochs and batch size must be at least 1")
+            raise UserError("views, epochs and batch size must be at least 1")
         if not 0 < self.lr < 1:
-            raise ValueError(f"lr must lie in (0, 1), got {self.lr}")
+            raise UserError(f"lr must lie in (0, 1), got {self.lr}")
 
 
 @dataclass

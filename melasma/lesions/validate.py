@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
+from melasma.errors import UserError
 from melasma.lesions.photos import LesionPhoto
 from melasma.regions.find import find_regions
 from melasma.regions.lesion_measure import measure_lesions, measure_skin
@@ -176,7 +177,7 @@ def evaluate(photos: Sequence[LesionPhoto], readings: Sequence[PhotoReading], th
 def folds(photos: Sequence[LesionPhoto], k: int, seed: int) -> list[np.ndarray]:
     """`k` held-out index sets by photo, stratified by melasma / healthy, fixed by `seed`."""
     if k < 2:
-        raise ValueError(f"cross-validation needs at least 2 folds, got {k}")
+        raise UserError(f"cross-validation needs at least 2 folds, got {k}")
     labels = np.array([photo.melasma for photo in photos])
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return [test for _, test in splitter.split(np.zeros(len(labels)), labels)]

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 import melasma
+from melasma.errors import UserError
 from melasma.jsonable import jsonable
 from melasma.masi import SCALE_MAX, SEVERITIES
 from melasma.models.factory import build
@@ -45,7 +46,7 @@ _TYPED = frozenset({*REQUIRED_META, "arch_kwargs", "head", "seed", "manifest_has
 IMAGE_SIZE_RANGE = (16, 1024)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint folder that is missing, damaged or does not fit its architecture."""
 
 

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from melasma.data.images import file_sha256
+from melasma.errors import UserError
 from melasma.models.dense_conv import use_dense_convolutions
 from melasma.models.packaged import PackagedWeightsError, load_packaged, packaged_weights
 from melasma.models.registry import ArchSpec, get_spec
@@ -85,9 +86,9 @@ def _describe(model: nn.Module, **attributes: object) -> None:
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a local file, never unpickling arbitrary objects."""
     if not path.is_file():
-        raise ValueError(f"pretrained weights file not found: {path}")
+        raise UserError(f"pretrained weights file not found: {path}")
     if path.suffix not in WEIGHT_SUFFIXES:
-        raise ValueError(f"pretrained weights must be one of {', '.join(WEIGHT_SUFFIXES)}, got {path.name}")
+        raise UserError(f"pretrained weights must be one of {', '.join(WEIGHT_SUFFIXES)}, got {path.name}")
     state: Any
     try:
         if path.suffix == ".safetensors":
@@ -97,12 +98,12 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ValueError(f"cannot read weights file {path.name}: {error}") from error
+        raise UserError(f"cannot read weights file {path.name}: {error}") from error
     for key in ("state_dict", "model"):  # common training-checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path.name} does not hold a state dict of tensors")
+        raise UserError(f"{path.name} does not hold a state dict of tensors")
     return {_OLD_DENSENET_KEY.sub(r"\1\2", k.removeprefix("module.")): v for k, v in state.items()}
 
 
@@ -126,14 +127,14 @@ def torchvision_to_timm(model: nn.Module, state: Mapping[str, torch.Tensor],
     theirs = _torchvision_keys(spec)
     absent = [k for k in theirs if k not in state]
     if absent or len(own) != len(theirs):
-        raise ValueError(f"{source} do not fit {spec.name}: neither its own keys nor torchvision's layout "
+        raise UserError(f"{source} do not fit {spec.name}: neither its own keys nor torchvision's layout "
                          f"({len(absent)} of torchvision's {len(theirs)} keys missing, e.g. {', '.join(absent[:3])})")
     converted = {}
     for (key, target), their_key in zip(own, theirs):
         value = state[their_key]
         same_kind = key.rsplit(".", 1)[-1] == their_key.rsplit(".", 1)[-1]
         if not same_kind or (value.numel() != target.numel() and not key.startswith(f"{spec.head}.")):
-            raise ValueError(f"{source} do not fit {spec.name}: torchvision's {their_key} "
+            raise UserError(f"{source} do not fit {spec.name}: torchvision's {their_key} "
                              f"{tuple(value.shape)} does not map to {key} {tuple(target.shape)}")
         if value.numel() == target.numel():
             converted[key] = value.reshape(target.shape)
@@ -142,7 +143,7 @@ def torchvision_to_timm(model: nn.Module, state: Mapping[str, torch.Tensor],
 
 def load_backbone(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "weights") -> None:
     """Load `state` (timm/own or torchvision layout) into `model`, dropping the classifier head;
-    other mismatches raise ValueError."""
+    other mismatches raise UserError."""
     spec = get_spec(model)
     own = model.state_dict()
     head = f"{spec.head}."
@@ -163,7 +164,7 @@ def load_backbone(model: nn.Module, state: Mapping[str, torch.Tensor], source: s
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
             if keys:
                 problems.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
-        raise ValueError(f"{source} do not fit {spec.name}: " + "; ".join(problems))
+        raise UserError(f"{source} do not fit {spec.name}: " + "; ".join(problems))
     model.load_state_dict(state, strict=False)
 
 
@@ -177,14 +178,14 @@ def torchvision_cache_file(spec: ArchSpec) -> Path:
 
 def verified_sha256(path: Path) -> str:
     """The sha256 of a torchvision weights file, checked against the hash prefix in its name (the
-    8 or more hex digits after the last '-', as torch.hub's `check_hash`); a one-line ValueError
+    8 or more hex digits after the last '-', as torch.hub's `check_hash`); a one-line UserError
     when they differ or the name carries no hash."""
     found = _NAME_HASH.search(path.name)
     if not found:
-        raise ValueError(f"{path.name} carries no sha256 prefix in its name; cannot verify it as torchvision's file")
+        raise UserError(f"{path.name} carries no sha256 prefix in its name; cannot verify it as torchvision's file")
     digest, prefix = file_sha256(path), found.group(1)
     if not digest.startswith(prefix):
-        raise ValueError(f"{path} is not torchvision's file: its sha256 starts {digest[:len(prefix)]}, its name "
+        raise UserError(f"{path} is not torchvision's file: its sha256 starts {digest[:len(prefix)]}, its name "
                          f"says {prefix}; delete it (it is downloaded again) or pass a weights file")
     return digest
 
@@ -227,7 +228,7 @@ def _hub_sha256(path: Path) -> str:
     hub names a large file's blob by its sha256); a one-line ValueError when they differ."""
     digest, blob = file_sha256(path), path.resolve().name
     if re.fullmatch(r"[0-9a-f]{64}", blob) and blob != digest:
-        raise ValueError(f"{path} is damaged: its sha256 is {digest[:12]}..., the hub published {blob[:12]}...")
+        raise UserError(f"{path} is damaged: its sha256 is {digest[:12]}..., the hub published {blob[:12]}...")
     return digest
 
 

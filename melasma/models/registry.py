@@ -13,6 +13,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from melasma.errors import UserError
+
 KwargPairs = tuple[tuple[str, Any], ...]
 
 #: ImageNet's channel statistics (timm's IMAGENET_DEFAULT_MEAN / _STD, torchvision's transforms): the
@@ -83,8 +85,8 @@ EXTRA_ARCHITECTURES: dict[str, ArchSpec] = {
 GENERIC_MIN_SIZE = 32
 
 
-def _unknown(name: str) -> ValueError:
-    return ValueError(
+def _unknown(name: str) -> UserError:
+    return UserError(
         f"unknown architecture {name!r}: use one of {', '.join(ARCHITECTURES)} or any timm model name"
     )
 

@@ -89,7 +89,7 @@ def _hidden_reason(name: str, side_share: dict[str, float]) -> str:
 def find_regions(image: Image.Image | np.ndarray) -> FaceRegions:
     """Landmarks, region outlines and skin masks of the largest face in `image`.
 
-    Raises FaceNotFound (a ValueError with a plain message) when the photo is too small or shows no
+    Raises FaceNotFound (a UserError with a plain message) when the photo is too small or shows no
     face. Regions out of frame, turned away or covered are returned with `visible=False` and a reason.
     """
     rgb = as_rgb(image)

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from melasma.errors import UserError
 
-class FaceNotFound(ValueError):
+
+class FaceNotFound(UserError):
     """The photo shows no face the landmark model can find (or is unusable: too small, empty)."""
 
 

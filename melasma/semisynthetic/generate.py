@@ -37,6 +37,7 @@ from melasma.data.synthetic import (
     write_labels,
 )
 from melasma.data.tone import mean_ita, shift_ita, skin_mask
+from melasma.errors import UserError
 from melasma.masi import REGIONS, SEVERITIES, Consensus, consensus, masi
 from melasma.regions import FaceNotFound, find_regions
 from melasma.semisynthetic.camera import camera, jpeg, scene
@@ -77,7 +78,7 @@ def can_show(severity: str, visible: Sequence[str]) -> bool:
     return any(set(needed) <= set(visible) for needed in _NEEDS[severity])
 
 
-class BaseError(ValueError):
+class BaseError(UserError):
     """The base photos cannot make the requested data set (too few faces, bad holdout list)."""
 
 
@@ -286,9 +287,9 @@ def generate(
     """Write the data set under `out_dir`; returns labels.csv. `find` defaults to
     `melasma.regions.find_regions`; `quality` fixes the JPEG quality (default: drawn per image)."""
     if n < 1:
-        raise ValueError(f"n must be at least 1 image, got {n}")
+        raise UserError(f"n must be at least 1 image, got {n}")
     if not 32 <= size <= 1024:
-        raise ValueError(f"size must be 32-1024 pixels, got {size}")
+        raise UserError(f"size must be 32-1024 pixels, got {size}")
     if find is None:
         find = find_regions
     source, out = Path(base_dir), Path(out_dir)

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from melasma.errors import UserError
 from melasma.masi import DEFAULT_CUTOFFS, SCALE_MAX
 
 #: Seeds numpy and torch accept (64-bit).
@@ -67,37 +68,37 @@ class TrainConfig:
         names = self.archs.split(",") if isinstance(self.archs, str) else list(self.archs)
         self.archs = tuple(dict.fromkeys(name.strip() for name in names if name.strip()))
         if not self.archs:
-            raise ValueError("choose at least one architecture")
+            raise UserError("choose at least one architecture")
         # deferred: imports torch; reading the defaults (train --help) needs none
         from melasma.models import get_spec
         from melasma.models.factory import PRETRAINED_SOURCES
 
-        specs = [get_spec(name) for name in self.archs]  # ValueError naming an unknown one
+        specs = [get_spec(name) for name in self.archs]  # UserError naming an unknown one
         for name, low in (("epochs", 1), ("batch size", 2), ("patience", 1), ("bootstrap", 0), ("processes", 0)):
             value = getattr(self, name.replace(" ", "_"))
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+                raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
         smallest = max(specs, key=lambda spec: spec.min_size)
         if not isinstance(self.image_size, int) or self.image_size < smallest.min_size:
-            raise ValueError(f"image size must be at least {smallest.min_size} px for {smallest.name}, "
+            raise UserError(f"image size must be at least {smallest.min_size} px for {smallest.name}, "
                              f"got {self.image_size!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be from 0 to 2**63-1, got {self.seed!r}")
+            raise UserError(f"seed must be from 0 to 2**63-1, got {self.seed!r}")
         if not (math.isfinite(self.lr) and LR_RANGE[0] <= self.lr <= LR_RANGE[1]):
-            raise ValueError(f"learning rate must be from {LR_RANGE[0]:g} to {LR_RANGE[1]:g}, got {self.lr!r}")
+            raise UserError(f"learning rate must be from {LR_RANGE[0]:g} to {LR_RANGE[1]:g}, got {self.lr!r}")
         if not 0 <= self.weight_decay <= MAX_WEIGHT_DECAY:
-            raise ValueError(f"weight decay must be from 0 to {MAX_WEIGHT_DECAY:g}, got {self.weight_decay!r}")
+            raise UserError(f"weight decay must be from 0 to {MAX_WEIGHT_DECAY:g}, got {self.weight_decay!r}")
         if self.device.split(":")[0] not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {self.device!r}")
+            raise UserError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {self.device!r}")
         self.pretrained = str(self.pretrained)
         if self.pretrained not in PRETRAINED_SOURCES and not Path(self.pretrained).expanduser().is_file():
-            raise ValueError(f"pretrained must be {', '.join(PRETRAINED_SOURCES)} or a weights file; "
+            raise UserError(f"pretrained must be {', '.join(PRETRAINED_SOURCES)} or a weights file; "
                              f"{self.pretrained} not found")
         self.cutoffs = parse_cutoffs(self.cutoffs)
         if self.head not in HEADS:
-            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+            raise UserError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.head == "regression" and self.class_weighted:
-            raise ValueError("class weighting applies to the classification head only")
+            raise UserError("class weighting applies to the classification head only")
 
     def learning_rate(self, pretrained_source: str) -> float:
         """The Adam learning rate for a network whose weights started from `pretrained_source`."""
@@ -110,7 +111,7 @@ def parse_cutoffs(value: str | tuple[float, float] | list[float]) -> tuple[float
     try:
         low, high = (float(part) for part in parts)
     except (TypeError, ValueError):
-        raise ValueError(f"cutoffs must be two numbers such as 16,32, got {value!r}") from None
+        raise UserError(f"cutoffs must be two numbers such as 16,32, got {value!r}") from None
     if not 0 < low < high <= SCALE_MAX["masi"]:
-        raise ValueError(f"cutoffs must satisfy 0 < moderate < severe <= 48, got {low:g},{high:g}")
+        raise UserError(f"cutoffs must satisfy 0 < moderate < severe <= 48, got {low:g},{high:g}")
     return low, high

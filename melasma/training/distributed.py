@@ -28,6 +28,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from melasma.errors import UserError
+
 #: Seconds a collective waits for the other ranks before it fails (rank 0 writes figures and runs the
 #: bootstrap between two collectives); a rank that died is usually noticed at once (closed socket).
 COLLECTIVE_TIMEOUT_S = 600
@@ -99,7 +101,7 @@ def local_device(device: torch.device) -> torch.device:
         return device
     index = int(os.environ.get("LOCAL_RANK", "0"))
     if index >= torch.cuda.device_count():
-        raise ValueError(f"process {index} of this machine needs GPU {index}, but only "
+        raise UserError(f"process {index} of this machine needs GPU {index}, but only "
                          f"{torch.cuda.device_count()} GPU(s) exist: lower --nproc-per-node")
     torch.cuda.set_device(index)
     return torch.device("cuda", index)

@@ -21,6 +21,7 @@ from torch import nn
 
 from melasma.data.manifest import load_dataset, manifest_hash
 from melasma.data.skin_tone import skin_groups
+from melasma.errors import UserError
 from melasma.masi import SEVERITIES
 from melasma.models import load_checkpoint
 from melasma.models.head import Head
@@ -146,7 +147,7 @@ def evaluate_checkpoint(weights: str | Path, data: str | Path, *, split: str = "
     reports MAE, ICC and the derived bins' metrics (`evaluate_regression`) and needs a masi value
     for every evaluated image."""
     if split not in SPLIT_CHOICES:
-        raise ValueError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
+        raise UserError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
     torch_device = resolve_device(device)
     model, meta = load_checkpoint(weights, torch_device)
     full = load_dataset(data, seed=meta.seed, cutoffs=meta.cutoffs, allow_patient_overlap=meta.allow_patient_overlap)
@@ -154,7 +155,7 @@ def evaluate_checkpoint(weights: str | Path, data: str | Path, *, split: str = "
     if meta.head.predicts_masi:
         missing = int(table["masi"].isna().sum())
         if missing:
-            raise ValueError(f"{data}: a regression checkpoint is evaluated on the mean MASI, but {missing} "
+            raise UserError(f"{data}: a regression checkpoint is evaluated on the mean MASI, but {missing} "
                              f"of {len(table)} images have no masi value")
     loaded = load_splits(table.assign(split="test"), meta.image_size, torch_device, cache_dir)["test"]
     test = TestSet.from_table(table, loaded)

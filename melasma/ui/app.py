@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 
 from melasma.access import GUEST, visitor_only
 from melasma.data.synthetic import generate
+from melasma.errors import UserError
 from melasma.inference import default_checkpoint, warm_up_in_background
 from melasma.jobs import JobRunner
 from melasma.layout import DataLayout
@@ -72,7 +73,7 @@ def oauth_enabled(settings: Settings) -> bool:
     if not settings.oauth:
         return False
     if not settings.space_id:
-        raise ValueError("MELASMA_OAUTH=1 works only on a Hugging Face Space with hf_oauth: true")
+        raise UserError("MELASMA_OAUTH=1 works only on a Hugging Face Space with hf_oauth: true")
     return True
 
 
@@ -154,7 +155,7 @@ def launch_options(settings: Settings, *, oauth: bool | None = None) -> dict[str
     """The ``launch()`` keyword arguments every entry point shares (auth, upload cap, theme)."""
     oauth = oauth_enabled(settings) if oauth is None else oauth
     if oauth and settings.auth:
-        raise ValueError("choose one sign-in: MELASMA_AUTH (passwords) or MELASMA_OAUTH (Hugging Face)")
+        raise UserError("choose one sign-in: MELASMA_AUTH (passwords) or MELASMA_OAUTH (Hugging Face)")
     options: dict[str, Any] = {
         "max_file_size": settings.max_upload_mb * 1024 * 1024,
         "theme": build_theme(),

@@ -23,10 +23,13 @@ from gradio.data_classes import ImageData
 from gradio.utils import get_upload_folder
 from PIL import Image
 
+from melasma.access import AccessDenied
+from melasma.errors import UserError
+
 #: What the project raises for a refusal a user can act on: every data, model, job and annotation error
-#: is a ValueError subclass (DatasetError, CheckpointError, LimitError, AnnotationError, ...) and the
-#: role checks raise AccessDenied, a PermissionError.
-USER_ERRORS: tuple[type[Exception], ...] = (ValueError, PermissionError)
+#: is a UserError (DatasetError, CheckpointError, LimitError, AnnotationError, ...) and the role checks
+#: raise AccessDenied. Any other ValueError is a bug: logged with its traceback, not shown as a refusal.
+USER_ERRORS: tuple[type[Exception], ...] = (UserError, AccessDenied)
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")

@@ -18,6 +18,7 @@ import gradio as gr
 from PIL import Image
 
 from melasma.data.images import load_image
+from melasma.errors import UserError
 from melasma.explain import views
 from melasma.explain.methods import TABLE
 from melasma.face_reading import FaceReading, read_face
@@ -136,7 +137,7 @@ class PredictTab:
             raise gr.Error(f"Unknown checkpoint {checkpoint!r}: press the refresh button and choose one.")
         try:
             return get_predictor(directory)
-        except ValueError as error:
+        except UserError as error:
             raise gr.Error(f"Cannot load checkpoint {checkpoint}: {error}") from None
 
     def predict(self, image: str | None, checkpoint: str | None) -> tuple[dict[str, float], dict[str, float]]:
@@ -145,7 +146,7 @@ class PredictTab:
         predictor = self.predictor(checkpoint)
         try:
             result = predictor.predict(image)
-        except ValueError as error:
+        except UserError as error:
             raise _user_error(error, image) from None
         return result.probabilities, result.latency_ms
 
@@ -157,7 +158,7 @@ class PredictTab:
         predictor = self.predictor(checkpoint)
         try:
             return predictor.explain(image, method).figure()
-        except ValueError as error:
+        except UserError as error:
             raise _user_error(error, image) from None
 
     def analyse(self, image: str | None, checkpoint: str | None, latency: dict[str, float] | None) -> Shown:
@@ -169,7 +170,7 @@ class PredictTab:
         predictor = self.predictor(checkpoint)
         try:
             explanations = predictor.explain_all(predictor.decode(image, draft=DISPLAY_MAX))
-        except ValueError as error:
+        except UserError as error:
             raise _user_error(error, image) from None
         reading = read_face(explanations.photo, explanations.maps)
         steps = {f"predict: {k}": v for k, v in (latency or {}).items() if k != "total"}
@@ -203,7 +204,7 @@ class PredictTab:
         image = _require_photo(image)
         try:
             photo = fit_display(load_image(image, draft=(DISPLAY_MAX, DISPLAY_MAX)))
-        except ValueError as error:
+        except UserError as error:
             raise _user_error(error, image) from None
         reading = read_face(photo)
         return reading.details, (reading.outlines, reading.overlay)

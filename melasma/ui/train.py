@@ -25,6 +25,7 @@ from PIL import Image
 from melasma.access import AccessDenied, Role, require, require_job_owner, role_of, train_role
 from melasma.data.clear import without_clear
 from melasma.data.manifest import load_dataset
+from melasma.errors import UserError
 from melasma.jobs import JobNotFoundError, JobRunner, JobStatus
 from melasma.jobs.datapath import training_data
 from melasma.jobs.limits import TrainingLimits
@@ -69,14 +70,14 @@ def parse_archs(archs: list[str] | None, extra: str | None) -> list[str]:
 
 def _number(value: float | None, name: str, *, integer: bool = True) -> int | float:
     if value is None:
-        raise ValueError(f"{name} is required")
+        raise UserError(f"{name} is required")
     if integer and float(value) != int(value):
-        raise ValueError(f"{name} must be a whole number, got {value}")
+        raise UserError(f"{name} must be a whole number, got {value}")
     return int(value) if integer else float(value)
 
 
 def config_value(name: str, shown: Any, data_dir: Path) -> Any:
-    """The TrainConfig value of form field `name` from what the form shows; ValueError for a missing or
+    """The TrainConfig value of form field `name` from what the form shows; UserError for a missing or
     invalid one. A weights file must lie inside `data_dir` (DataPathError)."""
     label = FORM_FIELDS[name]
     if name in WHOLE_NUMBERS or name == "lr":
@@ -96,22 +97,22 @@ def shown_value(name: str, value: Any) -> Any:
 
 def make_config(data: str, archs: list[str], values: Mapping[str, Any], *, data_dir: Path) -> TrainConfig:
     """A TrainConfig from the form: the data set, the architectures and the `FORM_FIELDS` values keyed
-    by TrainConfig field name; ValueError for a missing or invalid one. The data set and a weights file
+    by TrainConfig field name; UserError for a missing or invalid one. The data set and a weights file
     must lie inside `data_dir` (DataPathError, one message whatever the path names)."""
     if not (data or "").strip():
-        raise ValueError("choose a data set: the demo set, the Annotate export or a path")
+        raise UserError("choose a data set: the demo set, the Annotate export or a path")
     return TrainConfig(data=training_data(data, data_dir), archs=tuple(archs),
                        **{name: config_value(name, values.get(name), data_dir) for name in FORM_FIELDS})
 
 
 def require_usable_data(config: TrainConfig) -> None:
-    """Refuse (ValueError, with the reason) a data set the training could not read, before anything is
+    """Refuse (UserError, with the reason) a data set the training could not read, before anything is
     queued: a missing manifest, missing photos, an empty class."""
     try:
         load_dataset(config.data, seed=config.seed, cutoffs=config.cutoffs,
                      allow_patient_overlap=config.allow_patient_overlap)
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{UNUSABLE} {error}") from error
+    except (UserError, OSError) as error:
+        raise UserError(f"{UNUSABLE} {error}") from error
 
 
 def _headline(status: JobStatus) -> str:
@@ -223,7 +224,7 @@ class TrainTab:
     def cancel_training(self, job_id: str | None, request: gr.Request) -> str:
         """Cancel a training job (its owner or a coordinator); returns its state now."""
         if not job_id:
-            raise ValueError("no job selected")
+            raise UserError("no job selected")
         user = require_job_owner(_user(request), self.settings)
         owner = self.runner.store.get(job_id).submitted_by
         if role_of(user, self.settings) is not Role.COORDINATOR and (user is None or user != owner):
@@ -252,7 +253,7 @@ class TrainTab:
         try:
             return data_summary(training_data(path, self.settings.data_dir),
                                 config_value("cutoffs", cutoffs, self.settings.data_dir))
-        except ValueError as error:
+        except UserError as error:
             return plain_markdown(str(error))
 
     def select(self, job_id: str | None = None) -> gr.Dropdown:

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from melasma.data.manifest import load_dataset
 from melasma.data.splits import patient_id_warning
+from melasma.errors import UserError
 from melasma.masi import DEFAULT_CUTOFFS, SEVERITIES
 from melasma.training.report import TABLE_COLUMNS
 
@@ -118,7 +119,7 @@ def data_summary(path: str | Path, cutoffs: tuple[float, float] | None = None) -
     and what to do about an empty or tiny class; the data-set error when it cannot be read."""
     try:
         table = load_dataset(path, cutoffs=cutoffs)
-    except (ValueError, OSError) as error:
+    except (UserError, OSError) as error:
         text = f"**This data set cannot be used yet:** {plain_markdown(str(error))}"
         if "no images for class" in str(error):
             text += "\n\n" + EMPTY_CLASS_ADVICE
