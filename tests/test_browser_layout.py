@@ -116,6 +116,9 @@ def test_laptop_and_phone_layout(page: Page, tmp_path: Path) -> None:
         page.wait_for_timeout(2_000)  # a second pop-up would have come by now
         expect(page.locator(".toast-body")).to_have_count(1)  # said once
         page.locator(".toast-body button").first.click()  # read: closed before the phone screenshot
+        expect(page.locator(".toast-body")).to_have_count(0)
+        page.locator("input[type=file][accept='image/*']").set_input_files(str(photo))  # the phone shows a reading
+        expect(heatmaps).to_have_count(3)
 
         page.set_viewport_size({"width": PHONE[0], "height": PHONE[1]})
         page.evaluate("window.scrollTo(0, 0)")
