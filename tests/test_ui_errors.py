@@ -104,3 +104,43 @@ def test_the_wrapper_keeps_what_gradio_reads() -> None:
     wrapped = user_errors(handler)
     assert inspect.signature(wrapped) == inspect.signature(handler)
     assert wrapped.__doc__ == handler.__doc__ and wrapped("j", None) == {"job_id": "j"}
+
+
+def test_every_handler_of_the_app_gets_what_gradio_injects(tmp_path: Path) -> None:
+    """Each positional parameter beyond the event's inputs must carry a type hint Gradio resolves to one it
+    injects (gr.Request, gr.SelectData, ...): an unresolvable hint left the signed-in user's request None
+    for the page-load Landing (wrapped as an object, its dataclass fields' annotations hid __call__'s)."""
+    from gradio import utils
+
+    from melasma.settings import Settings
+    from melasma.ui.app import build_app
+
+    demo = build_app(Settings(data_dir=tmp_path, auth=(("boss", "pw"), ("ann", "pw")), coordinators=("boss",),
+                              raters=("ann", "bob")))
+    starved = []
+    for block_fn in demo.fns.values():
+        if block_fn.fn is None:
+            continue
+        hints = utils.get_type_hints(block_fn.fn)
+        positional = [p for p in inspect.signature(block_fn.fn).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+        injected = [p for p in positional if utils.is_special_typed_parameter(p.name, hints)]
+        if len(positional) - len(injected) > len(block_fn.inputs):
+            starved.append(f"{block_fn.name}: {[p.name for p in positional]} from {len(block_fn.inputs)} inputs")
+    assert not starved
+
+
+def test_a_signed_in_rater_keeps_the_first_tab_through_gradio(tmp_path: Path) -> None:
+    """The page-load handler as Gradio calls it (special_args injects the request), not called by hand."""
+    from gradio.helpers import special_args
+
+    from melasma.settings import Settings
+    from melasma.ui.landing import PREDICT_TAB, Landing
+
+    settings = Settings(data_dir=tmp_path, auth=(("boss", "pw"), ("ann", "pw"), ("eve", "pw")), coordinators=("boss",),
+                        raters=("ann", "bob"))
+    handler = user_errors(Landing(settings))
+    for user, lands_on_predict in (("ann", False), ("boss", False), ("eve", True)):
+        arguments, *_ = special_args(handler, [], gr.Request(username=user))
+        chosen = handler(*arguments)
+        assert (isinstance(chosen, gr.Tabs) and chosen.selected == PREDICT_TAB) is lands_on_predict, user

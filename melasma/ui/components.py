@@ -61,8 +61,11 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
     client ever gets an error without a message."""
     if getattr(fn, "user_errors", False):
         return fn
+    # A callable object's metadata is its __call__'s: Gradio reads the wrapper's type hints (through
+    # __wrapped__) to inject gr.Request, and an object's own annotations (its fields) would hide them.
+    described = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else fn.__call__  # type: ignore[operator]
 
-    @functools.wraps(fn)
+    @functools.wraps(described)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)

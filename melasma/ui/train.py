@@ -149,7 +149,7 @@ def _user(request: gr.Request | None) -> str | None:
     return getattr(request, "username", None) if request is not None else None
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainTab:
     """The tab's state, components and handlers. `config_fields` maps each `FORM_FIELDS` TrainConfig field to
     its component (one mapping builds the config and fills the form); `finished_run` holds the run
