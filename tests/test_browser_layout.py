@@ -112,6 +112,7 @@ def test_laptop_and_phone_layout(page: Page, tmp_path: Path) -> None:
         page.locator("input[type=file][accept='image/*']").set_input_files(str(fake))
         expect(page.locator(".toast-body.error")).to_contain_text("holiday.jpg: not a recognised image file")
         expect(heatmaps).to_have_count(0)  # a refused photo leaves nothing of the one before
+        expect(page.locator("#predict-photo img")).to_have_count(0)  # nor itself, as a broken picture
         expect(regions).not_to_contain_text("forehead")
         page.wait_for_timeout(2_000)  # a second pop-up would have come by now
         expect(page.locator(".toast-body")).to_have_count(1)  # said once

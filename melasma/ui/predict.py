@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from melasma.data.images import load_image
+from melasma.data.images import ImageLoadError, load_image, read_header
 from melasma.errors import UserError
 from melasma.explain import views
 from melasma.explain.methods import TABLE
@@ -58,6 +58,15 @@ def _require_photo(image: str | None) -> str:
 def _user_error(error: ValueError, image: str) -> gr.Error:
     """A clear message (e.g. the data layer's) naming the upload's file, not its server path."""
     return gr.Error(str(error).replace(image, Path(image).name))
+
+
+def _readable(image: str) -> bool:
+    """Whether the file's header reads as an allowed image within the caps (no pixels decoded)."""
+    try:
+        read_header(image)
+    except ImageLoadError:
+        return False
+    return True
 
 
 def labelled_choices(runs_dir: Path) -> list[tuple[str, str]]:
@@ -191,11 +200,14 @@ class PredictTab:
             shown[self.scales[method]] = views.colour_scale_html(explanations.maps[method], method)
         return shown
 
-    def cleared(self) -> Shown:
-        """After a refused photo: nothing of the photo before (severity, notice, MASI, heatmaps and their
-        scales, regions, latency)."""
+    def cleared(self, image: str | None) -> Shown:
+        """After a refusal: nothing of the photo before (severity, notice, MASI, heatmaps and their
+        scales, regions, latency); a file that is not a readable image leaves the input too, rather than
+        staying there as a broken picture."""
         shown: Shown = {self.severity: gr.Label(value=None, visible=False)}
         shown.update({component: None for component in self.analysis if component is not self.severity})
+        if image and not _readable(image):
+            shown[self.image] = None
         return shown
 
     def regions(self, image: str | None) -> tuple[dict[str, object], tuple[Image.Image, Image.Image]]:
@@ -283,7 +295,7 @@ def wire(tab: PredictTab) -> None:
         [tab.run.click, tab.image.upload], user_errors(tab.predict), [tab.image, tab.checkpoint],
         [tab.cnn_output, tab.latency], api_name="predict",
     )
-    predicted.failure(tab.cleared, None, tab.analysis, **quiet)
+    predicted.failure(tab.cleared, [tab.image], [*tab.analysis, tab.image], **quiet)
     predicted.success(user_errors(tab.analyse), [tab.image, tab.checkpoint, tab.latency], tab.analysis,
                       api_visibility="private")
     gr.on([tab.show.click, tab.method.change], user_errors(tab.explain), [tab.image, tab.checkpoint, tab.method],
