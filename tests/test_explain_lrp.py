@@ -217,8 +217,8 @@ def test_relevance_at_224_px_on_real_photos(arch: str, roboflow_dir) -> None:
 
 @pytest.mark.realdata
 def test_the_trained_demo_checkpoint_conserves_on_real_photos(roboflow_dir) -> None:
-    """Trained weights: the demo checkpoint (GoogLeNet, its 64 px) on ten real photos (measured
-    0.99999 each)."""
+    """Trained weights: the demo checkpoint (EfficientNet-Lite0, 224 px) on ten real photos (measured
+    0.99953-0.99970)."""
     import numpy as np
 
     from melasma.data.images import load_array
