@@ -3,7 +3,7 @@ chromium): the whole rating photo and "Show region outlines" beside the form wit
 latency table shows its ms column and its region table its last column; a refused photo gives one pop-up
 and clears the photo before; the adjudication tables have headers even when empty; the Patients tables
 read as tables (headers broken between words only, cells not editable); on a phone every tab is in the tab
-bar. Writes two screenshots (rating screen at 1366 x 768, Predict at 390 x 844) into MELASMA_SCREENSHOTS,
+bar; an upload past the hourly budget is refused with a pop-up and clears the photo before. Writes two screenshots (rating screen at 1366 x 768, Predict at 390 x 844) into MELASMA_SCREENSHOTS,
 if set."""
 
 from __future__ import annotations
@@ -155,3 +155,27 @@ def test_patients_tables_read_as_tables(page: Page, tmp_path: Path) -> None:
         page.keyboard.type("edited")
         expect(visits.locator("tbody input, tbody textarea")).to_have_count(0)  # read-only: no editor opens
         expect(visits).not_to_contain_text("edited")
+
+
+def test_an_upload_past_the_budget_clears_the_photo_before(page: Page, tmp_path: Path) -> None:
+    """The upload budget refuses a photo before any handler runs (HTTP 413): the page says why and keeps
+    nothing of the photo before (the input's emptying clears the analysis)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    photos = []
+    for index in range(2):  # about 0.57 MB each: the second one passes the 1 MB hourly budget
+        photos.append(tmp_path / f"noise{index}.jpg")
+        Image.fromarray(rng.integers(0, 255, (700, 900, 3), dtype=np.uint8)).save(photos[-1], quality=90)
+    assert all(500_000 < photo.stat().st_size < 1_000_000 for photo in photos)
+    with live_app(tmp_path / "data", max_upload_mb=1, upload_budget_mb_per_user=1, upload_budget_mb=1) as (url, _):
+        page.goto(url)
+        page.get_by_role("tab", name="Predict", exact=True).click()
+        latency = page.locator("#predict-latency")
+        page.locator("input[type=file][accept='image/*']").set_input_files(str(photos[0]))
+        expect(latency).to_contain_text("total")
+        page.locator("input[type=file][accept='image/*']").set_input_files(str(photos[1]))
+        expect(page.locator(".toast-body.error")).to_contain_text("per person per hour")
+        expect(latency).not_to_contain_text("total")
+        expect(page.locator("#predict-photo img")).to_have_count(0)

@@ -210,6 +210,11 @@ class PredictTab:
             shown[self.image] = None
         return shown
 
+    def emptied(self, image: str | None) -> Shown:
+        """When the photo input empties (its clear button, or an upload the server refused before any
+        handler ran: the upload budget): nothing of the photo before stays."""
+        return self.cleared(None) if image is None else {component: gr.skip() for component in self.analysis}
+
     def regions(self, image: str | None) -> tuple[dict[str, object], tuple[Image.Image, Image.Image]]:
         """The four MASI regions of a photo and their lesion measures (JSON), and the outlines
         without and with the lesion map."""
@@ -296,6 +301,7 @@ def wire(tab: PredictTab) -> None:
         [tab.cnn_output, tab.latency], api_name="predict",
     )
     predicted.failure(tab.cleared, [tab.image], [*tab.analysis, tab.image], **quiet)
+    tab.image.change(tab.emptied, [tab.image], tab.analysis, **quiet)
     predicted.success(user_errors(tab.analyse), [tab.image, tab.checkpoint, tab.latency], tab.analysis,
                       api_visibility="private")
     gr.on([tab.show.click, tab.method.change], user_errors(tab.explain), [tab.image, tab.checkpoint, tab.method],
