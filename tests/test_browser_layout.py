@@ -3,8 +3,8 @@ chromium): the whole rating photo and "Show region outlines" beside the form wit
 latency table shows its ms column and its region table its last column; a refused photo gives one pop-up
 and clears the photo before; the adjudication tables have headers even when empty; the Patients tables
 read as tables (headers broken between words only, cells not editable); on a phone every tab is in the tab
-bar; an upload past the hourly budget is refused with a pop-up and clears the photo before. Writes two screenshots (rating screen at 1366 x 768, Predict at 390 x 844) into MELASMA_SCREENSHOTS,
-if set."""
+bar; an upload past the hourly budget is refused with a pop-up and clears the photo before. Writes two
+screenshots (rating screen at 1366 x 768, Predict at 390 x 844) into MELASMA_SCREENSHOTS, if set."""
 
 from __future__ import annotations
 
